@@ -1,0 +1,3 @@
+//! The token authority binary (built in the next step).
+
+fn main() {}

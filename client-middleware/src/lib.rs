@@ -1,0 +1,1 @@
+//! Tower middleware for the token service (built in a later step).

@@ -1,0 +1,265 @@
+//! The Redis key schema, in one screen.
+//!
+//! `P` is the configured prefix (namespace), `T` a subject's tag
+//! ([`SubjectTag`], 14 base64url characters), `D` a token digest (32 raw
+//! bytes, SHA-256 of the token text):
+//!
+//! | key               | type   | holds                                     | TTL                        |
+//! |-------------------|--------|-------------------------------------------|----------------------------|
+//! | `P tok:{T}:D`     | string | the token's record ([`crate::codec`])     | the token's lifetime       |
+//! | `P idx:{T}`       | zset   | the subject's live tokens ([`IndexMember`], score = expiry ms) | its longest-lived entry |
+//! | `P gen:{T}`       | string | revocation generation of the subject      | [`GENERATION_TTL`]         |
+//!
+//! (written without the space: `ts:tok:{T}:D`.) `{T}` is a Redis Cluster
+//! hash tag: all keys of one subject live in one slot, so every script that
+//! touches a token and its subject's index runs on one node. A token carries
+//! `T`, so a token client finds the key from the token alone, with one `GET`,
+//! and its read-only ACL user needs nothing but `%R~P tok:*`.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::token::{SubjectTag, TokenDigest, TokenKind};
+
+/// How long a subject's revocation generation is remembered after a
+/// sign-out-everywhere: longer than any grant takes from checking
+/// credentials to issuing (see [`crate::TokenWriter::generation`]).
+pub const GENERATION_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The namespace in front of every key, so one Redis can serve several
+/// deployments.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+/// A prefix that would break the key schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "key prefix must be 1 to 64 printable ASCII characters without spaces, `{{`, `}}` or `*` \
+     (for example `ts:`)"
+)]
+pub struct KeyPrefixError;
+
+impl KeyPrefix {
+    /// Checks and wraps a prefix: 1–64 printable ASCII characters without
+    /// space, braces (they would become the cluster hash tag) or `*` (it
+    /// would widen ACL patterns).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyPrefixError`] otherwise.
+    pub fn new(prefix: impl Into<String>) -> Result<Self, KeyPrefixError> {
+        let prefix = prefix.into();
+        let valid = (1..=64).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b'{' | b'}' | b'*'));
+        if valid {
+            Ok(Self(prefix))
+        } else {
+            Err(KeyPrefixError)
+        }
+    }
+
+    /// The prefix text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `P tok:{T}:` — everything of a token key but the digest.
+    #[must_use]
+    pub fn token_key_prefix(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}tok:{{{}}}:", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P tok:{T}:D` — a token's record.
+    #[must_use]
+    pub fn token(&self, tag: &SubjectTag, digest: &TokenDigest) -> Vec<u8> {
+        let mut key = self.token_key_prefix(tag);
+        key.extend_from_slice(digest.as_bytes());
+        key
+    }
+
+    /// `P idx:{T}` — a subject's index of live tokens.
+    #[must_use]
+    pub fn index(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}idx:{{{}}}", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P gen:{T}` — a subject's revocation generation.
+    #[must_use]
+    pub fn generation(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}gen:{{{}}}", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P tok:*` — the ACL key pattern a token client's read-only user needs.
+    #[must_use]
+    pub fn token_pattern(&self) -> String {
+        format!("{}tok:*", self.0)
+    }
+}
+
+impl Default for KeyPrefix {
+    /// `ts:`
+    fn default() -> Self {
+        Self("ts:".to_owned())
+    }
+}
+
+impl fmt::Debug for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPrefix({:?})", self.0)
+    }
+}
+
+impl fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an index entry says about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A live access token.
+    Access,
+    /// A live refresh token (the current one of its family).
+    Refresh,
+    /// A refresh token that was already rotated: presenting it again is
+    /// reuse, and revokes its family.
+    UsedRefresh,
+}
+
+impl EntryKind {
+    const fn byte(self) -> u8 {
+        match self {
+            Self::Access => b'a',
+            Self::Refresh => b'r',
+            Self::UsedRefresh => b'u',
+        }
+    }
+
+    /// The entry kind of a live token of `kind`.
+    #[must_use]
+    pub const fn live(kind: TokenKind) -> Self {
+        match kind {
+            TokenKind::Access => Self::Access,
+            TokenKind::Refresh => Self::Refresh,
+        }
+    }
+}
+
+/// One member of a subject's index: `family (16) ‖ kind (1) ‖ digest (32)`,
+/// 49 raw bytes, short enough for Redis's compact listpack encoding.
+///
+/// The layout is shared with the Lua scripts, which slice it by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexMember {
+    /// The token's family.
+    pub family: Uuid,
+    /// What kind of entry.
+    pub kind: EntryKind,
+    /// The token's digest.
+    pub digest: TokenDigest,
+}
+
+/// Length of an encoded [`IndexMember`].
+pub const INDEX_MEMBER_LEN: usize = 49;
+
+impl IndexMember {
+    /// The member's bytes.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(INDEX_MEMBER_LEN);
+        out.extend_from_slice(self.family.as_bytes());
+        out.push(self.kind.byte());
+        out.extend_from_slice(self.digest.as_bytes());
+        out
+    }
+
+    /// Reads a member back; `None` for anything that is not one.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != INDEX_MEMBER_LEN {
+            return None;
+        }
+        let family = Uuid::from_slice(&bytes[..16]).ok()?;
+        let kind = match bytes[16] {
+            b'a' => EntryKind::Access,
+            b'r' => EntryKind::Refresh,
+            b'u' => EntryKind::UsedRefresh,
+            _ => return None,
+        };
+        let mut digest = [0_u8; 32];
+        digest.copy_from_slice(&bytes[17..]);
+        Some(Self {
+            family,
+            kind,
+            digest: TokenDigest::from_bytes(digest),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys of one subject share one hash tag; the schema is what the module
+    /// documentation says.
+    #[test]
+    fn keys_share_the_subject_hash_tag() {
+        let prefix = KeyPrefix::new("app1:").expect("valid");
+        let tag = SubjectTag::of("alice");
+        let digest = TokenDigest::of("t");
+        let tag_text = tag.to_key_text();
+        let token = prefix.token(&tag, &digest);
+        assert!(token.starts_with(format!("app1:tok:{{{tag_text}}}:").as_bytes()));
+        assert!(token.ends_with(digest.as_bytes()));
+        assert_eq!(
+            prefix.index(&tag),
+            format!("app1:idx:{{{tag_text}}}").into_bytes()
+        );
+        assert_eq!(
+            prefix.generation(&tag),
+            format!("app1:gen:{{{tag_text}}}").into_bytes()
+        );
+        assert_eq!(prefix.token_pattern(), "app1:tok:*");
+    }
+
+    /// Prefixes that would break hash tags, ACL patterns or the protocol are
+    /// refused.
+    #[test]
+    fn prefix_validation() {
+        for bad in [
+            "",
+            "a{b",
+            "a}b",
+            "a*",
+            "has space",
+            "new\nline",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(KeyPrefix::new(bad), Err(KeyPrefixError), "{bad:?}");
+        }
+        assert!(KeyPrefix::new("tenant-a/tokens:").is_ok());
+        assert_eq!(KeyPrefix::default().as_str(), "ts:");
+    }
+
+    /// Members round-trip and have the fixed layout the scripts rely on.
+    #[test]
+    fn index_member_layout() {
+        let member = IndexMember {
+            family: Uuid::from_u128(0x0102),
+            kind: EntryKind::UsedRefresh,
+            digest: TokenDigest::of("t"),
+        };
+        let bytes = member.encode();
+        assert_eq!(bytes.len(), INDEX_MEMBER_LEN);
+        assert_eq!(&bytes[..16], Uuid::from_u128(0x0102).as_bytes());
+        assert_eq!(bytes[16], b'u');
+        assert_eq!(&bytes[17..], TokenDigest::of("t").as_bytes());
+        assert_eq!(IndexMember::decode(&bytes), Some(member));
+        assert_eq!(IndexMember::decode(&bytes[1..]), None);
+    }
+}

@@ -1,0 +1,80 @@
+//! The token service's shared data model and stores.
+//!
+//! The authority issues opaque [`Token`]s and records them here; every token
+//! client (the middleware in downstream services) looks them up here,
+//! read-only. A token is 256 random bits with a kind prefix and a checksum
+//! ([`token`]); the store never sees the token itself, only its SHA-256
+//! digest, so a copy of the data grants nothing.
+//!
+//! Two capabilities, two traits: [`TokenReader`] looks tokens up;
+//! [`TokenWriter`] (the authority's) issues, rotates and revokes them. Two
+//! implementations: [`RedisStore`] / [`RedisTokenReader`] (the product,
+//! feature `redis`, on by default) and [`MemoryStore`] (for tests).
+//!
+//! ```
+//! use std::time::Duration;
+//! use token_repository::{Grant, MemoryStore, Scopes, Token, TokenReader, TokenWriter};
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # runtime.block_on(async {
+//! let store = MemoryStore::new();
+//! let grant = Grant {
+//!     subject: "7d1c1d5e-5b8a-4a8e-9d9e-3c1f0b1f7f00".into(),
+//!     username: "alice".into(),
+//!     name: Some("Alice".into()),
+//!     email: None,
+//!     scopes: Scopes::parse("read write").unwrap(),
+//!     client_id: Some("web".into()),
+//!     access_ttl: Duration::from_secs(900),
+//!     refresh_ttl: Some(Duration::from_secs(86_400)),
+//! };
+//! let minted = grant.mint().unwrap();
+//! store.issue(&minted, None).await.unwrap();
+//!
+//! // A resource server receives the text and checks it.
+//! let text = minted.access.token.expose_secret().to_owned();
+//! let token = Token::parse(&text).unwrap(); // format and checksum, no I/O
+//! let record = store.lookup(&token).await.unwrap().expect("live");
+//! assert!(record.scopes.contains("write"));
+//!
+//! store.revoke_all(&record.subject).await.unwrap();
+//! assert!(store.lookup(&token).await.unwrap().is_none());
+//! # });
+//! ```
+//!
+//! # Layout
+//!
+//! - [`token`]: generating, formatting, parsing and digesting tokens.
+//! - [`scope`]: RFC 6749 scope sets.
+//! - [`record`]: [`TokenRecord`], what is known about a token, and [`Timestamp`].
+//! - [`codec`]: the compact, versioned stored form of a record.
+//! - [`keys`]: the Redis key schema (prefix, hash tags, index members).
+//! - [`store`]: the [`TokenReader`] / [`TokenWriter`] traits and what they
+//!   take and answer ([`Grant`], [`Minted`], [`Rotation`], …).
+//! - [`memory`]: the in-memory store, [`MemoryStore`].
+//! - `redis` (feature `redis`): [`RedisStore`], [`RedisTokenReader`],
+//!   [`RedisConfig`].
+//! - [`error`]: [`Error`] and [`Result`].
+
+pub mod codec;
+pub mod error;
+pub mod keys;
+pub mod memory;
+pub mod record;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod scope;
+pub mod store;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use keys::KeyPrefix;
+pub use memory::MemoryStore;
+pub use record::{Timestamp, TokenRecord};
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisStore, RedisTokenReader};
+pub use scope::{ScopeError, Scopes};
+pub use store::{
+    Generation, Grant, Minted, NewToken, RefreshState, Rotation, TokenReader, TokenWriter,
+};
+pub use token::{FormatError, SubjectTag, Token, TokenDigest, TokenKind};

@@ -1,0 +1,120 @@
+//! How to reach Redis: [`RedisConfig`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::keys::KeyPrefix;
+
+/// Where the store's Redis is and how patient to be with it.
+///
+/// `Debug` hides the password of the URL.
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub(crate) url: String,
+    pub(crate) prefix: KeyPrefix,
+    pub(crate) pool_size: usize,
+    pub(crate) timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Default number of pooled connections.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+    /// Default bound on one store operation, connecting included.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// A configuration for `url` (`redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` for TLS), with the default prefix `ts:`, pool size and
+    /// timeout.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: KeyPrefix::default(),
+            pool_size: Self::DEFAULT_POOL_SIZE,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The key prefix (namespace) shared by the authority and its clients.
+    #[must_use]
+    pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// The number of pooled connections (at least 1).
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// The longest any one operation may take, waiting for a connection and
+    /// connecting included. Past it the operation fails with
+    /// [`crate::Error::Timeout`]: callers fail closed instead of hanging.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The configured key prefix.
+    #[must_use]
+    pub fn key_prefix(&self) -> &KeyPrefix {
+        &self.prefix
+    }
+
+    /// The configured timeout.
+    #[must_use]
+    pub fn operation_timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `redis://user:secret@host/` → `redis://user:***@host/`, for logs.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable url>".to_owned();
+    };
+    // The last `@` ends the credentials, whatever an unencoded password holds.
+    match rest.rsplit_once('@') {
+        Some((credentials, host_and_path)) => {
+            let user = credentials.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host_and_path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Passwords in URLs never reach logs through Debug.
+    #[test]
+    fn debug_redacts_the_password() {
+        let config = RedisConfig::new("redis://validator:s3cret-pass@10.0.0.1:6379/0");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        assert!(
+            shown.contains("redis://validator:***@10.0.0.1:6379/0"),
+            "{shown}"
+        );
+        assert_eq!(redact_url("redis://:pw@host/"), "redis://:***@host/");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("not a url"), "<unparseable url>");
+        assert_eq!(redact_url("redis://u:p/w@d@host/1"), "redis://u:***@host/1");
+    }
+}

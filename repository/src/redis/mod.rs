@@ -1,0 +1,498 @@
+//! The Redis store: [`RedisStore`] (the authority's reader and writer) and
+//! [`RedisTokenReader`] (what token clients get: lookups only).
+//!
+//! Connections come from a deadpool-redis pool whose wait, create and
+//! recycle timeouts, and whose connections' connect and response timeouts,
+//! are all the configured operation timeout; every operation as a whole is
+//! bounded by it too. A broken connection is discarded when the pool
+//! recycles it (a PING), so the store recovers by itself when Redis comes
+//! back.
+
+mod config;
+mod scripts;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
+use redis::{AsyncConnectionConfig, Value};
+use uuid::Uuid;
+
+pub use self::config::{RedisConfig, redact_url};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};
+use crate::record::{Timestamp, TokenRecord};
+use crate::store::{
+    Generation, Minted, RefreshState, Rotation, TokenReader, TokenWriter, USED_REFRESH_MEMORY,
+};
+use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
+
+/// The shared connection machinery of the store and the reader.
+struct Inner {
+    pool: Pool,
+    prefix: KeyPrefix,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("Inner")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("pool_size", &status.size)
+            .field("pool_max_size", &status.max_size)
+            .finish()
+    }
+}
+
+impl Inner {
+    fn new(config: &RedisConfig) -> Result<Self> {
+        let timeout = config.timeout;
+        let connection = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let manager = Manager::new_with_config(config.url.as_str(), connection)
+            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
+        let mut pool_config = PoolConfig::new(config.pool_size);
+        pool_config.timeouts = Timeouts {
+            wait: Some(timeout),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        };
+        let pool = Pool::builder(manager)
+            .config(pool_config)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| Error::Config(error.to_string()))?;
+        Ok(Self {
+            pool,
+            prefix: config.prefix.clone(),
+            timeout,
+        })
+    }
+
+    /// Runs `operation` with a pooled connection, bounded by the timeout.
+    async fn with_connection<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let attempt = async {
+            let connection = self.pool.get().await?;
+            operation(connection).await
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .map_err(|_| Error::Timeout(self.timeout))?
+    }
+
+    async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
+        let key = self.prefix.token(token.tag(), token.digest());
+        let value: Option<Vec<u8>> = self
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        value
+            .map(|bytes| decode_for(token, &bytes))
+            .transpose()
+            .map(Option::flatten)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.with_connection(|mut connection| async move {
+            let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Decodes the record stored for `token` and checks it belongs to it: the
+/// kind matches, the subject matches the token's tag, and it has not expired
+/// by this host's clock either.
+fn decode_for(token: &Token, bytes: &[u8]) -> Result<Option<TokenRecord>> {
+    let record = codec::decode(bytes, token.digest())?;
+    let belongs = record.kind == token.kind()
+        && &SubjectTag::of(&record.subject) == token.tag()
+        && record.is_live_at(Timestamp::now());
+    Ok(belongs.then_some(record))
+}
+
+/// The token store on Redis, for the authority: reads and writes.
+///
+/// Creating it does not connect; the first operation does (use
+/// [`TokenReader::ping`] to check at start-up). Cloning is cheap and shares
+/// the pool.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use token_repository::{KeyPrefix, RedisConfig, RedisStore, TokenReader};
+///
+/// # async fn example() -> token_repository::Result<()> {
+/// let store = RedisStore::new(
+///     RedisConfig::new("redis://authority:secret@127.0.0.1:6379/")
+///         .prefix(KeyPrefix::new("ts:").expect("valid prefix"))
+///         .timeout(Duration::from_millis(500)),
+/// )?;
+/// store.ping().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl RedisStore {
+    /// A store for `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unparseable URL.
+    pub fn new(config: RedisConfig) -> Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner::new(&config)?),
+        })
+    }
+
+    /// The key prefix in use.
+    #[must_use]
+    pub fn prefix(&self) -> &KeyPrefix {
+        &self.inner.prefix
+    }
+
+    /// Connection pool figures: (connections open, connections idle, tasks
+    /// waiting), for metrics.
+    #[must_use]
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let status = self.inner.pool.status();
+        (status.size, status.available, status.waiting)
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.inner
+            .with_connection(|mut connection| async move {
+                Ok(invocation.invoke_async(&mut connection).await?)
+            })
+            .await
+    }
+
+    async fn revoke_family_by_tag(&self, tag: &SubjectTag, family: Uuid) -> Result<usize> {
+        let prefix = &self.inner.prefix;
+        let mut invocation = scripts::REVOKE_FAMILY.prepare_invoke();
+        invocation
+            .key(prefix.index(tag))
+            .arg(prefix.token_key_prefix(tag))
+            .arg(family.as_bytes().as_slice());
+        self.script(invocation).await
+    }
+}
+
+/// Adds `(key, member, ttl, value)` of each minted token to an invocation:
+/// keys from the current key position, triplets from the current argument
+/// position.
+fn add_tokens(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    prefix: &KeyPrefix,
+    minted: &Minted,
+    now: Timestamp,
+) {
+    for new in minted.tokens() {
+        let member = IndexMember {
+            family: new.record.family,
+            kind: EntryKind::live(new.record.kind),
+            digest: *new.token.digest(),
+        };
+        let ttl_ms = now.until(new.record.expires_at).as_millis().max(1);
+        invocation
+            .key(prefix.token(new.token.tag(), new.token.digest()))
+            .arg(member.encode())
+            .arg(u64::try_from(ttl_ms).unwrap_or(u64::MAX))
+            .arg(codec::encode(&new.record));
+    }
+}
+
+/// Converts a reply value, reporting a mismatch as a Redis error.
+fn from_value<T: redis::FromRedisValue>(value: Value) -> Result<T> {
+    redis::from_redis_value(value).map_err(|error| Error::Redis(error.into()))
+}
+
+/// Reads a `{status, n}` script reply.
+fn status_and_count(value: Value) -> Result<(String, Value)> {
+    let mut items: Vec<Value> = from_value(value)?;
+    if items.len() != 2 {
+        return Err(Error::InvalidRequest("unexpected script reply"));
+    }
+    let payload = items.pop().unwrap_or(Value::Nil);
+    let status: String = from_value(items.pop().unwrap_or(Value::Nil))?;
+    Ok((status, payload))
+}
+
+fn count(value: Value) -> Result<usize> {
+    let n: i64 = from_value(value)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+#[async_trait]
+impl TokenReader for RedisStore {
+    async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
+        self.inner.lookup(token).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl TokenWriter for RedisStore {
+    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<()> {
+        let now = Timestamp::now();
+        minted.validate(now)?;
+        let prefix = &self.inner.prefix;
+        let tag = minted.access.token.tag();
+        let mut invocation = scripts::ISSUE.prepare_invoke();
+        invocation
+            .key(prefix.index(tag))
+            .key(prefix.generation(tag))
+            .arg(
+                guard
+                    .map(|generation| generation.0.to_string())
+                    .unwrap_or_default(),
+            );
+        add_tokens(&mut invocation, prefix, minted, now);
+        let status: String = self.script(invocation).await?;
+        match status.as_str() {
+            "ok" => Ok(()),
+            "superseded" => Err(Error::Superseded),
+            "collision" => Err(Error::Collision),
+            _ => Err(Error::InvalidRequest("unexpected script reply")),
+        }
+    }
+
+    async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState> {
+        if presented.kind() != TokenKind::Refresh {
+            return Err(Error::InvalidRequest("not a refresh token"));
+        }
+        let prefix = &self.inner.prefix;
+        let tag = presented.tag();
+        let mut invocation = scripts::INSPECT.prepare_invoke();
+        invocation
+            .key(prefix.index(tag))
+            .key(prefix.token(tag, presented.digest()))
+            .arg(prefix.token_key_prefix(tag))
+            .arg(presented.digest().as_bytes().as_slice());
+        let reply: Value = self.script(invocation).await?;
+        let (status, payload) = status_and_count(reply)?;
+        match status.as_str() {
+            "live" => {
+                let bytes: Vec<u8> = from_value(payload)?;
+                Ok(
+                    decode_for(presented, &bytes)?
+                        .map_or(RefreshState::Unknown, RefreshState::Live),
+                )
+            }
+            "reused" => Ok(RefreshState::Reused {
+                revoked: count(payload)?,
+            }),
+            _ => Ok(RefreshState::Unknown),
+        }
+    }
+
+    async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation> {
+        let now = Timestamp::now();
+        next.validate(now)?;
+        if presented.kind() != TokenKind::Refresh
+            || next.refresh.is_none()
+            || next.access.token.tag() != presented.tag()
+        {
+            return Err(Error::InvalidRequest(
+                "rotation needs a refresh token and a new pair for the same subject",
+            ));
+        }
+        let prefix = &self.inner.prefix;
+        let tag = presented.tag();
+        let mut invocation = scripts::ROTATE.prepare_invoke();
+        invocation
+            .key(prefix.index(tag))
+            .key(prefix.token(tag, presented.digest()))
+            .arg(prefix.token_key_prefix(tag))
+            .arg(presented.digest().as_bytes().as_slice())
+            .arg(next.family().as_bytes().as_slice())
+            .arg(USED_REFRESH_MEMORY);
+        add_tokens(&mut invocation, prefix, next, now);
+        let reply: Value = self.script(invocation).await?;
+        let (status, payload) = status_and_count(reply)?;
+        match status.as_str() {
+            "rotated" => Ok(Rotation::Rotated),
+            "reused" => Ok(Rotation::Reused {
+                revoked: count(payload)?,
+            }),
+            "unknown" => Ok(Rotation::Unknown),
+            "collision" => Err(Error::Collision),
+            "mismatch" => Err(Error::InvalidRequest(
+                "the new pair must continue the old family",
+            )),
+            _ => Err(Error::InvalidRequest("unexpected script reply")),
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<usize> {
+        let Some(record) = self.lookup(token).await? else {
+            return Ok(0);
+        };
+        match record.kind {
+            TokenKind::Refresh => self.revoke_family_by_tag(token.tag(), record.family).await,
+            TokenKind::Access => {
+                let prefix = &self.inner.prefix;
+                let member = IndexMember {
+                    family: record.family,
+                    kind: EntryKind::Access,
+                    digest: *token.digest(),
+                };
+                let mut invocation = scripts::REVOKE_TOKEN.prepare_invoke();
+                invocation
+                    .key(prefix.index(token.tag()))
+                    .key(prefix.token(token.tag(), token.digest()))
+                    .arg(member.encode());
+                self.script(invocation).await
+            }
+        }
+    }
+
+    async fn revoke_family(&self, subject: &str, family: Uuid) -> Result<usize> {
+        self.revoke_family_by_tag(&SubjectTag::of(subject), family)
+            .await
+    }
+
+    async fn revoke_all(&self, subject: &str) -> Result<usize> {
+        let prefix = &self.inner.prefix;
+        let tag = SubjectTag::of(subject);
+        let mut invocation = scripts::REVOKE_ALL.prepare_invoke();
+        invocation
+            .key(prefix.index(&tag))
+            .key(prefix.generation(&tag))
+            .arg(prefix.token_key_prefix(&tag))
+            .arg(Generation::next_random().0.to_string())
+            .arg(u64::try_from(GENERATION_TTL.as_millis()).unwrap_or(u64::MAX));
+        self.script(invocation).await
+    }
+
+    async fn list(&self, subject: &str) -> Result<Vec<TokenRecord>> {
+        let prefix = self.inner.prefix.clone();
+        let tag = SubjectTag::of(subject);
+        let index = prefix.index(&tag);
+        let found: Vec<(TokenDigest, Option<Vec<u8>>)> = self
+            .inner
+            .with_connection(|mut connection| async move {
+                let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut connection)
+                    .await?;
+                let digests: Vec<TokenDigest> = members
+                    .iter()
+                    .filter_map(|bytes| IndexMember::decode(bytes))
+                    .filter(|member| member.kind != EntryKind::UsedRefresh)
+                    .map(|member| member.digest)
+                    .collect();
+                if digests.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let keys: Vec<Vec<u8>> = digests
+                    .iter()
+                    .map(|digest| prefix.token(&tag, digest))
+                    .collect();
+                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(digests.into_iter().zip(values).collect())
+            })
+            .await?;
+        let now = Timestamp::now();
+        let mut records = Vec::with_capacity(found.len());
+        for (digest, value) in found {
+            let Some(bytes) = value else { continue };
+            let record = codec::decode(&bytes, &digest)?;
+            if record.subject == subject && record.is_live_at(now) {
+                records.push(record);
+            }
+        }
+        records.sort_by_key(|record| record.issued_at);
+        Ok(records)
+    }
+
+    async fn generation(&self, subject: &str) -> Result<Generation> {
+        let key = self.inner.prefix.generation(&SubjectTag::of(subject));
+        let value: Option<String> = self
+            .inner
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(Generation(
+            value.and_then(|text| text.parse().ok()).unwrap_or_default(),
+        ))
+    }
+}
+
+/// Token lookups on Redis, and nothing else: what a token client holds.
+///
+/// There is no way to write through it. Give it a Redis user that can only
+/// read token keys (see the README's ACL section) so Redis enforces the same.
+///
+/// ```no_run
+/// use token_repository::{RedisConfig, RedisTokenReader, TokenReader};
+///
+/// # async fn example() -> token_repository::Result<()> {
+/// let reader = RedisTokenReader::new(RedisConfig::new(
+///     "redis://token-client:secret@127.0.0.1:6379/",
+/// ))?;
+/// reader.ping().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisTokenReader {
+    inner: Arc<Inner>,
+}
+
+impl RedisTokenReader {
+    /// A reader for `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unparseable URL.
+    pub fn new(config: RedisConfig) -> Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner::new(&config)?),
+        })
+    }
+}
+
+#[async_trait]
+impl TokenReader for RedisTokenReader {
+    async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
+        self.inner.lookup(token).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}

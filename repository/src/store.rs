@@ -1,0 +1,327 @@
+//! The capabilities of a token store: [`TokenReader`] for everyone,
+//! [`TokenWriter`] for the authority alone.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::record::{Timestamp, TokenRecord};
+use crate::scope::Scopes;
+use crate::token::{SubjectTag, Token, TokenKind};
+
+/// Looks tokens up. This is all a token client (the middleware) can do: a
+/// reader has no method that writes, and in deployment its Redis user has no
+/// permission that writes either.
+#[async_trait]
+pub trait TokenReader: Send + Sync + fmt::Debug {
+    /// The record of a live token; `None` when the token is unknown, expired
+    /// or revoked (indistinguishable on purpose).
+    ///
+    /// # Errors
+    ///
+    /// Only when the store itself fails (see [`Error::is_unavailable`]);
+    /// callers must then fail closed.
+    async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>>;
+
+    /// Checks that the store answers (for readiness probes).
+    ///
+    /// # Errors
+    ///
+    /// When it does not.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Issues, rotates, lists and revokes tokens: the authority's capability.
+///
+/// Every operation on one subject is atomic with respect to the others: a
+/// [`revoke_all`](Self::revoke_all) racing with [`issue`](Self::issue) either
+/// revokes the new tokens or happens entirely before them, and never leaves a
+/// token that is live but missing from the subject's index.
+#[async_trait]
+pub trait TokenWriter: TokenReader {
+    /// Stores freshly minted tokens with their TTLs and indexes them under
+    /// their subject.
+    ///
+    /// With `guard`, refuses with [`Error::Superseded`] when the subject's
+    /// tokens were revoked since `guard` was read (see
+    /// [`generation`](Self::generation)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Collision`] when a token already exists (nothing is written,
+    /// nothing is overwritten), [`Error::Superseded`], or a store failure.
+    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<()>;
+
+    /// What a presented refresh token is: live (with its record), a reused
+    /// one (its family has just been revoked), or unknown. Call it before
+    /// minting the next pair with [`rotate`](Self::rotate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] for an access token, or a store failure.
+    async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState>;
+
+    /// Atomically retires a live refresh token and stores `next` (minted in
+    /// the same family) in its place. If the presented token has been used
+    /// in the meantime, this is reuse and the whole family is revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] when `next` belongs to another subject or
+    /// family, [`Error::Collision`], or a store failure.
+    async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation>;
+
+    /// Revokes one token. A refresh token takes its whole family with it
+    /// (RFC 7009 §2.1: the access tokens of the same grant go too). Answers
+    /// how many live tokens were removed (0 for an unknown token).
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    async fn revoke(&self, token: &Token) -> Result<usize>;
+
+    /// Revokes every token of one family of `subject` (sign out of one
+    /// session). Answers how many live tokens were removed.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    async fn revoke_family(&self, subject: &str, family: Uuid) -> Result<usize>;
+
+    /// Revokes every token of `subject` (sign out everywhere) and starts a
+    /// new revocation generation, so that grants which checked credentials
+    /// before this call cannot issue after it. Answers how many live tokens
+    /// were removed.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    async fn revoke_all(&self, subject: &str) -> Result<usize>;
+
+    /// The live tokens of `subject`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    async fn list(&self, subject: &str) -> Result<Vec<TokenRecord>>;
+
+    /// The subject's current revocation generation. Read it before checking
+    /// credentials and pass it to [`issue`](Self::issue): if a
+    /// sign-out-everywhere happens in between, the issue is refused.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    async fn generation(&self, subject: &str) -> Result<Generation>;
+}
+
+/// How many rotated refresh tokens per family are remembered for reuse
+/// detection. Presenting one of them revokes the family; older ones are
+/// merely unknown (and refused).
+pub const USED_REFRESH_MEMORY: usize = 4;
+
+/// A subject's revocation generation: changes with every
+/// [`TokenWriter::revoke_all`]. Opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Generation(pub(crate) u64);
+
+impl Generation {
+    /// A fresh random generation (never the initial one).
+    pub(crate) fn next_random() -> Self {
+        use rand::Rng as _;
+        Self(rand::rng().next_u64().max(1))
+    }
+}
+
+/// What [`TokenWriter::inspect_refresh`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshState {
+    /// A live refresh token.
+    Live(TokenRecord),
+    /// A refresh token that had already been rotated: presented again, it
+    /// may have been stolen. Its family (this many live tokens) has been
+    /// revoked.
+    Reused {
+        /// Live tokens removed with the family.
+        revoked: usize,
+    },
+    /// Unknown, expired, or revoked.
+    Unknown,
+}
+
+/// What [`TokenWriter::rotate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old refresh token is retired and the new tokens are stored.
+    Rotated,
+    /// The old token had been used meanwhile: its family is revoked and
+    /// nothing was issued.
+    Reused {
+        /// Live tokens removed with the family.
+        revoked: usize,
+    },
+    /// The old token is no longer known (expired or revoked meanwhile);
+    /// nothing was issued.
+    Unknown,
+}
+
+/// What to issue: the holder's details, scopes and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The holder's stable id.
+    pub subject: String,
+    /// The holder's login name.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// The client the tokens are issued to.
+    pub client_id: Option<String>,
+    /// Lifetime of the access token.
+    pub access_ttl: Duration,
+    /// Lifetime of the refresh token; `None` issues no refresh token.
+    pub refresh_ttl: Option<Duration>,
+}
+
+impl Grant {
+    /// Mints a new access token (and refresh token when configured) in a new
+    /// family, with fresh randomness. Nothing is stored yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Randomness`] when the OS generator fails.
+    pub fn mint(&self) -> Result<Minted> {
+        self.mint_in_family(Uuid::new_v4())
+    }
+
+    /// Mints the next pair of an existing family (refresh rotation).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Randomness`] when the OS generator fails.
+    pub fn mint_in_family(&self, family: Uuid) -> Result<Minted> {
+        if self.access_ttl.is_zero() || self.refresh_ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(Error::InvalidRequest("token lifetimes must be positive"));
+        }
+        let now = Timestamp::now();
+        let tag = SubjectTag::of(&self.subject);
+        let access = self.new_token(TokenKind::Access, &tag, family, now, self.access_ttl)?;
+        let refresh = self
+            .refresh_ttl
+            .map(|ttl| self.new_token(TokenKind::Refresh, &tag, family, now, ttl))
+            .transpose()?;
+        Ok(Minted { access, refresh })
+    }
+
+    fn new_token(
+        &self,
+        kind: TokenKind,
+        tag: &SubjectTag,
+        family: Uuid,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<NewToken> {
+        let token = Token::generate(kind, tag)?;
+        let record = TokenRecord {
+            id: token.id(),
+            kind,
+            subject: self.subject.clone(),
+            username: self.username.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            scopes: self.scopes.clone(),
+            client_id: self.client_id.clone(),
+            issued_at: now,
+            expires_at: now.saturating_add(ttl),
+            family,
+        };
+        Ok(NewToken { token, record })
+    }
+}
+
+/// A token and its record, minted but not yet stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The token, to hand to its holder once stored.
+    pub token: Token,
+    /// Its record.
+    pub record: TokenRecord,
+}
+
+impl NewToken {
+    /// Builds a new token from parts (for tests that need a specific token,
+    /// such as a deliberate collision).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] when the token and record disagree on kind,
+    /// subject or id.
+    pub fn from_parts(token: Token, record: TokenRecord) -> Result<Self> {
+        if token.kind() != record.kind
+            || token.tag() != &SubjectTag::of(&record.subject)
+            || token.id() != record.id
+        {
+            return Err(Error::InvalidRequest(
+                "token and record disagree on kind, subject or id",
+            ));
+        }
+        Ok(Self { token, record })
+    }
+}
+
+/// The tokens of one grant, minted together: an access token and, for
+/// grants that allow refreshing, a refresh token of the same family.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The access token.
+    pub access: NewToken,
+    /// The refresh token, when the grant has one.
+    pub refresh: Option<NewToken>,
+}
+
+impl Minted {
+    /// The subject both tokens belong to.
+    #[must_use]
+    pub fn subject(&self) -> &str {
+        &self.access.record.subject
+    }
+
+    /// The family both tokens belong to.
+    #[must_use]
+    pub fn family(&self) -> Uuid {
+        self.access.record.family
+    }
+
+    /// The tokens, access first.
+    pub fn tokens(&self) -> impl Iterator<Item = &NewToken> {
+        std::iter::once(&self.access).chain(self.refresh.as_ref())
+    }
+
+    /// Checks that the tokens are consistent (one subject, one family, the
+    /// right kinds, not already expired).
+    pub(crate) fn validate(&self, now: Timestamp) -> Result<()> {
+        let access = &self.access.record;
+        let consistent = access.kind == TokenKind::Access
+            && self.refresh.as_ref().is_none_or(|refresh| {
+                refresh.record.kind == TokenKind::Refresh
+                    && refresh.record.subject == access.subject
+                    && refresh.record.family == access.family
+            });
+        if !consistent {
+            return Err(Error::InvalidRequest(
+                "minted tokens must be one access token and an optional refresh token \
+                 of the same subject and family",
+            ));
+        }
+        if self.tokens().any(|new| !new.record.is_live_at(now)) {
+            return Err(Error::InvalidRequest("minted token is already expired"));
+        }
+        Ok(())
+    }
+}

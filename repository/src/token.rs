@@ -1,0 +1,498 @@
+//! Opaque tokens: generation, the textual form, parsing and digests.
+//!
+//! A token's text is
+//!
+//! ```text
+//! tsa_<56 base64url chars: 10-byte subject tag ‖ 32 random bytes><6 chars: CRC-32>
+//! ```
+//!
+//! - the prefix names the kind (`tsa_` access, `tsr_` refresh), so a refresh
+//!   token presented as a bearer token is refused before any lookup, and
+//!   secret scanners can recognise leaked tokens;
+//! - the 32 random bytes (256 bits) come from the operating system's CSPRNG
+//!   and are the secret;
+//! - the subject tag ([`SubjectTag`]) places every key of one subject in the
+//!   same Redis Cluster slot, so the store can touch a token and its
+//!   subject's index in one atomic script; it is derived from the subject
+//!   and is not secret;
+//! - the CRC-32 over everything before it rejects a mistyped, truncated or
+//!   corrupted token locally: any single changed character is caught (a
+//!   change inside the data is a burst of at most 6 bits, which CRC-32 always
+//!   detects; a change inside the checksum changes the checksum or breaks
+//!   its canonical encoding).
+//!
+//! Only the SHA-256 [`TokenDigest`] of the text is ever used as a key, so a
+//! copy of the Redis data grants nothing. `Debug` and `Display` of a
+//! [`Token`] never print the secret; [`Token::expose_secret`] is the one way
+//! to get the text, for the response that hands it to its holder.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::TryRng as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+/// Bytes of randomness in a token: the secret.
+pub const SECRET_LEN: usize = 32;
+/// Bytes of the subject tag carried in every token.
+pub const TAG_LEN: usize = 10;
+const DATA_LEN: usize = TAG_LEN + SECRET_LEN;
+const PREFIX_LEN: usize = 4;
+/// 42 bytes of data are exactly 56 base64 characters (no padding bits).
+const DATA_CHARS: usize = DATA_LEN / 3 * 4;
+/// 4 bytes of CRC are 6 base64 characters, the last carrying 4 zero bits.
+const CHECKSUM_CHARS: usize = 6;
+/// Length of every token's text.
+pub const TOKEN_LEN: usize = PREFIX_LEN + DATA_CHARS + CHECKSUM_CHARS;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Presented to resource servers as a bearer token; short-lived.
+    Access,
+    /// Presented only to the authority to obtain a new pair; long-lived,
+    /// rotated on every use.
+    Refresh,
+}
+
+impl TokenKind {
+    /// The textual prefix of tokens of this kind.
+    #[must_use]
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Self::Access => "tsa_",
+            Self::Refresh => "tsr_",
+        }
+    }
+
+    /// The name used in APIs (`access_token`, `refresh_token` hints, logs).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    fn from_prefix(prefix: &[u8]) -> Option<Self> {
+        match prefix {
+            b"tsa_" => Some(Self::Access),
+            b"tsr_" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not a token. Deliberately says nothing about the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Wrong length: truncated, padded or not a token at all.
+    #[error("token has the wrong length")]
+    Length,
+    /// The prefix names no known kind.
+    #[error("token has an unknown prefix")]
+    Prefix,
+    /// A character outside the base64url alphabet, or a non-canonical encoding.
+    #[error("token is not validly encoded")]
+    Encoding,
+    /// The checksum does not match: a typo or a corrupted token.
+    #[error("token checksum does not match")]
+    Checksum,
+}
+
+/// The operating system could not provide randomness.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomnessError(String);
+
+/// An opaque bearer token.
+///
+/// Holds the text (zeroed on drop), its kind, its subject tag and its digest.
+/// Equality compares digests.
+#[derive(Clone)]
+pub struct Token {
+    text: Zeroizing<String>,
+    kind: TokenKind,
+    tag: SubjectTag,
+    digest: TokenDigest,
+}
+
+impl Token {
+    /// Generates a new token of `kind` for the subject whose tag is `tag`,
+    /// with 256 bits from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// [`RandomnessError`] when the OS generator fails (it practically never
+    /// does; callers must refuse to issue rather than fall back).
+    pub fn generate(kind: TokenKind, tag: &SubjectTag) -> Result<Self, RandomnessError> {
+        let mut data = Zeroizing::new([0_u8; DATA_LEN]);
+        data[..TAG_LEN].copy_from_slice(&tag.0);
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut data[TAG_LEN..])
+            .map_err(|error| RandomnessError(error.to_string()))?;
+        let mut text = Zeroizing::new(String::with_capacity(TOKEN_LEN));
+        text.push_str(kind.prefix());
+        URL_SAFE_NO_PAD.encode_string(&data[..], &mut text);
+        let checksum = checksum(kind.prefix().as_bytes(), &data[..]);
+        URL_SAFE_NO_PAD.encode_string(checksum, &mut text);
+        debug_assert_eq!(text.len(), TOKEN_LEN);
+        let digest = TokenDigest::of(&text);
+        Ok(Self {
+            text,
+            kind,
+            tag: tag.clone(),
+            digest,
+        })
+    }
+
+    /// Parses and checks a token's text without any I/O.
+    ///
+    /// # Errors
+    ///
+    /// A [`FormatError`] for anything that is not a well-formed token with a
+    /// matching checksum.
+    pub fn parse(text: &str) -> Result<Self, FormatError> {
+        let bytes = text.as_bytes();
+        if bytes.len() != TOKEN_LEN {
+            return Err(FormatError::Length);
+        }
+        let (prefix, rest) = bytes.split_at(PREFIX_LEN);
+        let kind = TokenKind::from_prefix(prefix).ok_or(FormatError::Prefix)?;
+        let (data_text, checksum_text) = rest.split_at(DATA_CHARS);
+        let mut data = Zeroizing::new([0_u8; DATA_LEN]);
+        let written = URL_SAFE_NO_PAD
+            .decode_slice(data_text, &mut data[..])
+            .map_err(|_| FormatError::Encoding)?;
+        let mut claimed = [0_u8; 4];
+        let checksum_len = URL_SAFE_NO_PAD
+            .decode_slice(checksum_text, &mut claimed)
+            .map_err(|_| FormatError::Encoding)?;
+        if written != DATA_LEN || checksum_len != claimed.len() {
+            return Err(FormatError::Encoding);
+        }
+        if checksum(prefix, &data[..]) != claimed {
+            return Err(FormatError::Checksum);
+        }
+        let mut tag = [0_u8; TAG_LEN];
+        tag.copy_from_slice(&data[..TAG_LEN]);
+        Ok(Self {
+            text: Zeroizing::new(text.to_owned()),
+            kind,
+            tag: SubjectTag(tag),
+            digest: TokenDigest::of(text),
+        })
+    }
+
+    /// The token's kind.
+    #[must_use]
+    pub fn kind(&self) -> TokenKind {
+        self.kind
+    }
+
+    /// The tag of the subject the token was issued to.
+    #[must_use]
+    pub fn tag(&self) -> &SubjectTag {
+        &self.tag
+    }
+
+    /// The SHA-256 digest of the text: the only form ever stored.
+    #[must_use]
+    pub fn digest(&self) -> &TokenDigest {
+        &self.digest
+    }
+
+    /// The token's public id (safe to log and to show in session lists).
+    #[must_use]
+    pub fn id(&self) -> uuid::Uuid {
+        self.digest.token_id()
+    }
+
+    /// The token's text, for the one response that hands it to its holder.
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for Token {
+    type Err = FormatError;
+
+    fn from_str(text: &str) -> Result<Self, FormatError> {
+        Self::parse(text)
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for Token {}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("kind", &self.kind)
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prints `tsa_…` and the token id: enough to correlate, nothing to replay.
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…(id {})", self.kind.prefix(), self.id())
+    }
+}
+
+fn checksum(prefix: &[u8], data: &[u8]) -> [u8; 4] {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(prefix);
+    hasher.update(data);
+    hasher.finalize().to_be_bytes()
+}
+
+/// The SHA-256 digest of a token's text.
+///
+/// Not secret: it cannot be turned back into the token. It is what the store
+/// keys records by, and the source of the token's public id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// Digests a token's text.
+    #[must_use]
+    pub fn of(text: &str) -> Self {
+        Self(Sha256::digest(text.as_bytes()).into())
+    }
+
+    /// Wraps raw digest bytes (as read back from the store).
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The token's public id: a UUID (version 8) made of the first 16 bytes
+    /// of the digest, so it needs no storage and leads to no secret.
+    #[must_use]
+    pub fn token_id(&self) -> uuid::Uuid {
+        let mut bytes = [0_u8; 16];
+        bytes.copy_from_slice(&self.0[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    /// Constant-time comparison, for checking a presented token against a
+    /// stored digest.
+    #[must_use]
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenDigest({})", hex_prefix(&self.0, 8))
+    }
+}
+
+/// Derived from a subject id; puts every key of that subject in one Redis
+/// Cluster slot (it is the hash tag) and lets the store find the subject's
+/// index from a token alone.
+///
+/// 80 bits of SHA-256: two subjects share a tag with probability about
+/// n²/2⁸¹ for n subjects (below one in a million for a billion subjects);
+/// records carry the full subject and every read checks it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SubjectTag([u8; TAG_LEN]);
+
+impl SubjectTag {
+    /// The tag of `subject`.
+    #[must_use]
+    pub fn of(subject: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"token-service/subject-tag/v1\0");
+        hasher.update(subject.as_bytes());
+        let digest = hasher.finalize();
+        let mut tag = [0_u8; TAG_LEN];
+        tag.copy_from_slice(&digest[..TAG_LEN]);
+        Self(tag)
+    }
+
+    /// The tag as it appears inside keys: base64url, 14 characters, never
+    /// containing `{` or `}`.
+    #[must_use]
+    pub fn to_key_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
+impl fmt::Debug for SubjectTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubjectTag({})", self.to_key_text())
+    }
+}
+
+fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(n * 2 + 1);
+    for byte in bytes.iter().take(n) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    fn token(kind: TokenKind) -> Token {
+        Token::generate(kind, &SubjectTag::of("user-1")).expect("randomness")
+    }
+
+    /// The text parses back to the same kind, tag and digest.
+    #[test]
+    fn round_trip() {
+        for kind in [TokenKind::Access, TokenKind::Refresh] {
+            let original = token(kind);
+            let text = original.expose_secret();
+            assert_eq!(text.len(), TOKEN_LEN);
+            assert!(text.starts_with(kind.prefix()));
+            let parsed = Token::parse(text).expect("own tokens parse");
+            assert_eq!(parsed.kind(), kind);
+            assert_eq!(parsed.tag(), &SubjectTag::of("user-1"));
+            assert_eq!(parsed.digest(), original.digest());
+            assert_eq!(parsed, original);
+        }
+    }
+
+    /// Two generated tokens differ (the secret is random, not derived).
+    #[test]
+    fn tokens_are_unique() {
+        let a = token(TokenKind::Access);
+        let b = token(TokenKind::Access);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_ne!(a.digest(), b.digest());
+    }
+
+    /// Every single-character change anywhere in the text is rejected: each
+    /// position, each other character of the alphabet, on several tokens.
+    #[test]
+    fn checksum_rejects_every_single_character_change() {
+        for _ in 0..8 {
+            let text = token(TokenKind::Access).expose_secret().to_owned();
+            let bytes = text.as_bytes();
+            for position in 0..bytes.len() {
+                for &replacement in ALPHABET {
+                    if replacement == bytes[position] {
+                        continue;
+                    }
+                    let mut changed = bytes.to_vec();
+                    changed[position] = replacement;
+                    let changed = String::from_utf8(changed).expect("ascii");
+                    assert!(
+                        Token::parse(&changed).is_err(),
+                        "accepted a change at position {position}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Turning an access token into a refresh token by editing its prefix is
+    /// caught by the checksum, which covers the prefix.
+    #[test]
+    fn checksum_covers_the_prefix() {
+        let access = token(TokenKind::Access);
+        let forged = access.expose_secret().replacen("tsa_", "tsr_", 1);
+        assert_eq!(Token::parse(&forged), Err(FormatError::Checksum));
+    }
+
+    /// Truncated, extended, empty and foreign strings are refused with the
+    /// right reason.
+    #[test]
+    fn malformed_inputs() {
+        let text = token(TokenKind::Access).expose_secret().to_owned();
+        assert_eq!(Token::parse(""), Err(FormatError::Length));
+        assert_eq!(
+            Token::parse(&text[..TOKEN_LEN - 1]),
+            Err(FormatError::Length)
+        );
+        assert_eq!(Token::parse(&format!("{text}A")), Err(FormatError::Length));
+        let foreign = format!("ghp_{}", &text[4..]);
+        assert_eq!(Token::parse(&foreign), Err(FormatError::Prefix));
+        let spaced = format!("{} {}", &text[..10], &text[11..]);
+        assert_eq!(Token::parse(&spaced), Err(FormatError::Encoding));
+        let unicode = format!("{}é{}", &text[..10], &text[12..]);
+        assert!(Token::parse(&unicode).is_err());
+    }
+
+    /// The digest is SHA-256 of the text, stable across versions: stored
+    /// keys must keep matching after an upgrade.
+    #[test]
+    fn digest_is_stable_sha256() {
+        let digest = TokenDigest::of("abc");
+        assert_eq!(
+            hex_prefix(digest.as_bytes(), 32),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad…"
+        );
+        let token = token(TokenKind::Refresh);
+        assert_eq!(token.digest(), &TokenDigest::of(token.expose_secret()));
+    }
+
+    /// The subject tag is stable: it is part of every stored key.
+    #[test]
+    fn subject_tag_is_stable() {
+        assert_eq!(SubjectTag::of("alice"), SubjectTag::of("alice"));
+        assert_ne!(SubjectTag::of("alice"), SubjectTag::of("bob"));
+        let text = SubjectTag::of("alice").to_key_text();
+        assert_eq!(text.len(), 14);
+        assert!(!text.contains(['{', '}']));
+    }
+
+    /// Debug and Display never contain the secret.
+    #[test]
+    fn formatting_hides_the_secret() {
+        let token = token(TokenKind::Access);
+        let secret_part = &token.expose_secret()[PREFIX_LEN + 16..PREFIX_LEN + 40];
+        for shown in [
+            format!("{token:?}"),
+            format!("{token}"),
+            format!("{token:#?}"),
+        ] {
+            assert!(!shown.contains(secret_part), "{shown}");
+            assert!(!shown.contains(token.expose_secret()), "{shown}");
+        }
+        assert!(format!("{token}").contains(&token.id().to_string()));
+    }
+
+    /// The public id is derived from the digest and is a valid UUID.
+    #[test]
+    fn token_id_follows_the_digest() {
+        let token = token(TokenKind::Access);
+        assert_eq!(token.id(), token.digest().token_id());
+        assert_eq!(token.id().get_version_num(), 8);
+    }
+}

@@ -1,0 +1,254 @@
+//! Properties of the Redis store that the memory store has no equivalent
+//! for: what lands in Redis, and behaviour when Redis fails.
+
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands as _;
+use token_repository::{
+    Grant, KeyPrefix, RedisConfig, RedisStore, RedisTokenReader, Scopes, SubjectTag, TokenReader,
+    TokenWriter,
+};
+use token_test_harness::{RedisServer, wait_until_async};
+
+const TIMEOUT: Duration = Duration::from_millis(400);
+
+fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::new(RedisConfig::new(redis.url()).timeout(TIMEOUT)).expect("store")
+}
+
+fn grant(subject: &str) -> Grant {
+    Grant {
+        subject: subject.into(),
+        username: "alice".into(),
+        name: Some("Alice".into()),
+        email: Some("alice@example.com".into()),
+        scopes: Scopes::parse("read").expect("scopes"),
+        client_id: Some("web".into()),
+        access_ttl: Duration::from_secs(300),
+        refresh_ttl: Some(Duration::from_secs(3600)),
+    }
+}
+
+async fn admin(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.admin_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+async fn all_keys(connection: &mut redis::aio::MultiplexedConnection) -> Vec<Vec<u8>> {
+    connection.keys("*").await.expect("KEYS")
+}
+
+/// Redis holds digests, never tokens: no key and no value contains a
+/// token's text or its secret part.
+#[tokio::test]
+async fn redis_never_sees_the_token() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let minted = grant("subject-1").mint().expect("mint");
+    store.issue(&minted, None).await.expect("issue");
+    let mut admin = admin(&redis).await;
+    let keys = all_keys(&mut admin).await;
+    assert_eq!(keys.len(), 3, "two tokens and the index");
+    for new in minted.tokens() {
+        let text = new.token.expose_secret().as_bytes();
+        let secret = &text[4 + 14..4 + 56];
+        for key in &keys {
+            assert!(!contains(key, secret), "a key holds a token secret");
+            let dump: Vec<u8> = redis::cmd("DUMP")
+                .arg(key)
+                .query_async(&mut admin)
+                .await
+                .expect("DUMP");
+            assert!(!contains(&dump, secret), "a value holds a token secret");
+            assert!(!contains(&dump, text));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Every key of one subject carries the same hash tag (one cluster slot),
+/// under the configured prefix, and token keys carry their TTL.
+#[tokio::test]
+async fn keys_share_the_subject_hash_tag_and_carry_ttls() {
+    let redis = RedisServer::start();
+    let prefix = KeyPrefix::new("deploy-a:").expect("prefix");
+    let store = RedisStore::new(RedisConfig::new(redis.url()).prefix(prefix)).expect("store");
+    let minted = grant("subject-1").mint().expect("mint");
+    store.issue(&minted, None).await.expect("issue");
+    store
+        .revoke_all("subject-2")
+        .await
+        .expect("creates a generation key");
+    let tag = format!("{{{}}}", SubjectTag::of("subject-1").to_key_text());
+    let mut admin = admin(&redis).await;
+    let keys = all_keys(&mut admin).await;
+    let subject_keys: Vec<&Vec<u8>> = keys
+        .iter()
+        .filter(|key| contains(key, tag.as_bytes()))
+        .collect();
+    assert_eq!(subject_keys.len(), 3);
+    for key in &keys {
+        assert!(key.starts_with(b"deploy-a:"), "key outside the prefix");
+        let ttl: i64 = admin.pttl(key).await.expect("PTTL");
+        assert!(ttl > 0, "every key expires by itself");
+    }
+    // The index never outlives the longest-lived token.
+    let index_ttl: i64 = admin
+        .pttl(format!("deploy-a:idx:{tag}"))
+        .await
+        .expect("PTTL");
+    let mut token_ttls = Vec::new();
+    for new in minted.tokens() {
+        let key = store.prefix().token(new.token.tag(), new.token.digest());
+        token_ttls.push(admin.pttl::<_, i64>(key).await.expect("PTTL"));
+    }
+    let longest = token_ttls.into_iter().max().expect("ttls");
+    assert!(
+        index_ttl <= longest + 5,
+        "index {index_ttl} ms vs token {longest} ms"
+    );
+    assert!(index_ttl >= longest - 1000);
+}
+
+/// A stopped Redis makes every operation fail fast with an "unavailable"
+/// error, never hang and never answer "unknown token"; after a restart the
+/// same store works again without being recreated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fails_closed_and_recovers_after_restart() {
+    let mut redis = RedisServer::start();
+    let store = store(&redis);
+    let minted = grant("subject-1").mint().expect("mint");
+    store.issue(&minted, None).await.expect("issue");
+    assert!(
+        store
+            .lookup(&minted.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+
+    redis.stop();
+    let started = Instant::now();
+    let error = store
+        .lookup(&minted.access.token)
+        .await
+        .expect_err("a lookup must not succeed while Redis is down");
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        started.elapsed() < TIMEOUT * 3,
+        "took {:?}",
+        started.elapsed()
+    );
+    let fresh = grant("subject-1").mint().expect("mint");
+    assert!(
+        store
+            .issue(&fresh, None)
+            .await
+            .expect_err("issue")
+            .is_unavailable()
+    );
+    assert!(store.ping().await.is_err());
+
+    redis.restart();
+    let recovered = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || {
+        let store = store.clone();
+        async move { store.ping().await.ok() }
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "store did not recover after Redis came back"
+    );
+    // Nothing persisted across the restart; issuing works again.
+    assert!(
+        store
+            .lookup(&minted.access.token)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    store
+        .issue(&fresh, None)
+        .await
+        .expect("issue after recovery");
+    assert!(
+        store
+            .lookup(&fresh.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+}
+
+/// A Redis that accepts connections but never answers (frozen, partitioned)
+/// gives a timeout within the configured bound, not an unbounded wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_times_out() {
+    let redis = RedisServer::start();
+    let reader =
+        RedisTokenReader::new(RedisConfig::new(redis.url()).timeout(TIMEOUT)).expect("reader");
+    let minted = grant("subject-1").mint().expect("mint");
+    reader.ping().await.expect("ping before the freeze");
+    redis.pause();
+    let started = Instant::now();
+    let error = reader
+        .lookup(&minted.access.token)
+        .await
+        .expect_err("must fail");
+    let elapsed = started.elapsed();
+    redis.resume();
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        elapsed >= TIMEOUT / 2 && elapsed < TIMEOUT * 3,
+        "took {elapsed:?}"
+    );
+    let recovered = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || {
+        let reader = reader.clone();
+        async move { reader.ping().await.ok() }
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "reader did not recover after the freeze"
+    );
+}
+
+/// Two deployments with different prefixes share one Redis without seeing
+/// each other's tokens.
+#[tokio::test]
+async fn prefixes_isolate_deployments() {
+    let redis = RedisServer::start();
+    let a = RedisStore::new(RedisConfig::new(redis.url()).prefix(KeyPrefix::new("a:").expect("p")))
+        .expect("store");
+    let b = RedisStore::new(RedisConfig::new(redis.url()).prefix(KeyPrefix::new("b:").expect("p")))
+        .expect("store");
+    let minted = grant("subject-1").mint().expect("mint");
+    a.issue(&minted, None).await.expect("issue");
+    assert!(
+        a.lookup(&minted.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert!(
+        b.lookup(&minted.access.token)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(b.revoke_all("subject-1").await.expect("revoke all"), 0);
+    assert!(
+        a.lookup(&minted.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+}
