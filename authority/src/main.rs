@@ -1,3 +1,5 @@
-//! The token authority binary (built in the next step).
+//! `token-authority`: the server (`serve`) and the admin CLI.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    token_authority::cli::main()
+}

@@ -10,6 +10,18 @@
 //! | `P idx:{T}`       | zset   | the subject's live tokens ([`IndexMember`], score = expiry ms) | its longest-lived entry |
 //! | `P gen:{T}`       | string | revocation generation of the subject      | [`GENERATION_TTL`]         |
 //!
+//! The authority's own keys (one key per object; none is ever touched
+//! together with another in one command):
+//!
+//! | key                 | type   | holds                                           | TTL                  |
+//! |---------------------|--------|-------------------------------------------------|----------------------|
+//! | `P user:<name>`     | string | a user account (JSON, password as argon2id hash) | none                 |
+//! | `P users`           | set    | all usernames                                    | none                 |
+//! | `P client:<id>`     | string | a client (JSON, secret as argon2id hash)         | none                 |
+//! | `P clients`         | set    | all client ids                                   | none                 |
+//! | `P thr:u:<hash>`    | string | failed logins of one username (hashed)           | the throttling window |
+//! | `P thr:a:<addr>`    | string | failed logins from one client address            | the throttling window |
+//!
 //! (written without the space: `ts:tok:{T}:D`.) `{T}` is a Redis Cluster
 //! hash tag: all keys of one subject live in one slot, so every script that
 //! touches a token and its subject's index runs on one node. A token carries
@@ -91,6 +103,42 @@ impl KeyPrefix {
     #[must_use]
     pub fn generation(&self, tag: &SubjectTag) -> Vec<u8> {
         format!("{}gen:{{{}}}", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P user:<username>` — a user account.
+    #[must_use]
+    pub fn user(&self, username: &str) -> String {
+        format!("{}user:{username}", self.0)
+    }
+
+    /// `P users` — the set of all usernames.
+    #[must_use]
+    pub fn users(&self) -> String {
+        format!("{}users", self.0)
+    }
+
+    /// `P client:<id>` — a registered client.
+    #[must_use]
+    pub fn client(&self, client_id: &str) -> String {
+        format!("{}client:{client_id}", self.0)
+    }
+
+    /// `P clients` — the set of all client ids.
+    #[must_use]
+    pub fn clients(&self) -> String {
+        format!("{}clients", self.0)
+    }
+
+    /// `P thr:u:<hash>` — failed-login counter of one username.
+    #[must_use]
+    pub fn throttle_username(&self, username_hash: &str) -> String {
+        format!("{}thr:u:{username_hash}", self.0)
+    }
+
+    /// `P thr:a:<address>` — failed-login counter of one client address.
+    #[must_use]
+    pub fn throttle_address(&self, address: &str) -> String {
+        format!("{}thr:a:{address}", self.0)
     }
 
     /// `P tok:*` — the ACL key pattern a token client's read-only user needs.

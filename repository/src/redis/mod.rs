@@ -177,6 +177,22 @@ impl RedisStore {
         (status.size, status.available, status.waiting)
     }
 
+    /// Runs `operation` on a pooled connection of this store, bounded by
+    /// its timeout like every store operation: for the authority's own keys
+    /// (accounts, throttling), so that they share the pool and its
+    /// fail-fast behaviour.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], pool errors, or whatever `operation` returns.
+    pub async fn with_connection<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.inner.with_connection(operation).await
+    }
+
     async fn script<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,

@@ -1,0 +1,489 @@
+//! User accounts and registered clients, stored in Redis next to the tokens.
+//!
+//! Each account is one JSON string key (`P user:<name>`, `P client:<id>`)
+//! plus a membership in a set used for listing. Updates are
+//! compare-and-set on the whole record, so two admins changing one account
+//! never lose a write, and no request can leave half an account behind: a
+//! record is written whole or not at all.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use token_repository::{KeyPrefix, RedisStore, Scopes, Timestamp};
+
+/// Errors of the account store.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Redis failed (see [`token_repository::Error::is_unavailable`]).
+    #[error(transparent)]
+    Store(#[from] token_repository::Error),
+    /// A stored account could not be read.
+    #[error("stored account {0:?} is unreadable")]
+    Corrupt(String),
+    /// An update kept colliding with concurrent updates.
+    #[error("account {0:?} is being changed concurrently; try again")]
+    Contended(String),
+}
+
+impl From<redis::RedisError> for AccountError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+/// A user who logs in with a password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable id (a UUID), the `sub` of the user's tokens.
+    pub subject: String,
+    /// Login name: lower-case, unique, never changes.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Scopes the user may be granted.
+    pub scopes: Scopes,
+    /// argon2id hash of the password (PHC string).
+    pub password_hash: String,
+    /// A disabled user cannot log in or refresh.
+    pub disabled: bool,
+    /// When the account was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("subject", &self.subject)
+            .field("username", &self.username)
+            .field("scopes", &self.scopes)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered client (an application).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// Public id.
+    pub client_id: String,
+    /// argon2id hash of the secret (PHC string).
+    pub secret_hash: String,
+    /// Scopes the client may request for itself (`client_credentials`).
+    pub scopes: Scopes,
+    /// May call the introspection endpoint.
+    pub introspect: bool,
+    /// A disabled client cannot authenticate.
+    pub disabled: bool,
+    /// When it was registered.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Client {
+    /// The subject of tokens issued to the client itself: `client:<id>`, so
+    /// that no client id can ever equal a user's subject.
+    #[must_use]
+    pub fn subject(&self) -> String {
+        client_subject(&self.client_id)
+    }
+}
+
+/// The subject of tokens issued to client `client_id` itself.
+#[must_use]
+pub fn client_subject(client_id: &str) -> String {
+    format!("client:{client_id}")
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("introspect", &self.introspect)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `username` is acceptable: 1–64 of `a-z 0-9 . _ @ + -`.
+#[must_use]
+pub fn valid_username(username: &str) -> bool {
+    (1..=64).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._@+-".contains(&b))
+}
+
+/// Whether `client_id` is acceptable: 1–64 of `A-Z a-z 0-9 . _ -`.
+#[must_use]
+pub fn valid_client_id(client_id: &str) -> bool {
+    (1..=64).contains(&client_id.len())
+        && client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// One kind of account record: where it lives and what it is.
+trait Record: Serialize + DeserializeOwned + Send + Sync {
+    fn key(prefix: &KeyPrefix, id: &str) -> String;
+    fn set(prefix: &KeyPrefix) -> String;
+    fn id(&self) -> &str;
+}
+
+impl Record for User {
+    fn key(prefix: &KeyPrefix, id: &str) -> String {
+        prefix.user(id)
+    }
+    fn set(prefix: &KeyPrefix) -> String {
+        prefix.users()
+    }
+    fn id(&self) -> &str {
+        &self.username
+    }
+}
+
+impl Record for Client {
+    fn key(prefix: &KeyPrefix, id: &str) -> String {
+        prefix.client(id)
+    }
+    fn set(prefix: &KeyPrefix) -> String {
+        prefix.clients()
+    }
+    fn id(&self) -> &str {
+        &self.client_id
+    }
+}
+
+/// Replace the value only if it is still the one we read.
+static COMPARE_AND_SET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           redis.call('SET', KEYS[1], ARGV[2]) return 1 \
+         end return 0",
+    )
+});
+
+/// Delete the value only if it is still the one we read.
+static COMPARE_AND_DELETE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           redis.call('DEL', KEYS[1]) return 1 \
+         end return 0",
+    )
+});
+
+/// How often an update is retried when it collides with another one.
+const UPDATE_ATTEMPTS: usize = 8;
+
+/// Users and clients in Redis.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    store: RedisStore,
+}
+
+impl Accounts {
+    /// Accounts in the Redis of `store`, under its prefix.
+    #[must_use]
+    pub fn new(store: RedisStore) -> Self {
+        Self { store }
+    }
+
+    /// The user `username`, if any.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, unreadable records.
+    pub async fn user(&self, username: &str) -> Result<Option<User>, AccountError> {
+        Ok(self.get::<User>(username).await?.map(|(user, _)| user))
+    }
+
+    /// The client `client_id`, if any.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, unreadable records.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Client>, AccountError> {
+        Ok(self.get::<Client>(client_id).await?.map(|(client, _)| client))
+    }
+
+    /// Creates a user; `false` when the username is taken (nothing written).
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn create_user(&self, user: &User) -> Result<bool, AccountError> {
+        self.create(user).await
+    }
+
+    /// Registers a client; `false` when the id is taken (nothing written).
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn create_client(&self, client: &Client) -> Result<bool, AccountError> {
+        self.create(client).await
+    }
+
+    /// Applies `change` to the user atomically (compare-and-set, retried on
+    /// collision); answers the old and new record, `None` when there is no
+    /// such user.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, [`AccountError::Contended`].
+    pub async fn update_user(
+        &self,
+        username: &str,
+        change: impl Fn(&mut User) + Send + Sync,
+    ) -> Result<Option<(User, User)>, AccountError> {
+        self.update(username, |user: &mut User| {
+            change(user);
+            user.updated_at = Timestamp::now();
+        })
+        .await
+    }
+
+    /// Applies `change` to the client atomically, like [`Self::update_user`].
+    ///
+    /// # Errors
+    ///
+    /// Store failures, [`AccountError::Contended`].
+    pub async fn update_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client) + Send + Sync,
+    ) -> Result<Option<(Client, Client)>, AccountError> {
+        self.update(client_id, |client: &mut Client| {
+            change(client);
+            client.updated_at = Timestamp::now();
+        })
+        .await
+    }
+
+    /// Deletes a user; answers the deleted record.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, [`AccountError::Contended`].
+    pub async fn delete_user(&self, username: &str) -> Result<Option<User>, AccountError> {
+        self.delete(username).await
+    }
+
+    /// Deletes a client; answers the deleted record.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, [`AccountError::Contended`].
+    pub async fn delete_client(&self, client_id: &str) -> Result<Option<Client>, AccountError> {
+        self.delete(client_id).await
+    }
+
+    /// All users, by username.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, unreadable records.
+    pub async fn users(&self) -> Result<Vec<User>, AccountError> {
+        self.list().await
+    }
+
+    /// All clients, by id.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, unreadable records.
+    pub async fn clients(&self) -> Result<Vec<Client>, AccountError> {
+        self.list().await
+    }
+
+    async fn get<T: Record>(&self, id: &str) -> Result<Option<(T, String)>, AccountError> {
+        let key = T::key(self.store.prefix(), id);
+        let raw: Option<String> = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("GET").arg(&key).query_async(&mut connection).await?)
+            })
+            .await?;
+        raw.map(|text| {
+            serde_json::from_str(&text)
+                .map(|record| (record, text))
+                .map_err(|_| AccountError::Corrupt(id.to_owned()))
+        })
+        .transpose()
+    }
+
+    async fn create<T: Record>(&self, record: &T) -> Result<bool, AccountError> {
+        let key = T::key(self.store.prefix(), record.id());
+        let set = T::set(self.store.prefix());
+        let id = record.id().to_owned();
+        let json = serde_json::to_string(record).map_err(|_| AccountError::Corrupt(id.clone()))?;
+        Ok(self
+            .store
+            .with_connection(|mut connection| async move {
+                let created: bool = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&json)
+                    .arg("NX")
+                    .query_async::<Option<String>>(&mut connection)
+                    .await?
+                    .is_some();
+                if created {
+                    let _: i64 = redis::cmd("SADD")
+                        .arg(&set)
+                        .arg(&id)
+                        .query_async(&mut connection)
+                        .await?;
+                }
+                Ok(created)
+            })
+            .await?)
+    }
+
+    async fn update<T: Record + Clone>(
+        &self,
+        id: &str,
+        change: impl Fn(&mut T) + Send + Sync,
+    ) -> Result<Option<(T, T)>, AccountError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some((old, old_json)) = self.get::<T>(id).await? else {
+                return Ok(None);
+            };
+            let mut new = old.clone();
+            change(&mut new);
+            let new_json =
+                serde_json::to_string(&new).map_err(|_| AccountError::Corrupt(id.to_owned()))?;
+            let key = T::key(self.store.prefix(), id);
+            let swapped: i64 = self
+                .store
+                .with_connection(|mut connection| async move {
+                    Ok(COMPARE_AND_SET
+                        .key(&key)
+                        .arg(&old_json)
+                        .arg(&new_json)
+                        .invoke_async(&mut connection)
+                        .await?)
+                })
+                .await?;
+            if swapped == 1 {
+                return Ok(Some((old, new)));
+            }
+        }
+        Err(AccountError::Contended(id.to_owned()))
+    }
+
+    async fn delete<T: Record>(&self, id: &str) -> Result<Option<T>, AccountError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some((old, old_json)) = self.get::<T>(id).await? else {
+                return Ok(None);
+            };
+            let key = T::key(self.store.prefix(), id);
+            let set = T::set(self.store.prefix());
+            let owned_id = id.to_owned();
+            let deleted: i64 = self
+                .store
+                .with_connection(|mut connection| async move {
+                    let deleted: i64 = COMPARE_AND_DELETE
+                        .key(&key)
+                        .arg(&old_json)
+                        .invoke_async(&mut connection)
+                        .await?;
+                    if deleted == 1 {
+                        let _: i64 = redis::cmd("SREM")
+                            .arg(&set)
+                            .arg(&owned_id)
+                            .query_async(&mut connection)
+                            .await?;
+                    }
+                    Ok(deleted)
+                })
+                .await?;
+            if deleted == 1 {
+                return Ok(Some(old));
+            }
+        }
+        Err(AccountError::Contended(id.to_owned()))
+    }
+
+    async fn list<T: Record>(&self) -> Result<Vec<T>, AccountError> {
+        let prefix = self.store.prefix().clone();
+        let set = T::set(&prefix);
+        let raw: Vec<(String, Option<String>)> = self
+            .store
+            .with_connection(|mut connection| async move {
+                let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(&set)
+                    .query_async(&mut connection)
+                    .await?;
+                ids.sort();
+                let mut found = Vec::with_capacity(ids.len());
+                // One key at a time keeps this cluster-safe; lists are admin
+                // operations, not a hot path.
+                for id in ids {
+                    let value: Option<String> = redis::cmd("GET")
+                        .arg(T::key(&prefix, &id))
+                        .query_async(&mut connection)
+                        .await?;
+                    found.push((id, value));
+                }
+                Ok(found)
+            })
+            .await?;
+        raw.into_iter()
+            .filter_map(|(id, value)| value.map(|text| (id, text)))
+            .map(|(id, text)| serde_json::from_str(&text).map_err(|_| AccountError::Corrupt(id)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names that would break keys or confuse people are refused.
+    #[test]
+    fn identifiers() {
+        assert!(valid_username("alice"));
+        assert!(valid_username("a.b-c_d+e@example.com"));
+        for bad in ["", "Alice", "a b", "a{b}", "ümlaut", "a:b", &"x".repeat(65)] {
+            assert!(!valid_username(bad), "{bad:?}");
+        }
+        assert!(valid_client_id("Web-App_1.0"));
+        for bad in ["", "a b", "a:b", "a{b", &"x".repeat(65)] {
+            assert!(!valid_client_id(bad), "{bad:?}");
+        }
+    }
+
+    /// Debug output of accounts never contains the hashes.
+    #[test]
+    fn debug_hides_hashes() {
+        let user = User {
+            subject: "s".into(),
+            username: "u".into(),
+            name: None,
+            email: None,
+            scopes: Scopes::empty(),
+            password_hash: "$argon2id$secret-hash".into(),
+            disabled: false,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        };
+        assert!(!format!("{user:?}").contains("secret-hash"));
+        let client = Client {
+            client_id: "c".into(),
+            secret_hash: "$argon2id$secret-hash".into(),
+            scopes: Scopes::empty(),
+            introspect: false,
+            disabled: false,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        };
+        assert!(!format!("{client:?}").contains("secret-hash"));
+    }
+}

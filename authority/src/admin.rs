@@ -1,0 +1,432 @@
+//! Account administration, shared by the admin HTTP API and the CLI.
+//!
+//! Whatever weakens an account's existing tokens revokes them: disabling or
+//! removing a user, changing its password or scopes; disabling or removing a
+//! client, or changing its scopes. The change is written first and the
+//! revocation second, so a login racing with the change either sees the new
+//! account or has its tokens revoked (the store's revocation generation
+//! refuses a grant that checked the old password).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::TryRng as _;
+use serde::Serialize;
+use token_repository::{Scopes, Timestamp, TokenWriter as _};
+use zeroize::Zeroizing;
+
+use crate::accounts::{Client, User, client_subject, valid_client_id, valid_username};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Passwords shorter than this are refused.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Passwords longer than this are refused (hashing cost stays bounded).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// A user to create.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Login name (lower-cased before use).
+    pub username: String,
+    /// The password.
+    pub password: Zeroizing<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Scopes the user may be granted.
+    pub scopes: Scopes,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChange {
+    /// New display name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New email (`Some(None)` clears it).
+    pub email: Option<Option<String>>,
+    /// New scopes (revokes the user's tokens).
+    pub scopes: Option<Scopes>,
+    /// Disable (revokes the user's tokens) or enable.
+    pub disabled: Option<bool>,
+    /// New password (revokes the user's tokens).
+    pub password: Option<Zeroizing<String>>,
+}
+
+/// Changes to a client; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ClientChange {
+    /// New scopes (revokes the client's own tokens).
+    pub scopes: Option<Scopes>,
+    /// Allow or forbid introspection.
+    pub introspect: Option<bool>,
+    /// Disable (revokes the client's own tokens) or enable.
+    pub disabled: Option<bool>,
+}
+
+/// What the API shows of a user: never the hash.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    /// Stable id.
+    pub subject: String,
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Space-delimited scopes.
+    pub scope: String,
+    /// Whether logins are refused.
+    pub disabled: bool,
+    /// Creation time, Unix seconds.
+    pub created_at: u64,
+    /// Last change, Unix seconds.
+    pub updated_at: u64,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            subject: user.subject.clone(),
+            username: user.username.clone(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            scope: user.scopes.to_string(),
+            disabled: user.disabled,
+            created_at: user.created_at.as_unix_secs(),
+            updated_at: user.updated_at.as_unix_secs(),
+        }
+    }
+}
+
+/// What the API shows of a client: never the hash.
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    /// Public id.
+    pub client_id: String,
+    /// Space-delimited scopes.
+    pub scope: String,
+    /// May introspect.
+    pub introspect: bool,
+    /// Whether authentication is refused.
+    pub disabled: bool,
+    /// Registration time, Unix seconds.
+    pub created_at: u64,
+}
+
+impl From<&Client> for ClientView {
+    fn from(client: &Client) -> Self {
+        Self {
+            client_id: client.client_id.clone(),
+            scope: client.scopes.to_string(),
+            introspect: client.introspect,
+            disabled: client.disabled,
+            created_at: client.created_at.as_unix_secs(),
+        }
+    }
+}
+
+fn check_password(password: &str) -> Result<(), Problem> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD_LEN || password.len() > MAX_PASSWORD_LEN {
+        return Err(Problem::invalid_request(format!(
+            "the password must have {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(Problem::invalid_request("the password contains control characters"));
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, value: Option<&str>) -> Result<(), Problem> {
+    match value {
+        Some(text) if text.len() > 256 || text.chars().any(char::is_control) => Err(
+            Problem::invalid_request(format!("{field} must be at most 256 characters without control characters")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+async fn hash(state: &AppState, secret: Zeroizing<String>) -> Result<String, Problem> {
+    state
+        .hasher()
+        .hash(secret)
+        .await
+        .map_err(|error| Problem::from_hash(&error))
+}
+
+async fn revoke_all(state: &AppState, subject: &str) -> Result<usize, Problem> {
+    let revoked = state
+        .store()
+        .revoke_all(subject)
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    tracing::info!(%subject, revoked, "all tokens of the subject revoked");
+    Ok(revoked)
+}
+
+/// Creates a user.
+///
+/// # Errors
+///
+/// 400 for invalid fields, 409 when the username is taken, 503 when Redis
+/// or the hashing pool is unavailable.
+pub async fn create_user(state: &AppState, new: NewUser) -> Result<User, Problem> {
+    let username = new.username.to_ascii_lowercase();
+    if !valid_username(&username) {
+        return Err(Problem::invalid_request(
+            "username must be 1 to 64 characters of a-z 0-9 . _ @ + -",
+        ));
+    }
+    check_password(&new.password)?;
+    check_text("name", new.name.as_deref())?;
+    check_text("email", new.email.as_deref())?;
+    let now = Timestamp::now();
+    let user = User {
+        subject: uuid::Uuid::new_v4().to_string(),
+        username,
+        name: new.name,
+        email: new.email,
+        scopes: new.scopes,
+        password_hash: hash(state, new.password).await?,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let created = state
+        .accounts()
+        .create_user(&user)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
+    if !created {
+        return Err(Problem::conflict("a user with this username exists"));
+    }
+    tracing::info!(username = %user.username, subject = %user.subject, "user created");
+    Ok(user)
+}
+
+/// Changes a user; answers the new record and how many tokens were revoked.
+///
+/// # Errors
+///
+/// 400 for invalid fields, 404 for an unknown user, 503 when unavailable.
+pub async fn change_user(state: &AppState, username: &str, change: UserChange) -> Result<(User, usize), Problem> {
+    if let Some(password) = &change.password {
+        check_password(password)?;
+    }
+    check_text("name", change.name.as_ref().and_then(Option::as_deref))?;
+    check_text("email", change.email.as_ref().and_then(Option::as_deref))?;
+    let new_hash = match change.password {
+        Some(password) => Some(hash(state, password).await?),
+        None => None,
+    };
+    let Some((old, new)) = state
+        .accounts()
+        .update_user(username, |user| {
+            if let Some(name) = &change.name {
+                user.name.clone_from(name);
+            }
+            if let Some(email) = &change.email {
+                user.email.clone_from(email);
+            }
+            if let Some(scopes) = &change.scopes {
+                user.scopes = scopes.clone();
+            }
+            if let Some(disabled) = change.disabled {
+                user.disabled = disabled;
+            }
+            if let Some(hash) = &new_hash {
+                user.password_hash.clone_from(hash);
+            }
+        })
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+    else {
+        return Err(Problem::not_found("no such user"));
+    };
+    let weakened = new.password_hash != old.password_hash
+        || (new.disabled && !old.disabled)
+        || new.scopes != old.scopes;
+    let revoked = if weakened { revoke_all(state, &new.subject).await? } else { 0 };
+    tracing::info!(%username, revoked, "user changed");
+    Ok((new, revoked))
+}
+
+/// Removes a user and revokes its tokens; answers how many.
+///
+/// # Errors
+///
+/// 404 for an unknown user, 503 when unavailable.
+pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Problem> {
+    let Some(user) = state
+        .accounts()
+        .delete_user(username)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+    else {
+        return Err(Problem::not_found("no such user"));
+    };
+    let revoked = revoke_all(state, &user.subject).await?;
+    tracing::info!(%username, revoked, "user removed");
+    Ok(revoked)
+}
+
+/// One user.
+///
+/// # Errors
+///
+/// 404 for an unknown user, 503 when unavailable.
+pub async fn user(state: &AppState, username: &str) -> Result<User, Problem> {
+    state
+        .accounts()
+        .user(username)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+        .ok_or_else(|| Problem::not_found("no such user"))
+}
+
+/// All users.
+///
+/// # Errors
+///
+/// 503 when unavailable.
+pub async fn users(state: &AppState) -> Result<Vec<User>, Problem> {
+    state
+        .accounts()
+        .users()
+        .await
+        .map_err(|error| Problem::from_accounts(&error))
+}
+
+/// Registers a client; answers it and its secret (shown this once).
+///
+/// # Errors
+///
+/// 400 for an invalid id, 409 when taken, 503 when unavailable.
+pub async fn create_client(
+    state: &AppState,
+    client_id: &str,
+    scopes: Scopes,
+    introspect: bool,
+) -> Result<(Client, Zeroizing<String>), Problem> {
+    if !valid_client_id(client_id) {
+        return Err(Problem::invalid_request(
+            "client_id must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+        ));
+    }
+    let secret = new_secret()?;
+    let now = Timestamp::now();
+    let client = Client {
+        client_id: client_id.to_owned(),
+        secret_hash: hash(state, secret.clone()).await?,
+        scopes,
+        introspect,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let created = state
+        .accounts()
+        .create_client(&client)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
+    if !created {
+        return Err(Problem::conflict("a client with this id exists"));
+    }
+    tracing::info!(%client_id, "client registered");
+    Ok((client, secret))
+}
+
+/// A client secret: `tsc_` and 256 random bits, base64url.
+fn new_secret() -> Result<Zeroizing<String>, Problem> {
+    let mut bytes = Zeroizing::new([0_u8; 32]);
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes[..])
+        .map_err(|error| Problem::internal(&error))?;
+    let mut secret = Zeroizing::new(String::from("tsc_"));
+    URL_SAFE_NO_PAD.encode_string(&bytes[..], &mut secret);
+    Ok(secret)
+}
+
+/// Changes a client; answers the new record and how many of its own tokens
+/// were revoked.
+///
+/// # Errors
+///
+/// 404 for an unknown client, 503 when unavailable.
+pub async fn change_client(
+    state: &AppState,
+    client_id: &str,
+    change: ClientChange,
+) -> Result<(Client, usize), Problem> {
+    let Some((old, new)) = state
+        .accounts()
+        .update_client(client_id, |client| {
+            if let Some(scopes) = &change.scopes {
+                client.scopes = scopes.clone();
+            }
+            if let Some(introspect) = change.introspect {
+                client.introspect = introspect;
+            }
+            if let Some(disabled) = change.disabled {
+                client.disabled = disabled;
+            }
+        })
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+    else {
+        return Err(Problem::not_found("no such client"));
+    };
+    let weakened = (new.disabled && !old.disabled) || new.scopes != old.scopes;
+    let revoked = if weakened { revoke_all(state, &new.subject()).await? } else { 0 };
+    Ok((new, revoked))
+}
+
+/// Removes a client and revokes its own tokens.
+///
+/// # Errors
+///
+/// 404 for an unknown client, 503 when unavailable.
+pub async fn remove_client(state: &AppState, client_id: &str) -> Result<usize, Problem> {
+    if state
+        .accounts()
+        .delete_client(client_id)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+        .is_none()
+    {
+        return Err(Problem::not_found("no such client"));
+    }
+    let revoked = revoke_all(state, &client_subject(client_id)).await?;
+    tracing::info!(%client_id, revoked, "client removed");
+    Ok(revoked)
+}
+
+/// One client.
+///
+/// # Errors
+///
+/// 404 for an unknown client, 503 when unavailable.
+pub async fn client(state: &AppState, client_id: &str) -> Result<Client, Problem> {
+    state
+        .accounts()
+        .client(client_id)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+        .ok_or_else(|| Problem::not_found("no such client"))
+}
+
+/// All clients.
+///
+/// # Errors
+///
+/// 503 when unavailable.
+pub async fn clients(state: &AppState) -> Result<Vec<Client>, Problem> {
+    state
+        .accounts()
+        .clients()
+        .await
+        .map_err(|error| Problem::from_accounts(&error))
+}

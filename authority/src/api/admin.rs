@@ -1,0 +1,180 @@
+//! `/v1/admin/users` and `/v1/admin/clients` (bearer token with scope
+//! `admin`): the CLI's operations over HTTP.
+
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use token_repository::Scopes;
+use warp::reply::Response;
+use zeroize::Zeroizing;
+
+use crate::admin::{self, ClientChange, ClientView, NewUser, UserChange, UserView};
+use crate::api::json::{nullable, parse};
+use crate::authenticate;
+use crate::problem::{Problem, json};
+use crate::state::AppState;
+
+/// The scope every admin route requires.
+pub const ADMIN_SCOPE: &str = "admin";
+
+/// An admin operation, as the route sees it.
+#[derive(Debug)]
+pub enum Operation {
+    /// `GET /v1/admin/users`
+    ListUsers,
+    /// `POST /v1/admin/users`
+    CreateUser,
+    /// `GET /v1/admin/users/{username}`
+    GetUser(String),
+    /// `PATCH /v1/admin/users/{username}`
+    ChangeUser(String),
+    /// `DELETE /v1/admin/users/{username}`
+    RemoveUser(String),
+    /// `GET /v1/admin/clients`
+    ListClients,
+    /// `POST /v1/admin/clients`
+    CreateClient,
+    /// `GET /v1/admin/clients/{id}`
+    GetClient(String),
+    /// `PATCH /v1/admin/clients/{id}`
+    ChangeClient(String),
+    /// `DELETE /v1/admin/clients/{id}`
+    RemoveClient(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    username: String,
+    password: String,
+    name: Option<String>,
+    email: Option<String>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeUserBody {
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    email: Option<Option<String>>,
+    scope: Option<String>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClientBody {
+    client_id: String,
+    scope: Option<String>,
+    #[serde(default)]
+    introspect: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeClientBody {
+    scope: Option<String>,
+    introspect: Option<bool>,
+    disabled: Option<bool>,
+}
+
+fn scopes(text: Option<&str>) -> Result<Scopes, Problem> {
+    Scopes::parse(text.unwrap_or_default()).map_err(|error| Problem::invalid_request(error.to_string()))
+}
+
+/// Runs one admin operation for a caller bearing an `admin` token.
+pub async fn handle(state: AppState, headers: HeaderMap, operation: Operation, body: bytes::Bytes) -> Response {
+    let result = async {
+        let caller = authenticate::bearer_with_scope(&state, &headers, ADMIN_SCOPE).await?;
+        tracing::info!(admin = %caller.username, token_id = %caller.id, ?operation, "admin operation");
+        run(&state, &headers, operation, &body).await
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+async fn run(state: &AppState, headers: &HeaderMap, operation: Operation, body: &[u8]) -> Result<Response, Problem> {
+    Ok(match operation {
+        Operation::ListUsers => {
+            let users: Vec<UserView> = admin::users(state).await?.iter().map(UserView::from).collect();
+            json(StatusCode::OK, &serde_json::json!({ "users": users }))
+        }
+        Operation::CreateUser => {
+            let body: CreateUserBody = parse(headers, body)?;
+            let user = admin::create_user(
+                state,
+                NewUser {
+                    username: body.username,
+                    password: Zeroizing::new(body.password),
+                    name: body.name,
+                    email: body.email,
+                    scopes: scopes(body.scope.as_deref())?,
+                },
+            )
+            .await?;
+            json(StatusCode::CREATED, &UserView::from(&user))
+        }
+        Operation::GetUser(username) => json(StatusCode::OK, &UserView::from(&admin::user(state, &username).await?)),
+        Operation::ChangeUser(username) => {
+            let body: ChangeUserBody = parse(headers, body)?;
+            let change = UserChange {
+                name: body.name,
+                email: body.email,
+                scopes: body.scope.as_deref().map(|text| scopes(Some(text))).transpose()?,
+                disabled: body.disabled,
+                password: body.password.map(Zeroizing::new),
+            };
+            let (user, revoked) = admin::change_user(state, &username, change).await?;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "user": UserView::from(&user), "tokens_revoked": revoked }),
+            )
+        }
+        Operation::RemoveUser(username) => {
+            let revoked = admin::remove_user(state, &username).await?;
+            json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked }))
+        }
+        Operation::ListClients => {
+            let clients: Vec<ClientView> = admin::clients(state).await?.iter().map(ClientView::from).collect();
+            json(StatusCode::OK, &serde_json::json!({ "clients": clients }))
+        }
+        Operation::CreateClient => {
+            let body: CreateClientBody = parse(headers, body)?;
+            let (client, secret) =
+                admin::create_client(state, &body.client_id, scopes(body.scope.as_deref())?, body.introspect).await?;
+            let view = ClientView::from(&client);
+            json(
+                StatusCode::CREATED,
+                &serde_json::json!({
+                    "client_id": view.client_id,
+                    "client_secret": secret.as_str(),
+                    "scope": view.scope,
+                    "introspect": view.introspect,
+                    "disabled": view.disabled,
+                    "created_at": view.created_at,
+                }),
+            )
+        }
+        Operation::GetClient(client_id) => {
+            json(StatusCode::OK, &ClientView::from(&admin::client(state, &client_id).await?))
+        }
+        Operation::ChangeClient(client_id) => {
+            let body: ChangeClientBody = parse(headers, body)?;
+            let change = ClientChange {
+                scopes: body.scope.as_deref().map(|text| scopes(Some(text))).transpose()?,
+                introspect: body.introspect,
+                disabled: body.disabled,
+            };
+            let (client, revoked) = admin::change_client(state, &client_id, change).await?;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "client": ClientView::from(&client), "tokens_revoked": revoked }),
+            )
+        }
+        Operation::RemoveClient(client_id) => {
+            let revoked = admin::remove_client(state, &client_id).await?;
+            json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked }))
+        }
+    })
+}

@@ -1,0 +1,117 @@
+//! The token holder: `GET /v1/me` and its sessions.
+
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use token_repository::{TokenKind, TokenRecord, TokenWriter as _};
+use uuid::Uuid;
+use warp::reply::Response;
+
+use crate::authenticate;
+use crate::problem::{Problem, json};
+use crate::state::AppState;
+
+/// `GET /v1/me`: who the bearer is.
+pub async fn me(state: AppState, headers: HeaderMap) -> Response {
+    match authenticate::bearer(&state, &headers).await {
+        Ok(record) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "sub": record.subject,
+                "username": record.username,
+                "name": record.name,
+                "email": record.email,
+                "scope": record.scopes.to_string(),
+                "client_id": record.client_id,
+                "token_id": record.id,
+                "iat": record.issued_at.as_unix_secs(),
+                "exp": record.expires_at.as_unix_secs(),
+            }),
+        ),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// One live token in the session list: never the token itself.
+#[derive(Serialize)]
+struct SessionToken {
+    id: Uuid,
+    kind: TokenKind,
+    session: Uuid,
+    client_id: Option<String>,
+    scope: String,
+    issued_at: u64,
+    expires_at: u64,
+    current: bool,
+}
+
+fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
+    SessionToken {
+        id: record.id,
+        kind: record.kind,
+        session: record.family,
+        client_id: record.client_id.clone(),
+        scope: record.scopes.to_string(),
+        issued_at: record.issued_at.as_unix_secs(),
+        expires_at: record.expires_at.as_unix_secs(),
+        current: record.id == caller.id,
+    }
+}
+
+/// `GET /v1/sessions`: the caller's live tokens.
+pub async fn sessions(state: AppState, headers: HeaderMap) -> Response {
+    let result = async {
+        let caller = authenticate::bearer(&state, &headers).await?;
+        let records = state
+            .store()
+            .list(&caller.subject)
+            .await
+            .map_err(|error| Problem::from_store(&error))?;
+        let tokens: Vec<SessionToken> = records.iter().map(|record| view(record, &caller)).collect();
+        Ok::<_, Problem>(json(StatusCode::OK, &serde_json::json!({ "tokens": tokens })))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// `DELETE /v1/sessions/{id}`: sign out of one session. `id` is a token id
+/// or a session id; the whole session (the token's family) is revoked.
+pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> Response {
+    let result = async {
+        let caller = authenticate::bearer(&state, &headers).await?;
+        let id: Uuid = id
+            .parse()
+            .map_err(|_| Problem::invalid_request("the session id must be a UUID"))?;
+        let records = state
+            .store()
+            .list(&caller.subject)
+            .await
+            .map_err(|error| Problem::from_store(&error))?;
+        let family = records
+            .iter()
+            .find(|record| record.id == id || record.family == id)
+            .map(|record| record.family)
+            .ok_or_else(|| Problem::not_found("no such session"))?;
+        let revoked = state
+            .store()
+            .revoke_family(&caller.subject, family)
+            .await
+            .map_err(|error| Problem::from_store(&error))?;
+        tracing::info!(subject = %caller.subject, session = %family, revoked, "session revoked");
+        Ok::<_, Problem>(json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked })))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// `DELETE /v1/sessions`: sign out everywhere.
+pub async fn revoke_all_sessions(state: AppState, headers: HeaderMap) -> Response {
+    let result = async {
+        let caller = authenticate::bearer(&state, &headers).await?;
+        let revoked = state
+            .store()
+            .revoke_all(&caller.subject)
+            .await
+            .map_err(|error| Problem::from_store(&error))?;
+        tracing::info!(subject = %caller.subject, revoked, "signed out everywhere");
+        Ok::<_, Problem>(json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked })))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}

@@ -1,0 +1,418 @@
+//! The authority's configuration: one typed struct, loaded once from the
+//! environment and an optional TOML file (the environment wins), validated at
+//! start-up with errors that name the variable and the expected form.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use token_repository::KeyPrefix;
+use token_repository::redis::redact_url;
+
+/// Everything `token-authority serve` (and the admin CLI) can be told.
+#[derive(Clone)]
+pub struct Config {
+    /// `REDIS_URL`: the token repository (and user / client store).
+    pub redis_url: String,
+    /// `REDIS_POOL_SIZE`: pooled Redis connections.
+    pub redis_pool_size: usize,
+    /// `REDIS_TIMEOUT_MS`: bound on every Redis operation.
+    pub redis_timeout: Duration,
+    /// `KEY_PREFIX`: namespace of every key.
+    pub key_prefix: KeyPrefix,
+    /// `LISTEN_ADDR`: where the HTTP server binds (port 0 = any free port).
+    pub listen_addr: SocketAddr,
+    /// `ISSUER`: this authority's public base URL (RFC 8414 `issuer`);
+    /// `None` derives it from the bound address.
+    pub issuer: Option<String>,
+    /// `ACCESS_TOKEN_TTL`: access token lifetime.
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL`: refresh token lifetime (sliding: every
+    /// rotation starts a new one).
+    pub refresh_token_ttl: Duration,
+    /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`.
+    pub argon2: Argon2Config,
+    /// `HASH_WORKERS`: password hashes computed at once (blocking threads).
+    pub hash_workers: usize,
+    /// `HASH_QUEUE`: logins allowed to wait for a hashing worker before the
+    /// authority answers 503 (bounds memory under a login flood).
+    pub hash_queue: usize,
+    /// `LOGIN_MAX_FAILURES`: failed logins per username per window.
+    pub login_max_failures: u32,
+    /// `ADDRESS_MAX_FAILURES`: failed logins per client address per window.
+    pub address_max_failures: u32,
+    /// `LOGIN_FAILURE_WINDOW`: the throttling window.
+    pub login_failure_window: Duration,
+    /// `TRUST_FORWARDED_FOR`: take the client address from the last entry
+    /// of `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// `MAX_BODY_BYTES`: request body limit.
+    pub max_body_bytes: u64,
+    /// `LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// Argon2id cost parameters for password and client-secret hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Config {
+    /// Memory in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Passes (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    /// OWASP's recommendation, which is also RustCrypto's default.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration value that cannot be used; names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable (or TOML key, lower-cased) at fault.
+    pub variable: String,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &str, problem: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Every variable, its default and what it means (for the README and `--help`).
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("REDIS_URL", "redis://127.0.0.1:6379", "Redis holding tokens, users and clients"),
+    ("REDIS_POOL_SIZE", "16", "pooled Redis connections"),
+    ("REDIS_TIMEOUT_MS", "1000", "bound on every Redis operation, in milliseconds"),
+    ("KEY_PREFIX", "ts:", "namespace of every Redis key"),
+    ("LISTEN_ADDR", "127.0.0.1:8080", "HTTP listen address (port 0: any free port)"),
+    ("ISSUER", "http://<LISTEN_ADDR>", "public base URL, for RFC 8414 metadata"),
+    ("ACCESS_TOKEN_TTL", "900", "access token lifetime, seconds"),
+    ("REFRESH_TOKEN_TTL", "1209600", "refresh token lifetime, seconds (renewed on rotation)"),
+    ("ARGON2_MEMORY_KIB", "19456", "argon2id memory cost"),
+    ("ARGON2_ITERATIONS", "2", "argon2id time cost"),
+    ("ARGON2_PARALLELISM", "1", "argon2id lanes"),
+    ("HASH_WORKERS", "<CPU count>", "password hashes computed at once"),
+    ("HASH_QUEUE", "256", "logins waiting for a hash worker before 503"),
+    ("LOGIN_MAX_FAILURES", "5", "failed logins per username per window before 429"),
+    ("ADDRESS_MAX_FAILURES", "50", "failed logins per client address per window before 429"),
+    ("LOGIN_FAILURE_WINDOW", "900", "throttling window, seconds"),
+    ("TRUST_FORWARDED_FOR", "false", "use X-Forwarded-For for the client address"),
+    ("MAX_BODY_BYTES", "16384", "request body limit"),
+    ("LOG_FORMAT", "text", "text or json (level: RUST_LOG, default info)"),
+];
+
+impl Config {
+    /// Loads the configuration from the process environment, over the TOML
+    /// file at `file` when given.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first invalid variable.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut values = match file {
+            Some(path) => read_toml(path)?,
+            None => BTreeMap::new(),
+        };
+        for (name, _, _) in VARIABLES {
+            if let Ok(value) = std::env::var(name) {
+                values.insert((*name).to_owned(), value);
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    /// Builds a configuration from `NAME → value` pairs (missing names take
+    /// their defaults).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first invalid variable.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| values.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        let listen_addr: SocketAddr = parse(get("LISTEN_ADDR"), "LISTEN_ADDR", "127.0.0.1:8080", |v| {
+            v.parse().map_err(|_| "expected an IP address and port, like 127.0.0.1:8080".into())
+        })?;
+        let redis_url = get("REDIS_URL").unwrap_or("redis://127.0.0.1:6379").to_owned();
+        if !(redis_url.starts_with("redis://")
+            || redis_url.starts_with("rediss://")
+            || redis_url.starts_with("unix://")
+            || redis_url.starts_with("redis+unix://"))
+        {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "expected redis://[user:password@]host[:port][/db] (or rediss://, unix://)",
+            ));
+        }
+        let key_prefix = KeyPrefix::new(get("KEY_PREFIX").unwrap_or("ts:"))
+            .map_err(|error| ConfigError::new("KEY_PREFIX", error.to_string()))?;
+        let issuer = get("ISSUER").map(|issuer| issuer.trim_end_matches('/').to_owned());
+        if issuer
+            .as_deref()
+            .is_some_and(|issuer| !(issuer.starts_with("http://") || issuer.starts_with("https://")))
+        {
+            return Err(ConfigError::new("ISSUER", "expected an http:// or https:// URL"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let config = Self {
+            redis_url,
+            redis_pool_size: number(get("REDIS_POOL_SIZE"), "REDIS_POOL_SIZE", 16, 1..=1024)?,
+            redis_timeout: Duration::from_millis(number(
+                get("REDIS_TIMEOUT_MS"),
+                "REDIS_TIMEOUT_MS",
+                1000,
+                10..=60_000,
+            )?),
+            key_prefix,
+            listen_addr,
+            issuer,
+            access_token_ttl: seconds(get("ACCESS_TOKEN_TTL"), "ACCESS_TOKEN_TTL", 900, 1..=86_400)?,
+            refresh_token_ttl: seconds(
+                get("REFRESH_TOKEN_TTL"),
+                "REFRESH_TOKEN_TTL",
+                1_209_600,
+                60..=31_536_000,
+            )?,
+            argon2: Argon2Config {
+                memory_kib: number(get("ARGON2_MEMORY_KIB"), "ARGON2_MEMORY_KIB", 19_456, 8..=4_194_304)?,
+                iterations: number(get("ARGON2_ITERATIONS"), "ARGON2_ITERATIONS", 2, 1..=100)?,
+                parallelism: number(get("ARGON2_PARALLELISM"), "ARGON2_PARALLELISM", 1, 1..=64)?,
+            },
+            hash_workers: number(get("HASH_WORKERS"), "HASH_WORKERS", cpus, 1..=1024)?,
+            hash_queue: number(get("HASH_QUEUE"), "HASH_QUEUE", 256, 0..=1_000_000)?,
+            login_max_failures: number(get("LOGIN_MAX_FAILURES"), "LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
+            address_max_failures: number(
+                get("ADDRESS_MAX_FAILURES"),
+                "ADDRESS_MAX_FAILURES",
+                50,
+                1..=1_000_000,
+            )?,
+            login_failure_window: seconds(
+                get("LOGIN_FAILURE_WINDOW"),
+                "LOGIN_FAILURE_WINDOW",
+                900,
+                1..=86_400,
+            )?,
+            trust_forwarded_for: boolean(get("TRUST_FORWARDED_FOR"), "TRUST_FORWARDED_FOR", false)?,
+            max_body_bytes: number(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 16_384, 1024..=1_048_576)?,
+            log_format: match get("LOG_FORMAT").unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(ConfigError::new("LOG_FORMAT", "expected `text` or `json`")),
+            },
+        };
+        if config.refresh_token_ttl <= config.access_token_ttl {
+            return Err(ConfigError::new(
+                "REFRESH_TOKEN_TTL",
+                "must be longer than ACCESS_TOKEN_TTL",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The Redis store configuration.
+    #[must_use]
+    pub fn redis(&self) -> token_repository::RedisConfig {
+        token_repository::RedisConfig::new(self.redis_url.clone())
+            .prefix(self.key_prefix.clone())
+            .pool_size(self.redis_pool_size)
+            .timeout(self.redis_timeout)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_pool_size", &self.redis_pool_size)
+            .field("redis_timeout", &self.redis_timeout)
+            .field("key_prefix", &self.key_prefix)
+            .field("listen_addr", &self.listen_addr)
+            .field("issuer", &self.issuer)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("argon2", &self.argon2)
+            .field("hash_workers", &self.hash_workers)
+            .field("hash_queue", &self.hash_queue)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("address_max_failures", &self.address_max_failures)
+            .field("login_failure_window", &self.login_failure_window)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| ConfigError::new("--config", format!("cannot read {}: {error}", path.display())))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error| ConfigError::new("--config", format!("{} is not valid TOML: {error}", path.display())))?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let name = key.to_ascii_uppercase();
+        if !VARIABLES.iter().any(|(known, _, _)| *known == name) {
+            return Err(ConfigError::new(
+                &key,
+                format!("unknown setting in {} (known: the environment variable names, lower-case)", path.display()),
+            ));
+        }
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => return Err(ConfigError::new(&key, "expected a string, integer or boolean")),
+        };
+        values.insert(name, text);
+    }
+    Ok(values)
+}
+
+fn parse<T>(
+    value: Option<&str>,
+    name: &str,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let text = value.unwrap_or(default);
+    parse(text).map_err(|problem| ConfigError::new(name, format!("{problem} (got {text:?})")))
+}
+
+fn number<T>(
+    value: Option<&str>,
+    name: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    match text.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            name,
+            format!(
+                "expected a whole number from {} to {} (got {text:?})",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn seconds(
+    value: Option<&str>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    number(value, name, default, range).map(Duration::from_secs)
+}
+
+fn boolean(value: Option<&str>, name: &str, default: bool) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::new(name, format!("expected true or false (got {other:?})"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// With nothing set, the documented defaults apply.
+    #[test]
+    fn defaults() {
+        let config = Config::from_values(&BTreeMap::new()).expect("defaults are valid");
+        assert_eq!(config.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.issuer, None);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.argon2, Argon2Config::default());
+        assert_eq!(config.key_prefix.as_str(), "ts:");
+    }
+
+    /// Errors name the variable and the expected form.
+    #[test]
+    fn errors_name_the_variable() {
+        let error = Config::from_values(&values(&[("ACCESS_TOKEN_TTL", "soon")])).unwrap_err();
+        assert_eq!(error.variable, "ACCESS_TOKEN_TTL");
+        assert!(error.problem.contains("whole number"), "{error}");
+        let error = Config::from_values(&values(&[("LISTEN_ADDR", "localhost")])).unwrap_err();
+        assert_eq!(error.variable, "LISTEN_ADDR");
+        let error = Config::from_values(&values(&[("KEY_PREFIX", "a{b")])).unwrap_err();
+        assert_eq!(error.variable, "KEY_PREFIX");
+        let error = Config::from_values(&values(&[("REDIS_URL", "http://x")])).unwrap_err();
+        assert_eq!(error.variable, "REDIS_URL");
+        let error = Config::from_values(&values(&[
+            ("ACCESS_TOKEN_TTL", "3600"),
+            ("REFRESH_TOKEN_TTL", "600"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "REFRESH_TOKEN_TTL");
+    }
+
+    /// A TOML file supplies values; unknown keys are refused (typos).
+    #[test]
+    fn toml_file() {
+        let dir = std::env::temp_dir().join(format!("authority-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, "access_token_ttl = 60\nkey_prefix = \"x:\"\n").expect("write");
+        let values = read_toml(&path).expect("valid");
+        assert_eq!(values.get("ACCESS_TOKEN_TTL").map(String::as_str), Some("60"));
+        let config = Config::from_values(&values).expect("valid");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(60));
+        std::fs::write(&path, "acess_token_ttl = 60\n").expect("write");
+        assert_eq!(read_toml(&path).unwrap_err().variable, "acess_token_ttl");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Debug never shows the Redis password.
+    #[test]
+    fn debug_redacts_the_redis_password() {
+        let config =
+            Config::from_values(&values(&[("REDIS_URL", "redis://authority:hunter2@db:6379")]))
+                .expect("valid");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,55 @@
+//! The token authority: exchanges verified credentials for opaque tokens
+//! (OAuth 2.0) and is the only writer of the token repository.
+//!
+//! ```no_run
+//! use token_authority::{AppState, Config, server};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load(None)?; // environment (and an optional TOML file)
+//! let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+//! let state = AppState::new(config)?;
+//! server::run(listener, state, server::shutdown_signal()).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: the typed configuration, from environment and TOML.
+//! - [`state`]: [`AppState`], what every handler shares.
+//! - [`routes`]: the warp filter tree, body limits, rejection handling.
+//! - [`server`]: [`server::run`] with graceful shutdown.
+//! - [`oauth`]: token (RFC 6749), revocation (RFC 7009), introspection
+//!   (RFC 7662), metadata (RFC 8414).
+//! - [`api`]: `/v1/me`, sessions, the admin API, health.
+//! - [`admin`]: account administration shared by the admin API and the CLI.
+//! - [`authenticate`]: client and bearer authentication.
+//! - [`credentials`]: reading Basic / body client credentials and bearer
+//!   tokens out of requests.
+//! - [`form`]: strict form-urlencoded parsing.
+//! - [`problem`]: every error response.
+//! - [`accounts`]: users and clients in Redis.
+//! - [`password`]: argon2id on a bounded blocking pool.
+//! - [`throttle`]: failed-login throttling.
+//! - [`cli`]: the binary's command line.
+//! - [`logging`]: log output.
+
+pub mod accounts;
+pub mod admin;
+pub mod api;
+pub mod authenticate;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod form;
+pub mod logging;
+pub mod oauth;
+pub mod password;
+pub mod problem;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod throttle;
+
+pub use config::Config;
+pub use state::AppState;

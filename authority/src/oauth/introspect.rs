@@ -1,0 +1,88 @@
+//! `POST /oauth/introspect` (RFC 7662), for services that cannot use the
+//! Rust middleware. Callers authenticate as a client allowed to introspect.
+//! Unknown, expired, revoked and malformed tokens all answer
+//! `{"active": false}` and nothing else.
+
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use token_repository::{Token, TokenKind, TokenReader as _};
+use warp::reply::Response;
+
+use crate::authenticate;
+use crate::credentials::client_credentials;
+use crate::form::Form;
+use crate::problem::{Problem, json};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct Active<'a> {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    username: &'a str,
+    sub: &'a str,
+    exp: u64,
+    iat: u64,
+    jti: String,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+}
+
+/// Handles one introspection request.
+pub async fn handle(state: AppState, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    match introspect(&state, &headers, &body).await {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+fn inactive() -> Response {
+    json(StatusCode::OK, &serde_json::json!({ "active": false }))
+}
+
+async fn introspect(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, Problem> {
+    let form = Form::from_request(headers, body).map_err(|error| Problem::invalid_request(error.to_string()))?;
+    let credentials = client_credentials(headers, &form)?;
+    let client = authenticate::required_client(state, credentials).await?;
+    if !client.introspect {
+        tracing::info!(client_id = %client.client_id, "introspection refused: not permitted");
+        return Err(Problem::forbidden("this client may not introspect tokens"));
+    }
+    let text = form
+        .get("token")
+        .ok_or_else(|| Problem::invalid_request("token is required"))?;
+    let Ok(token) = Token::parse(text) else {
+        return Ok(inactive());
+    };
+    let Some(record) = state
+        .store()
+        .lookup(&token)
+        .await
+        .map_err(|error| Problem::from_store(&error))?
+    else {
+        return Ok(inactive());
+    };
+    Ok(json(
+        StatusCode::OK,
+        &Active {
+            active: true,
+            token_type: (record.kind == TokenKind::Access).then_some("Bearer"),
+            scope: record.scopes.to_string(),
+            client_id: record.client_id.as_deref(),
+            username: &record.username,
+            sub: &record.subject,
+            exp: record.expires_at.as_unix_secs(),
+            iat: record.issued_at.as_unix_secs(),
+            jti: record.id.to_string(),
+            iss: state.issuer(),
+            name: record.name.as_deref(),
+            email: record.email.as_deref(),
+        },
+    ))
+}

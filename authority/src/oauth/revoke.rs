@@ -1,0 +1,65 @@
+//! `POST /oauth/revoke` (RFC 7009).
+//!
+//! A token issued to a client can only be revoked by that client,
+//! authenticated. A token issued without a client (a plain password login)
+//! can be revoked by whoever holds it. Unknown and malformed tokens answer
+//! 200 like revoked ones (§2.2): the answer says nothing about the token.
+
+use http::{HeaderMap, StatusCode};
+use token_repository::{Token, TokenReader as _, TokenWriter as _};
+use warp::reply::Response;
+
+use crate::authenticate;
+use crate::credentials::{ClientCredentials, client_credentials};
+use crate::form::Form;
+use crate::problem::{Problem, json};
+use crate::state::AppState;
+
+/// Handles one revocation request.
+pub async fn handle(state: AppState, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    match revoke(&state, &headers, &body).await {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Problem> {
+    let form = Form::from_request(headers, body).map_err(|error| Problem::invalid_request(error.to_string()))?;
+    let credentials = client_credentials(headers, &form)?;
+    if matches!(credentials, ClientCredentials::IdOnly(_)) {
+        return Err(Problem::invalid_client());
+    }
+    let text = form
+        .get("token")
+        .ok_or_else(|| Problem::invalid_request("token is required"))?;
+    let client = authenticate::client(state, credentials).await?;
+    let Ok(token) = Token::parse(text) else {
+        return Ok(());
+    };
+    let Some(record) = state
+        .store()
+        .lookup(&token)
+        .await
+        .map_err(|error| Problem::from_store(&error))?
+    else {
+        return Ok(());
+    };
+    if let Some(owner) = &record.client_id {
+        match &client {
+            None => return Err(Problem::invalid_client()),
+            Some(client) if &client.client_id != owner => {
+                return Err(Problem::unauthorized_client(
+                    "the token was issued to another client",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let revoked = state
+        .store()
+        .revoke(&token)
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.subject, revoked, "token revoked");
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Every error response of the authority, built in one place.
+//!
+//! The body is always the RFC 6749 §5.2 shape, `{"error": "...",
+//! "error_description": "..."}`, with the RFC 6749 code on the token,
+//! revocation and introspection endpoints and the RFC 6750 code (plus the
+//! `WWW-Authenticate: Bearer …` challenge) on bearer-protected endpoints.
+//! Descriptions never contain secrets or hints about which half of a
+//! credential was wrong; internal failures are logged here and answered
+//! with a generic message.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use warp::reply::Response;
+
+use crate::accounts::AccountError;
+use crate::password::HashError;
+
+/// The realm named in challenges.
+pub const REALM: &str = "token-authority";
+
+/// An error answer: status, RFC error code, description and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    status: StatusCode,
+    error: &'static str,
+    description: Cow<'static, str>,
+    challenge: Option<String>,
+    retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl Problem {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400 `invalid_request`: malformed, missing or repeated parameters.
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401 `invalid_client` with a `Basic` challenge (RFC 6749 §5.2).
+    pub fn invalid_client() -> Self {
+        let mut problem = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+        problem.challenge = Some(format!("Basic realm=\"{REALM}\", charset=\"UTF-8\""));
+        problem
+    }
+
+    /// 400 `invalid_grant`: bad credentials or an unusable refresh token.
+    pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    /// 400 `unauthorized_client`: this client may not do this.
+    pub fn unauthorized_client(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    /// 400 `unsupported_grant_type`.
+    pub fn unsupported_grant_type() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be password, client_credentials or refresh_token",
+        )
+    }
+
+    /// 400 `invalid_scope`.
+    pub fn invalid_scope(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// 429 `temporarily_unavailable` with `Retry-After`: too many failed
+    /// logins.
+    pub fn throttled(wait: Duration) -> Self {
+        let mut problem = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many failed attempts; retry later",
+        );
+        problem.retry_after = Some(wait.as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX));
+        problem
+    }
+
+    /// 503 `temporarily_unavailable` with `Retry-After: 1`: the repository
+    /// is unreachable or the hashing pool is saturated. Fail closed.
+    pub fn unavailable() -> Self {
+        let mut problem = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the service is temporarily unavailable; retry later",
+        );
+        problem.retry_after = Some(1);
+        problem
+    }
+
+    /// 500 `server_error`, after logging `cause`.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error",
+        )
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer realm=…` and no error code: no
+    /// credentials were sent (RFC 6750 §3.1).
+    pub fn bearer_required() -> Self {
+        let mut problem = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request",
+            "a bearer token is required",
+        );
+        problem.challenge = Some(format!("Bearer realm=\"{REALM}\""));
+        problem
+    }
+
+    /// 400 with a Bearer `invalid_request` challenge: a malformed
+    /// `Authorization` header.
+    pub fn bearer_malformed(description: &'static str) -> Self {
+        let mut problem = Self::invalid_request(description);
+        problem.challenge = Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"invalid_request\", error_description=\"{description}\""
+        ));
+        problem
+    }
+
+    /// 401 with a Bearer `invalid_token` challenge: unknown, expired,
+    /// revoked or malformed token.
+    pub fn invalid_token() -> Self {
+        let description = "the access token is invalid, expired or revoked";
+        let mut problem = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
+        problem.challenge = Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\""
+        ));
+        problem
+    }
+
+    /// 403 with a Bearer `insufficient_scope` challenge naming `scope`.
+    pub fn insufficient_scope(scope: &'static str) -> Self {
+        let mut problem = Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this requires the {scope:?} scope"),
+        );
+        problem.challenge = Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
+        ));
+        problem
+    }
+
+    /// 403 `access_denied`: authenticated but not allowed.
+    pub fn forbidden(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "access_denied", description)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", description)
+    }
+
+    /// 405 `invalid_request`: the path exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "method not allowed on this path",
+        )
+    }
+
+    /// 409 `conflict`: the name is taken.
+    pub fn conflict(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", description)
+    }
+
+    /// 413 `invalid_request`: the body exceeds the limit.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request body too large",
+        )
+    }
+
+    /// Maps a repository failure: 503 when Redis is unreachable or slow
+    /// (fail closed), 500 otherwise.
+    #[must_use]
+    pub fn from_store(error: &token_repository::Error) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "token repository unavailable");
+            Self::unavailable()
+        } else {
+            Self::internal(error)
+        }
+    }
+
+    /// Maps an account store failure.
+    #[must_use]
+    pub fn from_accounts(error: &AccountError) -> Self {
+        match error {
+            AccountError::Store(error) => Self::from_store(error),
+            AccountError::Contended(_) => Self::unavailable(),
+            AccountError::Corrupt(_) => Self::internal(error),
+        }
+    }
+
+    /// Maps a hashing failure: saturation is 503, the rest 500.
+    #[must_use]
+    pub fn from_hash(error: &HashError) -> Self {
+        match error {
+            HashError::Busy => {
+                tracing::warn!("password hashing saturated; refusing a request");
+                Self::unavailable()
+            }
+            HashError::Internal(_) => Self::internal(error),
+        }
+    }
+
+    /// The status code.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The RFC error code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.error
+    }
+
+    /// The human-readable description.
+    #[must_use]
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The HTTP response.
+    #[must_use]
+    pub fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            error: self.error,
+            error_description: &self.description,
+        })
+        .unwrap_or_default();
+        let mut response = Response::new(body.into());
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+        }
+        response
+    }
+}
+
+/// A JSON response with `status` and the no-store headers every token
+/// response needs (RFC 6749 §5.1).
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = Response::new(body.into());
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Err(error) => Problem::internal(&error).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> serde_json::Value {
+        use http_body_util::BodyExt as _;
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    /// Token endpoint errors follow RFC 6749 §5.2, with no-store headers.
+    #[tokio::test]
+    async fn rfc6749_shape() {
+        let response = Problem::invalid_grant("bad").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            body(response).await,
+            serde_json::json!({"error": "invalid_grant", "error_description": "bad"})
+        );
+        let response = Problem::invalid_client().into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Basic realm="));
+    }
+
+    /// Bearer errors carry the RFC 6750 §3 challenges.
+    #[test]
+    fn rfc6750_challenges() {
+        let missing = Problem::bearer_required().into_response();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"token-authority\""
+        );
+        let invalid = Problem::invalid_token().into_response();
+        assert!(invalid.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .expect("ascii")
+            .contains("error=\"invalid_token\""));
+        let scope = Problem::insufficient_scope("admin").into_response();
+        assert_eq!(scope.status(), StatusCode::FORBIDDEN);
+        assert!(scope.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .expect("ascii")
+            .contains("error=\"insufficient_scope\", scope=\"admin\""));
+    }
+
+    /// Unavailability answers 503 with Retry-After; throttling 429.
+    #[test]
+    fn retry_after() {
+        let response = Problem::unavailable().into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let response = Problem::throttled(Duration::from_millis(2500)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+}

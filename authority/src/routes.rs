@@ -1,0 +1,272 @@
+//! The whole HTTP surface as one warp filter tree: [`routes`].
+//!
+//! Every route answers with a [`Response`]; handlers build error responses
+//! themselves through [`Problem`], and the one [`recover`] turns what warp
+//! rejects (unknown path, wrong method) into the same error shape. Bodies are
+//! read by [`body`] with the configured limit, whether or not a
+//! `Content-Length` is sent.
+
+use std::convert::Infallible;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt as _};
+use http::HeaderMap;
+use percent_encoding::percent_decode_str;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::api::admin::Operation;
+use crate::api::{admin, health, me};
+use crate::oauth::{introspect, metadata, revoke, token};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Every route the server registers, as `(method, path)`; kept in step with
+/// [`routes`] and the OpenAPI document by tests.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/oauth/token"),
+    ("POST", "/oauth/revoke"),
+    ("POST", "/oauth/introspect"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("GET", "/v1/me"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/{id}"),
+    ("GET", "/v1/admin/users"),
+    ("POST", "/v1/admin/users"),
+    ("GET", "/v1/admin/users/{username}"),
+    ("PATCH", "/v1/admin/users/{username}"),
+    ("DELETE", "/v1/admin/users/{username}"),
+    ("GET", "/v1/admin/clients"),
+    ("POST", "/v1/admin/clients"),
+    ("GET", "/v1/admin/clients/{client_id}"),
+    ("PATCH", "/v1/admin/clients/{client_id}"),
+    ("DELETE", "/v1/admin/clients/{client_id}"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// The authority's HTTP API.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let limit = state.config().max_body_bytes;
+    let state = warp::any().map(move || state.clone());
+    let headers = warp::header::headers_cloned();
+
+    let token = warp::path!("oauth" / "token")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers)
+        .and(warp::addr::remote())
+        .and(body(limit))
+        .then(|state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
+            match body {
+                Ok(body) => {
+                    let address = state.client_address(peer, &headers);
+                    token::handle(state, headers, address, body).await
+                }
+                Err(problem) => problem.into_response(),
+            }
+        });
+    let revoke = warp::path!("oauth" / "revoke")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers)
+        .and(body(limit))
+        .then(|state, headers, body: Result<Bytes, Problem>| async move {
+            match body {
+                Ok(body) => revoke::handle(state, headers, body).await,
+                Err(problem) => problem.into_response(),
+            }
+        });
+    let introspect = warp::path!("oauth" / "introspect")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers)
+        .and(body(limit))
+        .then(|state, headers, body: Result<Bytes, Problem>| async move {
+            match body {
+                Ok(body) => introspect::handle(state, headers, body).await,
+                Err(problem) => problem.into_response(),
+            }
+        });
+    let metadata = warp::path!(".well-known" / "oauth-authorization-server")
+        .and(warp::get())
+        .and(state.clone())
+        .map(|state: AppState| metadata::handle(&state));
+    let oauth = token.or(revoke).unify().or(introspect).unify().or(metadata).unify().boxed();
+
+    let me_route = warp::path!("v1" / "me")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers)
+        .then(me::me);
+    let sessions = warp::path!("v1" / "sessions")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers)
+        .then(me::sessions);
+    let sign_out_everywhere = warp::path!("v1" / "sessions")
+        .and(warp::delete())
+        .and(state.clone())
+        .and(headers)
+        .then(me::revoke_all_sessions);
+    let sign_out = warp::path!("v1" / "sessions" / String)
+        .and(warp::delete())
+        .and(state.clone())
+        .and(headers)
+        .then(|id: String, state, headers| me::revoke_session(state, headers, id));
+    let holder = me_route
+        .or(sessions)
+        .unify()
+        .or(sign_out_everywhere)
+        .unify()
+        .or(sign_out)
+        .unify()
+        .boxed();
+
+    let admin_route = |operations: BoxedFilter<(Operation,)>| {
+        operations
+            .and(state.clone())
+            .and(headers)
+            .and(body(limit))
+            .then(|operation, state, headers, body: Result<Bytes, Problem>| async move {
+                match body {
+                    Ok(body) => admin::handle(state, headers, operation, body).await,
+                    Err(problem) => problem.into_response(),
+                }
+            })
+    };
+    let users = warp::path!("v1" / "admin" / "users")
+        .and(warp::get().map(|| Operation::ListUsers).or(warp::post().map(|| Operation::CreateUser)).unify())
+        .boxed();
+    let user = warp::path!("v1" / "admin" / "users" / String)
+        .and_then(decoded)
+        .and(
+            warp::get()
+                .map(|| Operation::GetUser as fn(String) -> Operation)
+                .or(warp::patch().map(|| Operation::ChangeUser as fn(String) -> Operation))
+                .unify()
+                .or(warp::delete().map(|| Operation::RemoveUser as fn(String) -> Operation))
+                .unify(),
+        )
+        .map(|name: String, operation: fn(String) -> Operation| operation(name))
+        .boxed();
+    let clients = warp::path!("v1" / "admin" / "clients")
+        .and(warp::get().map(|| Operation::ListClients).or(warp::post().map(|| Operation::CreateClient)).unify())
+        .boxed();
+    let client = warp::path!("v1" / "admin" / "clients" / String)
+        .and_then(decoded)
+        .and(
+            warp::get()
+                .map(|| Operation::GetClient as fn(String) -> Operation)
+                .or(warp::patch().map(|| Operation::ChangeClient as fn(String) -> Operation))
+                .unify()
+                .or(warp::delete().map(|| Operation::RemoveClient as fn(String) -> Operation))
+                .unify(),
+        )
+        .map(|id: String, operation: fn(String) -> Operation| operation(id))
+        .boxed();
+    let administration = admin_route(users)
+        .or(admin_route(user))
+        .unify()
+        .or(admin_route(clients))
+        .unify()
+        .or(admin_route(client))
+        .unify()
+        .boxed();
+
+    let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
+    let readyz = warp::path!("readyz").and(warp::get()).and(state).then(health::readyz);
+
+    oauth
+        .or(holder)
+        .unify()
+        .or(administration)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::log::custom(log_request))
+        .map(warp::Reply::into_response)
+        .boxed()
+}
+
+/// Percent-decodes a path segment (usernames may contain `@` and `+`,
+/// which clients may escape); invalid UTF-8 is a path that does not exist.
+async fn decoded(raw: String) -> Result<String, Rejection> {
+    decode_segment(&raw).ok_or_else(warp::reject::not_found)
+}
+
+/// Decodes a raw path segment, or `None` when it is not valid UTF-8.
+fn decode_segment(raw: &str) -> Option<String> {
+    percent_decode_str(raw).decode_utf8().ok().map(std::borrow::Cow::into_owned)
+}
+
+/// Reads the body, up to `limit` bytes, with or without Content-Length.
+fn body(limit: u64) -> impl Filter<Extract = (Result<Bytes, Problem>,), Error = Rejection> + Clone {
+    warp::body::stream().then(move |stream| collect(stream, limit))
+}
+
+async fn collect<S, B>(stream: S, limit: u64) -> Result<Bytes, Problem>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut stream = std::pin::pin!(stream);
+    let mut collected = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| Problem::invalid_request("the request body could not be read"))?;
+        if collected.len() + chunk.remaining() > limit {
+            return Err(Problem::too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            collected.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// Turns warp's own rejections into the standard error shape.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let problem = if rejection.is_not_found() {
+        Problem::not_found("no such endpoint")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        Problem::method_not_allowed()
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        Problem::too_large()
+    } else {
+        tracing::debug!(?rejection, "request rejected");
+        Problem::invalid_request("malformed request")
+    };
+    Ok(problem.into_response())
+}
+
+fn log_request(info: warp::log::Info<'_>) {
+    tracing::info!(
+        method = %info.method(),
+        path = info.path(),
+        status = info.status().as_u16(),
+        elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Path segments are percent-decoded; invalid UTF-8 is refused.
+    #[test]
+    fn segments() {
+        assert_eq!(decode_segment("alice%40example.com").as_deref(), Some("alice@example.com"));
+        assert_eq!(decode_segment("%ff"), None);
+    }
+}

@@ -1,0 +1,128 @@
+//! What every handler shares: configuration, stores, the hasher.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::HeaderMap;
+use token_repository::RedisStore;
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::password::{HashError, Hasher};
+use crate::throttle::Throttle;
+
+/// The authority's shared state. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    issuer: String,
+    store: RedisStore,
+    accounts: Accounts,
+    hasher: Hasher,
+    throttle: Throttle,
+}
+
+/// Why the authority could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The store could not be configured.
+    #[error(transparent)]
+    Store(#[from] token_repository::Error),
+    /// The hashing parameters are unusable.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+impl AppState {
+    /// Builds the state for `config` (does not contact Redis yet).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`] for an unusable Redis URL or argon2 parameters.
+    pub fn new(config: Config) -> Result<Self, SetupError> {
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen_addr));
+        let store = RedisStore::new(config.redis())?;
+        let hasher = Hasher::new(config.argon2, config.hash_workers, config.hash_queue)?;
+        let throttle = Throttle::new(
+            store.clone(),
+            config.login_max_failures,
+            config.address_max_failures,
+            config.login_failure_window,
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                accounts: Accounts::new(store.clone()),
+                config,
+                issuer,
+                store,
+                hasher,
+                throttle,
+            }),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// This authority's public base URL: `ISSUER`, or `http://` and the
+    /// listen address (build the state with the bound address when
+    /// listening on port 0).
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The token repository.
+    #[must_use]
+    pub fn store(&self) -> &RedisStore {
+        &self.inner.store
+    }
+
+    /// Users and clients.
+    #[must_use]
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    /// The password hasher.
+    #[must_use]
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// Failed-login throttling.
+    #[must_use]
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    /// The client's address: the peer, or the last `X-Forwarded-For` entry
+    /// (the one our own proxy appended) when configured to trust it.
+    #[must_use]
+    pub fn client_address(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        if self.inner.config.trust_forwarded_for {
+            let forwarded = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .next_back()
+                .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        peer.map(|peer| peer.ip())
+    }
+}
