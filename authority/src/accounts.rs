@@ -210,7 +210,10 @@ impl Accounts {
     ///
     /// Store failures, unreadable records.
     pub async fn client(&self, client_id: &str) -> Result<Option<Client>, AccountError> {
-        Ok(self.get::<Client>(client_id).await?.map(|(client, _)| client))
+        Ok(self
+            .get::<Client>(client_id)
+            .await?
+            .map(|(client, _)| client))
     }
 
     /// Creates a user; `false` when the username is taken (nothing written).
@@ -308,7 +311,10 @@ impl Accounts {
         let raw: Option<String> = self
             .store
             .with_connection(|mut connection| async move {
-                Ok(redis::cmd("GET").arg(&key).query_async(&mut connection).await?)
+                Ok(redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await?)
             })
             .await?;
         raw.map(|text| {

@@ -135,16 +135,20 @@ fn check_password(password: &str) -> Result<(), Problem> {
         )));
     }
     if password.chars().any(char::is_control) {
-        return Err(Problem::invalid_request("the password contains control characters"));
+        return Err(Problem::invalid_request(
+            "the password contains control characters",
+        ));
     }
     Ok(())
 }
 
 fn check_text(field: &'static str, value: Option<&str>) -> Result<(), Problem> {
     match value {
-        Some(text) if text.len() > 256 || text.chars().any(char::is_control) => Err(
-            Problem::invalid_request(format!("{field} must be at most 256 characters without control characters")),
-        ),
+        Some(text) if text.len() > 256 || text.chars().any(char::is_control) => {
+            Err(Problem::invalid_request(format!(
+                "{field} must be at most 256 characters without control characters"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -212,7 +216,11 @@ pub async fn create_user(state: &AppState, new: NewUser) -> Result<User, Problem
 /// # Errors
 ///
 /// 400 for invalid fields, 404 for an unknown user, 503 when unavailable.
-pub async fn change_user(state: &AppState, username: &str, change: UserChange) -> Result<(User, usize), Problem> {
+pub async fn change_user(
+    state: &AppState,
+    username: &str,
+    change: UserChange,
+) -> Result<(User, usize), Problem> {
     if let Some(password) = &change.password {
         check_password(password)?;
     }
@@ -249,7 +257,11 @@ pub async fn change_user(state: &AppState, username: &str, change: UserChange) -
     let weakened = new.password_hash != old.password_hash
         || (new.disabled && !old.disabled)
         || new.scopes != old.scopes;
-    let revoked = if weakened { revoke_all(state, &new.subject).await? } else { 0 };
+    let revoked = if weakened {
+        revoke_all(state, &new.subject).await?
+    } else {
+        0
+    };
     tracing::info!(%username, revoked, "user changed");
     Ok((new, revoked))
 }
@@ -380,7 +392,11 @@ pub async fn change_client(
         return Err(Problem::not_found("no such client"));
     };
     let weakened = (new.disabled && !old.disabled) || new.scopes != old.scopes;
-    let revoked = if weakened { revoke_all(state, &new.subject()).await? } else { 0 };
+    let revoked = if weakened {
+        revoke_all(state, &new.subject()).await?
+    } else {
+        0
+    };
     Ok((new, revoked))
 }
 

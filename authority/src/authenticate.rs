@@ -19,8 +19,14 @@ use crate::state::AppState;
 ///
 /// 401 `invalid_client` for wrong, unknown or disabled clients; 503 when
 /// the stores or the hashing pool are unavailable.
-pub async fn client(state: &AppState, credentials: ClientCredentials) -> Result<Option<Client>, Problem> {
-    let ClientCredentials::Secret { client_id, secret, .. } = credentials else {
+pub async fn client(
+    state: &AppState,
+    credentials: ClientCredentials,
+) -> Result<Option<Client>, Problem> {
+    let ClientCredentials::Secret {
+        client_id, secret, ..
+    } = credentials
+    else {
         return Ok(None);
     };
     let client = state
@@ -30,7 +36,10 @@ pub async fn client(state: &AppState, credentials: ClientCredentials) -> Result<
         .map_err(|error| Problem::from_accounts(&error))?;
     let verification = state
         .hasher()
-        .verify(secret, client.as_ref().map(|client| client.secret_hash.as_str()))
+        .verify(
+            secret,
+            client.as_ref().map(|client| client.secret_hash.as_str()),
+        )
         .await
         .map_err(|error| Problem::from_hash(&error))?;
     match (client, verification) {
@@ -50,7 +59,10 @@ pub async fn client(state: &AppState, credentials: ClientCredentials) -> Result<
 /// # Errors
 ///
 /// As [`client`], and 401 `invalid_client` when no secret was presented.
-pub async fn required_client(state: &AppState, credentials: ClientCredentials) -> Result<Client, Problem> {
+pub async fn required_client(
+    state: &AppState,
+    credentials: ClientCredentials,
+) -> Result<Client, Problem> {
     client(state, credentials)
         .await?
         .ok_or_else(Problem::invalid_client)

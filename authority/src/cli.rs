@@ -133,7 +133,10 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -154,7 +157,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     match command {
         Command::Serve => serve(config).await,
         Command::User(command) => user(&admin_state(config)?, command).await.map_err(describe),
-        Command::Client(command) => client(&admin_state(config)?, command).await.map_err(describe),
+        Command::Client(command) => client(&admin_state(config)?, command)
+            .await
+            .map_err(describe),
     }
 }
 
@@ -190,17 +195,20 @@ fn read_password(source: &PasswordSource) -> Result<Zeroizing<String>, Problem> 
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|error| Problem::invalid_request(format!("cannot read standard input: {error}")))?;
+            .map_err(|error| {
+                Problem::invalid_request(format!("cannot read standard input: {error}"))
+            })?;
         let trimmed = line.trim_end_matches(['\r', '\n']);
         return Ok(Zeroizing::new(trimmed.to_owned()));
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("Password: ")
-            .map_err(|error| Problem::invalid_request(format!("cannot read the password: {error}")))?,
-    );
+    let first =
+        Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|error| {
+            Problem::invalid_request(format!("cannot read the password: {error}"))
+        })?);
     let second = Zeroizing::new(
-        rpassword::prompt_password("Repeat password: ")
-            .map_err(|error| Problem::invalid_request(format!("cannot read the password: {error}")))?,
+        rpassword::prompt_password("Repeat password: ").map_err(|error| {
+            Problem::invalid_request(format!("cannot read the password: {error}"))
+        })?,
     );
     if first != second {
         return Err(Problem::invalid_request("the passwords differ"));
@@ -265,7 +273,10 @@ async fn user(state: &AppState, command: UserCommand) -> Result<(), Problem> {
             println!("user removed; {revoked} tokens revoked");
         }
         UserCommand::List => {
-            println!("{:<32} {:<36} {:<9} SCOPE", "USERNAME", "SUBJECT", "DISABLED");
+            println!(
+                "{:<32} {:<36} {:<9} SCOPE",
+                "USERNAME", "SUBJECT", "DISABLED"
+            );
             for user in admin::users(state).await? {
                 println!(
                     "{:<32} {:<36} {:<9} {}",
@@ -284,7 +295,8 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
             scopes: granted,
             introspect,
         } => {
-            let (client, secret) = admin::create_client(state, &client_id, scopes(granted)?, introspect).await?;
+            let (client, secret) =
+                admin::create_client(state, &client_id, scopes(granted)?, introspect).await?;
             println!("client_id: {}", client.client_id);
             println!("client_secret: {}", secret.as_str());
             eprintln!("The secret is shown only now; store it safely.");
@@ -294,7 +306,10 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
             println!("client removed; {revoked} tokens revoked");
         }
         ClientCommand::List => {
-            println!("{:<32} {:<10} {:<9} SCOPE", "CLIENT_ID", "INTROSPECT", "DISABLED");
+            println!(
+                "{:<32} {:<10} {:<9} SCOPE",
+                "CLIENT_ID", "INTROSPECT", "DISABLED"
+            );
             for client in admin::clients(state).await? {
                 println!(
                     "{:<32} {:<10} {:<9} {}",

@@ -106,25 +106,69 @@ impl ConfigError {
 
 /// Every variable, its default and what it means (for the README and `--help`).
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    ("REDIS_URL", "redis://127.0.0.1:6379", "Redis holding tokens, users and clients"),
+    (
+        "REDIS_URL",
+        "redis://127.0.0.1:6379",
+        "Redis holding tokens, users and clients",
+    ),
     ("REDIS_POOL_SIZE", "16", "pooled Redis connections"),
-    ("REDIS_TIMEOUT_MS", "1000", "bound on every Redis operation, in milliseconds"),
+    (
+        "REDIS_TIMEOUT_MS",
+        "1000",
+        "bound on every Redis operation, in milliseconds",
+    ),
     ("KEY_PREFIX", "ts:", "namespace of every Redis key"),
-    ("LISTEN_ADDR", "127.0.0.1:8080", "HTTP listen address (port 0: any free port)"),
-    ("ISSUER", "http://<LISTEN_ADDR>", "public base URL, for RFC 8414 metadata"),
+    (
+        "LISTEN_ADDR",
+        "127.0.0.1:8080",
+        "HTTP listen address (port 0: any free port)",
+    ),
+    (
+        "ISSUER",
+        "http://<LISTEN_ADDR>",
+        "public base URL, for RFC 8414 metadata",
+    ),
     ("ACCESS_TOKEN_TTL", "900", "access token lifetime, seconds"),
-    ("REFRESH_TOKEN_TTL", "1209600", "refresh token lifetime, seconds (renewed on rotation)"),
+    (
+        "REFRESH_TOKEN_TTL",
+        "1209600",
+        "refresh token lifetime, seconds (renewed on rotation)",
+    ),
     ("ARGON2_MEMORY_KIB", "19456", "argon2id memory cost"),
     ("ARGON2_ITERATIONS", "2", "argon2id time cost"),
     ("ARGON2_PARALLELISM", "1", "argon2id lanes"),
-    ("HASH_WORKERS", "<CPU count>", "password hashes computed at once"),
-    ("HASH_QUEUE", "256", "logins waiting for a hash worker before 503"),
-    ("LOGIN_MAX_FAILURES", "5", "failed logins per username per window before 429"),
-    ("ADDRESS_MAX_FAILURES", "50", "failed logins per client address per window before 429"),
+    (
+        "HASH_WORKERS",
+        "<CPU count>",
+        "password hashes computed at once",
+    ),
+    (
+        "HASH_QUEUE",
+        "256",
+        "logins waiting for a hash worker before 503",
+    ),
+    (
+        "LOGIN_MAX_FAILURES",
+        "5",
+        "failed logins per username per window before 429",
+    ),
+    (
+        "ADDRESS_MAX_FAILURES",
+        "50",
+        "failed logins per client address per window before 429",
+    ),
     ("LOGIN_FAILURE_WINDOW", "900", "throttling window, seconds"),
-    ("TRUST_FORWARDED_FOR", "false", "use X-Forwarded-For for the client address"),
+    (
+        "TRUST_FORWARDED_FOR",
+        "false",
+        "use X-Forwarded-For for the client address",
+    ),
     ("MAX_BODY_BYTES", "16384", "request body limit"),
-    ("LOG_FORMAT", "text", "text or json (level: RUST_LOG, default info)"),
+    (
+        "LOG_FORMAT",
+        "text",
+        "text or json (level: RUST_LOG, default info)",
+    ),
 ];
 
 impl Config {
@@ -154,11 +198,20 @@ impl Config {
     ///
     /// [`ConfigError`] naming the first invalid variable.
     pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| values.get(name).map(String::as_str).filter(|v| !v.is_empty());
-        let listen_addr: SocketAddr = parse(get("LISTEN_ADDR"), "LISTEN_ADDR", "127.0.0.1:8080", |v| {
-            v.parse().map_err(|_| "expected an IP address and port, like 127.0.0.1:8080".into())
-        })?;
-        let redis_url = get("REDIS_URL").unwrap_or("redis://127.0.0.1:6379").to_owned();
+        let get = |name: &str| {
+            values
+                .get(name)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let listen_addr: SocketAddr =
+            parse(get("LISTEN_ADDR"), "LISTEN_ADDR", "127.0.0.1:8080", |v| {
+                v.parse()
+                    .map_err(|_| "expected an IP address and port, like 127.0.0.1:8080".into())
+            })?;
+        let redis_url = get("REDIS_URL")
+            .unwrap_or("redis://127.0.0.1:6379")
+            .to_owned();
         if !(redis_url.starts_with("redis://")
             || redis_url.starts_with("rediss://")
             || redis_url.starts_with("unix://")
@@ -172,11 +225,13 @@ impl Config {
         let key_prefix = KeyPrefix::new(get("KEY_PREFIX").unwrap_or("ts:"))
             .map_err(|error| ConfigError::new("KEY_PREFIX", error.to_string()))?;
         let issuer = get("ISSUER").map(|issuer| issuer.trim_end_matches('/').to_owned());
-        if issuer
-            .as_deref()
-            .is_some_and(|issuer| !(issuer.starts_with("http://") || issuer.starts_with("https://")))
-        {
-            return Err(ConfigError::new("ISSUER", "expected an http:// or https:// URL"));
+        if issuer.as_deref().is_some_and(|issuer| {
+            !(issuer.starts_with("http://") || issuer.starts_with("https://"))
+        }) {
+            return Err(ConfigError::new(
+                "ISSUER",
+                "expected an http:// or https:// URL",
+            ));
         }
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let config = Self {
@@ -191,7 +246,12 @@ impl Config {
             key_prefix,
             listen_addr,
             issuer,
-            access_token_ttl: seconds(get("ACCESS_TOKEN_TTL"), "ACCESS_TOKEN_TTL", 900, 1..=86_400)?,
+            access_token_ttl: seconds(
+                get("ACCESS_TOKEN_TTL"),
+                "ACCESS_TOKEN_TTL",
+                900,
+                1..=86_400,
+            )?,
             refresh_token_ttl: seconds(
                 get("REFRESH_TOKEN_TTL"),
                 "REFRESH_TOKEN_TTL",
@@ -199,13 +259,23 @@ impl Config {
                 60..=31_536_000,
             )?,
             argon2: Argon2Config {
-                memory_kib: number(get("ARGON2_MEMORY_KIB"), "ARGON2_MEMORY_KIB", 19_456, 8..=4_194_304)?,
+                memory_kib: number(
+                    get("ARGON2_MEMORY_KIB"),
+                    "ARGON2_MEMORY_KIB",
+                    19_456,
+                    8..=4_194_304,
+                )?,
                 iterations: number(get("ARGON2_ITERATIONS"), "ARGON2_ITERATIONS", 2, 1..=100)?,
                 parallelism: number(get("ARGON2_PARALLELISM"), "ARGON2_PARALLELISM", 1, 1..=64)?,
             },
             hash_workers: number(get("HASH_WORKERS"), "HASH_WORKERS", cpus, 1..=1024)?,
             hash_queue: number(get("HASH_QUEUE"), "HASH_QUEUE", 256, 0..=1_000_000)?,
-            login_max_failures: number(get("LOGIN_MAX_FAILURES"), "LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
+            login_max_failures: number(
+                get("LOGIN_MAX_FAILURES"),
+                "LOGIN_MAX_FAILURES",
+                5,
+                1..=1_000_000,
+            )?,
             address_max_failures: number(
                 get("ADDRESS_MAX_FAILURES"),
                 "ADDRESS_MAX_FAILURES",
@@ -219,7 +289,12 @@ impl Config {
                 1..=86_400,
             )?,
             trust_forwarded_for: boolean(get("TRUST_FORWARDED_FOR"), "TRUST_FORWARDED_FOR", false)?,
-            max_body_bytes: number(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 16_384, 1024..=1_048_576)?,
+            max_body_bytes: number(
+                get("MAX_BODY_BYTES"),
+                "MAX_BODY_BYTES",
+                16_384,
+                1024..=1_048_576,
+            )?,
             log_format: match get("LOG_FORMAT").unwrap_or("text") {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
@@ -270,25 +345,40 @@ impl fmt::Debug for Config {
 }
 
 fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ConfigError::new("--config", format!("cannot read {}: {error}", path.display())))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|error| ConfigError::new("--config", format!("{} is not valid TOML: {error}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::new(
+            "--config",
+            format!("cannot read {}: {error}", path.display()),
+        )
+    })?;
+    let table: toml::Table = text.parse().map_err(|error| {
+        ConfigError::new(
+            "--config",
+            format!("{} is not valid TOML: {error}", path.display()),
+        )
+    })?;
     let mut values = BTreeMap::new();
     for (key, value) in table {
         let name = key.to_ascii_uppercase();
         if !VARIABLES.iter().any(|(known, _, _)| *known == name) {
             return Err(ConfigError::new(
                 &key,
-                format!("unknown setting in {} (known: the environment variable names, lower-case)", path.display()),
+                format!(
+                    "unknown setting in {} (known: the environment variable names, lower-case)",
+                    path.display()
+                ),
             ));
         }
         let text = match value {
             toml::Value::String(text) => text,
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            _ => return Err(ConfigError::new(&key, "expected a string, integer or boolean")),
+            _ => {
+                return Err(ConfigError::new(
+                    &key,
+                    "expected a string, integer or boolean",
+                ));
+            }
         };
         values.insert(name, text);
     }
@@ -344,7 +434,10 @@ fn boolean(value: Option<&str>, name: &str, default: bool) -> Result<bool, Confi
         None => Ok(default),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(ConfigError::new(name, format!("expected true or false (got {other:?})"))),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("expected true or false (got {other:?})"),
+        )),
     }
 }
 
@@ -399,7 +492,10 @@ mod tests {
         let path = dir.join("config.toml");
         std::fs::write(&path, "access_token_ttl = 60\nkey_prefix = \"x:\"\n").expect("write");
         let values = read_toml(&path).expect("valid");
-        assert_eq!(values.get("ACCESS_TOKEN_TTL").map(String::as_str), Some("60"));
+        assert_eq!(
+            values.get("ACCESS_TOKEN_TTL").map(String::as_str),
+            Some("60")
+        );
         let config = Config::from_values(&values).expect("valid");
         assert_eq!(config.access_token_ttl, Duration::from_secs(60));
         std::fs::write(&path, "acess_token_ttl = 60\n").expect("write");
@@ -410,9 +506,11 @@ mod tests {
     /// Debug never shows the Redis password.
     #[test]
     fn debug_redacts_the_redis_password() {
-        let config =
-            Config::from_values(&values(&[("REDIS_URL", "redis://authority:hunter2@db:6379")]))
-                .expect("valid");
+        let config = Config::from_values(&values(&[(
+            "REDIS_URL",
+            "redis://authority:hunter2@db:6379",
+        )]))
+        .expect("valid");
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -34,7 +34,9 @@ impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::None => f.write_str("None"),
-            Self::Secret { client_id, basic, .. } => f
+            Self::Secret {
+                client_id, basic, ..
+            } => f
                 .debug_struct("Secret")
                 .field("client_id", client_id)
                 .field("basic", basic)
@@ -63,7 +65,9 @@ pub fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<ClientCred
         )),
         (Some((client_id, secret)), body_id, None) => {
             if body_id.is_some_and(|id| id != client_id) {
-                return Err(Problem::invalid_request("client_id does not match the authenticated client"));
+                return Err(Problem::invalid_request(
+                    "client_id does not match the authenticated client",
+                ));
             }
             Ok(ClientCredentials::Secret {
                 client_id,
@@ -94,7 +98,9 @@ fn authorization(headers: &HeaderMap) -> Result<Option<(&str, &str)>, Problem> {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(Problem::bearer_malformed("more than one Authorization header"));
+        return Err(Problem::bearer_malformed(
+            "more than one Authorization header",
+        ));
     }
     let value = value
         .to_str()
@@ -146,7 +152,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Token, Problem> {
         return Err(Problem::bearer_malformed("the bearer token is missing"));
     }
     if token.contains([' ', ',']) {
-        return Err(Problem::bearer_malformed("exactly one bearer token is allowed"));
+        return Err(Problem::bearer_malformed(
+            "exactly one bearer token is allowed",
+        ));
     }
     Token::parse(token).map_err(|_| Problem::invalid_token())
 }
@@ -157,7 +165,10 @@ mod tests {
 
     fn headers(authorization: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::AUTHORIZATION, authorization.parse().expect("header"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            authorization.parse().expect("header"),
+        );
         headers
     }
 
@@ -166,8 +177,11 @@ mod tests {
     fn basic_credentials() {
         let encoded = STANDARD.encode("my%20app:s%3Acret+x");
         let form = Form::parse(b"").expect("form");
-        let ClientCredentials::Secret { client_id, secret, basic } =
-            client_credentials(&headers(&format!("basic {encoded}")), &form).expect("valid")
+        let ClientCredentials::Secret {
+            client_id,
+            secret,
+            basic,
+        } = client_credentials(&headers(&format!("basic {encoded}")), &form).expect("valid")
         else {
             panic!("expected a secret");
         };
@@ -184,7 +198,8 @@ mod tests {
         let error = client_credentials(&headers(&format!("Basic {encoded}")), &both).unwrap_err();
         assert_eq!(error.code(), "invalid_request");
         let other_id = Form::parse(b"client_id=other").expect("form");
-        let error = client_credentials(&headers(&format!("Basic {encoded}")), &other_id).unwrap_err();
+        let error =
+            client_credentials(&headers(&format!("Basic {encoded}")), &other_id).unwrap_err();
         assert_eq!(error.code(), "invalid_request");
         let garbage = client_credentials(&headers("Basic !!!"), &Form::default()).unwrap_err();
         assert_eq!(garbage.code(), "invalid_client");
@@ -194,9 +209,15 @@ mod tests {
     #[test]
     fn bearer() {
         assert_eq!(bearer_token(&HeaderMap::new()).unwrap_err().status(), 401);
-        assert_eq!(bearer_token(&headers("Basic abc")).unwrap_err().status(), 401);
+        assert_eq!(
+            bearer_token(&headers("Basic abc")).unwrap_err().status(),
+            401
+        );
         assert_eq!(bearer_token(&headers("Bearer")).unwrap_err().status(), 400);
-        assert_eq!(bearer_token(&headers("Bearer a b")).unwrap_err().status(), 400);
+        assert_eq!(
+            bearer_token(&headers("Bearer a b")).unwrap_err().status(),
+            400
+        );
         let invalid = bearer_token(&headers("bearer tsa_garbage")).unwrap_err();
         assert_eq!(invalid.code(), "invalid_token");
         let token = Token::generate(
@@ -204,7 +225,8 @@ mod tests {
             &token_repository::SubjectTag::of("s"),
         )
         .expect("token");
-        let parsed = bearer_token(&headers(&format!("BEARER {}", token.expose_secret()))).expect("valid");
+        let parsed =
+            bearer_token(&headers(&format!("BEARER {}", token.expose_secret()))).expect("valid");
         assert_eq!(parsed, token);
     }
 }

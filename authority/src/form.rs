@@ -112,7 +112,10 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 fn decode(raw: &[u8]) -> Result<String, FormError> {
     // `+` is a space in form encoding; a literal plus arrives as %2B.
-    let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     // Every `%` must start a valid escape; percent_decode passes bad ones
     // through unchanged, which would be a silent misreading.
     for (at, _) in spaced.iter().enumerate().filter(|(_, b)| **b == b'%') {
@@ -139,7 +142,8 @@ mod tests {
     /// Ordinary forms decode, with `+` and escapes.
     #[test]
     fn decodes() {
-        let form = Form::parse(b"grant_type=password&username=al%40ce&password=a+b%2Bc").expect("valid");
+        let form =
+            Form::parse(b"grant_type=password&username=al%40ce&password=a+b%2Bc").expect("valid");
         assert_eq!(form.get("grant_type"), Some("password"));
         assert_eq!(form.get("username"), Some("al@ce"));
         assert_eq!(form.get("password"), Some("a b+c"));
@@ -166,7 +170,10 @@ mod tests {
         assert_eq!(Form::parse(b"a=%ff%fe").unwrap_err(), FormError::Encoding);
         assert_eq!(Form::parse(b"a=\xff").unwrap_err(), FormError::Encoding);
         assert_eq!(Form::parse(b"a=%00").unwrap_err(), FormError::Encoding);
-        let many: Vec<u8> = (0..40).map(|i| format!("p{i}=1&")).collect::<String>().into_bytes();
+        let many: Vec<u8> = (0..40)
+            .map(|i| format!("p{i}=1&"))
+            .collect::<String>()
+            .into_bytes();
         assert_eq!(Form::parse(&many).unwrap_err(), FormError::TooMany);
     }
 

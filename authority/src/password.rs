@@ -72,8 +72,13 @@ impl Hasher {
     ///
     /// [`HashError::Internal`] for parameters argon2 refuses.
     pub fn new(config: Argon2Config, workers: usize, queue: usize) -> Result<Self, HashError> {
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|error| HashError::Internal(format!("argon2 parameters: {error}")))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|error| HashError::Internal(format!("argon2 parameters: {error}")))?;
         let dummy = hash_blocking(&params, b"dummy password for unknown accounts")?;
         let workers = workers.max(1);
         Ok(Self {
@@ -215,11 +220,19 @@ mod tests {
         let hash = hasher.hash(secret("correct horse")).await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
         assert_eq!(
-            hasher.verify(secret("correct horse"), Some(&hash)).await.expect("verify"),
-            Verification::Match { needs_rehash: false }
+            hasher
+                .verify(secret("correct horse"), Some(&hash))
+                .await
+                .expect("verify"),
+            Verification::Match {
+                needs_rehash: false
+            }
         );
         assert_eq!(
-            hasher.verify(secret("wrong"), Some(&hash)).await.expect("verify"),
+            hasher
+                .verify(secret("wrong"), Some(&hash))
+                .await
+                .expect("verify"),
             Verification::Mismatch
         );
     }
@@ -235,7 +248,10 @@ mod tests {
             );
         }
         assert_eq!(
-            hasher.verify(secret("x"), Some("not a hash")).await.expect("verify"),
+            hasher
+                .verify(secret("x"), Some("not a hash"))
+                .await
+                .expect("verify"),
             Verification::Mismatch
         );
     }
@@ -262,7 +278,9 @@ mod tests {
             .expect("hash")
             .to_string();
         assert_eq!(
-            new.verify(secret("pw"), Some(&argon2i)).await.expect("verify"),
+            new.verify(secret("pw"), Some(&argon2i))
+                .await
+                .expect("verify"),
             Verification::Match { needs_rehash: true }
         );
     }

@@ -38,7 +38,11 @@ struct Body<'a> {
 }
 
 impl Problem {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+    fn new(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             error,
@@ -96,7 +100,13 @@ impl Problem {
             "temporarily_unavailable",
             "too many failed attempts; retry later",
         );
-        problem.retry_after = Some(wait.as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX));
+        problem.retry_after = Some(
+            wait.as_millis()
+                .div_ceil(1000)
+                .max(1)
+                .try_into()
+                .unwrap_or(u64::MAX),
+        );
         problem
     }
 
@@ -264,7 +274,10 @@ impl Problem {
         let mut response = Response::new(body.into());
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
@@ -274,7 +287,10 @@ impl Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+            headers.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, POST, PATCH, DELETE"),
+            );
         }
         response
     }
@@ -288,7 +304,10 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
             let mut response = Response::new(body.into());
             *response.status_mut() = status;
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             response
@@ -303,7 +322,12 @@ mod tests {
 
     async fn body(response: Response) -> serde_json::Value {
         use http_body_util::BodyExt as _;
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         serde_json::from_slice(&bytes).expect("json")
     }
 
@@ -319,10 +343,12 @@ mod tests {
         );
         let response = Problem::invalid_client().into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert!(response.headers()[header::WWW_AUTHENTICATE]
-            .to_str()
-            .expect("ascii")
-            .starts_with("Basic realm="));
+        assert!(
+            response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .expect("ascii")
+                .starts_with("Basic realm=")
+        );
     }
 
     /// Bearer errors carry the RFC 6750 §3 challenges.
@@ -335,16 +361,20 @@ mod tests {
             "Bearer realm=\"token-authority\""
         );
         let invalid = Problem::invalid_token().into_response();
-        assert!(invalid.headers()[header::WWW_AUTHENTICATE]
-            .to_str()
-            .expect("ascii")
-            .contains("error=\"invalid_token\""));
+        assert!(
+            invalid.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .expect("ascii")
+                .contains("error=\"invalid_token\"")
+        );
         let scope = Problem::insufficient_scope("admin").into_response();
         assert_eq!(scope.status(), StatusCode::FORBIDDEN);
-        assert!(scope.headers()[header::WWW_AUTHENTICATE]
-            .to_str()
-            .expect("ascii")
-            .contains("error=\"insufficient_scope\", scope=\"admin\""));
+        assert!(
+            scope.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .expect("ascii")
+                .contains("error=\"insufficient_scope\", scope=\"admin\"")
+        );
     }
 
     /// Unavailability answers 503 with Retry-After; throttling 429.

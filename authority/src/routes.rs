@@ -59,15 +59,17 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(headers)
         .and(warp::addr::remote())
         .and(body(limit))
-        .then(|state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
-            match body {
-                Ok(body) => {
-                    let address = state.client_address(peer, &headers);
-                    token::handle(state, headers, address, body).await
+        .then(
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
+                match body {
+                    Ok(body) => {
+                        let address = state.client_address(peer, &headers);
+                        token::handle(state, headers, address, body).await
+                    }
+                    Err(problem) => problem.into_response(),
                 }
-                Err(problem) => problem.into_response(),
-            }
-        });
+            },
+        );
     let revoke = warp::path!("oauth" / "revoke")
         .and(warp::post())
         .and(state.clone())
@@ -94,7 +96,14 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(state.clone())
         .map(|state: AppState| metadata::handle(&state));
-    let oauth = token.or(revoke).unify().or(introspect).unify().or(metadata).unify().boxed();
+    let oauth = token
+        .or(revoke)
+        .unify()
+        .or(introspect)
+        .unify()
+        .or(metadata)
+        .unify()
+        .boxed();
 
     let me_route = warp::path!("v1" / "me")
         .and(warp::get())
@@ -130,15 +139,22 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
             .and(state.clone())
             .and(headers)
             .and(body(limit))
-            .then(|operation, state, headers, body: Result<Bytes, Problem>| async move {
-                match body {
-                    Ok(body) => admin::handle(state, headers, operation, body).await,
-                    Err(problem) => problem.into_response(),
-                }
-            })
+            .then(
+                |operation, state, headers, body: Result<Bytes, Problem>| async move {
+                    match body {
+                        Ok(body) => admin::handle(state, headers, operation, body).await,
+                        Err(problem) => problem.into_response(),
+                    }
+                },
+            )
     };
     let users = warp::path!("v1" / "admin" / "users")
-        .and(warp::get().map(|| Operation::ListUsers).or(warp::post().map(|| Operation::CreateUser)).unify())
+        .and(
+            warp::get()
+                .map(|| Operation::ListUsers)
+                .or(warp::post().map(|| Operation::CreateUser))
+                .unify(),
+        )
         .boxed();
     let user = warp::path!("v1" / "admin" / "users" / String)
         .and_then(decoded)
@@ -153,7 +169,12 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .map(|name: String, operation: fn(String) -> Operation| operation(name))
         .boxed();
     let clients = warp::path!("v1" / "admin" / "clients")
-        .and(warp::get().map(|| Operation::ListClients).or(warp::post().map(|| Operation::CreateClient)).unify())
+        .and(
+            warp::get()
+                .map(|| Operation::ListClients)
+                .or(warp::post().map(|| Operation::CreateClient))
+                .unify(),
+        )
         .boxed();
     let client = warp::path!("v1" / "admin" / "clients" / String)
         .and_then(decoded)
@@ -177,7 +198,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed();
 
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
-    let readyz = warp::path!("readyz").and(warp::get()).and(state).then(health::readyz);
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(state)
+        .then(health::readyz);
 
     oauth
         .or(holder)
@@ -203,7 +227,10 @@ async fn decoded(raw: String) -> Result<String, Rejection> {
 
 /// Decodes a raw path segment, or `None` when it is not valid UTF-8.
 fn decode_segment(raw: &str) -> Option<String> {
-    percent_decode_str(raw).decode_utf8().ok().map(std::borrow::Cow::into_owned)
+    percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// Reads the body, up to `limit` bytes, with or without Content-Length.
@@ -220,7 +247,8 @@ where
     let mut stream = std::pin::pin!(stream);
     let mut collected = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|_| Problem::invalid_request("the request body could not be read"))?;
+        let mut chunk =
+            chunk.map_err(|_| Problem::invalid_request("the request body could not be read"))?;
         if collected.len() + chunk.remaining() > limit {
             return Err(Problem::too_large());
         }
@@ -266,7 +294,10 @@ mod tests {
     /// Path segments are percent-decoded; invalid UTF-8 is refused.
     #[test]
     fn segments() {
-        assert_eq!(decode_segment("alice%40example.com").as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            decode_segment("alice%40example.com").as_deref(),
+            Some("alice@example.com")
+        );
         assert_eq!(decode_segment("%ff"), None);
     }
 }

@@ -28,7 +28,12 @@ pub struct Throttle {
 impl Throttle {
     /// A throttle with these limits per `window`.
     #[must_use]
-    pub fn new(store: RedisStore, max_per_username: u32, max_per_address: u32, window: Duration) -> Self {
+    pub fn new(
+        store: RedisStore,
+        max_per_username: u32,
+        max_per_address: u32,
+        window: Duration,
+    ) -> Self {
         Self {
             store,
             max_per_username,
@@ -52,7 +57,11 @@ impl Throttle {
     /// # Errors
     ///
     /// Store failures (callers refuse the login: fail closed).
-    pub async fn blocked(&self, username: &str, address: Option<IpAddr>) -> Result<Option<Duration>> {
+    pub async fn blocked(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Option<Duration>> {
         let (user_key, address_key) = self.keys(username, address);
         let mut checks = vec![(user_key, self.max_per_username)];
         checks.extend(address_key.map(|key| (key, self.max_per_address)));
@@ -112,7 +121,10 @@ impl Throttle {
         let (user_key, _) = self.keys(username, None);
         self.store
             .with_connection(|mut connection| async move {
-                let _: i64 = redis::cmd("DEL").arg(&user_key).query_async(&mut connection).await?;
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&user_key)
+                    .query_async(&mut connection)
+                    .await?;
                 Ok(())
             })
             .await

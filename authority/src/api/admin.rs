@@ -81,11 +81,17 @@ struct ChangeClientBody {
 }
 
 fn scopes(text: Option<&str>) -> Result<Scopes, Problem> {
-    Scopes::parse(text.unwrap_or_default()).map_err(|error| Problem::invalid_request(error.to_string()))
+    Scopes::parse(text.unwrap_or_default())
+        .map_err(|error| Problem::invalid_request(error.to_string()))
 }
 
 /// Runs one admin operation for a caller bearing an `admin` token.
-pub async fn handle(state: AppState, headers: HeaderMap, operation: Operation, body: bytes::Bytes) -> Response {
+pub async fn handle(
+    state: AppState,
+    headers: HeaderMap,
+    operation: Operation,
+    body: bytes::Bytes,
+) -> Response {
     let result = async {
         let caller = authenticate::bearer_with_scope(&state, &headers, ADMIN_SCOPE).await?;
         tracing::info!(admin = %caller.username, token_id = %caller.id, ?operation, "admin operation");
@@ -94,10 +100,19 @@ pub async fn handle(state: AppState, headers: HeaderMap, operation: Operation, b
     result.await.unwrap_or_else(Problem::into_response)
 }
 
-async fn run(state: &AppState, headers: &HeaderMap, operation: Operation, body: &[u8]) -> Result<Response, Problem> {
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    operation: Operation,
+    body: &[u8],
+) -> Result<Response, Problem> {
     Ok(match operation {
         Operation::ListUsers => {
-            let users: Vec<UserView> = admin::users(state).await?.iter().map(UserView::from).collect();
+            let users: Vec<UserView> = admin::users(state)
+                .await?
+                .iter()
+                .map(UserView::from)
+                .collect();
             json(StatusCode::OK, &serde_json::json!({ "users": users }))
         }
         Operation::CreateUser => {
@@ -115,13 +130,20 @@ async fn run(state: &AppState, headers: &HeaderMap, operation: Operation, body: 
             .await?;
             json(StatusCode::CREATED, &UserView::from(&user))
         }
-        Operation::GetUser(username) => json(StatusCode::OK, &UserView::from(&admin::user(state, &username).await?)),
+        Operation::GetUser(username) => json(
+            StatusCode::OK,
+            &UserView::from(&admin::user(state, &username).await?),
+        ),
         Operation::ChangeUser(username) => {
             let body: ChangeUserBody = parse(headers, body)?;
             let change = UserChange {
                 name: body.name,
                 email: body.email,
-                scopes: body.scope.as_deref().map(|text| scopes(Some(text))).transpose()?,
+                scopes: body
+                    .scope
+                    .as_deref()
+                    .map(|text| scopes(Some(text)))
+                    .transpose()?,
                 disabled: body.disabled,
                 password: body.password.map(Zeroizing::new),
             };
@@ -133,16 +155,28 @@ async fn run(state: &AppState, headers: &HeaderMap, operation: Operation, body: 
         }
         Operation::RemoveUser(username) => {
             let revoked = admin::remove_user(state, &username).await?;
-            json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked }))
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "tokens_revoked": revoked }),
+            )
         }
         Operation::ListClients => {
-            let clients: Vec<ClientView> = admin::clients(state).await?.iter().map(ClientView::from).collect();
+            let clients: Vec<ClientView> = admin::clients(state)
+                .await?
+                .iter()
+                .map(ClientView::from)
+                .collect();
             json(StatusCode::OK, &serde_json::json!({ "clients": clients }))
         }
         Operation::CreateClient => {
             let body: CreateClientBody = parse(headers, body)?;
-            let (client, secret) =
-                admin::create_client(state, &body.client_id, scopes(body.scope.as_deref())?, body.introspect).await?;
+            let (client, secret) = admin::create_client(
+                state,
+                &body.client_id,
+                scopes(body.scope.as_deref())?,
+                body.introspect,
+            )
+            .await?;
             let view = ClientView::from(&client);
             json(
                 StatusCode::CREATED,
@@ -156,13 +190,18 @@ async fn run(state: &AppState, headers: &HeaderMap, operation: Operation, body: 
                 }),
             )
         }
-        Operation::GetClient(client_id) => {
-            json(StatusCode::OK, &ClientView::from(&admin::client(state, &client_id).await?))
-        }
+        Operation::GetClient(client_id) => json(
+            StatusCode::OK,
+            &ClientView::from(&admin::client(state, &client_id).await?),
+        ),
         Operation::ChangeClient(client_id) => {
             let body: ChangeClientBody = parse(headers, body)?;
             let change = ClientChange {
-                scopes: body.scope.as_deref().map(|text| scopes(Some(text))).transpose()?,
+                scopes: body
+                    .scope
+                    .as_deref()
+                    .map(|text| scopes(Some(text)))
+                    .transpose()?,
                 introspect: body.introspect,
                 disabled: body.disabled,
             };
@@ -174,7 +213,10 @@ async fn run(state: &AppState, headers: &HeaderMap, operation: Operation, body: 
         }
         Operation::RemoveClient(client_id) => {
             let revoked = admin::remove_client(state, &client_id).await?;
-            json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked }))
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "tokens_revoked": revoked }),
+            )
         }
     })
 }

@@ -18,7 +18,9 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
         .and_then(|value| value.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(Problem::invalid_request("the body must be application/json"));
+        return Err(Problem::invalid_request(
+            "the body must be application/json",
+        ));
     }
     serde_json::from_slice(body).map_err(|error| {
         let what = match error.classify() {
@@ -26,7 +28,11 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
             serde_json::error::Category::Eof => "the JSON is truncated",
             _ => "the body is not valid JSON",
         };
-        Problem::invalid_request(format!("{what} (line {}, column {})", error.line(), error.column()))
+        Problem::invalid_request(format!(
+            "{what} (line {}, column {})",
+            error.line(),
+            error.column()
+        ))
     })
 }
 

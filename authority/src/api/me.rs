@@ -66,8 +66,12 @@ pub async fn sessions(state: AppState, headers: HeaderMap) -> Response {
             .list(&caller.subject)
             .await
             .map_err(|error| Problem::from_store(&error))?;
-        let tokens: Vec<SessionToken> = records.iter().map(|record| view(record, &caller)).collect();
-        Ok::<_, Problem>(json(StatusCode::OK, &serde_json::json!({ "tokens": tokens })))
+        let tokens: Vec<SessionToken> =
+            records.iter().map(|record| view(record, &caller)).collect();
+        Ok::<_, Problem>(json(
+            StatusCode::OK,
+            &serde_json::json!({ "tokens": tokens }),
+        ))
     };
     result.await.unwrap_or_else(Problem::into_response)
 }
@@ -96,7 +100,10 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
             .await
             .map_err(|error| Problem::from_store(&error))?;
         tracing::info!(subject = %caller.subject, session = %family, revoked, "session revoked");
-        Ok::<_, Problem>(json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked })))
+        Ok::<_, Problem>(json(
+            StatusCode::OK,
+            &serde_json::json!({ "tokens_revoked": revoked }),
+        ))
     };
     result.await.unwrap_or_else(Problem::into_response)
 }
@@ -111,7 +118,10 @@ pub async fn revoke_all_sessions(state: AppState, headers: HeaderMap) -> Respons
             .await
             .map_err(|error| Problem::from_store(&error))?;
         tracing::info!(subject = %caller.subject, revoked, "signed out everywhere");
-        Ok::<_, Problem>(json(StatusCode::OK, &serde_json::json!({ "tokens_revoked": revoked })))
+        Ok::<_, Problem>(json(
+            StatusCode::OK,
+            &serde_json::json!({ "tokens_revoked": revoked }),
+        ))
     };
     result.await.unwrap_or_else(Problem::into_response)
 }

@@ -46,8 +46,13 @@ fn inactive() -> Response {
     json(StatusCode::OK, &serde_json::json!({ "active": false }))
 }
 
-async fn introspect(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, Problem> {
-    let form = Form::from_request(headers, body).map_err(|error| Problem::invalid_request(error.to_string()))?;
+async fn introspect(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Problem> {
+    let form = Form::from_request(headers, body)
+        .map_err(|error| Problem::invalid_request(error.to_string()))?;
     let credentials = client_credentials(headers, &form)?;
     let client = authenticate::required_client(state, credentials).await?;
     if !client.introspect {

@@ -24,7 +24,8 @@ pub async fn handle(state: AppState, headers: HeaderMap, body: bytes::Bytes) -> 
 }
 
 async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Problem> {
-    let form = Form::from_request(headers, body).map_err(|error| Problem::invalid_request(error.to_string()))?;
+    let form = Form::from_request(headers, body)
+        .map_err(|error| Problem::invalid_request(error.to_string()))?;
     let credentials = client_credentials(headers, &form)?;
     if matches!(credentials, ClientCredentials::IdOnly(_)) {
         return Err(Problem::invalid_client());

@@ -32,7 +32,12 @@ struct TokenResponse<'a> {
 }
 
 /// Handles one token request; every outcome is a response.
-pub async fn handle(state: AppState, headers: HeaderMap, address: Option<IpAddr>, body: bytes::Bytes) -> Response {
+pub async fn handle(
+    state: AppState,
+    headers: HeaderMap,
+    address: Option<IpAddr>,
+    body: bytes::Bytes,
+) -> Response {
     match grant(&state, &headers, address, &body).await {
         Ok(minted) => respond(&minted),
         Err(problem) => problem.into_response(),
@@ -45,7 +50,8 @@ async fn grant(
     address: Option<IpAddr>,
     body: &[u8],
 ) -> Result<Minted, Problem> {
-    let form = Form::from_request(headers, body).map_err(|error| Problem::invalid_request(error.to_string()))?;
+    let form = Form::from_request(headers, body)
+        .map_err(|error| Problem::invalid_request(error.to_string()))?;
     let credentials = client_credentials(headers, &form)?;
     if matches!(credentials, ClientCredentials::IdOnly(_)) {
         // Every registered client is confidential: naming one is not enough.
@@ -74,7 +80,10 @@ fn respond(minted: &Minted) -> Response {
             access_token: access.token.expose_secret(),
             token_type: "Bearer",
             expires_in: access.record.seconds_left_at(now),
-            refresh_token: minted.refresh.as_ref().map(|refresh| refresh.token.expose_secret()),
+            refresh_token: minted
+                .refresh
+                .as_ref()
+                .map(|refresh| refresh.token.expose_secret()),
             scope: access.record.scopes.to_string(),
         },
     )
@@ -85,12 +94,18 @@ fn narrow(requested: Option<Scopes>, granted: &Scopes) -> Result<Scopes, Problem
     match requested {
         None => Ok(granted.clone()),
         Some(requested) if requested.is_subset_of(granted) => Ok(requested),
-        Some(_) => Err(Problem::invalid_scope("the requested scope exceeds what may be granted")),
+        Some(_) => Err(Problem::invalid_scope(
+            "the requested scope exceeds what may be granted",
+        )),
     }
 }
 
 /// Stores minted tokens; maps the store's refusals to OAuth answers.
-async fn store(state: &AppState, minted: &Minted, guard: Option<Generation>) -> Result<(), Problem> {
+async fn store(
+    state: &AppState,
+    minted: &Minted,
+    guard: Option<Generation>,
+) -> Result<(), Problem> {
     match state.store().issue(minted, guard).await {
         Ok(()) => Ok(()),
         Err(StoreError::Superseded) => Err(Problem::invalid_grant(
@@ -100,7 +115,10 @@ async fn store(state: &AppState, minted: &Minted, guard: Option<Generation>) -> 
     }
 }
 
-fn lifetimes(state: &AppState, with_refresh: bool) -> (std::time::Duration, Option<std::time::Duration>) {
+fn lifetimes(
+    state: &AppState,
+    with_refresh: bool,
+) -> (std::time::Duration, Option<std::time::Duration>) {
     let config = state.config();
     (
         config.access_token_ttl,
@@ -143,9 +161,10 @@ async fn password(
     // Read before checking the password: a sign-out-everywhere (password
     // change, disabling) between the check and the issue refuses the issue.
     // Unknown users read one too, so that both paths cost the same.
-    let subject = user
-        .as_ref()
-        .map_or_else(|| format!("unknown:{username}"), |user| user.subject.clone());
+    let subject = user.as_ref().map_or_else(
+        || format!("unknown:{username}"),
+        |user| user.subject.clone(),
+    );
     let generation = state
         .store()
         .generation(&subject)
@@ -153,11 +172,16 @@ async fn password(
         .map_err(|error| Problem::from_store(&error))?;
     let verification = state
         .hasher()
-        .verify(password.clone(), user.as_ref().map(|user| user.password_hash.as_str()))
+        .verify(
+            password.clone(),
+            user.as_ref().map(|user| user.password_hash.as_str()),
+        )
         .await
         .map_err(|error| Problem::from_hash(&error))?;
     let (user, needs_rehash) = match (user, verification) {
-        (Some(user), Verification::Match { needs_rehash }) if !user.disabled => (user, needs_rehash),
+        (Some(user), Verification::Match { needs_rehash }) if !user.disabled => {
+            (user, needs_rehash)
+        }
         _ => {
             tracing::info!(%username, ?address, "login failed");
             state
@@ -174,7 +198,12 @@ async fn password(
         .await
         .map_err(|error| Problem::from_store(&error))?;
     if needs_rehash {
-        upgrade_hash(state.clone(), username.clone(), user.password_hash.clone(), password);
+        upgrade_hash(
+            state.clone(),
+            username.clone(),
+            user.password_hash.clone(),
+            password,
+        );
     }
     let scopes = narrow(requested, &user.scopes)?;
     let (access_ttl, refresh_ttl) = lifetimes(state, true);
@@ -215,7 +244,10 @@ fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Z
             })
             .await;
         match result {
-            Ok(_) => tracing::info!(%username, "password hash upgraded to the configured parameters"),
+            Ok(Some((old, new))) if old.password_hash != new.password_hash => {
+                tracing::info!(%username, "password hash upgraded to the configured parameters");
+            }
+            Ok(_) => tracing::debug!(%username, "password changed meanwhile; hash not upgraded"),
             Err(error) => tracing::warn!(%error, %username, "could not upgrade a password hash"),
         }
     });
@@ -300,7 +332,10 @@ async fn refresh(
         .await
         .map_err(|error| Problem::from_accounts(&error))?;
     let Some(user) = user.filter(|user| user.subject == record.subject && !user.disabled) else {
-        let _ = state.store().revoke_family(&record.subject, record.family).await;
+        let _ = state
+            .store()
+            .revoke_family(&record.subject, record.family)
+            .await;
         return Err(invalid());
     };
     // Scopes the user has lost since the login are dropped.

@@ -1,0 +1,248 @@
+//! A real `token-authority` process for a test.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use token_test_harness::RedisServer;
+
+use crate::process::ServerProcess;
+
+/// Cheap argon2 parameters: tests check behaviour, not hashing cost.
+pub const FAST_ARGON2: &[(&str, &str)] =
+    &[("ARGON2_MEMORY_KIB", "256"), ("ARGON2_ITERATIONS", "1")];
+
+/// A running authority on a free port, talking to a harness Redis; killed
+/// when dropped.
+#[derive(Debug)]
+pub struct Authority {
+    process: ServerProcess,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    /// An HTTP client for it.
+    pub http: reqwest::Client,
+}
+
+impl Authority {
+    /// The environment a test authority runs with: the harness Redis, a free
+    /// port, short Redis timeouts, cheap hashing, then `extra` (which wins).
+    #[must_use]
+    pub fn environment(redis_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("REDIS_URL", redis_url),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("REDIS_TIMEOUT_MS", "500"),
+        ]
+        .iter()
+        .chain(FAST_ARGON2)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (name, value) in extra {
+            env.retain(|(existing, _)| existing != name);
+            env.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        env
+    }
+
+    /// Starts the authority binary `binary` against `redis`.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start.
+    #[must_use]
+    pub fn start(binary: &str, redis: &RedisServer, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_url(binary, &redis.url(), extra)
+    }
+
+    /// Starts the authority against the Redis at `redis_url` (for ACL users).
+    ///
+    /// # Panics
+    ///
+    /// When it does not start.
+    #[must_use]
+    pub fn start_with_url(binary: &str, redis_url: &str, extra: &[(&str, &str)]) -> Self {
+        let binary = PathBuf::from(binary);
+        let env = Self::environment(redis_url, extra);
+        let process = ServerProcess::spawn(&binary, &["serve"], &env);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        Self {
+            process,
+            binary,
+            env,
+            http,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>` followed by `path`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.process.url())
+    }
+
+    /// The authority's log so far.
+    #[must_use]
+    pub fn logs(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// The process, for signals.
+    pub fn process(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
+
+    /// Runs the binary's CLI (`user …`, `client …`) with the same
+    /// configuration, feeding `stdin`.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be run.
+    #[must_use]
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_cli(&self.binary, &self.env, args, stdin)
+    }
+
+    /// Creates a user through the CLI.
+    ///
+    /// # Panics
+    ///
+    /// When the CLI fails.
+    pub fn add_user(&self, username: &str, password: &str, scopes: &[&str]) {
+        let mut args = vec![
+            "user",
+            "add",
+            username,
+            "--password-stdin",
+            "--name",
+            "Test User",
+            "--email",
+        ];
+        let email = format!("{username}@example.com");
+        args.push(&email);
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        let output = self.cli(&args, Some(&format!("{password}\n")));
+        assert!(
+            output.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Registers a client through the CLI; answers its secret.
+    ///
+    /// # Panics
+    ///
+    /// When the CLI fails.
+    #[must_use]
+    pub fn add_client(&self, client_id: &str, scopes: &[&str], introspect: bool) -> String {
+        let mut args = vec!["client", "add", client_id];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        if introspect {
+            args.push("--introspect");
+        }
+        let output = self.cli(&args, None);
+        assert!(
+            output.status.success(),
+            "client add failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("client_secret: "))
+            .expect("the CLI prints the secret")
+            .to_owned()
+    }
+
+    /// `POST /oauth/token` with `form`.
+    ///
+    /// # Panics
+    ///
+    /// On transport errors.
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    /// Logs in with the password grant and answers the token response.
+    ///
+    /// # Panics
+    ///
+    /// Unless the login succeeds.
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let response = self
+            .token(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .await;
+        assert_eq!(response.status(), 200, "login of {username} failed");
+        response.json().await.expect("token json")
+    }
+
+    /// `GET path` with a bearer token.
+    ///
+    /// # Panics
+    ///
+    /// On transport errors.
+    pub async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Runs the authority CLI `binary` with `env`.
+///
+/// # Panics
+///
+/// When it cannot be run.
+#[must_use]
+pub fn run_cli(
+    binary: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("run the authority CLI");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("CLI output")
+}
