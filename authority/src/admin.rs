@@ -168,6 +168,7 @@ async fn revoke_all(state: &AppState, subject: &str) -> Result<usize, Problem> {
         .await
         .map_err(|error| Problem::from_store(&error))?;
     tracing::info!(%subject, revoked, "all tokens of the subject revoked");
+    crate::metrics::revoked("account_change", revoked);
     Ok(revoked)
 }
 

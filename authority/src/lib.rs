@@ -33,6 +33,7 @@
 //! - [`throttle`]: failed-login throttling.
 //! - [`cli`]: the binary's command line.
 //! - [`logging`]: log output.
+//! - [`metrics`]: Prometheus metrics.
 
 pub mod accounts;
 pub mod admin;
@@ -43,6 +44,7 @@ pub mod config;
 pub mod credentials;
 pub mod form;
 pub mod logging;
+pub mod metrics;
 pub mod oauth;
 pub mod password;
 pub mod problem;

@@ -215,6 +215,7 @@ impl Problem {
     /// (fail closed), 500 otherwise.
     #[must_use]
     pub fn from_store(error: &token_repository::Error) -> Self {
+        crate::metrics::redis_error();
         if error.is_unavailable() {
             tracing::warn!(%error, "token repository unavailable");
             Self::unavailable()

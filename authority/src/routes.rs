@@ -20,6 +20,7 @@ use crate::api::admin::Operation;
 use crate::api::{admin, health, me};
 use crate::oauth::{introspect, metadata, revoke, token};
 use crate::problem::Problem;
+use crate::server::PeerAddr;
 use crate::state::AppState;
 
 /// Every route the server registers, as `(method, path)`; kept in step with
@@ -45,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/admin/clients/{client_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
 ];
 
 /// The authority's HTTP API.
@@ -57,7 +59,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(state.clone())
         .and(headers)
-        .and(warp::addr::remote())
+        .and(
+            warp::ext::optional::<PeerAddr>()
+                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
+        )
         .and(body(limit))
         .then(
             |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
@@ -200,8 +205,20 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
-        .and(state)
+        .and(state.clone())
         .then(health::readyz);
+    let metrics_route =
+        warp::path!("metrics")
+            .and(warp::get())
+            .and(state)
+            .map(|state: AppState| {
+                let mut response = Response::new(crate::metrics::render(&state).into());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            });
 
     oauth
         .or(holder)
@@ -212,10 +229,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(readyz)
         .unify()
+        .or(metrics_route)
+        .unify()
         .recover(recover)
         .unify()
-        .with(warp::log::custom(log_request))
-        .map(warp::Reply::into_response)
         .boxed()
 }
 
@@ -246,11 +263,19 @@ where
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut stream = std::pin::pin!(stream);
     let mut collected = BytesMut::new();
+    let mut discarded = 0_usize;
     while let Some(chunk) = stream.next().await {
         let mut chunk =
             chunk.map_err(|_| Problem::invalid_request("the request body could not be read"))?;
-        if collected.len() + chunk.remaining() > limit {
-            return Err(Problem::too_large());
+        if discarded > 0 || collected.len() + chunk.remaining() > limit {
+            // Over the limit: read on (and drop) up to DRAIN_LIMIT more, so
+            // that an ordinary client still reads the 413 instead of a
+            // reset connection; beyond that, stop reading at all.
+            discarded += chunk.remaining();
+            if discarded > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -259,8 +284,14 @@ where
             chunk.advance(n);
         }
     }
+    if discarded > 0 {
+        return Err(Problem::too_large());
+    }
     Ok(collected.freeze())
 }
+
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// Turns warp's own rejections into the standard error shape.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
@@ -275,16 +306,6 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         Problem::invalid_request("malformed request")
     };
     Ok(problem.into_response())
-}
-
-fn log_request(info: warp::log::Info<'_>) {
-    tracing::info!(
-        method = %info.method(),
-        path = info.path(),
-        status = info.status().as_u16(),
-        elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
 }
 
 #[cfg(test)]

@@ -619,7 +619,7 @@ async fn unknown_user_and_wrong_password_are_indistinguishable() {
         let mut headers: Vec<(String, String)> = response
             .headers()
             .iter()
-            .filter(|(name, _)| *name != "date")
+            .filter(|(name, _)| *name != "date" && *name != "x-request-id")
             .map(|(name, value)| {
                 (
                     name.to_string(),
@@ -1189,4 +1189,130 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
     );
     // And the good credentials still work afterwards.
     let _ = authority.login("alice", PASSWORD).await;
+}
+
+/// After real traffic, /metrics exposes the documented series with bounded
+/// labels, and never a username, token or secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_real_traffic() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(BIN, &redis, &[("LOGIN_MAX_FAILURES", "2")]);
+    authority.add_user("alice", PASSWORD, &["read"]);
+    authority.add_user("mallory", PASSWORD, &[]);
+    let secret = authority.add_client("svc", &["x"], false);
+    let tokens = authority.login("alice", PASSWORD).await;
+    let refresh = tokens["refresh_token"].as_str().expect("refresh");
+    let rotated = authority
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .await;
+    assert_eq!(rotated.status(), 200);
+    let reuse = authority
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .await;
+    assert_eq!(reuse.status(), 400);
+    for _ in 0..3 {
+        let _ = authority
+            .token(&[
+                ("grant_type", "password"),
+                ("username", "mallory"),
+                ("password", "wrong-secret-guess"),
+            ])
+            .await;
+    }
+    let client = authority
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "svc"),
+            ("client_secret", &secret),
+        ])
+        .await;
+    let client_token = json_of(client).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let revoke = authority
+        .http
+        .post(authority.url("/oauth/revoke"))
+        .form(&[
+            ("token", client_token.as_str()),
+            ("client_id", "svc"),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoke.status(), 200);
+
+    let response = authority
+        .http
+        .get(authority.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.expect("text");
+    for series in [
+        r#"authority_tokens_issued_total{grant="password"} 1"#,
+        r#"authority_tokens_issued_total{grant="refresh_token"} 1"#,
+        r#"authority_tokens_issued_total{grant="client_credentials"} 1"#,
+        r#"authority_token_requests_refused_total{grant="refresh_token",reason="invalid_grant"} 1"#,
+        r#"authority_token_requests_refused_total{grant="password",reason="invalid_grant"} 2"#,
+        r#"authority_token_requests_refused_total{grant="password",reason="temporarily_unavailable"} 1"#,
+        // The old access token, the new access token and the new refresh token.
+        r#"authority_tokens_revoked_total{reason="refresh_reuse"} 3"#,
+        r#"authority_tokens_revoked_total{reason="revocation_endpoint"} 1"#,
+        "authority_logins_throttled_total 1",
+        r#"authority_login_duration_seconds_bucket{outcome="success","#,
+        r#"authority_login_duration_seconds_count{outcome="failure"} 3"#,
+        r#"authority_redis_pool_connections{state="open"}"#,
+        r#"authority_http_requests_total{status="2xx"}"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    for secret_or_unbounded in ["alice", "mallory", "svc", "tsa_", "tsr_", "tsc_", PASSWORD] {
+        assert!(
+            !text.contains(secret_or_unbounded),
+            "{secret_or_unbounded} appears in /metrics"
+        );
+    }
+}
+
+/// Every response carries an X-Request-Id: the caller's, or a fresh one;
+/// the authority's log lines for that request carry it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_propagated() {
+    let redis = RedisServer::start();
+    let authority = start(&redis);
+    let given = authority
+        .http
+        .get(authority.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    let fresh = authority
+        .http
+        .get(authority.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    let id = fresh.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let logged = token_test_harness::wait_until(Duration::from_secs(5), || {
+        authority
+            .logs()
+            .contains("request_id=\"trace-me-42\"")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", authority.logs());
 }

@@ -100,6 +100,7 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
             .await
             .map_err(|error| Problem::from_store(&error))?;
         tracing::info!(subject = %caller.subject, session = %family, revoked, "session revoked");
+        crate::metrics::revoked("session", revoked);
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "tokens_revoked": revoked }),
@@ -118,6 +119,7 @@ pub async fn revoke_all_sessions(state: AppState, headers: HeaderMap) -> Respons
             .await
             .map_err(|error| Problem::from_store(&error))?;
         tracing::info!(subject = %caller.subject, revoked, "signed out everywhere");
+        crate::metrics::revoked("sign_out_everywhere", revoked);
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "tokens_revoked": revoked }),

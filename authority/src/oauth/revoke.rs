@@ -62,5 +62,6 @@ async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
         .await
         .map_err(|error| Problem::from_store(&error))?;
     tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.subject, revoked, "token revoked");
+    crate::metrics::revoked("revocation_endpoint", revoked);
     Ok(())
 }

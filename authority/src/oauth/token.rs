@@ -16,6 +16,7 @@ use crate::accounts::{Client, client_subject};
 use crate::authenticate;
 use crate::credentials::{ClientCredentials, client_credentials};
 use crate::form::Form;
+use crate::metrics;
 use crate::password::Verification;
 use crate::problem::{Problem, json};
 use crate::state::AppState;
@@ -38,9 +39,26 @@ pub async fn handle(
     address: Option<IpAddr>,
     body: bytes::Bytes,
 ) -> Response {
-    match grant(&state, &headers, address, &body).await {
-        Ok(minted) => respond(&minted),
-        Err(problem) => problem.into_response(),
+    let started = std::time::Instant::now();
+    let (grant_type, result) = match Form::from_request(&headers, &body) {
+        Ok(form) => {
+            let grant_type = metrics::grant_label(form.get("grant_type"));
+            (grant_type, grant(&state, &headers, address, &form).await)
+        }
+        Err(error) => ("none", Err(Problem::invalid_request(error.to_string()))),
+    };
+    if grant_type == "password" {
+        metrics::login(started.elapsed(), result.is_ok());
+    }
+    match result {
+        Ok(minted) => {
+            metrics::issued(grant_type);
+            respond(&minted)
+        }
+        Err(problem) => {
+            metrics::refused(grant_type, problem.code());
+            problem.into_response()
+        }
     }
 }
 
@@ -48,11 +66,9 @@ async fn grant(
     state: &AppState,
     headers: &HeaderMap,
     address: Option<IpAddr>,
-    body: &[u8],
+    form: &Form,
 ) -> Result<Minted, Problem> {
-    let form = Form::from_request(headers, body)
-        .map_err(|error| Problem::invalid_request(error.to_string()))?;
-    let credentials = client_credentials(headers, &form)?;
+    let credentials = client_credentials(headers, form)?;
     if matches!(credentials, ClientCredentials::IdOnly(_)) {
         // Every registered client is confidential: naming one is not enough.
         return Err(Problem::invalid_client());
@@ -64,9 +80,9 @@ async fn grant(
         .map_err(|error| Problem::invalid_scope(error.to_string()))?;
     match form.get("grant_type") {
         None => Err(Problem::invalid_request("grant_type is required")),
-        Some("password") => password(state, &form, credentials, requested, address).await,
+        Some("password") => password(state, form, credentials, requested, address).await,
         Some("client_credentials") => client_credentials_grant(state, credentials, requested).await,
-        Some("refresh_token") => refresh(state, &form, credentials, requested).await,
+        Some("refresh_token") => refresh(state, form, credentials, requested).await,
         Some(_) => Err(Problem::unsupported_grant_type()),
     }
 }
@@ -151,6 +167,7 @@ async fn password(
         .map_err(|error| Problem::from_store(&error))?
     {
         tracing::info!(%username, ?address, "login throttled");
+        metrics::throttled();
         return Err(Problem::throttled(wait));
     }
     let user = state
@@ -313,6 +330,7 @@ async fn refresh(
         RefreshState::Live(record) => record,
         RefreshState::Reused { revoked } => {
             tracing::warn!(token_id = %presented.id(), revoked, "rotated refresh token presented again: its family is revoked");
+            metrics::revoked("refresh_reuse", revoked);
             return Err(invalid());
         }
         RefreshState::Unknown => return Err(invalid()),
@@ -361,6 +379,7 @@ async fn refresh(
         }
         Ok(Rotation::Reused { revoked }) => {
             tracing::warn!(token_id = %presented.id(), revoked, "refresh token used twice: its family is revoked");
+            metrics::revoked("refresh_reuse", revoked);
             Err(invalid())
         }
         Ok(Rotation::Unknown) => Err(invalid()),

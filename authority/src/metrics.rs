@@ -1,0 +1,162 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Every label has a small, fixed set of values (grant types, RFC error
+//! codes, revocation reasons): never a token, username, client id or path,
+//! so the series count stays bounded whatever clients send.
+//!
+//! | series | type | labels |
+//! |---|---|---|
+//! | `authority_tokens_issued_total` | counter | `grant` |
+//! | `authority_token_requests_refused_total` | counter | `grant`, `reason` (the RFC 6749 error code) |
+//! | `authority_tokens_revoked_total` | counter | `reason` (`revocation_endpoint`, `session`, `sign_out_everywhere`, `account_change`, `refresh_reuse`) |
+//! | `authority_logins_throttled_total` | counter | — |
+//! | `authority_login_duration_seconds` | histogram | `outcome` (`success`, `failure`) |
+//! | `authority_redis_errors_total` | counter | — |
+//! | `authority_redis_pool_connections` | gauge | `state` (`open`, `idle`, `waiting`) |
+//! | `authority_http_requests_total` | counter | `status` (the status class: `2xx` … `5xx`) |
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LOGIN_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls reuse
+/// it). Answers `None` when another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("authority_login_duration_seconds".into()),
+                    LOGIN_BUCKETS,
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "authority_tokens_issued_total",
+        "Token responses issued, by grant type."
+    );
+    metrics::describe_counter!(
+        "authority_token_requests_refused_total",
+        "Token requests refused, by grant type and RFC 6749 error code."
+    );
+    metrics::describe_counter!(
+        "authority_tokens_revoked_total",
+        "Tokens revoked, by reason."
+    );
+    metrics::describe_counter!(
+        "authority_logins_throttled_total",
+        "Logins refused by failed-login throttling."
+    );
+    metrics::describe_histogram!(
+        "authority_login_duration_seconds",
+        metrics::Unit::Seconds,
+        "Password grant duration, hashing included."
+    );
+    metrics::describe_counter!(
+        "authority_redis_errors_total",
+        "Requests failed because Redis was unavailable or erred."
+    );
+    metrics::describe_gauge!(
+        "authority_redis_pool_connections",
+        "Redis pool connections by state."
+    );
+    metrics::describe_counter!(
+        "authority_http_requests_total",
+        "HTTP responses by status class."
+    );
+}
+
+/// The Prometheus text exposition of every series.
+#[must_use]
+pub fn render(state: &AppState) -> String {
+    let (open, idle, waiting) = state.store().pool_status();
+    for (label, value) in [("open", open), ("idle", idle), ("waiting", waiting)] {
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("authority_redis_pool_connections", "state" => label).set(value as f64);
+    }
+    install().map_or_else(String::new, |handle| {
+        handle.run_upkeep();
+        handle.render()
+    })
+}
+
+/// A bounded label for a `grant_type` value.
+#[must_use]
+pub fn grant_label(grant_type: Option<&str>) -> &'static str {
+    match grant_type {
+        Some("password") => "password",
+        Some("client_credentials") => "client_credentials",
+        Some("refresh_token") => "refresh_token",
+        Some(_) => "other",
+        None => "none",
+    }
+}
+
+/// One token response issued.
+pub fn issued(grant: &'static str) {
+    metrics::counter!("authority_tokens_issued_total", "grant" => grant).increment(1);
+}
+
+/// One token request refused with RFC 6749 error `reason`.
+pub fn refused(grant: &'static str, reason: &'static str) {
+    metrics::counter!("authority_token_requests_refused_total", "grant" => grant, "reason" => reason)
+        .increment(1);
+}
+
+/// `count` tokens revoked for `reason`.
+pub fn revoked(reason: &'static str, count: usize) {
+    metrics::counter!("authority_tokens_revoked_total", "reason" => reason)
+        .increment(u64::try_from(count).unwrap_or(u64::MAX));
+}
+
+/// One login refused by throttling.
+pub fn throttled() {
+    metrics::counter!("authority_logins_throttled_total").increment(1);
+}
+
+/// One password grant took `elapsed`.
+pub fn login(elapsed: Duration, success: bool) {
+    let outcome = if success { "success" } else { "failure" };
+    metrics::histogram!("authority_login_duration_seconds", "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+/// One request failed on Redis.
+pub fn redis_error() {
+    metrics::counter!("authority_redis_errors_total").increment(1);
+}
+
+/// One HTTP response with `status`.
+pub fn response(status: http::StatusCode) {
+    let class = match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!("authority_http_requests_total", "status" => class).increment(1);
+}
