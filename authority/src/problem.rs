@@ -29,6 +29,7 @@ pub struct Problem {
     description: Cow<'static, str>,
     challenge: Option<String>,
     retry_after: Option<u64>,
+    allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +50,7 @@ impl Problem {
             description: description.into(),
             challenge: None,
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -188,13 +190,16 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not_found", description)
     }
 
-    /// 405 `invalid_request`: the path exists, the method does not.
-    pub fn method_not_allowed() -> Self {
-        Self::new(
+    /// 405 `invalid_request`: the path exists, the method does not;
+    /// `allow` lists the path's methods.
+    pub fn method_not_allowed(allow: &str) -> Self {
+        let mut problem = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
             "method not allowed on this path",
-        )
+        );
+        problem.allow = Some(allow.to_owned());
+        problem
     }
 
     /// 409 `conflict`: the name is taken.
@@ -287,11 +292,11 @@ impl Problem {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            headers.insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, POST, PATCH, DELETE"),
-            );
+        if let Some(allow) = self
+            .allow
+            .and_then(|allow| HeaderValue::from_str(&allow).ok())
+        {
+            headers.insert(header::ALLOW, allow);
         }
         response
     }

@@ -1,12 +1,10 @@
 //! The whole HTTP surface as one warp filter tree: [`routes`].
 //!
 //! Every route answers with a [`Response`]; handlers build error responses
-//! themselves through [`Problem`], and the one [`recover`] turns what warp
-//! rejects (unknown path, wrong method) into the same error shape. Bodies are
+//! themselves through [`Problem`], and a last catch-all route answers what
+//! no route took: 405 with the path's methods in `Allow`, or 404. Bodies are
 //! read by [`body`] with the configured limit, whether or not a
 //! `Content-Length` is sent.
-
-use std::convert::Infallible;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
@@ -47,7 +45,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/openapi.yaml"),
 ];
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
 /// The authority's HTTP API.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
@@ -220,6 +222,15 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
                 response
             });
 
+    let openapi = warp::path!("openapi.yaml").and(warp::get()).map(|| {
+        let mut response = Response::new(OPENAPI.into());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/yaml"),
+        );
+        response
+    });
+
     oauth
         .or(holder)
         .unify()
@@ -231,7 +242,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(metrics_route)
         .unify()
-        .recover(recover)
+        .or(openapi)
+        .unify()
+        .or(warp::path::full().map(|path: warp::path::FullPath| unrouted(path.as_str())))
         .unify()
         .boxed()
 }
@@ -293,24 +306,44 @@ where
 /// How much of an oversized body is read and dropped before answering 413.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
-/// Turns warp's own rejections into the standard error shape.
-async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let problem = if rejection.is_not_found() {
-        Problem::not_found("no such endpoint")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        Problem::method_not_allowed()
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        Problem::too_large()
+/// The answer for a request no route took: 405 with the path's methods in
+/// `Allow` when the path exists, 404 otherwise.
+fn unrouted(path: &str) -> Response {
+    let methods = allowed_methods(path);
+    if methods.is_empty() {
+        Problem::not_found("no such endpoint").into_response()
     } else {
-        tracing::debug!(?rejection, "request rejected");
-        Problem::invalid_request("malformed request")
-    };
-    Ok(problem.into_response())
+        Problem::method_not_allowed(&methods.join(", ")).into_response()
+    }
+}
+
+/// The methods [`ROUTES`] has for `path` (templates match one segment per
+/// `{placeholder}`).
+fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, template)| {
+            let pattern: Vec<&str> = template.split('/').collect();
+            pattern.len() == segments.len()
+                && pattern.iter().zip(&segments).all(|(expected, actual)| {
+                    (expected.starts_with('{') && !actual.is_empty()) || expected == actual
+                })
+        })
+        .map(|(method, _)| *method)
+        .collect();
+    methods.dedup();
+    methods
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use yaml_rust2::{Yaml, YamlLoader};
+
     use super::*;
+    use crate::config::Config;
 
     /// Path segments are percent-decoded; invalid UTF-8 is refused.
     #[test]
@@ -320,5 +353,99 @@ mod tests {
             Some("alice@example.com")
         );
         assert_eq!(decode_segment("%ff"), None);
+    }
+
+    /// 405 answers name the path's own methods.
+    #[test]
+    fn allowed_methods_per_path() {
+        assert_eq!(allowed_methods("/oauth/token"), ["POST"]);
+        assert_eq!(allowed_methods("/v1/sessions"), ["GET", "DELETE"]);
+        assert_eq!(
+            allowed_methods("/v1/admin/users/alice"),
+            ["GET", "PATCH", "DELETE"]
+        );
+        assert!(allowed_methods("/v1/admin/users/").is_empty());
+        assert!(allowed_methods("/nope").is_empty());
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let documents = YamlLoader::load_from_str(OPENAPI).expect("openapi.yaml is YAML");
+        let Yaml::Hash(paths) = &documents[0]["paths"] else {
+            panic!("openapi.yaml has no paths");
+        };
+        let mut routes = BTreeSet::new();
+        for (path, item) in paths {
+            let Yaml::Hash(operations) = item else {
+                continue;
+            };
+            for method in operations.keys().filter_map(Yaml::as_str) {
+                if ["get", "post", "put", "patch", "delete"].contains(&method) {
+                    routes.insert((
+                        method.to_ascii_uppercase(),
+                        path.as_str().expect("path").to_owned(),
+                    ));
+                }
+            }
+        }
+        routes
+    }
+
+    /// Every registered route is documented in openapi.yaml, and every
+    /// documented operation is registered.
+    #[test]
+    fn openapi_documents_exactly_the_routes() {
+        let registered: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+            .collect();
+        assert_eq!(documented(), registered);
+    }
+
+    /// The route table is the filter tree: every listed route is answered
+    /// by a handler (not the 404 / 405 of unknown routes), and every other
+    /// method on those paths is 405.
+    #[tokio::test]
+    async fn route_table_matches_the_filter_tree() {
+        let redis = token_test_harness::RedisServer::start();
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("REDIS_URL".to_owned(), redis.url());
+        values.insert("ARGON2_MEMORY_KIB".to_owned(), "64".to_owned());
+        values.insert("ARGON2_ITERATIONS".to_owned(), "1".to_owned());
+        let state = AppState::new(Config::from_values(&values).expect("config")).expect("state");
+        let filter = routes(state);
+        let concrete = |path: &str| {
+            path.replace("{id}", "00000000-0000-0000-0000-000000000000")
+                .replace("{username}", "nobody")
+                .replace("{client_id}", "nobody")
+        };
+        for (method, path) in ROUTES {
+            let response = warp::test::request()
+                .method(method)
+                .path(&concrete(path))
+                .reply(&filter)
+                .await;
+            let body = String::from_utf8_lossy(response.body());
+            let unrouted = response.status() == http::StatusCode::METHOD_NOT_ALLOWED
+                || body.contains("no such endpoint");
+            assert!(
+                !unrouted,
+                "{method} {path} is listed but not routed: {body}"
+            );
+            for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                if ROUTES.iter().any(|(m, p)| *m == other && p == path) {
+                    continue;
+                }
+                let response = warp::test::request()
+                    .method(other)
+                    .path(&concrete(path))
+                    .reply(&filter)
+                    .await;
+                assert_eq!(
+                    response.status(),
+                    http::StatusCode::METHOD_NOT_ALLOWED,
+                    "{other} {path} is routed but not listed"
+                );
+            }
+        }
     }
 }

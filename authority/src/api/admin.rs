@@ -8,7 +8,7 @@ use warp::reply::Response;
 use zeroize::Zeroizing;
 
 use crate::admin::{self, ClientChange, ClientView, NewUser, UserChange, UserView};
-use crate::api::json::{nullable, parse};
+use crate::api::json::{nullable, parse, present};
 use crate::authenticate;
 use crate::problem::{Problem, json};
 use crate::state::AppState;
@@ -48,6 +48,7 @@ struct CreateUserBody {
     password: String,
     name: Option<String>,
     email: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     scope: Option<String>,
 }
 
@@ -58,8 +59,11 @@ struct ChangeUserBody {
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     scope: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     disabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     password: Option<String>,
 }
 
@@ -67,6 +71,7 @@ struct ChangeUserBody {
 #[serde(deny_unknown_fields)]
 struct CreateClientBody {
     client_id: String,
+    #[serde(default, deserialize_with = "present")]
     scope: Option<String>,
     #[serde(default)]
     introspect: bool,
@@ -75,8 +80,11 @@ struct CreateClientBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChangeClientBody {
+    #[serde(default, deserialize_with = "present")]
     scope: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     introspect: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     disabled: Option<bool>,
 }
 

@@ -49,3 +49,18 @@ where
 {
     serde::Deserialize::deserialize(deserializer).map(Some)
 }
+
+/// Deserialises an optional field that must not be `null`: absent is
+/// `None`, a value is `Some`, and `null` is refused like any other value of
+/// the wrong type (use with `#[serde(default)]`).
+///
+/// # Errors
+///
+/// The deserializer's errors, including for `null`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}

@@ -1,0 +1,82 @@
+//! The OpenAPI contract, checked from outside: schemathesis generates
+//! requests from `authority/openapi.yaml` against the real authority binary
+//! and checks every answer (no 5xx, status codes, content types, headers
+//! and bodies as documented, schema-violating requests refused).
+
+use std::path::Path;
+use std::process::Command;
+
+use token_service_tests::Authority;
+use token_test_harness::{RedisServer, binary};
+
+const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
+const PASSWORD: &str = "schemathesis admin password";
+
+/// Runs `st run` with `args` against the authority's document.
+fn schemathesis(authority: &Authority, token: &str, args: &[&str]) -> (bool, String) {
+    let st = binary::find(
+        "st",
+        "SCHEMATHESIS",
+        "Install schemathesis: `pip install schemathesis==4.32.5` (CI does this in .ci/run)",
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis/schemathesis.toml");
+    let output = Command::new(st)
+        .arg("--config-file")
+        .arg(config)
+        .args(["run", &authority.url("/openapi.yaml")])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--workers", "2", "--max-examples", "25", "--seed", "1"])
+        .args(["--no-color"])
+        .args(args)
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
+/// schemathesis finds no failure in any operation: first the session
+/// operations (signing out revokes the token it authenticates with), then
+/// everything else with a fresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_failures() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(
+        BIN,
+        &redis,
+        &[
+            ("LOGIN_MAX_FAILURES", "1000000"),
+            ("ADDRESS_MAX_FAILURES", "1000000"),
+        ],
+    );
+    authority.add_user("admin", PASSWORD, &["admin"]);
+    let token = authority.login("admin", PASSWORD).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    // Blocking here is fine: the authority is another process.
+    let (passed, report) = schemathesis(
+        &authority,
+        &token,
+        &["--include-path-regex", "^/v1/sessions"],
+    );
+    assert!(
+        passed,
+        "schemathesis failures on the session operations:\n{report}"
+    );
+    let fresh = authority.login("admin", PASSWORD).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (passed, report) = schemathesis(
+        &authority,
+        &fresh,
+        &["--exclude-path-regex", "^/v1/sessions"],
+    );
+    assert!(passed, "schemathesis failures:\n{report}");
+}
