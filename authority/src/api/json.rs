@@ -22,18 +22,30 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
             "the body must be application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|error| {
-        let what = match error.classify() {
-            serde_json::error::Category::Data => "the JSON does not have the expected fields",
-            serde_json::error::Category::Eof => "the JSON is truncated",
-            _ => "the body is not valid JSON",
-        };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| describe(&error))?;
+    // serde would also read a struct from an array, by position: refuse it.
+    if !value.is_object() {
+        return Err(Problem::invalid_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|error| describe(&error))
+}
+
+fn describe(error: &serde_json::Error) -> Problem {
+    let what = match error.classify() {
+        serde_json::error::Category::Data => "the JSON does not have the expected fields",
+        serde_json::error::Category::Eof => "the JSON is truncated",
+        _ => "the body is not valid JSON",
+    };
+    if error.line() == 0 {
+        Problem::invalid_request(what)
+    } else {
         Problem::invalid_request(format!(
             "{what} (line {}, column {})",
             error.line(),
             error.column()
         ))
-    })
+    }
 }
 
 /// Deserialises a field that may be absent (`None`), `null` (`Some(None)`)
@@ -63,4 +75,35 @@ where
     T: serde::Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[allow(dead_code)]
+        name: Option<String>,
+    }
+
+    fn json_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        headers
+    }
+
+    /// Only JSON objects are bodies: serde would read an array by position.
+    #[test]
+    fn arrays_are_not_objects() {
+        assert!(parse::<Body>(&json_headers(), br#"{"name":"x"}"#).is_ok());
+        let error = parse::<Body>(&json_headers(), br#"["x"]"#).unwrap_err();
+        assert_eq!(error.code(), "invalid_request");
+        assert!(parse::<Body>(&json_headers(), b"null").is_err());
+        assert!(parse::<Body>(&json_headers(), br#"{"name":"x","extra":1}"#).is_err());
+    }
 }
