@@ -1,37 +1,7 @@
 //! [`TokenCache`]: an optional local cache of lookups, with revocations
 //! pushed by Redis.
 //!
-//! # How it stays correct
-//!
-//! - **Pushed invalidations.** [`TokenCache::tracking`] keeps one dedicated
-//!   RESP3 connection in Redis's client-side-caching broadcast mode
-//!   (`CLIENT TRACKING ON BCAST PREFIX <prefix>tok:`). Whenever any client
-//!   changes or deletes a token key — the authority revoking a token,
-//!   Redis expiring one — Redis pushes the key's name to every tracking
-//!   service, and the entry of that digest is dropped. The authority does
-//!   nothing special: a revocation is a `DEL`. Lookups themselves still go
-//!   through the [`TokenReader`] (its pool, its timeouts).
-//! - **Bounded staleness.** A positive entry lives at most
-//!   [`CacheConfig::staleness`] and never past the token's own expiry; a
-//!   negative entry (unknown, expired or revoked token) lives
-//!   [`CacheConfig::negative_ttl`], enough to blunt a flood of one bad token.
-//!   A lost push therefore costs at most the staleness bound.
-//! - **No invalidations, no cache.** Until the tracking connection is up the
-//!   cache is bypassed. When it drops (Redis restarted, network cut, a
-//!   health-check `PING` unanswered) every entry is cleared and the cache is
-//!   bypassed again until tracking is re-established, because pushes sent
-//!   meanwhile are lost.
-//! - **No stale inserts.** A miss first leaves a *pending* marker with a
-//!   ticket, then asks the reader; the answer is stored only if the marker
-//!   with the same ticket is still there. An invalidation (or a clear) that
-//!   lands between the read and the insert removes the marker, so a value
-//!   read before a revocation is never stored after it.
-//! - **Bounded size.** At most [`CacheConfig::capacity`] entries; expired
-//!   ones are swept when the cache is full, then an arbitrary entry makes
-//!   room.
-//!
-//! Broadcast mode was chosen over the default tracking mode and over a
-//! revocation channel; the crate README records the measurement.
+//! See [`TokenCache`] for how it stays correct.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -141,10 +111,40 @@ pub struct CacheStats {
     pub active: bool,
 }
 
-/// A local cache of token lookups, shared by every clone; see the
-/// [module documentation](self) for how it stays correct.
+/// A local cache of token lookups, shared by every clone. Give it to
+/// [`TokenAuthLayer::with_cache`](crate::TokenAuthLayer::with_cache).
 ///
-/// Give it to [`TokenAuthLayer::with_cache`](crate::TokenAuthLayer::with_cache).
+/// # How it stays correct
+///
+/// - **Pushed invalidations.** [`TokenCache::tracking`] keeps one dedicated
+///   RESP3 connection in Redis's client-side-caching broadcast mode
+///   (`CLIENT TRACKING ON BCAST PREFIX <prefix>tok:`). Whenever any client
+///   changes or deletes a token key — the authority revoking a token,
+///   Redis expiring one — Redis pushes the key's name to every tracking
+///   service, and the entry of that digest is dropped. The authority does
+///   nothing special: a revocation is a `DEL`. Lookups themselves still go
+///   through the [`TokenReader`] (its pool, its timeouts).
+/// - **Bounded staleness.** A positive entry lives at most
+///   [`CacheConfig::staleness`] and never past the token's own expiry; a
+///   negative entry (unknown, expired or revoked token) lives
+///   [`CacheConfig::negative_ttl`], enough to blunt a flood of one bad token.
+///   A lost push therefore costs at most the staleness bound.
+/// - **No invalidations, no cache.** Until the tracking connection is up the
+///   cache is bypassed. When it drops (Redis restarted, network cut, a
+///   health-check `PING` unanswered) every entry is cleared and the cache is
+///   bypassed again until tracking is re-established, because pushes sent
+///   meanwhile are lost.
+/// - **No stale inserts.** A miss first leaves a *pending* marker with a
+///   ticket, then asks the reader; the answer is stored only if the marker
+///   with the same ticket is still there. An invalidation (or a clear) that
+///   lands between the read and the insert removes the marker, so a value
+///   read before a revocation is never stored after it.
+/// - **Bounded size.** At most [`CacheConfig::capacity`] entries; expired
+///   ones are swept when the cache is full, then an arbitrary entry makes
+///   room.
+///
+/// Broadcast mode was chosen over the default tracking mode and over a
+/// revocation channel; the crate README records the measurement.
 #[derive(Clone)]
 pub struct TokenCache {
     shared: Arc<Shared>,

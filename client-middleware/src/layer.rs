@@ -40,9 +40,11 @@ const UNKNOWN_TOKEN: &str = "the access token is unknown, expired or revoked";
 /// // A Redis user that may only read token keys (see the README's ACL).
 /// let url = "redis://token-client:secret@127.0.0.1:6379/";
 /// let prefix = KeyPrefix::new("ts:").expect("valid prefix");
-/// let auth = TokenAuthLayer::connect(RedisConfig::new(url).prefix(prefix.clone()))?
+/// let timeout = Duration::from_millis(250);
+/// let redis = RedisConfig::new(url).prefix(prefix.clone()).timeout(timeout);
+/// let auth = TokenAuthLayer::connect(redis)?
 ///     .with_realm("orders")
-///     .with_timeout(Duration::from_millis(250))
+///     .with_timeout(timeout)
 ///     .with_cache(TokenCache::tracking(url, &prefix, CacheConfig::default())?);
 ///
 /// let service = tower::ServiceBuilder::new()
