@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use token_test_harness::wait_until;
 
 /// How long a service may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -20,8 +22,9 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `binary` with `env` added to a cleared `RUST_LOG`-only
-    /// environment, and waits until it prints `listening on http://<addr>`.
+    /// Starts `binary` in an environment holding only `env` and `RUST_LOG`
+    /// (the test's own, `warn` by default), and waits until it prints
+    /// `listening on http://<addr>`.
     ///
     /// # Panics
     ///
@@ -86,6 +89,22 @@ impl ServiceProcess {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit;
+    /// answers its exit status, or `None` when it is still running.
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        wait_until(timeout, || self.child.try_wait().ok().flatten()).map(|(status, _)| status)
     }
 }
 

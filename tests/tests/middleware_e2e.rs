@@ -401,3 +401,17 @@ async fn frozen_redis_is_503_within_the_timeout() {
         "the service serves again once Redis thaws"
     );
 }
+
+/// SIGTERM stops the service gracefully: it exits with success.
+#[tokio::test]
+async fn sigterm_stops_the_service_cleanly() {
+    let redis = RedisServer::start();
+    let mut service =
+        ProtectedService::start(SERVICE, &Options::new(redis.url()).cached(LONG_STALENESS));
+    assert_eq!(service.get("/healthz", None).await.status, StatusCode::OK);
+    let status = service
+        .process()
+        .terminate(Duration::from_secs(10))
+        .expect("the service exits within 10 s of SIGTERM");
+    assert!(status.success(), "{status}");
+}
