@@ -149,7 +149,7 @@ pub struct CacheStats {
 pub struct TokenCache {
     shared: Arc<Shared>,
     /// Stops the tracking task when the last clone is dropped.
-    _tracker: Option<Arc<StopOnDrop>>,
+    tracker: Option<Arc<StopOnDrop>>,
 }
 
 impl TokenCache {
@@ -190,7 +190,7 @@ impl TokenCache {
         runtime.spawn(tracker.run(stopped));
         Ok(Self {
             shared,
-            _tracker: Some(Arc::new(StopOnDrop(Some(stop)))),
+            tracker: Some(Arc::new(StopOnDrop(Some(stop)))),
         })
     }
 
@@ -201,7 +201,7 @@ impl TokenCache {
     pub fn local(config: CacheConfig) -> Self {
         Self {
             shared: Arc::new(Shared::new(config, true)),
-            _tracker: None,
+            tracker: None,
         }
     }
 
@@ -274,7 +274,7 @@ impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
             .field("config", &self.shared.config)
-            .field("tracking", &self._tracker.is_some())
+            .field("tracking", &self.tracker.is_some())
             .field("stats", &self.stats())
             .finish()
     }

@@ -169,20 +169,10 @@ async fn lost_connection_clears_and_bypasses_the_cache() {
     fixture.warm(&minted).await;
 
     let mut admin = fixture.admin().await;
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut admin)
+    let tracking = tracking_clients(&mut admin)
         .await
-        .expect("CLIENT LIST");
-    let tracking = clients
-        .lines()
-        .find(|line| {
-            line.split(' ')
-                .any(|field| field.starts_with("flags=") && field.contains('t'))
-        })
-        .and_then(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
-        .expect("a tracking client")
-        .to_owned();
+        .pop()
+        .expect("a tracking client");
     redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")
@@ -251,4 +241,48 @@ fn tracking_needs_a_runtime() {
     let error = TokenCache::tracking("not a url", &KeyPrefix::default(), CacheConfig::new())
         .expect_err("bad url");
     assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+}
+
+/// Dropping the last handle of a tracking cache stops its task and closes
+/// its connection: no leaked connection per discarded layer.
+#[tokio::test]
+async fn dropping_the_cache_closes_its_connection() {
+    let fixture = Fixture::start(CacheConfig::new()).await;
+    let admin = fixture.admin().await;
+    assert_eq!(tracking_clients(&mut admin.clone()).await.len(), 1);
+    let Fixture {
+        redis,
+        cache,
+        layer,
+        ..
+    } = fixture;
+    drop((cache, layer));
+    let closed = wait_until_async(Duration::from_secs(5), tokio::time::sleep, || {
+        let mut admin = admin.clone();
+        async move { tracking_clients(&mut admin).await.is_empty().then_some(()) }
+    })
+    .await;
+    assert!(
+        closed.is_some(),
+        "the tracking connection outlived the cache"
+    );
+    drop(redis);
+}
+
+/// The ids of the connections with tracking on (`CLIENT LIST` flag `t`).
+async fn tracking_clients(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(admin)
+        .await
+        .expect("CLIENT LIST");
+    clients
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .any(|field| field.starts_with("flags=") && field.contains('t'))
+        })
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
 }
