@@ -1,1 +1,109 @@
-//! Tower middleware for the token service (built in a later step).
+//! Tower middleware that authenticates requests by the token service's
+//! opaque bearer tokens, checking them read-only against the shared token
+//! repository.
+//!
+//! [`TokenAuthLayer`] wraps any `tower::Service<http::Request<B>>` — an axum
+//! router or route, a tonic server, a hyper service. For each request it
+//!
+//! 1. finds the bearer token: `Authorization: Bearer …` (RFC 6750 §2.1),
+//!    or a configured cookie;
+//! 2. checks its format and checksum locally, so garbage, typos and refresh
+//!    tokens never cost a Redis round trip;
+//! 3. looks it up through a [`TokenReader`](token_repository::TokenReader)
+//!    (optionally through a [`TokenCache`] whose entries Redis invalidates),
+//!    bounded by a timeout;
+//! 4. calls the inner service with the token's [`Principal`] in the request
+//!    extensions, or answers the refusal itself:
+//!
+//! | request                                   | HTTP answer                                              | gRPC status         |
+//! |-------------------------------------------|----------------------------------------------------------|---------------------|
+//! | no token                                  | 401 `WWW-Authenticate: Bearer realm="…"`                 | `UNAUTHENTICATED`   |
+//! | two credentials, empty or non-b64 token   | 400 `… error="invalid_request"`                          | `UNAUTHENTICATED`   |
+//! | malformed, refresh, unknown, expired, revoked | 401 `… error="invalid_token"`                        | `UNAUTHENTICATED`   |
+//! | lacking a scope ([`RequireScopeLayer`])   | 403 `… error="insufficient_scope", scope="…"`            | `PERMISSION_DENIED` |
+//! | repository down or slower than the timeout | 503 `Retry-After: 1`: never a pass, never a hang        | `UNAVAILABLE`       |
+//!
+//! A request is gRPC when its `content-type` starts with `application/grpc`;
+//! it is answered with a trailers-only gRPC response (HTTP 200,
+//! `grpc-status`). Refusal bodies are empty. Tokens never appear in
+//! responses, logs or `Debug` output; logs name the token id.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use http::{Request, Response, StatusCode};
+//! use token_client::{Principal, TokenAuthLayer};
+//! use token_repository::{Grant, MemoryStore, Scopes, TokenWriter};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // The repository; in production a `RedisTokenReader` or
+//! // `TokenAuthLayer::connect(RedisConfig::new(url))`.
+//! let store = MemoryStore::new();
+//! let minted = Grant {
+//!     subject: "user-1".into(),
+//!     username: "alice".into(),
+//!     name: Some("Alice".into()),
+//!     email: None,
+//!     scopes: Scopes::parse("read").unwrap(),
+//!     client_id: None,
+//!     access_ttl: Duration::from_secs(900),
+//!     refresh_ttl: None,
+//! }
+//! .mint()
+//! .unwrap();
+//! store.issue(&minted, None).await.unwrap();
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(TokenAuthLayer::new(store).with_realm("example"))
+//!     .service_fn(|request: Request<()>| async move {
+//!         let principal = request.extensions().get::<Principal>().unwrap();
+//!         Ok::<_, Infallible>(Response::new(format!("hello, {}", principal.username)))
+//!     });
+//!
+//! let token = minted.access.token.expose_secret();
+//! let request = Request::get("/").header("authorization", format!("Bearer {token}"));
+//! let response = service.clone().oneshot(request.body(()).unwrap()).await.unwrap();
+//! assert_eq!(response.body(), "hello, alice");
+//!
+//! let anonymous = service.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(anonymous.headers()["www-authenticate"], "Bearer realm=\"example\"");
+//! # }
+//! ```
+//!
+//! With axum (feature `axum`), handlers take [`Principal`] or
+//! `Option<Principal>` as extractors; `examples/protected_service.rs` is a
+//! complete service.
+//!
+//! # Layout
+//!
+//! - `layer`: [`TokenAuthLayer`], [`TokenAuth`] and [`ResponseFuture`]: the
+//!   middleware itself.
+//! - `principal`: [`Principal`], what a handler learns about the holder.
+//! - `bearer`: finding the token in a request (RFC 6750 §2.1).
+//! - `challenge`: every refusal, HTTP and gRPC, built in one place.
+//! - `scope`: [`RequireScopeLayer`] / [`RequireScope`], the scope guard.
+//! - `cache`: [`TokenCache`], the optional local cache with revocations
+//!   pushed by Redis.
+//! - `extract` (feature `axum`): the extractors and [`MissingPrincipal`].
+
+mod bearer;
+mod cache;
+mod challenge;
+#[cfg(feature = "axum")]
+mod extract;
+mod layer;
+mod principal;
+mod scope;
+
+pub use cache::{CacheConfig, CacheStats, TokenCache};
+#[cfg(feature = "axum")]
+pub use extract::MissingPrincipal;
+pub use layer::{ResponseFuture, TokenAuth, TokenAuthLayer};
+pub use principal::Principal;
+pub use scope::{RequireScope, RequireScopeLayer};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use token_test_harness::RedisServer;
 
-use crate::process::ServerProcess;
+use crate::process::ServiceProcess;
 
 /// Cheap argon2 parameters: tests check behaviour, not hashing cost.
 pub const FAST_ARGON2: &[(&str, &str)] =
@@ -18,7 +18,7 @@ pub const FAST_ARGON2: &[(&str, &str)] =
 /// when dropped.
 #[derive(Debug)]
 pub struct Authority {
-    process: ServerProcess,
+    process: ServiceProcess,
     binary: PathBuf,
     env: Vec<(String, String)>,
     /// An HTTP client for it.
@@ -65,7 +65,9 @@ impl Authority {
     pub fn start_with_url(binary: &str, redis_url: &str, extra: &[(&str, &str)]) -> Self {
         let binary = PathBuf::from(binary);
         let env = Self::environment(redis_url, extra);
-        let process = ServerProcess::spawn(&binary, &["serve"], &env);
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let process = ServiceProcess::start_with_args(&binary, &["serve"], &env_refs);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -81,7 +83,7 @@ impl Authority {
     /// `http://127.0.0.1:<port>` followed by `path`.
     #[must_use]
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.process.url())
+        self.process.url(path)
     }
 
     /// The authority's log so far.
@@ -91,7 +93,7 @@ impl Authority {
     }
 
     /// The process, for signals.
-    pub fn process(&mut self) -> &mut ServerProcess {
+    pub fn process(&mut self) -> &mut ServiceProcess {
         &mut self.process
     }
 

@@ -1,13 +1,27 @@
-//! End-to-end tests of the token service, and the helpers they share: a
-//! running authority process ([`authority`]), spawning binaries and reading
-//! the address they listen on ([`process`]), and snapshots of a Redis data
-//! set ([`snapshot`]).
+//! End-to-end tests of the token service, and the helpers they share.
 //!
 //! Every test starts its own private `redis-server` through
 //! `token_test_harness` and its own processes on free loopback ports.
+//!
+//! # Layout
+//!
+//! - [`process`]: run one of the workspace's binaries as a child process,
+//!   learn its address from its `listening on` line, kill it on drop.
+//! - [`authority`]: the real `token-authority` binary as a process, its CLI,
+//!   and a client for its endpoints.
+//! - [`protected`]: the middleware's example service (`protected-service`)
+//!   as a process, and a client for its routes.
+//! - [`redis_admin`]: what the tests ask Redis directly (command counters,
+//!   clients).
+//! - [`snapshot`]: the complete contents of a Redis, for "nothing changed".
+//! - [`tokens`]: issue tokens straight into a harness Redis with the
+//!   repository's writer.
 
 pub mod authority;
 pub mod process;
+pub mod protected;
+pub mod redis_admin;
 pub mod snapshot;
+pub mod tokens;
 
 pub use authority::Authority;

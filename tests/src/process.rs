@@ -1,33 +1,50 @@
-//! Running a server binary as a child process.
+//! Child processes of the workspace's binaries.
 
 use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-/// How long a server may take to print its address.
+use token_test_harness::wait_until;
+
+/// How long a service may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A server process started by a test; killed when dropped.
+/// A running service process: started with a given environment, known by
+/// the address it printed, its standard error kept for assertion messages,
+/// killed (and reaped) when dropped.
 #[derive(Debug)]
-pub struct ServerProcess {
+pub struct ServiceProcess {
     child: Option<Child>,
-    url: String,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
 }
 
-impl ServerProcess {
-    /// Spawns `binary` with `env` (and nothing else of this process's
-    /// environment that could point it at a foreign Redis), waits for the
-    /// line `listening on http://…` on its standard output and returns the
-    /// running process.
+impl ServiceProcess {
+    /// Starts `binary` with `env` (see [`Self::start_with_args`]).
     ///
     /// # Panics
     ///
-    /// When the process cannot start or does not print its address in time
-    /// (its standard error is in the message).
-    pub fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> Self {
+    /// As [`Self::start_with_args`].
+    #[must_use]
+    pub fn start(binary: impl AsRef<Path>, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(binary, &[], env)
+    }
+
+    /// Starts `binary args…` in an environment holding only `env`, `PATH`
+    /// and `RUST_LOG` (the test's own, `info` by default) — nothing of the
+    /// test's environment can point it at a foreign Redis — and waits until
+    /// it prints `listening on http://<addr>`.
+    ///
+    /// # Panics
+    ///
+    /// When the binary cannot be started, exits, or prints no address within
+    /// the start timeout (its standard error is in the message).
+    #[must_use]
+    pub fn start_with_args(binary: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let binary = binary.as_ref();
         let mut command = Command::new(binary);
         command
             .args(args)
@@ -37,16 +54,14 @@ impl ServerProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
         let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(pipe) = child.stderr.take() {
             let sink = stderr.clone();
             std::thread::spawn(move || {
@@ -58,42 +73,53 @@ impl ServerProcess {
                 }
             });
         }
-        let (sender, receiver) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
+            // Forward the address line, then keep draining so the child
+            // never blocks on a full pipe.
             let mut lines = BufReader::new(stdout).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = sender.send(url.trim().to_owned());
+            for line in lines.by_ref().map_while(Result::ok) {
+                if line.starts_with("listening on ") {
+                    let _ = sender.send(line);
                     break;
                 }
             }
-            // Keep draining so the child never blocks on a full pipe.
             for _ in lines {}
         });
-        let mut process = Self {
-            child: Some(child),
-            url: String::new(),
-            stderr,
+        let line = receiver.recv_timeout(START_TIMEOUT).ok();
+        let addr = line
+            .as_deref()
+            .and_then(|line| line.strip_prefix("listening on http://"))
+            .and_then(|addr| addr.trim().parse().ok());
+        let Some(addr) = addr else {
+            let status = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = stderr.lock().map(|log| log.clone()).unwrap_or_default();
+            panic!(
+                "{} printed no `listening on http://…` line within {START_TIMEOUT:?} \
+                 (exit status: {status:?}, first line: {line:?}); stderr:\n{log}",
+                binary.display()
+            );
         };
-        match receiver.recv_timeout(START_TIMEOUT) {
-            Ok(url) => process.url = url,
-            Err(_) => {
-                process.kill();
-                panic!(
-                    "{} did not report its address within {START_TIMEOUT:?}; stderr:\n{}",
-                    binary.display(),
-                    process.stderr()
-                );
-            }
+        Self {
+            child: Some(child),
+            addr,
+            stderr,
         }
-        process
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// The address it listens on.
     #[must_use]
-    pub fn url(&self) -> &str {
-        &self.url
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr><path>`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// What the process wrote to standard error so far (its logs).
@@ -105,36 +131,43 @@ impl ServerProcess {
             .unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit; answers the exit status, or
-    /// `None` when it did not exit within `timeout` (it is killed then).
-    #[must_use]
-    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let exited = token_test_harness::wait_until(timeout, || child.try_wait().ok().flatten());
-        match exited {
-            Some((status, _)) => Some(status),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    fn kill(&mut self) {
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit;
+    /// answers its exit status, or `None` when it is still running (it is
+    /// killed then).
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let exited =
+            wait_until(timeout, || child.try_wait().ok().flatten()).map(|(status, _)| status);
+        if exited.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        exited
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -1,0 +1,192 @@
+//! A small axum service protected by `token_client::TokenAuthLayer`: the
+//! middleware's end-to-end tests and the compose demo run it.
+//!
+//! Its interface is a contract (tests and the demo depend on it):
+//!
+//! | variable                   | default                  | meaning                                               |
+//! |----------------------------|--------------------------|-------------------------------------------------------|
+//! | `REDIS_URL`                | `redis://127.0.0.1:6379` | the token repository; use the read-only ACL user      |
+//! | `LISTEN_ADDR`              | `127.0.0.1:8081`         | where to listen (`127.0.0.1:0`: any free port)        |
+//! | `KEY_PREFIX`               | `ts:`                    | the key namespace, as configured at the authority     |
+//! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
+//! | `TOKEN_CACHE_STALENESS_MS` | `30000`                  | the cache's staleness bound                           |
+//!
+//! Once listening it prints exactly one line to stdout,
+//! `listening on http://<addr>`; logs go to stderr (`RUST_LOG`). It stops
+//! gracefully on SIGTERM or Ctrl-C.
+//!
+//! | route          | needs                     | answers                                                         |
+//! |----------------|---------------------------|-----------------------------------------------------------------|
+//! | `GET /whoami`  | a valid token             | `{"sub","username","name","email","scope","exp"}`               |
+//! | `GET /admin`   | a valid token with `admin`| `{"sub","admin":true}`                                          |
+//! | `GET /public`  | nothing                   | `{"greeting":"hello, <username>"}` or `"hello, stranger"`       |
+//! | `GET /healthz` | nothing                   | `{"status":"ok"}`                                               |
+//!
+//! ```sh
+//! REDIS_URL=redis://token-client:secret@127.0.0.1:6379/ \
+//!   cargo run -p token-client --features axum --example protected_service
+//! ```
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use token_client::{CacheConfig, Principal, RequireScopeLayer, TokenAuthLayer, TokenCache};
+use token_repository::{KeyPrefix, RedisConfig};
+
+/// Bound on one token lookup (and on the reader's Redis operations).
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The service's configuration, from the environment.
+#[derive(Debug)]
+struct Config {
+    redis_url: String,
+    listen_addr: SocketAddr,
+    prefix: KeyPrefix,
+    cache: bool,
+    staleness: Duration,
+}
+
+impl Config {
+    fn from_env() -> Result<Self, String> {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let listen_addr = var("LISTEN_ADDR", "127.0.0.1:8081");
+        let listen_addr = listen_addr.parse().map_err(|_| {
+            format!("LISTEN_ADDR must be an address like 127.0.0.1:8081, not {listen_addr:?}")
+        })?;
+        let prefix = KeyPrefix::new(var("KEY_PREFIX", "ts:"))
+            .map_err(|error| format!("KEY_PREFIX: {error}"))?;
+        let cache = match var("TOKEN_CACHE", "on").as_str() {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            other => return Err(format!("TOKEN_CACHE must be on or off, not {other:?}")),
+        };
+        let staleness = var("TOKEN_CACHE_STALENESS_MS", "30000");
+        let staleness = staleness.parse().map(Duration::from_millis).map_err(|_| {
+            format!("TOKEN_CACHE_STALENESS_MS must be milliseconds, not {staleness:?}")
+        })?;
+        Ok(Self {
+            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+            listen_addr,
+            prefix,
+            cache,
+            staleness,
+        })
+    }
+}
+
+/// The routes: `/whoami` and `/admin` behind the required layer (`/admin`
+/// also behind the scope guard), `/public` behind the optional one.
+fn app(auth: TokenAuthLayer) -> Router {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route(
+            "/admin",
+            get(admin).route_layer(RequireScopeLayer::any_of(["admin"])),
+        )
+        .route_layer(auth.clone())
+        .route("/public", get(public).route_layer(auth.optional()))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+}
+
+async fn whoami(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "sub": principal.subject,
+        "username": principal.username,
+        "name": principal.name,
+        "email": principal.email,
+        "scope": principal.scopes.to_string(),
+        "exp": principal.expires_at.as_unix_secs(),
+    }))
+}
+
+async fn admin(principal: Principal) -> Json<Value> {
+    Json(json!({ "sub": principal.subject, "admin": true }))
+}
+
+async fn public(principal: Option<Principal>) -> Json<Value> {
+    let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.username);
+    Json(json!({ "greeting": format!("hello, {name}") }))
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let redis = RedisConfig::new(config.redis_url.as_str())
+        .prefix(config.prefix.clone())
+        .timeout(LOOKUP_TIMEOUT);
+    let mut auth = TokenAuthLayer::connect(redis)
+        .map_err(|error| format!("REDIS_URL: {error}"))?
+        .with_realm("protected-service")
+        .with_timeout(LOOKUP_TIMEOUT);
+    if config.cache {
+        let cache = TokenCache::tracking(
+            &config.redis_url,
+            &config.prefix,
+            CacheConfig::new().staleness(config.staleness),
+        )
+        .map_err(|error| format!("REDIS_URL: {error}"))?;
+        auth = auth.with_cache(cache);
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", config.listen_addr))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|error| format!("cannot write to stdout: {error}"))?;
+    drop(stdout);
+    tracing::info!(%addr, cache = config.cache, staleness = ?config.staleness, "protected service started");
+    axum::serve(listener, app(auth))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|error| format!("server failed: {error}"))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Config::from_env() {
+        Ok(config) => run(config).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("protected-service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! [`TokenAuthLayer`], the [`TokenAuth`] service it makes, and their
+//! [`ResponseFuture`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, Request, Response};
+use token_repository::{
+    RedisConfig, RedisTokenReader, Result as RepositoryResult, Timestamp, Token, TokenKind,
+    TokenReader,
+};
+use tower::{Layer, Service};
+
+use crate::bearer::{self, Malformed};
+use crate::cache::TokenCache;
+use crate::challenge::{ChallengeContext, Challenger, Refusal, is_grpc};
+use crate::principal::Principal;
+
+/// What the layer answers for a well-formed token the repository does not
+/// know: unknown, expired and revoked are indistinguishable on purpose.
+const UNKNOWN_TOKEN: &str = "the access token is unknown, expired or revoked";
+
+/// Authenticates requests by their bearer token; see the
+/// [crate documentation](crate) for what it answers when.
+///
+/// Cheap to clone (one `Arc`); every clone shares the reader and the cache.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use token_client::{CacheConfig, TokenAuthLayer, TokenCache};
+/// use token_repository::{KeyPrefix, RedisConfig};
+///
+/// # async fn example() -> token_repository::Result<()> {
+/// // A Redis user that may only read token keys (see the README's ACL).
+/// let url = "redis://token-client:secret@127.0.0.1:6379/";
+/// let prefix = KeyPrefix::new("ts:").expect("valid prefix");
+/// let timeout = Duration::from_millis(250);
+/// let redis = RedisConfig::new(url).prefix(prefix.clone()).timeout(timeout);
+/// let auth = TokenAuthLayer::connect(redis)?
+///     .with_realm("orders")
+///     .with_timeout(timeout)
+///     .with_cache(TokenCache::tracking(url, &prefix, CacheConfig::default())?);
+///
+/// let service = tower::ServiceBuilder::new()
+///     .layer(auth)
+///     .service_fn(|_request: http::Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     });
+/// # drop(service);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenAuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+/// Everything a [`TokenAuth`] needs, shared by the layer and its services.
+#[derive(Clone)]
+struct Authenticator {
+    reader: Arc<dyn TokenReader>,
+    cache: Option<TokenCache>,
+    challenger: Arc<Challenger>,
+    cookie: Option<String>,
+    timeout: Duration,
+    optional: bool,
+}
+
+impl TokenAuthLayer {
+    /// Default bound on one repository lookup: 250 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+    /// A layer that looks tokens up through `reader`, with realm `api`, no
+    /// cookie, no cache and a 250 ms lookup timeout.
+    #[must_use]
+    pub fn new(reader: impl TokenReader + 'static) -> Self {
+        Self::from_shared(Arc::new(reader))
+    }
+
+    /// [`Self::new`] for a reader that is already shared.
+    #[must_use]
+    pub fn from_shared(reader: Arc<dyn TokenReader>) -> Self {
+        Self {
+            auth: Arc::new(Authenticator {
+                reader,
+                cache: None,
+                challenger: Arc::new(Challenger::default()),
+                cookie: None,
+                timeout: Self::DEFAULT_TIMEOUT,
+                optional: false,
+            }),
+        }
+    }
+
+    /// A layer reading from Redis with a [`RedisTokenReader`]: connect as a
+    /// user that may only read token keys
+    /// (`redis://token-client:secret@host:6379/`). Nothing is connected yet;
+    /// the pool connects on the first lookup and reconnects by itself.
+    ///
+    /// # Errors
+    ///
+    /// [`token_repository::Error::Config`] for an unparseable URL.
+    pub fn connect(config: RedisConfig) -> RepositoryResult<Self> {
+        Ok(Self::new(RedisTokenReader::new(config)?))
+    }
+
+    fn update(mut self, change: impl FnOnce(&mut Authenticator)) -> Self {
+        change(Arc::make_mut(&mut self.auth));
+        self
+    }
+
+    /// The realm named in every challenge (`WWW-Authenticate: Bearer
+    /// realm="…"`).
+    ///
+    /// # Panics
+    ///
+    /// When `realm` is not printable ASCII.
+    #[must_use]
+    pub fn with_realm(self, realm: &str) -> Self {
+        self.update(|auth| {
+            let retry_after = auth.challenger.retry_after();
+            auth.challenger = Arc::new(Challenger::new(realm, retry_after));
+        })
+    }
+
+    /// Also accepts the token from the cookie `name` when the request has no
+    /// `Authorization: Bearer` header (for browser front ends).
+    #[must_use]
+    pub fn with_cookie(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.update(|auth| auth.cookie = Some(name))
+    }
+
+    /// The longest one repository lookup may take, whatever the reader's own
+    /// timeout; past it the request is answered 503.
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.update(|auth| auth.timeout = timeout)
+    }
+
+    /// The `Retry-After` of 503 answers (whole seconds, at least 1).
+    #[must_use]
+    pub fn with_retry_after(self, retry_after: Duration) -> Self {
+        self.update(|auth| {
+            auth.challenger = Arc::new((*auth.challenger).clone().with_retry_after(retry_after));
+        })
+    }
+
+    /// Answers lookups from `cache` when it can.
+    #[must_use]
+    pub fn with_cache(self, cache: TokenCache) -> Self {
+        self.update(|auth| auth.cache = Some(cache))
+    }
+
+    /// The same layer, but requests without a valid token go through
+    /// anonymously (no [`Principal`] in their extensions) instead of being
+    /// refused: for public routes that greet a signed-in user. A repository
+    /// failure makes the request anonymous too.
+    #[must_use]
+    pub fn optional(self) -> Self {
+        self.update(|auth| auth.optional = true)
+    }
+
+    /// The cache, when one is configured (for its statistics).
+    #[must_use]
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.auth.cache.as_ref()
+    }
+}
+
+impl fmt::Debug for TokenAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.auth.fmt(f)
+    }
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuthLayer")
+            .field("reader", &self.reader)
+            .field("cache", &self.cache)
+            .field("challenger", &self.challenger)
+            .field("cookie", &self.cookie)
+            .field("timeout", &self.timeout)
+            .field("optional", &self.optional)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for TokenAuthLayer {
+    type Service = TokenAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenAuth {
+            inner,
+            auth: Arc::clone(&self.auth),
+        }
+    }
+}
+
+/// The service made by [`TokenAuthLayer`]: authenticates each request, then
+/// calls the inner service with the [`Principal`] in the request's
+/// extensions, or answers the refusal itself.
+#[derive(Clone)]
+pub struct TokenAuth<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S> TokenAuth<S> {
+    /// Wraps `inner` with the defaults of [`TokenAuthLayer::new`].
+    #[must_use]
+    pub fn new(inner: S, reader: impl TokenReader + 'static) -> Self {
+        TokenAuthLayer::new(reader).layer(inner)
+    }
+
+    /// [`TokenAuthLayer::new`].
+    #[must_use]
+    pub fn layer(reader: impl TokenReader + 'static) -> TokenAuthLayer {
+        TokenAuthLayer::new(reader)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for TokenAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuth")
+            .field("inner", &self.inner)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TokenAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The clone may not be ready; keep the ready one for this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = Arc::clone(&self.auth);
+        let grpc = is_grpc(request.headers());
+        request
+            .extensions_mut()
+            .insert(ChallengeContext(Arc::clone(&auth.challenger)));
+        let token = match auth.credential(request.headers()) {
+            Ok(token) => token,
+            Err(_) if auth.optional => return ResponseFuture::new(inner.call(request)),
+            Err(refusal) => {
+                let response = auth.challenger.respond(&refusal, grpc);
+                return ResponseFuture::new(async move { Ok(response) });
+            }
+        };
+        ResponseFuture::new(async move {
+            match auth.authenticate(&token).await {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(_) if auth.optional => inner.call(request).await,
+                Err(refusal) => Ok(auth.challenger.respond(&refusal, grpc)),
+            }
+        })
+    }
+}
+
+impl Authenticator {
+    /// The well-formed access token of a request, checked without I/O.
+    fn credential(&self, headers: &HeaderMap) -> Result<Token, Refusal> {
+        let text = match bearer::find(headers, self.cookie.as_deref()) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Err(Refusal::Missing),
+            Err(Malformed(why)) => return Err(Refusal::InvalidRequest(why)),
+        };
+        let token = Token::parse(text)
+            .map_err(|_| Refusal::InvalidToken("the access token is malformed"))?;
+        if token.kind() != TokenKind::Access {
+            tracing::debug!(token_id = %token.id(), "refused a refresh token presented as a bearer token");
+            return Err(Refusal::InvalidToken(
+                "a refresh token is not an access token",
+            ));
+        }
+        Ok(token)
+    }
+
+    /// The principal of a live token, from the cache or the repository,
+    /// within the timeout.
+    async fn authenticate(&self, token: &Token) -> Result<Principal, Refusal> {
+        let lookup = async {
+            match &self.cache {
+                Some(cache) => cache.lookup(self.reader.as_ref(), token).await,
+                None => Ok(self.reader.lookup(token).await?.map(Principal::from)),
+            }
+        };
+        let token_id = token.id();
+        match tokio::time::timeout(self.timeout, lookup).await {
+            Ok(Ok(Some(principal))) if principal.is_live_at(Timestamp::now()) => Ok(principal),
+            Ok(Ok(_)) => {
+                tracing::debug!(%token_id, "refused an unknown, expired or revoked token");
+                Err(Refusal::InvalidToken(UNKNOWN_TOKEN))
+            }
+            Ok(Err(error)) => {
+                if error.is_unavailable() {
+                    tracing::warn!(%token_id, %error, "token repository unavailable");
+                } else {
+                    tracing::error!(%token_id, %error, "token repository refused the lookup");
+                }
+                Err(Refusal::Unavailable)
+            }
+            Err(_) => {
+                tracing::warn!(%token_id, timeout = ?self.timeout, "token repository did not answer in time");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+}
+
+/// The response future of [`TokenAuth`] and [`RequireScope`](crate::RequireScope).
+pub struct ResponseFuture<B, E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>,
+}
+
+impl<B, E> ResponseFuture<B, E> {
+    pub(crate) fn new(
+        future: impl Future<Output = Result<Response<B>, E>> + Send + 'static,
+    ) -> Self {
+        Self {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use http::StatusCode;
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
+    use token_repository::{Error, Grant, MemoryStore, Minted, Scopes, TokenRecord, TokenWriter};
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    use super::*;
+    use crate::{CacheConfig, TokenCache};
+
+    /// How the test reader answers.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Behaviour {
+        /// From the memory store.
+        Store,
+        /// With a store failure.
+        Fail,
+        /// Never.
+        Hang,
+        /// With the store's record, made to look expired.
+        Expired,
+    }
+
+    /// A reader that counts lookups and behaves as told.
+    #[derive(Debug)]
+    struct TestReader {
+        store: MemoryStore,
+        behaviour: Behaviour,
+        lookups: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl TokenReader for TestReader {
+        async fn lookup(&self, token: &Token) -> RepositoryResult<Option<TokenRecord>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            match self.behaviour {
+                Behaviour::Store => self.store.lookup(token).await,
+                Behaviour::Fail => Err(Error::Timeout(Duration::from_millis(1))),
+                Behaviour::Hang => std::future::pending().await,
+                Behaviour::Expired => Ok(self.store.lookup(token).await?.map(|mut record| {
+                    record.expires_at = Timestamp::from_unix_millis(1);
+                    record
+                })),
+            }
+        }
+
+        async fn ping(&self) -> RepositoryResult<()> {
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        reader: Arc<TestReader>,
+        minted: Minted,
+    }
+
+    impl Fixture {
+        async fn new(behaviour: Behaviour) -> Self {
+            let store = MemoryStore::new();
+            let minted = Grant {
+                subject: "user-1".into(),
+                username: "alice".into(),
+                name: Some("Alice".into()),
+                email: Some("alice@example.com".into()),
+                scopes: Scopes::parse("read write").expect("scopes"),
+                client_id: Some("web".into()),
+                access_ttl: Duration::from_secs(600),
+                refresh_ttl: Some(Duration::from_secs(3600)),
+            }
+            .mint()
+            .expect("mint");
+            store.issue(&minted, None).await.expect("issue");
+            Self {
+                reader: Arc::new(TestReader {
+                    store,
+                    behaviour,
+                    lookups: AtomicUsize::new(0),
+                }),
+                minted,
+            }
+        }
+
+        fn layer(&self) -> TokenAuthLayer {
+            TokenAuthLayer::from_shared(Arc::clone(&self.reader) as Arc<dyn TokenReader>)
+                .with_realm("test")
+        }
+
+        fn access(&self) -> &str {
+            self.minted.access.token.expose_secret()
+        }
+
+        fn refresh(&self) -> &str {
+            self.minted
+                .refresh
+                .as_ref()
+                .expect("refresh token")
+                .token
+                .expose_secret()
+        }
+
+        fn lookups(&self) -> usize {
+            self.reader.lookups.load(Ordering::SeqCst)
+        }
+    }
+
+    /// The inner service: answers 200 with the principal's username, or
+    /// `anonymous`.
+    async fn echo(request: Request<()>) -> Result<Response<String>, Infallible> {
+        let who = request.extensions().get::<Principal>().map_or_else(
+            || "anonymous".to_owned(),
+            |principal| principal.username.clone(),
+        );
+        Ok(Response::new(who))
+    }
+
+    async fn send(layer: TokenAuthLayer, request: Request<()>) -> Response<String> {
+        ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(echo)
+            .oneshot(request)
+            .await
+            .expect("infallible")
+    }
+
+    fn bearer(token: &str) -> Request<()> {
+        Request::get("/")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .expect("request")
+    }
+
+    fn challenge(response: &Response<String>) -> &str {
+        response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .expect("a challenge")
+            .to_str()
+            .expect("ascii")
+    }
+
+    /// Asserts an RFC 6750 `invalid_token` answer that never reached the
+    /// handler.
+    fn assert_invalid_token(response: &Response<String>) {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.body().is_empty(), "the handler ran");
+        let challenge = challenge(response);
+        assert!(
+            challenge.starts_with("Bearer realm=\"test\", "),
+            "{challenge}"
+        );
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+
+    /// A live access token reaches the inner service with its principal.
+    #[tokio::test]
+    async fn valid_token_reaches_the_service_with_its_principal() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let service = ServiceBuilder::new().layer(fixture.layer()).service_fn(
+            |request: Request<()>| async move {
+                let principal = request.extensions().get::<Principal>().cloned();
+                Ok::<_, Infallible>(Response::new(principal))
+            },
+        );
+        let response = service
+            .oneshot(bearer(fixture.access()))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        let principal = response.into_body().expect("a principal");
+        let record = &fixture.minted.access.record;
+        assert_eq!(principal.subject, "user-1");
+        assert_eq!(principal.username, "alice");
+        assert_eq!(principal.name.as_deref(), Some("Alice"));
+        assert_eq!(principal.email.as_deref(), Some("alice@example.com"));
+        assert!(principal.has_scope("write"));
+        assert_eq!(principal.token_id, record.id);
+        assert_eq!(principal.client_id.as_deref(), Some("web"));
+        assert_eq!(principal.expires_at, record.expires_at);
+    }
+
+    /// No credentials (or another scheme) is a bare challenge without an
+    /// error code (RFC 6750 §3.1), and costs no lookup.
+    #[tokio::test]
+    async fn missing_token_gets_a_bare_challenge() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let basic = Request::get("/")
+            .header(AUTHORIZATION, "Basic dXNlcjpwYXNz")
+            .body(())
+            .expect("request");
+        for request in [Request::new(()), basic] {
+            let response = send(fixture.layer(), request).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(challenge(&response), "Bearer realm=\"test\"");
+            assert!(response.body().is_empty());
+        }
+        assert_eq!(fixture.lookups(), 0);
+    }
+
+    /// Garbage, a wrong checksum and a refresh token are `invalid_token`,
+    /// decided locally without a repository lookup; the token is never
+    /// echoed.
+    #[tokio::test]
+    async fn malformed_tokens_are_refused_locally() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let access = fixture.access().to_owned();
+        let mut typo = access.clone().into_bytes();
+        typo[20] = if typo[20] == b'A' { b'B' } else { b'A' };
+        let typo = String::from_utf8(typo).expect("ascii");
+        for presented in [
+            "garbage".to_owned(),
+            typo,
+            access[..access.len() - 1].to_owned(),
+            fixture.refresh().to_owned(),
+        ] {
+            let response = send(fixture.layer(), bearer(&presented)).await;
+            assert_invalid_token(&response);
+            for value in response.headers().values() {
+                let value = value.to_str().expect("ascii");
+                assert!(!value.contains(&presented), "echoed the token: {value}");
+            }
+        }
+        assert_eq!(fixture.lookups(), 0, "no lookup for a malformed token");
+    }
+
+    /// Two credentials, two headers and an empty token are malformed
+    /// requests: 400 `invalid_request`.
+    #[tokio::test]
+    async fn malformed_requests_are_400() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let token = fixture.access();
+        let two_headers = Request::get("/")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .expect("request");
+        let two_credentials = bearer(&format!("{token} {token}"));
+        let empty = Request::get("/")
+            .header(AUTHORIZATION, "Bearer ")
+            .body(())
+            .expect("request");
+        for request in [two_headers, two_credentials, empty] {
+            let response = send(fixture.layer(), request).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert!(challenge(&response).contains("error=\"invalid_request\""));
+            assert!(!challenge(&response).contains(token));
+        }
+    }
+
+    /// Revoked (unknown) tokens and records that have expired by this
+    /// host's clock are `invalid_token`.
+    #[tokio::test]
+    async fn revoked_and_expired_tokens_are_invalid() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        assert_eq!(
+            send(fixture.layer(), bearer(fixture.access()))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        fixture
+            .reader
+            .store
+            .revoke(&fixture.minted.access.token)
+            .await
+            .expect("revoke");
+        assert_invalid_token(&send(fixture.layer(), bearer(fixture.access())).await);
+
+        let expired = Fixture::new(Behaviour::Expired).await;
+        assert_invalid_token(&send(expired.layer(), bearer(expired.access())).await);
+    }
+
+    /// A failing repository is a 503 with `Retry-After`, never a pass.
+    #[tokio::test]
+    async fn repository_failure_is_503() {
+        let fixture = Fixture::new(Behaviour::Fail).await;
+        let layer = fixture.layer().with_retry_after(Duration::from_secs(7));
+        let response = send(layer, bearer(fixture.access())).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
+        assert!(response.body().is_empty(), "the handler ran");
+    }
+
+    /// A repository that never answers is a 503 after the configured
+    /// timeout, not an unbounded wait.
+    #[tokio::test(start_paused = true)]
+    async fn slow_repository_is_503_after_the_timeout() {
+        let fixture = Fixture::new(Behaviour::Hang).await;
+        let layer = fixture.layer().with_timeout(Duration::from_millis(250));
+        let started = tokio::time::Instant::now();
+        let response = send(layer, bearer(fixture.access())).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
+    }
+
+    /// The configured cookie carries the token when there is no
+    /// `Authorization` header; unconfigured cookies are ignored.
+    #[tokio::test]
+    async fn cookie_when_configured() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let request = || {
+            Request::get("/")
+                .header(COOKIE, format!("theme=dark; session={}", fixture.access()))
+                .body(())
+                .expect("request")
+        };
+        let with_cookie = fixture.layer().with_cookie("session");
+        assert_eq!(send(with_cookie, request()).await.body(), "alice");
+        assert_eq!(
+            send(fixture.layer(), request()).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    /// An optional layer lets anonymous, invalid and unverifiable requests
+    /// through without a principal, and still authenticates valid ones.
+    #[tokio::test]
+    async fn optional_layer_passes_anonymous_requests() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let optional = fixture.layer().optional();
+        assert_eq!(
+            send(optional.clone(), bearer(fixture.access()))
+                .await
+                .body(),
+            "alice"
+        );
+        assert_eq!(
+            send(optional.clone(), Request::new(())).await.body(),
+            "anonymous"
+        );
+        assert_eq!(
+            send(optional.clone(), bearer("garbage")).await.body(),
+            "anonymous"
+        );
+        assert_eq!(send(optional, bearer("a b")).await.body(), "anonymous");
+        let failing = Fixture::new(Behaviour::Fail).await;
+        let response = send(failing.layer().optional(), bearer(failing.access())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), "anonymous");
+    }
+
+    /// gRPC requests are refused with gRPC statuses in a trailers-only
+    /// response.
+    #[tokio::test]
+    async fn grpc_requests_get_grpc_statuses() {
+        let grpc = |token: Option<&str>| {
+            let mut request =
+                Request::post("/pkg.Service/Method").header(CONTENT_TYPE, "application/grpc");
+            if let Some(token) = token {
+                request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+            }
+            request.body(()).expect("request")
+        };
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let missing = send(fixture.layer(), grpc(None)).await;
+        assert_eq!(missing.status(), StatusCode::OK);
+        assert_eq!(missing.headers()["grpc-status"], "16");
+        assert_eq!(
+            send(fixture.layer(), grpc(Some("garbage"))).await.headers()["grpc-status"],
+            "16"
+        );
+        assert_eq!(
+            send(fixture.layer(), grpc(Some(fixture.access())))
+                .await
+                .body(),
+            "alice"
+        );
+        let failing = Fixture::new(Behaviour::Fail).await;
+        let unavailable = send(failing.layer(), grpc(Some(failing.access()))).await;
+        assert_eq!(unavailable.headers()["grpc-status"], "14");
+    }
+
+    /// With a cache, repeated requests cost one lookup.
+    #[tokio::test]
+    async fn cache_spares_the_repository() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let layer = fixture
+            .layer()
+            .with_cache(TokenCache::local(CacheConfig::new()));
+        for _ in 0..5 {
+            assert_eq!(
+                send(layer.clone(), bearer(fixture.access())).await.body(),
+                "alice"
+            );
+        }
+        assert_eq!(fixture.lookups(), 1);
+        assert_eq!(layer.cache().expect("cache").stats().hits, 4);
+    }
+
+    /// The request goes to the inner service instance that was polled
+    /// ready, not to a fresh clone (tower's `call` contract).
+    #[tokio::test]
+    async fn calls_the_service_that_was_ready() {
+        #[derive(Debug)]
+        struct NeedsReady {
+            ready: bool,
+        }
+        impl Clone for NeedsReady {
+            fn clone(&self) -> Self {
+                Self { ready: false }
+            }
+        }
+        impl Service<Request<()>> for NeedsReady {
+            type Response = Response<String>;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                self.ready = true;
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, _: Request<()>) -> Self::Future {
+                assert!(self.ready, "called without poll_ready");
+                std::future::ready(Ok(Response::new("ok".to_owned())))
+            }
+        }
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let service = fixture.layer().layer(NeedsReady { ready: false });
+        let response = service
+            .oneshot(bearer(fixture.access()))
+            .await
+            .expect("infallible");
+        assert_eq!(response.body(), "ok");
+    }
+
+    /// The layer and its service can be shared across threads and cloned,
+    /// as axum and tonic require.
+    #[test]
+    fn layer_and_service_are_send_sync_clone() {
+        fn assert_bounds<T: Send + Sync + Clone + 'static>() {}
+        assert_bounds::<TokenAuthLayer>();
+        assert_bounds::<
+            TokenAuth<tower::util::BoxCloneSyncService<Request<()>, Response<String>, Infallible>>,
+        >();
+    }
+}

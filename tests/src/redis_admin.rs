@@ -1,0 +1,36 @@
+//! Asking a harness Redis directly, as its admin user.
+
+use redis::aio::MultiplexedConnection;
+
+/// A connection with every permission.
+///
+/// # Panics
+///
+/// When Redis does not answer.
+pub async fn connect(admin_url: &str) -> MultiplexedConnection {
+    redis::Client::open(admin_url)
+        .expect("admin URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+/// How many times `command` (lower case, e.g. `get`) has run since Redis
+/// started, from `INFO commandstats`.
+///
+/// # Panics
+///
+/// When Redis does not answer.
+pub async fn command_calls(admin: &mut MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(admin)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}

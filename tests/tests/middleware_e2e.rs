@@ -1,0 +1,417 @@
+//! End to end: the middleware's example service (`protected-service`) as a
+//! real process, in front of a private redis-server, over HTTP. Tokens are
+//! issued straight into Redis with the repository's writer, as the
+//! authority does.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use token_repository::{KeyPrefix, Minted, Timestamp, TokenReader as _, TokenWriter as _, codec};
+use token_service_tests::protected::{Options, ProtectedService, Reply};
+use token_service_tests::{redis_admin, tokens};
+use token_test_harness::{RedisServer, wait_until_async};
+
+const SERVICE: &str = env!("CARGO_BIN_EXE_protected-service");
+/// The realm the example service names in its challenges.
+const CHALLENGE: &str = "Bearer realm=\"protected-service\"";
+/// The service's bound on one lookup.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+/// The revocation bound the issue sets for the cache.
+const REVOCATION_BOUND: Duration = Duration::from_millis(100);
+/// A staleness bound far beyond every wait in these tests: only a pushed
+/// invalidation can explain a revocation seen in time.
+const LONG_STALENESS: Duration = Duration::from_secs(600);
+
+fn access(minted: &Minted) -> &str {
+    minted.access.token.expose_secret()
+}
+
+fn assert_invalid_token(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
+    let challenge = reply.challenge().unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer realm=\"protected-service\", error=\"invalid_token\""),
+        "{what}: {challenge}"
+    );
+}
+
+/// A valid token reaches the protected route, which answers the principal
+/// as JSON with exactly the contract's fields.
+#[tokio::test]
+async fn valid_token_gets_the_principal() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read write")).await;
+    let service = ProtectedService::start(SERVICE, &Options::new(redis.url()));
+
+    let reply = service.get("/whoami", Some(access(&minted))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.json,
+        json!({
+            "sub": "user-alice",
+            "username": "alice",
+            "name": "alice (display)",
+            "email": "alice@example.com",
+            "scope": "read write",
+            "exp": minted.access.record.expires_at.as_unix_secs(),
+        })
+    );
+}
+
+/// Every refusal has the exact RFC 6750 status and challenge: no token,
+/// another scheme, garbage, a wrong checksum, a refresh token, an expired
+/// record, a revoked token, and a malformed header — with the cache off and
+/// on.
+#[tokio::test]
+async fn refusals_follow_rfc_6750() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    for options in [
+        Options::new(redis.url()),
+        Options::new(redis.url()).cached(LONG_STALENESS),
+    ] {
+        let service = ProtectedService::start(SERVICE, &options);
+        let what = |case: &str| format!("{case} (cache {})", options.cache);
+
+        let missing = service.get("/whoami", None).await;
+        assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(missing.challenge(), Some(CHALLENGE), "{}", what("no token"));
+        let basic = service
+            .get_with_authorization("/whoami", "Basic dXNlcjpwYXNz")
+            .await;
+        assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(basic.challenge(), Some(CHALLENGE), "{}", what("Basic"));
+
+        assert_invalid_token(
+            &service.get("/whoami", Some("garbage")).await,
+            &what("garbage"),
+        );
+        let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+        let mut typo = access(&minted).as_bytes().to_vec();
+        typo[30] = if typo[30] == b'x' { b'y' } else { b'x' };
+        let typo = String::from_utf8(typo).expect("ascii");
+        assert_invalid_token(
+            &service.get("/whoami", Some(&typo)).await,
+            &what("checksum"),
+        );
+        let refresh = minted.refresh.as_ref().expect("refresh token");
+        assert_invalid_token(
+            &service
+                .get("/whoami", Some(refresh.token.expose_secret()))
+                .await,
+            &what("refresh token"),
+        );
+
+        let expired = expired_token(&redis).await;
+        assert_invalid_token(
+            &service.get("/whoami", Some(&expired)).await,
+            &what("expired"),
+        );
+
+        assert_eq!(
+            service.get("/whoami", Some(access(&minted))).await.status,
+            StatusCode::OK
+        );
+        store.revoke(&minted.access.token).await.expect("revoke");
+        let revoked = service
+            .time_until_refused(access(&minted), Instant::now())
+            .await;
+        assert!(revoked < Duration::from_secs(1), "{}", what("revoked"));
+
+        let token = access(&minted);
+        let two = service
+            .get_with_authorization("/whoami", &format!("Bearer {token} {token}"))
+            .await;
+        assert_eq!(two.status, StatusCode::BAD_REQUEST, "{}", what("two"));
+        let challenge = two.challenge().unwrap_or_default();
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+        assert!(!challenge.contains(token), "the token was echoed");
+    }
+}
+
+/// Stores a record for a fresh token that expired a second ago (by the
+/// record) but whose key still lives: only the service's own expiry check
+/// can refuse it.
+async fn expired_token(redis: &RedisServer) -> String {
+    let minted = tokens::grant("old", "read").mint().expect("mint");
+    let mut record = minted.access.record.clone();
+    record.expires_at = Timestamp::from_unix_millis(Timestamp::now().as_unix_millis() - 1000);
+    let token = &minted.access.token;
+    let key = KeyPrefix::default().token(token.tag(), token.digest());
+    let mut admin = redis_admin::connect(&redis.admin_url()).await;
+    redis::cmd("SET")
+        .arg(key)
+        .arg(codec::encode(&record))
+        .arg("PX")
+        .arg(60_000)
+        .exec_async(&mut admin)
+        .await
+        .expect("SET");
+    token.expose_secret().to_owned()
+}
+
+/// The scope guard answers 403 `insufficient_scope` naming the scope to a
+/// token without it, 401 to no token, and lets an admin through.
+#[tokio::test]
+async fn missing_scope_is_403() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let reader = tokens::issue(&store, &tokens::grant("alice", "read write")).await;
+    let admin = tokens::issue(&store, &tokens::grant("root", "read admin")).await;
+    let service = ProtectedService::start(SERVICE, &Options::new(redis.url()));
+
+    let refused = service.get("/admin", Some(access(&reader))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let challenge = refused.challenge().unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer realm=\"protected-service\", error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.ends_with("scope=\"admin\""), "{challenge}");
+
+    let anonymous = service.get("/admin", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.challenge(), Some(CHALLENGE));
+
+    let allowed = service.get("/admin", Some(access(&admin))).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(allowed.json, json!({ "sub": "user-root", "admin": true }));
+}
+
+/// The public route needs no token, greets the holder of a valid one, and
+/// treats an invalid one as anonymous rather than refusing.
+#[tokio::test]
+async fn public_route_personalises() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let service = ProtectedService::start(SERVICE, &Options::new(redis.url()));
+
+    let greeting = |reply: Reply| {
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.json["greeting"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        greeting(service.get("/public", None).await),
+        "hello, stranger"
+    );
+    assert_eq!(
+        greeting(service.get("/public", Some(access(&minted))).await),
+        "hello, alice"
+    );
+    assert_eq!(
+        greeting(service.get("/public", Some("garbage")).await),
+        "hello, stranger"
+    );
+    assert_eq!(
+        service.get("/healthz", None).await.json,
+        json!({ "status": "ok" })
+    );
+}
+
+/// With the cache on, repeated requests with one token cost Redis no
+/// further `GET`; with it off, every request costs one.
+#[tokio::test]
+async fn cache_spares_redis_round_trips() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let mut admin = redis_admin::connect(&redis.admin_url()).await;
+
+    let uncached = ProtectedService::start(SERVICE, &Options::new(redis.url()));
+    let before = redis_admin::command_calls(&mut admin, "get").await;
+    for _ in 0..10 {
+        assert_eq!(
+            uncached.get("/whoami", Some(access(&minted))).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        redis_admin::command_calls(&mut admin, "get").await - before,
+        10
+    );
+
+    let cached =
+        ProtectedService::start(SERVICE, &Options::new(redis.url()).cached(LONG_STALENESS));
+    cached
+        .wait_until_cached(&redis.admin_url(), access(&minted))
+        .await;
+    let before = redis_admin::command_calls(&mut admin, "get").await;
+    for _ in 0..20 {
+        assert_eq!(
+            cached.get("/whoami", Some(access(&minted))).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(redis_admin::command_calls(&mut admin, "get").await, before);
+}
+
+/// A token revoked at the repository stops working in every caching service
+/// within 100 ms, although each had it cached with a 10-minute staleness
+/// bound: the invalidation is pushed. Both one token (`revoke`) and a whole
+/// subject (`revoke_all`, sign out everywhere).
+#[tokio::test]
+async fn revocation_reaches_every_cached_service_within_100_ms() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let options = Options::new(redis.url()).cached(LONG_STALENESS);
+    let services = [
+        ProtectedService::start(SERVICE, &options),
+        ProtectedService::start(SERVICE, &options),
+    ];
+    let one = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let everywhere = [
+        tokens::issue(&store, &tokens::grant("bob", "read")).await,
+        tokens::issue(&store, &tokens::grant("bob", "read")).await,
+    ];
+    for service in &services {
+        for minted in std::iter::once(&one).chain(&everywhere) {
+            service
+                .wait_until_cached(&redis.admin_url(), access(minted))
+                .await;
+        }
+    }
+
+    assert_eq!(store.revoke(&one.access.token).await.expect("revoke"), 1);
+    let revoked_at = Instant::now();
+    for (index, service) in services.iter().enumerate() {
+        let latency = service.time_until_refused(access(&one), revoked_at).await;
+        println!("revoke: service {index} refused the token after {latency:?}");
+        assert!(latency < REVOCATION_BOUND, "service {index}: {latency:?}");
+    }
+
+    assert_eq!(store.revoke_all("user-bob").await.expect("revoke_all"), 4);
+    let revoked_at = Instant::now();
+    for (index, service) in services.iter().enumerate() {
+        for minted in &everywhere {
+            let latency = service.time_until_refused(access(minted), revoked_at).await;
+            println!("revoke_all: service {index} refused a token after {latency:?}");
+            assert!(latency < REVOCATION_BOUND, "service {index}: {latency:?}");
+        }
+    }
+}
+
+/// Redis killed: the service answers 503 with `Retry-After` — never a
+/// cached pass, never a hang — and serves again once Redis is back, without
+/// a restart of the service; its cache comes back too.
+#[tokio::test]
+async fn redis_outage_is_503_and_the_service_recovers() {
+    let mut redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let mut service =
+        ProtectedService::start(SERVICE, &Options::new(redis.url()).cached(LONG_STALENESS));
+    service
+        .wait_until_cached(&redis.admin_url(), access(&minted))
+        .await;
+
+    redis.stop();
+    let stopped = Instant::now();
+    let unavailable = loop {
+        let reply = service.get("/whoami", Some(access(&minted))).await;
+        assert!(
+            reply.elapsed < LOOKUP_TIMEOUT * 3,
+            "an answer took {:?}",
+            reply.elapsed
+        );
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            break reply;
+        }
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(
+            stopped.elapsed() < Duration::from_secs(1),
+            "still answered from the cache 1 s after Redis died"
+        );
+    };
+    assert_eq!(unavailable.retry_after(), Some("1"));
+    for _ in 0..3 {
+        let reply = service.get("/whoami", Some(access(&minted))).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(reply.elapsed < LOOKUP_TIMEOUT * 3, "{:?}", reply.elapsed);
+    }
+    let public = service.get("/public", Some(access(&minted))).await;
+    assert_eq!(
+        public.status,
+        StatusCode::OK,
+        "public routes degrade to anonymous"
+    );
+
+    redis.restart(); // an empty data set: tokens must be issued again
+    let issued = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || async {
+        let minted = tokens::grant("alice", "read").mint().expect("mint");
+        store.issue(&minted, None).await.ok().map(|()| minted)
+    })
+    .await;
+    let (fresh, _) = issued.expect("the authority's store recovers");
+    let recovered = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || async {
+        (service.get("/whoami", Some(access(&fresh))).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let (_, after) = recovered.expect("the service serves again after Redis returns");
+    println!("served again {after:?} after Redis came back");
+    assert!(
+        service.process().is_running(),
+        "the service was not restarted"
+    );
+    service
+        .wait_until_cached(&redis.admin_url(), access(&fresh))
+        .await;
+}
+
+/// A frozen Redis (accepting connections, answering nothing) costs a
+/// request at most the lookup timeout, then 503.
+#[tokio::test]
+async fn frozen_redis_is_503_within_the_timeout() {
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    store.ping().await.expect("ping");
+    let service = ProtectedService::start(SERVICE, &Options::new(redis.url()));
+    assert_eq!(
+        service.get("/whoami", Some(access(&minted))).await.status,
+        StatusCode::OK
+    );
+
+    redis.pause();
+    for _ in 0..3 {
+        let reply = service.get("/whoami", Some(access(&minted))).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.retry_after(), Some("1"));
+        assert!(
+            reply.elapsed >= LOOKUP_TIMEOUT && reply.elapsed < LOOKUP_TIMEOUT * 3,
+            "answered after {:?}",
+            reply.elapsed
+        );
+    }
+    redis.resume();
+    let recovered = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || async {
+        (service.get("/whoami", Some(access(&minted))).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "the service serves again once Redis thaws"
+    );
+}
+
+/// SIGTERM stops the service gracefully: it exits with success.
+#[tokio::test]
+async fn sigterm_stops_the_service_cleanly() {
+    let redis = RedisServer::start();
+    let mut service =
+        ProtectedService::start(SERVICE, &Options::new(redis.url()).cached(LONG_STALENESS));
+    assert_eq!(service.get("/healthz", None).await.status, StatusCode::OK);
+    let status = service
+        .process()
+        .terminate(Duration::from_secs(10))
+        .expect("the service exits within 10 s of SIGTERM");
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,234 @@
+//! The Redis ACL of `docker/redis-users.acl`, loaded into a private
+//! redis-server: the middleware's user may read token keys (and track them)
+//! and nothing else; the authority's user runs the store and nothing
+//! dangerous; the example service works end to end as the middleware's
+//! user, cache included.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use reqwest::StatusCode;
+use token_repository::{
+    KeyPrefix, RedisConfig, RedisStore, RedisTokenReader, RefreshState, Rotation, TokenReader as _,
+    TokenWriter as _,
+};
+use token_service_tests::protected::{Options, ProtectedService};
+use token_service_tests::tokens;
+use token_test_harness::RedisServer;
+
+const ACL_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/redis-users.acl");
+const CLIENT_USER: &str = "token-client";
+const CLIENT_PASSWORD: &str = "token-client-demo-password";
+const AUTHORITY_USER: &str = "authority";
+const AUTHORITY_PASSWORD: &str = "authority-demo-password";
+const SERVICE: &str = env!("CARGO_BIN_EXE_protected-service");
+
+fn redis_with_acl() -> RedisServer {
+    RedisServer::builder().acl_file(ACL_FILE).start()
+}
+
+fn authority_store(redis: &RedisServer) -> RedisStore {
+    RedisStore::new(
+        RedisConfig::new(redis.url_as(AUTHORITY_USER, AUTHORITY_PASSWORD))
+            .timeout(Duration::from_secs(2)),
+    )
+    .expect("store")
+}
+
+async fn connect_as(redis: &RedisServer, user: &str, password: &str) -> MultiplexedConnection {
+    redis::Client::open(redis.url_as(user, password))
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection")
+}
+
+/// Runs `args` and asserts Redis refused it with `NOPERM`.
+async fn assert_noperm(connection: &mut MultiplexedConnection, args: &[&[u8]]) {
+    let mut command = redis::cmd(std::str::from_utf8(args[0]).expect("ascii name"));
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    let shown: Vec<String> = args
+        .iter()
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    match command.query_async::<redis::Value>(connection).await {
+        Ok(value) => panic!("{shown:?} was allowed: {value:?}"),
+        Err(error) => assert_eq!(error.code(), Some("NOPERM"), "{shown:?}: {error}"),
+    }
+}
+
+/// The middleware's user reads token keys; every write (on token keys or
+/// elsewhere), every read of another key, every script and every admin
+/// command is refused with `NOPERM`, and the token survives the attempts.
+#[tokio::test]
+async fn token_client_user_reads_token_keys_and_nothing_else() {
+    let redis = redis_with_acl();
+    let store = authority_store(&redis);
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let token = &minted.access.token;
+    let prefix = KeyPrefix::default();
+    let key = prefix.token(token.tag(), token.digest());
+    let index = prefix.index(token.tag());
+
+    let reader =
+        RedisTokenReader::new(RedisConfig::new(redis.url_as(CLIENT_USER, CLIENT_PASSWORD)))
+            .expect("reader");
+    reader.ping().await.expect("the reader may PING");
+    let record = reader.lookup(token).await.expect("the reader may GET");
+    assert_eq!(record.expect("live").username, "alice");
+
+    let mut client = connect_as(&redis, CLIENT_USER, CLIENT_PASSWORD).await;
+    let value: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut client)
+        .await
+        .expect("GET of a token key");
+    assert!(value.is_some());
+
+    let new_key = prefix.token(token.tag(), &token_repository::TokenDigest::of("forged"));
+    let attempts: Vec<Vec<&[u8]>> = vec![
+        vec![b"SET", &key, b"forged"],
+        vec![b"SET", &new_key, b"forged"],
+        vec![b"DEL", &key],
+        vec![b"UNLINK", &key],
+        vec![b"PEXPIRE", &key, b"1"],
+        vec![b"PERSIST", &key],
+        vec![b"RENAME", &key, &new_key],
+        vec![b"GETDEL", &key],
+        vec![b"GETEX", &key, b"PX", b"1"],
+        vec![b"APPEND", &key, b"x"],
+        vec![b"GET", &index],
+        vec![b"ZRANGE", &index, b"0", b"-1"],
+        vec![b"GET", b"unrelated"],
+        vec![b"MGET", &key],
+        vec![b"KEYS", b"*"],
+        vec![b"SCAN", b"0"],
+        vec![b"EVAL", b"return 1", b"0"],
+        vec![b"EVAL", b"return redis.call('DEL', KEYS[1])", b"1", &key],
+        vec![b"FCALL", b"f", b"0"],
+        vec![b"PUBLISH", b"channel", b"message"],
+        vec![b"FLUSHALL"],
+        vec![b"FLUSHDB"],
+        vec![b"CONFIG", b"SET", b"maxmemory", b"1"],
+        vec![b"ACL", b"SETUSER", b"token-client", b"+@all"],
+        vec![b"CLIENT", b"KILL", b"ID", b"1"],
+        vec![b"CLIENT", b"LIST"],
+        vec![b"INFO"],
+        vec![b"SHUTDOWN", b"NOSAVE"],
+    ];
+    for attempt in &attempts {
+        assert_noperm(&mut client, attempt).await;
+    }
+
+    let after: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut client)
+        .await
+        .expect("GET");
+    assert_eq!(after, value, "the token key is unchanged");
+    assert!(reader.lookup(token).await.expect("lookup").is_some());
+}
+
+/// The middleware's user may enable tracking of the token keys, which the
+/// cache needs.
+#[tokio::test]
+async fn token_client_user_may_track_token_keys() {
+    let redis = redis_with_acl();
+    let url = format!(
+        "{}?protocol=resp3",
+        redis.url_as(CLIENT_USER, CLIENT_PASSWORD)
+    );
+    let mut client = redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("RESP3 connection (HELLO 3)");
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg("ts:tok:")
+        .exec_async(&mut client)
+        .await
+        .expect("CLIENT TRACKING");
+}
+
+/// The authority's user runs every operation of the store (its Lua scripts
+/// included), and is refused dangerous commands and keys outside the
+/// prefix.
+#[tokio::test]
+async fn authority_user_runs_the_store_and_nothing_dangerous() {
+    let redis = redis_with_acl();
+    let store = authority_store(&redis);
+    store.ping().await.expect("ping");
+    let grant = tokens::grant("alice", "read");
+    let guard = store.generation("user-alice").await.expect("generation");
+    let minted = grant.mint().expect("mint");
+    store.issue(&minted, Some(guard)).await.expect("issue");
+    let refresh = &minted.refresh.as_ref().expect("refresh").token;
+    assert!(matches!(
+        store.inspect_refresh(refresh).await.expect("inspect"),
+        RefreshState::Live(_)
+    ));
+    let next = grant.mint_in_family(minted.family()).expect("mint");
+    assert_eq!(
+        store.rotate(refresh, &next).await.expect("rotate"),
+        Rotation::Rotated
+    );
+    assert_eq!(store.list("user-alice").await.expect("list").len(), 3);
+    assert_eq!(store.revoke(&next.access.token).await.expect("revoke"), 1);
+    let other = tokens::issue(&store, &grant).await;
+    assert_eq!(
+        store
+            .revoke_family("user-alice", other.family())
+            .await
+            .expect("revoke_family"),
+        2
+    );
+    assert_eq!(store.revoke_all("user-alice").await.expect("revoke_all"), 2);
+
+    let mut authority = connect_as(&redis, AUTHORITY_USER, AUTHORITY_PASSWORD).await;
+    for attempt in [
+        vec![b"GET".as_slice(), b"elsewhere:key"],
+        vec![b"SET", b"elsewhere:key", b"x"],
+        vec![b"KEYS", b"*"],
+        vec![b"FLUSHALL"],
+        vec![b"FLUSHDB"],
+        vec![b"CONFIG", b"SET", b"maxmemory", b"1"],
+        vec![b"ACL", b"SETUSER", b"authority", b"+@all"],
+        vec![b"PUBLISH", b"channel", b"message"],
+        vec![b"SHUTDOWN", b"NOSAVE"],
+    ] {
+        assert_noperm(&mut authority, &attempt).await;
+    }
+}
+
+/// The example service, connected as the middleware's user with its cache
+/// on, authenticates, caches (tracking allowed) and sees a revocation by
+/// the authority's user within 100 ms.
+#[tokio::test]
+async fn service_works_as_the_token_client_user() {
+    let redis = redis_with_acl();
+    let store = authority_store(&redis);
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let token = minted.access.token.expose_secret();
+    let options =
+        Options::new(redis.url_as(CLIENT_USER, CLIENT_PASSWORD)).cached(Duration::from_secs(600));
+    let service = ProtectedService::start(SERVICE, &options);
+
+    let reply = service.get("/whoami", Some(token)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json["username"], "alice");
+    assert_eq!(
+        service.get("/admin", Some(token)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    service.wait_until_cached(&redis.admin_url(), token).await;
+
+    store.revoke(&minted.access.token).await.expect("revoke");
+    let latency = service.time_until_refused(token, Instant::now()).await;
+    assert!(latency < Duration::from_millis(100), "{latency:?}");
+}
