@@ -100,22 +100,24 @@ async fn keys_share_the_subject_hash_tag_and_carry_ttls() {
         let ttl: i64 = admin.pttl(key).await.expect("PTTL");
         assert!(ttl > 0, "every key expires by itself");
     }
-    // The index never outlives the longest-lived token.
-    let index_ttl: i64 = admin
-        .pttl(format!("deploy-a:idx:{tag}"))
+    // The index expires exactly with the longest-lived token (absolute
+    // expiry times: no race between two relative reads).
+    let index_expiry: i64 = redis::cmd("PEXPIRETIME")
+        .arg(format!("deploy-a:idx:{tag}"))
+        .query_async(&mut admin)
         .await
-        .expect("PTTL");
-    let mut token_ttls = Vec::new();
+        .expect("PEXPIRETIME");
+    let mut token_expiries = Vec::new();
     for new in minted.tokens() {
         let key = store.prefix().token(new.token.tag(), new.token.digest());
-        token_ttls.push(admin.pttl::<_, i64>(key).await.expect("PTTL"));
+        let expiry: i64 = redis::cmd("PEXPIRETIME")
+            .arg(key)
+            .query_async(&mut admin)
+            .await
+            .expect("PEXPIRETIME");
+        token_expiries.push(expiry);
     }
-    let longest = token_ttls.into_iter().max().expect("ttls");
-    assert!(
-        index_ttl <= longest + 5,
-        "index {index_ttl} ms vs token {longest} ms"
-    );
-    assert!(index_ttl >= longest - 1000);
+    assert_eq!(Some(index_expiry), token_expiries.into_iter().max());
 }
 
 /// A stopped Redis makes every operation fail fast with an "unavailable"

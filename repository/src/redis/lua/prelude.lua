@@ -78,11 +78,12 @@ end
 
 -- Stores the tokens KEYS[first_key..], whose (member, ttl ms, value)
 -- triplets start at ARGV[first_arg], and indexes them.
-local function store(idx, now, first_key, first_arg)
+local function store(idx, first_key, first_arg)
   for i = first_key, #KEYS do
     local a = first_arg + (i - first_key) * 3
     local member, ttl, value = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
     redis.call('SET', KEYS[i], value, 'PX', ttl, 'NX')
-    redis.call('ZADD', idx, ms(now + ttl), member)
+    -- The entry expires exactly when the key does (PEXPIRETIME: Redis 7).
+    redis.call('ZADD', idx, redis.call('PEXPIRETIME', KEYS[i]), member)
   end
 end

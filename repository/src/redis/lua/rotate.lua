@@ -21,8 +21,8 @@ if kind_of(member) == 'u' then
   touch(idx)
   return {'reused', revoked}
 end
-local ttl = redis.call('PTTL', old)
-if ttl <= 0 then
+local old_expiry = redis.call('PEXPIRETIME', old)
+if old_expiry <= 0 then
   touch(idx)
   return {'unknown', 0}
 end
@@ -46,12 +46,12 @@ for i = 1, #entries, 2 do
 end
 -- Scored by the retired token's expiry, but always after the family's
 -- previous used tokens, so that trimming drops the oldest rotations.
-local score = math.max(now + ttl, newest + 1)
+local score = math.max(old_expiry, newest + 1)
 redis.call('ZADD', idx, ms(score), own_family .. 'u' .. digest)
 table.insert(used, own_family .. 'u' .. digest)
 for i = 1, #used - remember do
   redis.call('ZREM', idx, used[i])
 end
-store(idx, now, 3, 5)
+store(idx, 3, 5)
 touch(idx)
 return {'rotated', 0}
