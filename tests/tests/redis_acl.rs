@@ -232,3 +232,42 @@ async fn service_works_as_the_token_client_user() {
     let latency = service.time_until_refused(token, Instant::now()).await;
     assert!(latency < Duration::from_millis(100), "{latency:?}");
 }
+
+/// Reads `total_connections_received` from `INFO stats`.
+async fn connections_received(redis: &RedisServer) -> u64 {
+    let mut admin = redis::Client::open(redis.admin_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut admin).await.expect("INFO");
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+/// The ACL users allow what the connection pool needs to keep its
+/// connections (its health check sends UNWATCH and PING): a hundred
+/// operations reuse a handful of connections instead of opening one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_are_reused_under_the_acl() {
+    let redis = redis_with_acl();
+    let store = authority_store(&redis);
+    let reader = RedisTokenReader::new(
+        RedisConfig::new(redis.url_as(CLIENT_USER, CLIENT_PASSWORD)).timeout(Duration::from_secs(2)),
+    )
+    .expect("reader");
+    let minted = tokens::grant("alice", "read").mint().expect("mint");
+    store.issue(&minted, None).await.expect("issue");
+    assert!(reader.lookup(&minted.access.token).await.expect("lookup").is_some());
+    let before = connections_received(&redis).await;
+    for _ in 0..50 {
+        let minted = tokens::grant("alice", "read").mint().expect("mint");
+        store.issue(&minted, None).await.expect("issue");
+        assert!(reader.lookup(&minted.access.token).await.expect("lookup").is_some());
+    }
+    let opened = connections_received(&redis).await - before;
+    // One for each INFO call, at most a couple more for the pools.
+    assert!(opened <= 4, "{opened} connections opened for 100 sequential operations");
+}
