@@ -240,7 +240,11 @@ async fn connections_received(redis: &RedisServer) -> u64 {
         .get_multiplexed_async_connection()
         .await
         .expect("admin connection");
-    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut admin).await.expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut admin)
+        .await
+        .expect("INFO");
     info.lines()
         .find_map(|line| line.strip_prefix("total_connections_received:"))
         .and_then(|value| value.trim().parse().ok())
@@ -255,19 +259,35 @@ async fn pooled_connections_are_reused_under_the_acl() {
     let redis = redis_with_acl();
     let store = authority_store(&redis);
     let reader = RedisTokenReader::new(
-        RedisConfig::new(redis.url_as(CLIENT_USER, CLIENT_PASSWORD)).timeout(Duration::from_secs(2)),
+        RedisConfig::new(redis.url_as(CLIENT_USER, CLIENT_PASSWORD))
+            .timeout(Duration::from_secs(2)),
     )
     .expect("reader");
     let minted = tokens::grant("alice", "read").mint().expect("mint");
     store.issue(&minted, None).await.expect("issue");
-    assert!(reader.lookup(&minted.access.token).await.expect("lookup").is_some());
+    assert!(
+        reader
+            .lookup(&minted.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
     let before = connections_received(&redis).await;
     for _ in 0..50 {
         let minted = tokens::grant("alice", "read").mint().expect("mint");
         store.issue(&minted, None).await.expect("issue");
-        assert!(reader.lookup(&minted.access.token).await.expect("lookup").is_some());
+        assert!(
+            reader
+                .lookup(&minted.access.token)
+                .await
+                .expect("lookup")
+                .is_some()
+        );
     }
     let opened = connections_received(&redis).await - before;
     // One for each INFO call, at most a couple more for the pools.
-    assert!(opened <= 4, "{opened} connections opened for 100 sequential operations");
+    assert!(
+        opened <= 4,
+        "{opened} connections opened for 100 sequential operations"
+    );
 }
