@@ -21,6 +21,11 @@
 //! | `GET /admin`   | a valid token with `admin`| `{"sub","admin":true}`                                          |
 //! | `GET /public`  | nothing                   | `{"greeting":"hello, <username>"}` or `"hello, stranger"`       |
 //! | `GET /healthz` | nothing                   | `{"status":"ok"}`                                               |
+//! | `GET /metrics` | nothing                   | Prometheus text: the middleware's series (`token_client_…`)     |
+//!
+//! Every request gets an `X-Request-Id` (the caller's, or a fresh UUID),
+//! echoed in the response and recorded on its log span, so a request
+//! traced through the authority keeps one id here too.
 //!
 //! ```sh
 //! REDIS_URL=redis://token-client:secret@127.0.0.1:6379/ \
@@ -32,11 +37,18 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use token_client::{CacheConfig, Principal, RequireScopeLayer, TokenAuthLayer, TokenCache};
 use token_repository::{KeyPrefix, RedisConfig};
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// Bound on one token lookup (and on the reader's Redis operations).
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
@@ -81,8 +93,10 @@ impl Config {
 }
 
 /// The routes: `/whoami` and `/admin` behind the required layer (`/admin`
-/// also behind the scope guard), `/public` behind the optional one.
-fn app(auth: TokenAuthLayer) -> Router {
+/// also behind the scope guard), `/public` behind the optional one; request
+/// ids and a log span around everything.
+fn app(auth: TokenAuthLayer, metrics: PrometheusHandle) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/whoami", get(whoami))
         .route(
@@ -95,6 +109,27 @@ fn app(auth: TokenAuthLayer) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
+}
+
+/// The span of one request: method, path and request id.
+fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = request.uri().path(), request_id)
 }
 
 async fn whoami(principal: Principal) -> Json<Value> {
@@ -118,6 +153,10 @@ async fn public(principal: Option<Principal>) -> Json<Value> {
 }
 
 async fn run(config: Config) -> Result<(), String> {
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
+    let shutdown = shutdown();
     let redis = RedisConfig::new(config.redis_url.as_str())
         .prefix(config.prefix.clone())
         .timeout(LOOKUP_TIMEOUT);
@@ -146,27 +185,30 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|error| format!("cannot write to stdout: {error}"))?;
     drop(stdout);
     tracing::info!(%addr, cache = config.cache, staleness = ?config.staleness, "protected service started");
-    axum::serve(listener, app(auth))
-        .with_graceful_shutdown(shutdown())
+    axum::serve(listener, app(auth, metrics))
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|error| format!("server failed: {error}"))
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed at the call,
+/// not at the first poll, so an early signal still shuts down gracefully.
+fn shutdown() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-            Err(_) => std::future::pending().await,
+            _ => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[tokio::main]
@@ -176,6 +218,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let result = match Config::from_env() {

@@ -373,6 +373,7 @@ impl Shared {
         let mut state = self.state();
         if !state.active {
             Self::count(&self.counters.bypassed);
+            crate::metrics::cache("bypass");
             return Begin::Miss(None);
         }
         let ticket = match state.entries.get(digest) {
@@ -380,10 +381,12 @@ impl Shared {
                 if now < *until && principal.is_live_at(Timestamp::now()) =>
             {
                 Self::count(&self.counters.hits);
+                crate::metrics::cache("hit");
                 return Begin::Hit(Some(principal.clone()));
             }
             Some(Slot::Unknown { until }) if now < *until => {
                 Self::count(&self.counters.hits);
+                crate::metrics::cache("hit");
                 return Begin::Hit(None);
             }
             // Join the lookup under way: any invalidation since it began
@@ -400,6 +403,7 @@ impl Shared {
             }
         };
         Self::count(&self.counters.misses);
+        crate::metrics::cache("miss");
         Begin::Miss(Some(ticket))
     }
 
@@ -491,6 +495,7 @@ impl Shared {
         self.counters
             .invalidations
             .fetch_add(invalidated, Ordering::Relaxed);
+        crate::metrics::invalidated(invalidated);
     }
 
     /// A new tracking connection is being set up: stop answering from the

@@ -148,6 +148,7 @@ impl Challenger {
 
     /// The response refusing a request: HTTP, or gRPC when `grpc`.
     pub(crate) fn respond<B: Default>(&self, refusal: &Refusal, grpc: bool) -> Response<B> {
+        crate::metrics::refused(refusal);
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
         if let Some(challenge) = self.www_authenticate(refusal) {

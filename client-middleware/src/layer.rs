@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 use crate::bearer::{self, Malformed};
 use crate::cache::TokenCache;
 use crate::challenge::{ChallengeContext, Challenger, Refusal, is_grpc};
+use crate::metrics;
 use crate::principal::Principal;
 
 /// What the layer answers for a well-formed token the repository does not
@@ -88,7 +89,7 @@ impl TokenAuthLayer {
     pub fn from_shared(reader: Arc<dyn TokenReader>) -> Self {
         Self {
             auth: Arc::new(Authenticator {
-                reader,
+                reader: Arc::new(metrics::TimedReader(reader)),
                 cache: None,
                 challenger: Arc::new(Challenger::default()),
                 cookie: None,
@@ -278,7 +279,10 @@ where
             .insert(ChallengeContext(Arc::clone(&auth.challenger)));
         let token = match auth.credential(request.headers()) {
             Ok(token) => token,
-            Err(_) if auth.optional => return ResponseFuture::new(inner.call(request)),
+            Err(_) if auth.optional => {
+                metrics::passed(false);
+                return ResponseFuture::new(inner.call(request));
+            }
             Err(refusal) => {
                 let response = auth.challenger.respond(&refusal, grpc);
                 return ResponseFuture::new(async move { Ok(response) });
@@ -287,10 +291,14 @@ where
         ResponseFuture::new(async move {
             match auth.authenticate(&token).await {
                 Ok(principal) => {
+                    metrics::passed(true);
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(_) if auth.optional => inner.call(request).await,
+                Err(_) if auth.optional => {
+                    metrics::passed(false);
+                    inner.call(request).await
+                }
                 Err(refusal) => Ok(auth.challenger.respond(&refusal, grpc)),
             }
         })

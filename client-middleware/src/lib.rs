@@ -91,6 +91,8 @@
 //! - `cache`: [`TokenCache`], the optional local cache with revocations
 //!   pushed by Redis.
 //! - `extract` (feature `axum`): the extractors and [`MissingPrincipal`].
+//! - `metrics`: request outcomes, cache results and repository latency
+//!   through the `metrics` facade (see the crate README for the series).
 
 mod bearer;
 mod cache;
@@ -98,6 +100,7 @@ mod challenge;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
+mod metrics;
 mod principal;
 mod scope;
 

@@ -52,6 +52,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     /// The JSON body, `Null` when empty or not JSON.
     pub json: Value,
+    /// The body as text.
+    pub text: String,
     /// How long the request took.
     pub elapsed: Duration,
 }
@@ -123,6 +125,19 @@ impl ProtectedService {
         let mut request = self.http.get(self.process.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    /// `GET path` with extra request headers.
+    ///
+    /// # Panics
+    ///
+    /// When the service does not answer at all.
+    pub async fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(self.process.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         self.send(request).await
     }
@@ -206,6 +221,7 @@ impl ProtectedService {
             status,
             headers,
             json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            text: String::from_utf8_lossy(&body).into_owned(),
             elapsed: started.elapsed(),
         }
     }

@@ -164,3 +164,70 @@ async fn account_changes_revoke_in_the_service() {
         StatusCode::OK
     );
 }
+
+/// The service exposes the middleware's metrics after real traffic (request
+/// outcomes, cache hits and misses, repository latency), with no token or
+/// username in them; and it keeps the caller's request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_metrics_and_request_ids() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(AUTHORITY, &redis, &[]);
+    authority.add_user("alice", PASSWORD, &["read"]);
+    let mut service = ProtectedService::start(
+        SERVICE,
+        &Options::new(redis.url()).cached(Duration::from_secs(600)),
+    );
+    let alice = token(&authority.login("alice", PASSWORD).await);
+    service.wait_until_cached(&redis.admin_url(), &alice).await;
+    assert_eq!(
+        service.get("/whoami", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        service.get("/whoami", Some("tsa_garbage")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        service.get("/admin", Some(&alice)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let traced = service
+        .get_with_headers(
+            "/whoami",
+            &[
+                ("authorization", &format!("Bearer {alice}")),
+                ("x-request-id", "trace-me-7"),
+            ],
+        )
+        .await;
+    assert_eq!(traced.headers["x-request-id"], "trace-me-7");
+
+    let metrics = service.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text;
+    for series in [
+        r#"token_client_requests_total{outcome="authenticated"}"#,
+        r#"token_client_requests_total{outcome="missing"} 1"#,
+        r#"token_client_requests_total{outcome="invalid_token"} 1"#,
+        r#"token_client_requests_total{outcome="insufficient_scope"} 1"#,
+        r#"token_client_cache_lookups_total{result="hit"}"#,
+        r#"token_client_cache_lookups_total{result="miss"}"#,
+        r#"token_client_repository_duration_seconds{result="ok",quantile="0.5"}"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    for secret_or_unbounded in ["alice", "tsa_", &alice] {
+        assert!(
+            !text.contains(secret_or_unbounded),
+            "{secret_or_unbounded} in /metrics"
+        );
+    }
+    let logged = token_test_harness::wait_until(Duration::from_secs(5), || {
+        service
+            .process()
+            .stderr()
+            .contains("request_id=\"trace-me-7\"")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", service.process().stderr());
+}
