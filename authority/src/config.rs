@@ -173,7 +173,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 
 impl Config {
     /// Loads the configuration from the process environment, over the TOML
-    /// file at `file` when given.
+    /// file at `file` when given. Every variable can also be given as
+    /// `NAME_FILE`, the path of a file holding the value (for secrets such as
+    /// a `REDIS_URL` with a password); it wins over `NAME`.
     ///
     /// # Errors
     ///
@@ -186,6 +188,21 @@ impl Config {
         for (name, _, _) in VARIABLES {
             if let Ok(value) = std::env::var(name) {
                 values.insert((*name).to_owned(), value);
+            }
+            // NAME_FILE: the value is in a file (a Docker or Kubernetes
+            // secret), so it needs to be in no environment and no image.
+            let file_variable = format!("{name}_FILE");
+            if let Some(path) = std::env::var_os(&file_variable) {
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    ConfigError::new(
+                        &file_variable,
+                        format!("cannot read {}: {error}", Path::new(&path).display()),
+                    )
+                })?;
+                values.insert(
+                    (*name).to_owned(),
+                    text.trim_end_matches(['\r', '\n']).to_owned(),
+                );
             }
         }
         Self::from_values(&values)

@@ -6,6 +6,7 @@
 //! | variable                   | default                  | meaning                                               |
 //! |----------------------------|--------------------------|-------------------------------------------------------|
 //! | `REDIS_URL`                | `redis://127.0.0.1:6379` | the token repository; use the read-only ACL user      |
+//! | `REDIS_URL_FILE`           | —                        | a file holding `REDIS_URL` (a secret); wins over it   |
 //! | `LISTEN_ADDR`              | `127.0.0.1:8081`         | where to listen (`127.0.0.1:0`: any free port)        |
 //! | `KEY_PREFIX`               | `ts:`                    | the key namespace, as configured at the authority     |
 //! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
@@ -82,8 +83,16 @@ impl Config {
         let staleness = staleness.parse().map(Duration::from_millis).map_err(|_| {
             format!("TOKEN_CACHE_STALENESS_MS must be milliseconds, not {staleness:?}")
         })?;
+        // REDIS_URL_FILE: the URL (with its password) in a secret file.
+        let redis_url = match std::env::var_os("REDIS_URL_FILE") {
+            Some(path) => std::fs::read_to_string(&path)
+                .map_err(|error| format!("REDIS_URL_FILE: cannot read {path:?}: {error}"))?
+                .trim_end()
+                .to_owned(),
+            None => var("REDIS_URL", "redis://127.0.0.1:6379"),
+        };
         Ok(Self {
-            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_url,
             listen_addr,
             prefix,
             cache,

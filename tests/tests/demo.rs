@@ -1,0 +1,153 @@
+//! The README's "run the main job" command, `scripts/demo` (which runs
+//! `token-demo`), brings the system up; the walk-through of docker/README.md
+//! succeeds against it; Ctrl-C stops every process it started.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const DEMO: &str = env!("CARGO_BIN_EXE_token-demo");
+const AUTHORITY: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
+const SERVICE: &str = env!("CARGO_BIN_EXE_protected-service");
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse().ok())
+        .expect("port")
+}
+
+fn refuses(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+/// The demo comes up with both users, the walk-through works (log in, call
+/// the protected service, revoke, see 401; the admin creates a user), and
+/// Ctrl-C leaves no process listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_walk_through() {
+    let mut demo = Command::new(DEMO)
+        .args(["--authority", AUTHORITY, "--service", SERVICE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start token-demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut summary = HashMap::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "ready" {
+                let _ = sender.send(summary);
+                return;
+            }
+            if let Some((key, value)) = line.split_once(": ") {
+                summary.insert(key.to_owned(), value.to_owned());
+            }
+        }
+    });
+    let summary = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .expect("token-demo printed `ready`");
+    let authority = summary["authority"].clone();
+    let service = summary["service"].clone();
+    let redis_port = summary["redis"]
+        .split_whitespace()
+        .next()
+        .map(port_of)
+        .expect("redis port");
+    let (_, alice_password) = summary["user"].split_once(' ').expect("user line");
+    let (_, admin_password) = summary["admin"].split_once(' ').expect("admin line");
+    let http = reqwest::Client::new();
+    let login = |username: &'static str, password: String| {
+        let request = http.post(format!("{authority}/oauth/token")).form(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password.as_str()),
+        ]);
+        async move {
+            let response = request.send().await.expect("login");
+            assert_eq!(response.status(), 200, "login of {username}");
+            response.json::<Value>().await.expect("json")["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned()
+        }
+    };
+
+    let alice = login("alice", alice_password.to_owned()).await;
+    let whoami = http
+        .get(format!("{service}/whoami"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(whoami.status(), 200);
+    let principal: Value = whoami.json().await.expect("json");
+    assert_eq!(principal["username"], "alice");
+    assert_eq!(principal["email"], "alice@example.com");
+
+    let revoked = http
+        .post(format!("{authority}/oauth/revoke"))
+        .form(&[("token", alice.as_str())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    let started = Instant::now();
+    loop {
+        let status = http
+            .get(format!("{service}/whoami"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("whoami")
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still {status} after revocation"
+        );
+    }
+
+    let admin = login("admin", admin_password.to_owned()).await;
+    let created = http
+        .post(format!("{authority}/v1/admin/users"))
+        .bearer_auth(&admin)
+        .json(&json!({ "username": "bob", "password": "bob's demo password", "scope": "read" }))
+        .send()
+        .await
+        .expect("create bob");
+    assert_eq!(created.status(), 201);
+    let bob = login("bob", "bob's demo password".to_owned()).await;
+    let public = http
+        .get(format!("{service}/public"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .expect("public")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(public["greeting"], "hello, bob");
+
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(demo.id().to_string())
+        .status();
+    let exited =
+        token_test_harness::wait_until(Duration::from_secs(20), || demo.try_wait().ok().flatten());
+    let (status, _) = exited.expect("token-demo stops on Ctrl-C");
+    assert!(status.success(), "{status:?}");
+    for port in [port_of(&authority), port_of(&service), redis_port] {
+        assert!(refuses(port), "port {port} still listening after Ctrl-C");
+    }
+}
