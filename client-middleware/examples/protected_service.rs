@@ -11,6 +11,7 @@
 //! | `KEY_PREFIX`               | `ts:`                    | the key namespace, as configured at the authority     |
 //! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
 //! | `TOKEN_CACHE_STALENESS_MS` | `30000`                  | the cache's staleness bound                           |
+//! | `LOG_FORMAT`               | `text`                   | `text` or `json` (one object per line) on stderr      |
 //!
 //! Once listening it prints exactly one line to stdout,
 //! `listening on http://<addr>`; logs go to stderr (`RUST_LOG`). It stops
@@ -222,14 +223,18 @@ fn shutdown() -> impl Future<Output = ()> + Send + 'static {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
+        subscriber.json().flatten_event(true).init();
+    } else {
+        subscriber.init();
+    }
     let result = match Config::from_env() {
         Ok(config) => run(config).await,
         Err(error) => Err(error),
