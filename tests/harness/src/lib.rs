@@ -22,16 +22,22 @@
 //!   optional ACL file.
 //! - [`binary`]: find an executable (`redis-server`, `redis-cli`) or fail with
 //!   the command that installs it.
+//! - [`cluster`]: a local Redis Cluster of three masters.
+//! - [`sentinel`]: a master, a replica and three sentinels.
 //! - [`port`]: pick a free loopback port.
 //! - [`wait`]: poll a condition until it holds or a deadline passes, instead
 //!   of sleeping for a fixed time.
 
 pub mod binary;
+pub mod cluster;
 pub mod port;
 pub mod redis_server;
+pub mod sentinel;
 pub mod wait;
 
+pub use cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use sentinel::RedisSentinels;
 pub use wait::{wait_until, wait_until_async};
 
 /// Everything that can go wrong while the harness manages a process.

@@ -21,6 +21,7 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct RedisServerBuilder {
     acl_file: Option<PathBuf>,
     extra_config: Vec<String>,
+    sentinel: bool,
 }
 
 impl RedisServerBuilder {
@@ -39,6 +40,14 @@ impl RedisServerBuilder {
     #[must_use]
     pub fn config_line(mut self, line: impl Into<String>) -> Self {
         self.extra_config.push(line.into());
+        self
+    }
+
+    /// Runs the process as a Sentinel (`redis-server <conf> --sentinel`);
+    /// add its `sentinel monitor …` lines with [`Self::config_line`].
+    #[must_use]
+    pub fn sentinel(mut self) -> Self {
+        self.sentinel = true;
         self
     }
 
@@ -284,8 +293,10 @@ impl RedisServer {
         let _ = writeln!(config, "dir {}", dir.display());
         let _ = writeln!(config, "logfile {}", dir.join("redis.log").display());
         let _ = writeln!(config, "daemonize no");
-        let _ = writeln!(config, "save \"\"");
-        let _ = writeln!(config, "appendonly no");
+        if !self.builder.sentinel {
+            let _ = writeln!(config, "save \"\"");
+            let _ = writeln!(config, "appendonly no");
+        }
         let _ = writeln!(config, "protected-mode yes");
         if let Some(source) = &self.builder.acl_file {
             let mut acl = std::fs::read_to_string(source).map_err(HarnessError::io(format!(
@@ -309,8 +320,12 @@ impl RedisServer {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let mut child = Command::new(&self.binary)
-            .arg(self.dir_path.join("redis.conf"))
+        let mut command = Command::new(&self.binary);
+        command.arg(self.dir_path.join("redis.conf"));
+        if self.builder.sentinel {
+            command.arg("--sentinel");
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
