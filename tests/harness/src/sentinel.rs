@@ -1,4 +1,4 @@
-//! A local Sentinel set-up: one master, one replica, three sentinels
+//! A local Sentinel set-up: one master, its replicas, three sentinels
 //! watching them, on free loopback ports.
 
 use std::time::Duration;
@@ -12,11 +12,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The name the sentinels know the master by.
 pub const MASTER_NAME: &str = "tokens";
 
-/// A master, its replica and three sentinels; all killed when dropped.
+/// A master, its replicas and three sentinels; all killed when dropped.
 #[derive(Debug)]
 pub struct RedisSentinels {
     master: RedisServer,
-    replica: RedisServer,
+    replicas: Vec<RedisServer>,
     sentinels: Vec<RedisServer>,
 }
 
@@ -30,20 +30,35 @@ impl RedisSentinels {
     /// When it does not settle in time.
     #[must_use]
     pub fn start() -> Self {
-        Self::try_start()
+        Self::start_with_replicas(1)
+    }
+
+    /// A master with `replicas` replicas (at least 1) and three sentinels.
+    ///
+    /// # Panics
+    ///
+    /// When it does not settle in time.
+    #[must_use]
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        Self::try_start(replicas)
             .unwrap_or_else(|error| panic!("could not start the Sentinel set-up: {error}"))
     }
 
-    /// [`Self::start`], with errors.
+    /// [`Self::start_with_replicas`], with errors.
     ///
     /// # Errors
     ///
     /// When a process does not start or the set-up does not settle.
-    pub fn try_start() -> Result<Self, HarnessError> {
+    pub fn try_start(replicas: usize) -> Result<Self, HarnessError> {
         let master = RedisServer::builder().try_start()?;
-        let replica = RedisServer::builder()
-            .config_line(format!("replicaof 127.0.0.1 {}", master.port()))
-            .try_start()?;
+        let replicas = (0..replicas.max(1))
+            .map(|_| {
+                RedisServer::builder()
+                    .config_line(format!("replicaof 127.0.0.1 {}", master.port()))
+                    .try_start()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected_replicas = replicas.len().to_string();
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             sentinels.push(
@@ -63,17 +78,18 @@ impl RedisSentinels {
         }
         let set = Self {
             master,
-            replica,
+            replicas,
             sentinels,
         };
         let settled = wait_until(READY_TIMEOUT, || {
-            let synced = set
-                .replica
-                .cli(&["INFO", "replication"])
-                .contains("master_link_status:up");
+            let synced = set.replicas.iter().all(|replica| {
+                replica
+                    .cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            });
             let aware = set.sentinels.iter().all(|sentinel| {
                 let master = sentinel.cli(&["SENTINEL", "MASTER", MASTER_NAME]);
-                field(&master, "num-slaves") == Some("1")
+                field(&master, "num-slaves") == Some(expected_replicas.as_str())
                     && field(&master, "num-other-sentinels") == Some("2")
             });
             (synced && aware).then_some(())
@@ -104,10 +120,10 @@ impl RedisSentinels {
         &mut self.master
     }
 
-    /// The initial replica.
+    /// The initial replicas.
     #[must_use]
-    pub fn replica(&self) -> &RedisServer {
-        &self.replica
+    pub fn replicas(&self) -> &[RedisServer] {
+        &self.replicas
     }
 
     /// The port of the master the sentinels currently name.
@@ -122,17 +138,19 @@ impl RedisSentinels {
         })
     }
 
-    /// Waits until the sentinels have promoted the replica; answers how long
-    /// that took.
+    /// Waits until the sentinels have promoted one of the replicas; answers
+    /// its port and how long that took.
     #[must_use]
-    pub fn wait_for_failover(&self, timeout: Duration) -> Option<Duration> {
-        let replica = self.replica.port();
-        let promoted = wait_until(timeout, || {
-            (self.current_master_port() == Some(replica)
-                && self.replica.cli(&["ROLE"]).starts_with("master"))
-            .then_some(())
-        });
-        promoted.map(|((), took)| took)
+    pub fn wait_for_failover(&self, timeout: Duration) -> Option<(u16, Duration)> {
+        wait_until(timeout, || {
+            let port = self.current_master_port()?;
+            self.replicas
+                .iter()
+                .find(|replica| {
+                    replica.port() == port && replica.cli(&["ROLE"]).starts_with("master")
+                })
+                .map(RedisServer::port)
+        })
     }
 }
 
@@ -158,8 +176,10 @@ mod tests {
         let mut set = RedisSentinels::start();
         assert_eq!(set.current_master_port(), Some(set.master().port()));
         set.master_mut().stop();
-        let took = set.wait_for_failover(Duration::from_secs(30));
-        assert!(took.is_some(), "no failover");
-        assert_eq!(set.current_master_port(), Some(set.replica().port()));
+        let (promoted, _) = set
+            .wait_for_failover(Duration::from_secs(30))
+            .expect("no failover");
+        assert_eq!(promoted, set.replicas()[0].port());
+        assert_eq!(set.current_master_port(), Some(promoted));
     }
 }
