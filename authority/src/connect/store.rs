@@ -1,0 +1,417 @@
+//! Connection records, the refresh lock and used states, in Redis.
+//!
+//! Keys (see `token_repository::keys`): `P conn:{T}:<p>` holds a
+//! connection's stored value, `P clock:{T}:<p>` its refresh lock (same
+//! slot), `P cstate:<nonce>` marks a state as used, `P conns` indexes every
+//! connection by its last refresh for the keep-alive. Every command touches
+//! one key, or several keys of one subject's slot, so all of it works on
+//! Redis Cluster.
+//!
+//! Writes that follow a read are compare-and-set scripts: a refresh that
+//! raced with a disconnect or a reconnect never resurrects or overwrites
+//! the newer state. The lock is `SET NX PX` with a random owner token,
+//! released only by its owner (compare-and-delete).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::TryRng as _;
+use token_repository::{Error, KeyPrefix, RedisStore, Result, SubjectTag, Timestamp};
+
+/// Replace the value only if it is still the one we read; `ARGV[3]`, when
+/// not empty, is a TTL in milliseconds.
+static COMPARE_AND_SET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           if ARGV[3] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+           else redis.call('SET', KEYS[1], ARGV[2]) end \
+           return 1 \
+         end return 0",
+    )
+});
+
+/// Delete the value only if it is still the one we read (also releases a
+/// lock only for its owner).
+static COMPARE_AND_DELETE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           redis.call('DEL', KEYS[1]) return 1 \
+         end return 0",
+    )
+});
+
+/// A held refresh lock.
+#[derive(Debug)]
+pub struct Lock {
+    key: String,
+    owner: String,
+}
+
+/// One entry of the connection index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The provider.
+    pub provider: String,
+    /// The subject.
+    pub subject: String,
+    /// Last refresh (Unix ms).
+    pub refreshed_at: u64,
+}
+
+/// The connection keys of the authority's Redis.
+#[derive(Debug, Clone)]
+pub struct ConnectionStore {
+    store: RedisStore,
+}
+
+fn random_text() -> Result<String> {
+    let mut bytes = [0_u8; 16];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|error| Error::Config(format!("random generator: {error}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl ConnectionStore {
+    /// Connections in the Redis of `store`, under its prefix.
+    #[must_use]
+    pub fn new(store: RedisStore) -> Self {
+        Self { store }
+    }
+
+    fn prefix(&self) -> &KeyPrefix {
+        self.store.prefix()
+    }
+
+    /// The key of `subject`'s connection to `provider`.
+    #[must_use]
+    pub fn key(&self, subject: &str, provider: &str) -> String {
+        self.prefix().connection(&SubjectTag::of(subject), provider)
+    }
+
+    /// The stored value of a connection.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn get(&self, subject: &str, provider: &str) -> Result<Option<String>> {
+        self.get_key(&self.key(subject, provider)).await
+    }
+
+    /// The stored value at `key`.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn get_key(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await
+    }
+
+    /// The stored values of `subject`'s connections to `providers`, in
+    /// order (one `MGET`: the keys share the subject's slot).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn get_many(&self, subject: &str, providers: &[&str]) -> Result<Vec<Option<String>>> {
+        if providers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = providers
+            .iter()
+            .map(|provider| self.key(subject, provider))
+            .collect();
+        self.store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await
+    }
+
+    /// Stores a new connection (replacing whatever was there) and indexes
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn put(
+        &self,
+        subject: &str,
+        provider: &str,
+        value: &str,
+        refreshed_at: Timestamp,
+    ) -> Result<()> {
+        let key = self.key(subject, provider);
+        let value = value.to_owned();
+        self.store
+            .with_connection(|mut connection| async move {
+                let () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        self.index(subject, provider, refreshed_at).await
+    }
+
+    /// Replaces `old` by `new` at `key` if it is still `old`; `ttl` gives
+    /// the new value an expiry. Answers whether it was replaced.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn replace(
+        &self,
+        key: &str,
+        old: &str,
+        new: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let (key, old, new) = (key.to_owned(), old.to_owned(), new.to_owned());
+        let ttl = ttl.map(|ttl| millis(ttl).to_string()).unwrap_or_default();
+        let swapped: i64 = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(COMPARE_AND_SET
+                    .key(&key)
+                    .arg(&old)
+                    .arg(&new)
+                    .arg(&ttl)
+                    .invoke_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(swapped == 1)
+    }
+
+    /// Deletes `key` if it still holds `old`; answers whether it did.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn delete_if(&self, key: &str, old: &str) -> Result<bool> {
+        let (key, old) = (key.to_owned(), old.to_owned());
+        let deleted: i64 = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(COMPARE_AND_DELETE
+                    .key(&key)
+                    .arg(&old)
+                    .invoke_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    fn member(subject: &str, provider: &str) -> String {
+        format!("{provider}:{subject}")
+    }
+
+    /// Records (or moves) a connection in the keep-alive index.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn index(
+        &self,
+        subject: &str,
+        provider: &str,
+        refreshed_at: Timestamp,
+    ) -> Result<()> {
+        let index = self.prefix().connections();
+        let member = Self::member(subject, provider);
+        self.store
+            .with_connection(|mut connection| async move {
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(&index)
+                    .arg(refreshed_at.as_unix_millis())
+                    .arg(&member)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Removes a connection from the keep-alive index.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn unindex(&self, subject: &str, provider: &str) -> Result<()> {
+        let index = self.prefix().connections();
+        let member = Self::member(subject, provider);
+        self.store
+            .with_connection(|mut connection| async move {
+                let _: i64 = redis::cmd("ZREM")
+                    .arg(&index)
+                    .arg(&member)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Up to `limit` indexed connections last refreshed before `before`,
+    /// oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn due(&self, before: Timestamp, limit: usize) -> Result<Vec<IndexEntry>> {
+        let index = self.prefix().connections();
+        let found: Vec<(String, u64)> = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(format!("({}", before.as_unix_millis()))
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .arg("WITHSCORES")
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(member, score)| {
+                let (provider, subject) = member.split_once(':')?;
+                Some(IndexEntry {
+                    provider: provider.to_owned(),
+                    subject: subject.to_owned(),
+                    refreshed_at: score,
+                })
+            })
+            .collect())
+    }
+
+    /// Takes the refresh lock of a connection for `ttl`, unless someone
+    /// holds it.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn try_lock(
+        &self,
+        subject: &str,
+        provider: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lock>> {
+        let key = self
+            .prefix()
+            .connection_lock(&SubjectTag::of(subject), provider);
+        let owner = random_text()?;
+        let (lock_key, lock_owner) = (key.clone(), owner.clone());
+        let taken: Option<String> = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("SET")
+                    .arg(&lock_key)
+                    .arg(&lock_owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(taken.map(|_| Lock { key, owner }))
+    }
+
+    /// Releases a lock if it is still ours (it may have expired and been
+    /// taken by another replica meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures (the lock then expires by itself).
+    pub async fn unlock(&self, lock: Lock) -> Result<()> {
+        self.delete_if(&lock.key, &lock.owner).await.map(drop)
+    }
+
+    /// Marks the state with `nonce` as used until it would expire anyway;
+    /// answers `false` when it already was (a replay).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn use_state(&self, nonce: &str, remaining: Duration) -> Result<bool> {
+        let key = self.prefix().connect_state(nonce);
+        let set: Option<String> = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(remaining))
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Every connection key (`SCAN`; for re-encryption).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        let pattern = self.prefix().connection_pattern();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            // One round trip per batch, each within the store's timeout.
+            let pattern = pattern.clone();
+            let (next, batch): (u64, Vec<String>) = self
+                .store
+                .with_connection(|mut connection| async move {
+                    Ok(redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut connection)
+                        .await?)
+                })
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
