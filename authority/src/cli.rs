@@ -21,7 +21,8 @@ use crate::{logging, server};
 #[command(name = "token-authority", version, about, after_help = environment_help())]
 struct Cli {
     /// A TOML file with settings (keys: the environment variable names in
-    /// lower case); the environment overrides it.
+    /// lower case, and `[[providers]]` tables of connected services); the
+    /// environment overrides it.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]

@@ -261,7 +261,12 @@ impl Connect {
         })?;
         self.inner
             .store
-            .put(&claims.subject, &name, &stored.to_text(), now)
+            .put(
+                &claims.subject,
+                &name,
+                &stored.to_text(),
+                connection.refresh_token.is_some().then_some(now),
+            )
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "cannot store a connection");

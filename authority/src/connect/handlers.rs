@@ -259,10 +259,11 @@ fn deny(
     provider: &str,
     address: Option<IpAddr>,
 ) -> Problem {
+    // Subject and provider come from the path: Debug-quoted in the log.
     tracing::warn!(
         client_id = %client_id.unwrap_or("-"),
-        user_subject = %subject,
-        %provider,
+        user_subject = ?subject,
+        provider = ?provider,
         address = ?address,
         %reason,
         "service client denied a provider token"
@@ -342,13 +343,13 @@ pub async fn service_token(
             .await
             .map_err(|error| Problem::from_accounts(&error))?;
         if !user.is_some_and(|user| user.subject == subject && !user.disabled) {
-            tracing::info!(%client_id, user_subject = %subject, %provider, "provider token refused: the user is removed or disabled");
+            tracing::info!(%client_id, user_subject = ?subject, provider = ?provider, "provider token refused: the user is removed or disabled");
             return Err(Problem::not_connected());
         }
         tracing::info!(
             %client_id,
-            user_subject = %subject,
-            %provider,
+            user_subject = ?subject,
+            provider = ?provider,
             address = ?address,
             refreshed = token.refreshed,
             "provider token handed to a service client"

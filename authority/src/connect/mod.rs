@@ -173,10 +173,11 @@ pub enum Revocation {
     Revoked,
     /// The provider has no revocation endpoint.
     Unsupported,
-    /// There was nothing to revoke (a reconnect tombstone, unreadable).
+    /// There was nothing to revoke (a reconnect tombstone).
     NotNeeded,
-    /// The provider could not be reached or refused; the tokens were
-    /// forgotten anyway and expire at the provider.
+    /// The provider could not be reached or refused, or the record could
+    /// not be decrypted; the tokens were forgotten anyway and expire at the
+    /// provider.
     Failed,
 }
 

@@ -271,7 +271,9 @@ impl Connect {
         let raw = removed?;
         let revocation = match self.decode(subject, name, Some(raw)) {
             Current::Live { connection, .. } => self.revoke(&provider, &connection).await,
-            _ => Revocation::NotNeeded,
+            // Tokens we cannot read cannot be revoked: they expire there.
+            Current::Unreadable => Revocation::Failed,
+            Current::Absent | Current::Tombstone(_) => Revocation::NotNeeded,
         };
         tracing::info!(%subject, provider = %name, ?revocation, "service disconnected");
         Ok(revocation)

@@ -148,7 +148,8 @@ impl ConnectionStore {
     }
 
     /// Stores a new connection (replacing whatever was there) and indexes
-    /// it.
+    /// it for the keep-alive when it is `refreshable_since` some time (it
+    /// has a refresh token), or takes it out of the index.
     ///
     /// # Errors
     ///
@@ -158,7 +159,7 @@ impl ConnectionStore {
         subject: &str,
         provider: &str,
         value: &str,
-        refreshed_at: Timestamp,
+        refreshable_since: Option<Timestamp>,
     ) -> Result<()> {
         let key = self.key(subject, provider);
         let value = value.to_owned();
@@ -172,7 +173,10 @@ impl ConnectionStore {
                 Ok(())
             })
             .await?;
-        self.index(subject, provider, refreshed_at).await
+        match refreshable_since {
+            Some(refreshed_at) => self.index(subject, provider, refreshed_at).await,
+            None => self.unindex(subject, provider).await,
+        }
     }
 
     /// Replaces `old` by `new` at `key` if it is still `old`; `ttl` gives
