@@ -624,6 +624,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The README's configuration table names every variable.
+    #[test]
+    fn readme_lists_every_variable() {
+        let readme = include_str!("../../README.md");
+        for (name, _, _) in VARIABLES {
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README.md does not document {name}"
+            );
+        }
+    }
+
     /// Debug never shows the Redis password.
     #[test]
     fn debug_redacts_the_redis_password() {
