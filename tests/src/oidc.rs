@@ -129,6 +129,11 @@ impl OidcProvider {
         self.process.url("")
     }
 
+    /// Stops the provider (an outage): its port stops answering.
+    pub fn stop(&mut self) {
+        let _ = self.process.terminate(Duration::from_secs(5));
+    }
+
     /// Its event log so far (stderr).
     #[must_use]
     pub fn logs(&self) -> String {

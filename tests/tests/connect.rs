@@ -440,6 +440,41 @@ async fn rejected_refresh_asks_to_reconnect() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// A provider that is down is an outage, not a broken connection: the
+/// token endpoint answers 503 with Retry-After at once (no hanging), and
+/// the connection is kept for when the provider is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_outage_answers_503_and_keeps_the_connection() {
+    let mut setup = Setup::start(&[("OIDC_ACCESS_TOKEN_TTL", "2")], "");
+    let authority = setup.authority(BIN, &[]);
+    let alice = connected::user(&authority, "alice").await;
+    connected::connect(&authority, &alice).await;
+    setup.provider.stop();
+    until_expired(&setup, &alice).await;
+    let started = Instant::now();
+    let response = provider_token(&authority, &alice, 1).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        error_of(response).await,
+        (503, "temporarily_unavailable".into())
+    );
+    let status = json_of(
+        authority
+            .get_with(&format!("/v1/connect/{PROVIDER}"), &alice.bearer)
+            .await,
+    )
+    .await;
+    assert_eq!(status["status"], "connected");
+    assert!(
+        setup
+            .decrypt(&alice.subject, KEY_1)
+            .await
+            .refresh_token
+            .is_some()
+    );
+}
+
 /// Disconnecting forgets the tokens and revokes the refresh token at the
 /// provider (RFC 7009): the provider counts the revocation and no longer
 /// knows the token. Removing a user does the same for its connections.

@@ -442,6 +442,31 @@ mod tests {
         assert!(!format!("{answer:?}").contains("secret"));
     }
 
+    /// A provider that accepts the connection and never answers fails
+    /// within the timeout, as unavailable: a call never hangs.
+    #[tokio::test]
+    async fn silent_provider_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let client = ProviderClient::new(Duration::from_millis(300)).expect("client");
+        let started = std::time::Instant::now();
+        let error = client
+            .discover(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ProviderError::Unavailable(_)), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        holder.abort();
+    }
+
     /// An unreachable provider fails within the timeout, as unavailable.
     #[tokio::test]
     async fn unreachable_is_unavailable() {

@@ -419,3 +419,113 @@ impl ConnectionStore {
         Ok(keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use token_repository::RedisConfig;
+    use token_test_harness::{RedisServer, wait_until_async};
+
+    use super::*;
+
+    fn store(redis: &RedisServer) -> ConnectionStore {
+        ConnectionStore::new(RedisStore::new(RedisConfig::new(redis.url())).expect("store"))
+    }
+
+    /// The refresh lock is exclusive per connection, expires by itself,
+    /// and is released only by its owner: a holder whose lock expired and
+    /// was taken by another replica does not release the new owner's.
+    #[tokio::test]
+    async fn lock_is_exclusive_and_released_only_by_its_owner() {
+        let redis = RedisServer::start();
+        let store = store(&redis);
+        let ttl = Duration::from_millis(150);
+        let first = store.try_lock("s", "p", ttl).await.expect("redis");
+        let first = first.expect("free");
+        assert!(
+            store
+                .try_lock("s", "p", ttl)
+                .await
+                .expect("redis")
+                .is_none()
+        );
+        let other = store.try_lock("s", "q", ttl).await.expect("redis");
+        assert!(other.is_some(), "another provider's lock is independent");
+        let (second, _) = wait_until_async(Duration::from_secs(5), tokio::time::sleep, || async {
+            store
+                .try_lock("s", "p", Duration::from_secs(30))
+                .await
+                .expect("redis")
+        })
+        .await
+        .expect("the lock expires by itself");
+        store.unlock(first).await.expect("redis");
+        assert!(
+            store
+                .try_lock("s", "p", ttl)
+                .await
+                .expect("redis")
+                .is_none(),
+            "a stale owner released another's lock"
+        );
+        store.unlock(second).await.expect("redis");
+        assert!(
+            store
+                .try_lock("s", "p", ttl)
+                .await
+                .expect("redis")
+                .is_some()
+        );
+    }
+
+    /// A state nonce can be used once; compare-and-set and
+    /// compare-and-delete act only on the value that was read.
+    #[tokio::test]
+    async fn single_use_and_compare_and_set() {
+        let redis = RedisServer::start();
+        let store = store(&redis);
+        let minute = Duration::from_secs(60);
+        assert!(store.use_state("nonce", minute).await.expect("redis"));
+        assert!(!store.use_state("nonce", minute).await.expect("redis"));
+        store.put("s", "p", "v1", None).await.expect("redis");
+        let key = store.key("s", "p");
+        assert!(!store.replace(&key, "v0", "v2", None).await.expect("redis"));
+        assert!(store.replace(&key, "v1", "v2", None).await.expect("redis"));
+        assert_eq!(
+            store.get("s", "p").await.expect("redis").as_deref(),
+            Some("v2")
+        );
+        assert!(!store.delete_if(&key, "v1").await.expect("redis"));
+        assert!(store.delete_if(&key, "v2").await.expect("redis"));
+        assert_eq!(store.get("s", "p").await.expect("redis"), None);
+    }
+
+    /// The keep-alive index answers connections refreshed before a time,
+    /// oldest first; unindexing removes them.
+    #[tokio::test]
+    async fn keepalive_index() {
+        let redis = RedisServer::start();
+        let store = store(&redis);
+        let at = Timestamp::from_unix_millis;
+        store
+            .index("client:x", "p", at(3_000))
+            .await
+            .expect("redis");
+        store.index("alice", "p", at(1_000)).await.expect("redis");
+        store.index("bob", "q", at(2_000)).await.expect("redis");
+        let due = store.due(at(3_000), 10).await.expect("redis");
+        let names: Vec<(&str, &str)> = due
+            .iter()
+            .map(|entry| (entry.provider.as_str(), entry.subject.as_str()))
+            .collect();
+        assert_eq!(names, [("p", "alice"), ("q", "bob")]);
+        store.unindex("alice", "p").await.expect("redis");
+        let due = store.due(at(10_000), 1).await.expect("redis");
+        assert_eq!(due[0].subject, "bob");
+        assert_eq!(store.due(at(10_000), 10).await.expect("redis").len(), 2);
+        assert_eq!(
+            store.due(at(10_000), 10).await.expect("redis")[1].subject,
+            "client:x",
+            "subjects with a colon survive"
+        );
+    }
+}
