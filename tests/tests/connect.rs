@@ -336,7 +336,9 @@ async fn refresh_on_expiry_stores_the_rotated_refresh_token() {
 /// provider; every request gets the same fresh token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_across_replicas_refresh_once() {
-    let setup = Setup::start(&[("OIDC_ACCESS_TOKEN_TTL", "2")], "");
+    // The refreshed token lives 4 s and the requests need 1 s: seconds of
+    // slack for a loaded machine before a late waiter would refresh again.
+    let setup = Setup::start(&[("OIDC_ACCESS_TOKEN_TTL", "4")], "");
     let replicas: Vec<Authority> = (0..3).map(|_| setup.authority(BIN, &[])).collect();
     let alice = connected::user(&replicas[0], "alice").await;
     connected::connect(&replicas[1], &alice).await;
