@@ -78,6 +78,13 @@ pub struct Client {
     pub scopes: Scopes,
     /// May call the introspection endpoint.
     pub introspect: bool,
+    /// May fetch users' provider access tokens (connected services,
+    /// `GET /v1/users/{subject}/connect/{provider}/token`).
+    #[serde(default)]
+    pub view_access_tokens: bool,
+    /// Networks it may fetch provider tokens from; empty: any address.
+    #[serde(default)]
+    pub allowed_ips: Vec<ipnet::IpNet>,
     /// A disabled client cannot authenticate.
     pub disabled: bool,
     /// When it was registered.
@@ -107,6 +114,8 @@ impl fmt::Debug for Client {
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("introspect", &self.introspect)
+            .field("view_access_tokens", &self.view_access_tokens)
+            .field("allowed_ips", &self.allowed_ips)
             .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
@@ -486,10 +495,26 @@ mod tests {
             secret_hash: "$argon2id$secret-hash".into(),
             scopes: Scopes::empty(),
             introspect: false,
+            view_access_tokens: false,
+            allowed_ips: Vec::new(),
             disabled: false,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
         };
         assert!(!format!("{client:?}").contains("secret-hash"));
+    }
+
+    /// Clients stored before connected services existed still read, without
+    /// the permission; the allow-list is kept as CIDR text.
+    #[test]
+    fn older_client_records() {
+        let old = r#"{"client_id":"c","secret_hash":"h","scopes":[],"introspect":true,"disabled":false,"created_at":1,"updated_at":1}"#;
+        let client: Client = serde_json::from_str(old).expect("old record");
+        assert!(!client.view_access_tokens);
+        assert!(client.allowed_ips.is_empty());
+        let mut client = client;
+        client.allowed_ips = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let text = serde_json::to_string(&client).expect("json");
+        assert!(text.contains(r#""allowed_ips":["10.0.0.0/8"]"#), "{text}");
     }
 }

@@ -9,6 +9,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ipnet::IpNet;
 use rand::TryRng as _;
 use serde::Serialize;
 use token_repository::{Scopes, Timestamp, TokenWriter as _};
@@ -53,6 +54,19 @@ pub struct UserChange {
     pub password: Option<Zeroizing<String>>,
 }
 
+/// A client to register.
+#[derive(Debug, Default)]
+pub struct NewClient {
+    /// Scopes it may request for itself.
+    pub scopes: Scopes,
+    /// May introspect.
+    pub introspect: bool,
+    /// May fetch users' provider tokens (connected services).
+    pub view_access_tokens: bool,
+    /// Networks it may fetch them from (empty: any).
+    pub allowed_ips: Vec<IpNet>,
+}
+
 /// Changes to a client; `None` leaves a field as it is.
 #[derive(Debug, Default)]
 pub struct ClientChange {
@@ -60,6 +74,10 @@ pub struct ClientChange {
     pub scopes: Option<Scopes>,
     /// Allow or forbid introspection.
     pub introspect: Option<bool>,
+    /// Allow or forbid fetching users' provider tokens.
+    pub view_access_tokens: Option<bool>,
+    /// New address allow-list (empty: any).
+    pub allowed_ips: Option<Vec<IpNet>>,
     /// Disable (revokes the client's own tokens) or enable.
     pub disabled: Option<bool>,
 }
@@ -109,6 +127,10 @@ pub struct ClientView {
     pub scope: String,
     /// May introspect.
     pub introspect: bool,
+    /// May fetch users' provider tokens.
+    pub view_access_tokens: bool,
+    /// Networks it may fetch them from (empty: any).
+    pub allowed_ips: Vec<String>,
     /// Whether authentication is refused.
     pub disabled: bool,
     /// Registration time, Unix seconds.
@@ -121,6 +143,8 @@ impl From<&Client> for ClientView {
             client_id: client.client_id.clone(),
             scope: client.scopes.to_string(),
             introspect: client.introspect,
+            view_access_tokens: client.view_access_tokens,
+            allowed_ips: client.allowed_ips.iter().map(ToString::to_string).collect(),
             disabled: client.disabled,
             created_at: client.created_at.as_unix_secs(),
         }
@@ -267,7 +291,8 @@ pub async fn change_user(
     Ok((new, revoked))
 }
 
-/// Removes a user and revokes its tokens; answers how many.
+/// Removes a user and revokes its tokens; answers how many. Its connected
+/// services are forgotten too.
 ///
 /// # Errors
 ///
@@ -282,6 +307,9 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
         return Err(Problem::not_found("no such user"));
     };
     let revoked = revoke_all(state, &user.subject).await?;
+    // Connected services: forget the user's provider tokens (and revoke
+    // them at the providers).
+    state.connect().forget_all(&user.subject).await;
     tracing::info!(%username, revoked, "user removed");
     Ok(revoked)
 }
@@ -321,8 +349,7 @@ pub async fn users(state: &AppState) -> Result<Vec<User>, Problem> {
 pub async fn create_client(
     state: &AppState,
     client_id: &str,
-    scopes: Scopes,
-    introspect: bool,
+    new: NewClient,
 ) -> Result<(Client, Zeroizing<String>), Problem> {
     if !valid_client_id(client_id) {
         return Err(Problem::invalid_request(
@@ -334,8 +361,10 @@ pub async fn create_client(
     let client = Client {
         client_id: client_id.to_owned(),
         secret_hash: hash(state, secret.clone()).await?,
-        scopes,
-        introspect,
+        scopes: new.scopes,
+        introspect: new.introspect,
+        view_access_tokens: new.view_access_tokens,
+        allowed_ips: new.allowed_ips,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -350,6 +379,29 @@ pub async fn create_client(
     }
     tracing::info!(%client_id, "client registered");
     Ok((client, secret))
+}
+
+/// Parses address allow-list entries: CIDR networks, or single addresses
+/// (taken as /32 or /128).
+///
+/// # Errors
+///
+/// 400 `invalid_request` naming the entry.
+pub fn parse_networks(entries: &[String]) -> Result<Vec<IpNet>, Problem> {
+    entries
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map(|network| network.trunc())
+                .map_err(|_| {
+                    Problem::invalid_request(format!(
+                        "{entry:?} is not an IP network (like 10.0.0.0/8) or address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// A client secret: `tsc_` and 256 random bits, base64url.
@@ -382,6 +434,12 @@ pub async fn change_client(
             }
             if let Some(introspect) = change.introspect {
                 client.introspect = introspect;
+            }
+            if let Some(view) = change.view_access_tokens {
+                client.view_access_tokens = view;
+            }
+            if let Some(networks) = &change.allowed_ips {
+                client.allowed_ips.clone_from(networks);
             }
             if let Some(disabled) = change.disabled {
                 client.disabled = disabled;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use token_repository::{Scopes, TokenReader as _};
 use zeroize::Zeroizing;
 
-use crate::admin::{self, NewUser, UserChange};
+use crate::admin::{self, NewClient, NewUser, UserChange};
 use crate::config::{Config, VARIABLES};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -21,7 +21,8 @@ use crate::{logging, server};
 #[command(name = "token-authority", version, about, after_help = environment_help())]
 struct Cli {
     /// A TOML file with settings (keys: the environment variable names in
-    /// lower case); the environment overrides it.
+    /// lower case, and `[[providers]]` tables of connected services); the
+    /// environment overrides it.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -38,6 +39,17 @@ enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Connected services.
+    #[command(subcommand)]
+    Connect(ConnectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectCommand {
+    /// Re-encrypt every stored connection with the current key of
+    /// CONNECT_KEYS (after adding a new first key); older keys can be
+    /// removed once it reports nothing unreadable.
+    Reencrypt,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +115,14 @@ enum ClientCommand {
         /// Allow the client to call the introspection endpoint.
         #[arg(long)]
         introspect: bool,
+        /// Allow the client to fetch users' provider access tokens
+        /// (connected services).
+        #[arg(long)]
+        view_access_tokens: bool,
+        /// A network (CIDR) or address the client may fetch provider
+        /// tokens from (repeatable; none: any address).
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allow_ips: Vec<String>,
     },
     /// Remove a client (revokes its own tokens).
     Remove {
@@ -116,7 +136,7 @@ enum ClientCommand {
 fn environment_help() -> String {
     let mut help = String::from("Environment (serve and the admin commands):\n");
     for (name, default, meaning) in VARIABLES {
-        help.push_str(&format!("  {name:<22} {meaning} [default: {default}]\n"));
+        help.push_str(&format!("  {name:<28} {meaning} [default: {default}]\n"));
     }
     help
 }
@@ -160,6 +180,29 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Client(command) => client(&admin_state(config)?, command)
             .await
             .map_err(describe),
+        Command::Connect(ConnectCommand::Reencrypt) => {
+            let state = admin_state(config)?;
+            let report = state
+                .connect()
+                .reencrypt()
+                .await
+                .map_err(|error| error.to_string())?;
+            println!(
+                "re-encrypted: {}, already current: {}, reconnect tombstones: {}, unreadable: {}, busy: {}",
+                report.reencrypted,
+                report.current,
+                report.tombstones,
+                report.unreadable,
+                report.busy
+            );
+            if report.unreadable > 0 || report.busy > 0 {
+                return Err(
+                    "some records were not re-encrypted (unreadable or busy); keep the old keys"
+                        .to_owned(),
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -182,6 +225,14 @@ async fn serve(mut config: Config) -> Result<(), String> {
         tracing::warn!(%error, "Redis is not reachable yet; serving 503 until it is");
     }
     tracing::info!(config = ?state.config(), "starting");
+    let connect = state.connect().clone();
+    tokio::spawn(async move { connect.discover_all().await });
+    if crate::connect::keepalive::wanted(state.connect()) {
+        tokio::spawn(crate::connect::keepalive::run(
+            state.connect().clone(),
+            server::shutdown_signal(),
+        ));
+    }
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{bound}");
     let _ = stdout.flush();
@@ -294,9 +345,16 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
             client_id,
             scopes: granted,
             introspect,
+            view_access_tokens,
+            allow_ips,
         } => {
-            let (client, secret) =
-                admin::create_client(state, &client_id, scopes(granted)?, introspect).await?;
+            let new = NewClient {
+                scopes: scopes(granted)?,
+                introspect,
+                view_access_tokens,
+                allowed_ips: admin::parse_networks(&allow_ips)?,
+            };
+            let (client, secret) = admin::create_client(state, &client_id, new).await?;
             println!("client_id: {}", client.client_id);
             println!("client_secret: {}", secret.as_str());
             eprintln!("The secret is shown only now; store it safely.");
@@ -307,13 +365,25 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
         }
         ClientCommand::List => {
             println!(
-                "{:<32} {:<10} {:<9} SCOPE",
-                "CLIENT_ID", "INTROSPECT", "DISABLED"
+                "{:<32} {:<10} {:<12} {:<9} {:<24} SCOPE",
+                "CLIENT_ID", "INTROSPECT", "VIEW_TOKENS", "DISABLED", "ALLOWED_IPS"
             );
             for client in admin::clients(state).await? {
+                let networks: Vec<String> =
+                    client.allowed_ips.iter().map(ToString::to_string).collect();
+                let networks = if networks.is_empty() {
+                    "any".to_owned()
+                } else {
+                    networks.join(",")
+                };
                 println!(
-                    "{:<32} {:<10} {:<9} {}",
-                    client.client_id, client.introspect, client.disabled, client.scopes
+                    "{:<32} {:<10} {:<12} {:<9} {:<24} {}",
+                    client.client_id,
+                    client.introspect,
+                    client.view_access_tokens,
+                    client.disabled,
+                    networks,
+                    client.scopes
                 );
             }
         }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use token_repository::KeyPrefix;
 use token_repository::redis::redact_url;
 
+use crate::connect::config::ConnectConfig;
+
 /// Everything `token-authority serve` (and the admin CLI) can be told.
 #[derive(Clone)]
 pub struct Config {
@@ -52,6 +54,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// Connected services: `CONNECT_*` and the file's `[[providers]]`.
+    pub connect: ConnectConfig,
 }
 
 /// Argon2id cost parameters for password and client-secret hashes.
@@ -96,7 +100,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &str, problem: impl Into<String>) -> Self {
+    /// An error about `variable`.
+    pub(crate) fn new(variable: &str, problem: impl Into<String>) -> Self {
         Self {
             variable: variable.to_owned(),
             problem: problem.into(),
@@ -169,7 +174,52 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "text",
         "text or json (level: RUST_LOG, default info)",
     ),
+    (
+        "CONNECT_STATE_KEY",
+        "-",
+        "connected services: base64, >= 32 bytes, signs states (required with providers)",
+    ),
+    (
+        "CONNECT_STATE_KEY_FILE",
+        "-",
+        "a file holding CONNECT_STATE_KEY",
+    ),
+    (
+        "CONNECT_KEYS",
+        "-",
+        "id:base64key,... 32-byte keys encrypting provider tokens, first = current (required with providers)",
+    ),
+    ("CONNECT_KEYS_FILE", "-", "a file holding CONNECT_KEYS"),
+    (
+        "CONNECT_SUCCESS_URL",
+        "-",
+        "where the callback sends the browser after connecting (?provider=)",
+    ),
+    (
+        "CONNECT_FAILURE_URL",
+        "-",
+        "where it sends the browser otherwise (?reason=&provider=)",
+    ),
+    (
+        "CONNECT_STATE_TTL",
+        "600",
+        "seconds a user may take at the provider",
+    ),
+    (
+        "CONNECT_PROVIDER_TIMEOUT_MS",
+        "10000",
+        "bound on every call to a provider",
+    ),
+    (
+        "CONNECT_KEEPALIVE_INTERVAL",
+        "300",
+        "seconds between keep-alive passes",
+    ),
 ];
+
+/// Prefix of the per-provider secret variables
+/// (`CONNECT_PROVIDER_<NAME>_CLIENT_SECRET`).
+const PROVIDER_SECRET_PREFIX: &str = "CONNECT_PROVIDER_";
 
 impl Config {
     /// Loads the configuration from the process environment, over the TOML
@@ -181,9 +231,9 @@ impl Config {
     ///
     /// [`ConfigError`] naming the first invalid variable.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut values = match file {
+        let (mut values, providers) = match file {
             Some(path) => read_toml(path)?,
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), Vec::new()),
         };
         for (name, _, _) in VARIABLES {
             if let Ok(value) = std::env::var(name) {
@@ -205,16 +255,34 @@ impl Config {
                 );
             }
         }
-        Self::from_values(&values)
+        for (name, value) in std::env::vars() {
+            if name.starts_with(PROVIDER_SECRET_PREFIX) {
+                values.insert(name, value);
+            }
+        }
+        Self::from_sources(&values, &providers)
     }
 
     /// Builds a configuration from `NAME → value` pairs (missing names take
-    /// their defaults).
+    /// their defaults), without providers.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the first invalid variable.
     pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_sources(values, &[])
+    }
+
+    /// Builds a configuration from `NAME → value` pairs and the
+    /// `[[providers]]` tables of a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first invalid variable or provider field.
+    pub fn from_sources(
+        values: &BTreeMap<String, String>,
+        providers: &[toml::Table],
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| {
             values
                 .get(name)
@@ -317,6 +385,7 @@ impl Config {
                 "json" => LogFormat::Json,
                 _ => return Err(ConfigError::new("LOG_FORMAT", "expected `text` or `json`")),
             },
+            connect: ConnectConfig::load(&|name| get(name).map(str::to_owned), providers)?,
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
             return Err(ConfigError::new(
@@ -357,11 +426,14 @@ impl fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("log_format", &self.log_format)
+            .field("connect", &self.connect)
             .finish()
     }
 }
 
-fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+/// Reads a configuration file: `NAME → value` for the variables, and the
+/// `[[providers]]` tables.
+fn read_toml(path: &Path) -> Result<(BTreeMap<String, String>, Vec<toml::Table>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         ConfigError::new(
             "--config",
@@ -375,13 +447,33 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
         )
     })?;
     let mut values = BTreeMap::new();
+    let mut providers = Vec::new();
     for (key, value) in table {
+        if key == "providers" {
+            let toml::Value::Array(entries) = value else {
+                return Err(ConfigError::new(
+                    "providers",
+                    "expected an array of tables ([[providers]])",
+                ));
+            };
+            for entry in entries {
+                let toml::Value::Table(table) = entry else {
+                    return Err(ConfigError::new(
+                        "providers",
+                        "expected an array of tables ([[providers]])",
+                    ));
+                };
+                providers.push(table);
+            }
+            continue;
+        }
         let name = key.to_ascii_uppercase();
         if !VARIABLES.iter().any(|(known, _, _)| *known == name) {
             return Err(ConfigError::new(
                 &key,
                 format!(
-                    "unknown setting in {} (known: the environment variable names, lower-case)",
+                    "unknown setting in {} (known: the environment variable names, lower-case, \
+                     and [[providers]])",
                     path.display()
                 ),
             ));
@@ -399,7 +491,7 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
         };
         values.insert(name, text);
     }
-    Ok(values)
+    Ok((values, providers))
 }
 
 fn parse<T>(
@@ -508,7 +600,8 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("config.toml");
         std::fs::write(&path, "access_token_ttl = 60\nkey_prefix = \"x:\"\n").expect("write");
-        let values = read_toml(&path).expect("valid");
+        let (values, providers) = read_toml(&path).expect("valid");
+        assert!(providers.is_empty());
         assert_eq!(
             values.get("ACCESS_TOKEN_TTL").map(String::as_str),
             Some("60")
@@ -518,6 +611,46 @@ mod tests {
         std::fs::write(&path, "acess_token_ttl = 60\n").expect("write");
         assert_eq!(read_toml(&path).unwrap_err().variable, "acess_token_ttl");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The file's `[[providers]]` tables configure connected services; the
+    /// keys they need are named when missing, duplicate names are refused.
+    #[test]
+    fn providers_in_the_file() {
+        let dir = std::env::temp_dir().join(format!("authority-providers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("config.toml");
+        let provider = "[[providers]]\nname = \"orcid\"\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+        let settings = "connect_state_key = \"c3RhdGUta2V5LXN0YXRlLWtleS1zdGF0ZS1rZXktc3RhdGU=\"\n\
+            connect_keys = \"k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"\n\
+            connect_success_url = \"/ok\"\nconnect_failure_url = \"/failed\"\n";
+        std::fs::write(&path, format!("{settings}{provider}")).expect("write");
+        let (values, providers) = read_toml(&path).expect("valid");
+        let config = Config::from_sources(&values, &providers).expect("valid");
+        assert_eq!(config.connect.providers[0].name, "orcid");
+        std::fs::write(&path, format!("{settings}{provider}{provider}")).expect("write");
+        let (values, providers) = read_toml(&path).expect("valid");
+        let error = Config::from_sources(&values, &providers).unwrap_err();
+        assert_eq!(error.variable, "providers[1].name");
+        std::fs::write(&path, provider).expect("write");
+        let (values, providers) = read_toml(&path).expect("valid");
+        let error = Config::from_sources(&values, &providers).unwrap_err();
+        assert_eq!(error.variable, "CONNECT_STATE_KEY");
+        std::fs::write(&path, "providers = 1\n").expect("write");
+        assert_eq!(read_toml(&path).unwrap_err().variable, "providers");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The README's configuration table names every variable.
+    #[test]
+    fn readme_lists_every_variable() {
+        let readme = include_str!("../../README.md");
+        for (name, _, _) in VARIABLES {
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README.md does not document {name}"
+            );
+        }
     }
 
     /// Debug never shows the Redis password.

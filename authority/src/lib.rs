@@ -29,6 +29,8 @@
 //! - [`form`]: strict form-urlencoded parsing.
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
+//! - [`connect`]: connected services: the authority as an OAuth client of
+//!   external providers, their tokens encrypted at rest.
 //! - [`password`]: argon2id on a bounded blocking pool.
 //! - [`throttle`]: failed-login throttling.
 //! - [`cli`]: the binary's command line.
@@ -41,6 +43,7 @@ pub mod api;
 pub mod authenticate;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod credentials;
 pub mod form;
 pub mod logging;

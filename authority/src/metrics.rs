@@ -14,6 +14,14 @@
 //! | `authority_redis_errors_total` | counter | — |
 //! | `authority_redis_pool_connections` | gauge | `state` (`open`, `idle`, `waiting`) |
 //! | `authority_http_requests_total` | counter | `status` (the status class: `2xx` … `5xx`) |
+//! | `authority_connect_callbacks_total` | counter | `provider` (configured names, `-`), `outcome` (`connected` or the failure reason) |
+//! | `authority_connect_tokens_served_total` | counter | `provider`, `source` (`stored`, `refreshed`) |
+//! | `authority_connect_refreshes_total` | counter | `provider`, `outcome` (`refreshed`, `rejected`, `failed`) |
+//! | `authority_connect_refresh_duration_seconds` | histogram | `provider` |
+//! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `address`) |
+//!
+//! Provider names come from the configuration, so they are a bounded set
+//! too.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -87,6 +95,27 @@ fn describe() {
         "authority_http_requests_total",
         "HTTP responses by status class."
     );
+    metrics::describe_counter!(
+        "authority_connect_callbacks_total",
+        "Connected-services callbacks by provider and outcome."
+    );
+    metrics::describe_counter!(
+        "authority_connect_tokens_served_total",
+        "Provider access tokens handed out, from storage or after a refresh."
+    );
+    metrics::describe_counter!(
+        "authority_connect_refreshes_total",
+        "Refreshes at providers by outcome."
+    );
+    metrics::describe_histogram!(
+        "authority_connect_refresh_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of refresh calls to providers."
+    );
+    metrics::describe_counter!(
+        "authority_connect_denied_total",
+        "Service clients refused a user's provider token, by reason."
+    );
 }
 
 /// The Prometheus text exposition of every series.
@@ -159,4 +188,29 @@ pub fn response(status: http::StatusCode) {
         _ => "5xx",
     };
     metrics::counter!("authority_http_requests_total", "status" => class).increment(1);
+}
+
+/// One connect callback for `provider` ended with `outcome`.
+pub fn connect_callback(provider: &str, outcome: &'static str) {
+    metrics::counter!("authority_connect_callbacks_total", "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// One provider access token handed out from `source`.
+pub fn connect_token(provider: &str, source: &'static str) {
+    metrics::counter!("authority_connect_tokens_served_total", "provider" => provider.to_owned(), "source" => source)
+        .increment(1);
+}
+
+/// One refresh at `provider` ended with `outcome` after `elapsed`.
+pub fn connect_refresh(provider: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!("authority_connect_refreshes_total", "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("authority_connect_refresh_duration_seconds", "provider" => provider.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// One service client refused for `reason`.
+pub fn connect_denied(reason: &'static str) {
+    metrics::counter!("authority_connect_denied_total", "reason" => reason).increment(1);
 }

@@ -124,6 +124,36 @@ impl Problem {
         problem
     }
 
+    /// 503 `temporarily_unavailable` with `Retry-After: 1` and a specific
+    /// description (a provider down, a refresh in progress elsewhere).
+    pub fn unavailable_because(description: &'static str) -> Self {
+        let mut problem = Self::unavailable();
+        problem.description = Cow::Borrowed(description);
+        problem
+    }
+
+    /// 404 `not_connected`: the user has not connected this service.
+    pub fn not_connected() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_connected",
+            "the user has not connected this service",
+        )
+    }
+
+    /// 409 `reconnect_required`: the stored connection can no longer give
+    /// tokens (the provider refused the refresh token); the user must
+    /// connect the service again.
+    pub fn reconnect_required(description: &'static str) -> Self {
+        Self::new(StatusCode::CONFLICT, "reconnect_required", description)
+    }
+
+    /// 502 `provider_error`: the external provider refused or answered
+    /// something unusable (its configuration, not the user's doing).
+    pub fn provider_error(description: &'static str) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "provider_error", description)
+    }
+
     /// 500 `server_error`, after logging `cause`.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");

@@ -16,6 +16,7 @@ use warp::{Filter, Rejection};
 
 use crate::api::admin::Operation;
 use crate::api::{admin, health, me};
+use crate::connect::handlers as connect;
 use crate::oauth::{introspect, metadata, revoke, token};
 use crate::problem::Problem;
 use crate::server::PeerAddr;
@@ -42,6 +43,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/clients/{client_id}"),
     ("PATCH", "/v1/admin/clients/{client_id}"),
     ("DELETE", "/v1/admin/clients/{client_id}"),
+    ("GET", "/v1/connect"),
+    ("GET", "/v1/connect/callback"),
+    ("GET", "/v1/connect/tokens"),
+    ("GET", "/v1/connect/{provider}"),
+    ("DELETE", "/v1/connect/{provider}"),
+    ("GET", "/v1/connect/{provider}/token"),
+    ("GET", "/v1/users/{subject}/connect/{provider}/token"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -204,6 +212,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
 
+    let connected = connect_routes(&state, &headers);
+
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
@@ -236,6 +246,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(administration)
         .unify()
+        .or(connected)
+        .unify()
         .or(healthz)
         .unify()
         .or(readyz)
@@ -247,6 +259,104 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(warp::path::full().map(|path: warp::path::FullPath| unrouted(path.as_str())))
         .unify()
         .boxed()
+}
+
+/// The connected-services routes ([`crate::connect::handlers`]).
+fn connect_routes<S, H>(state: &S, headers: &H) -> BoxedFilter<(Response,)>
+where
+    S: Filter<Extract = (AppState,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    H: Filter<Extract = (HeaderMap,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let offers = warp::path!("v1" / "connect")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .then(connect::offers);
+    let callback = warp::path!("v1" / "connect" / "callback")
+        .and(warp::get())
+        .and(state.clone())
+        .and(raw_query())
+        .then(connect::callback);
+    let list = warp::path!("v1" / "connect" / "tokens")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .then(connect::connections);
+    let status = warp::path!("v1" / "connect" / String)
+        .and_then(provider_segment)
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .then(|provider, state, headers| connect::status(state, headers, provider));
+    let disconnect = warp::path!("v1" / "connect" / String)
+        .and_then(provider_segment)
+        .and(warp::delete())
+        .and(state.clone())
+        .and(headers.clone())
+        .then(|provider, state, headers| connect::disconnect(state, headers, provider));
+    let token = warp::path!("v1" / "connect" / String / "token")
+        .and_then(decoded)
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(|provider, state, headers, query| connect::token(state, headers, provider, query));
+    let service_token = warp::path!("v1" / "users" / String / "connect" / String / "token")
+        .and(warp::get())
+        .and_then(|subject: String, provider: String| async move {
+            Ok::<_, Rejection>((decoded(subject).await?, decoded(provider).await?))
+        })
+        .untuple_one()
+        .and(state.clone())
+        .and(headers.clone())
+        .and(
+            warp::ext::optional::<PeerAddr>()
+                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
+        )
+        .and(raw_query())
+        .then(
+            |subject, provider, state: AppState, headers: HeaderMap, peer, query| async move {
+                let address = state.client_address(peer, &headers);
+                connect::service_token(state, headers, address, subject, provider, query).await
+            },
+        );
+    offers
+        .or(callback)
+        .unify()
+        .or(list)
+        .unify()
+        .or(status)
+        .unify()
+        .or(disconnect)
+        .unify()
+        .or(token)
+        .unify()
+        .or(service_token)
+        .unify()
+        .boxed()
+}
+
+/// The raw query string, empty when there is none.
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// A `{provider}` segment: decoded, and never one of the fixed routes next
+/// to it (those answer 405 for other methods, not "no such provider").
+async fn provider_segment(raw: String) -> Result<String, Rejection> {
+    let name = decoded(raw).await?;
+    if matches!(name.as_str(), "callback" | "tokens") {
+        return Err(warp::reject::not_found());
+    }
+    Ok(name)
 }
 
 /// Percent-decodes a path segment (usernames may contain `@` and `+`,
@@ -318,19 +428,27 @@ fn unrouted(path: &str) -> Response {
 }
 
 /// The methods [`ROUTES`] has for `path` (templates match one segment per
-/// `{placeholder}`).
+/// `{placeholder}`; where several templates match, the one with the most
+/// literal segments wins: `/v1/connect/tokens` is not `/v1/connect/{provider}`).
 fn allowed_methods(path: &str) -> Vec<&'static str> {
     let segments: Vec<&str> = path.split('/').collect();
-    let mut methods: Vec<&'static str> = ROUTES
+    let matching: Vec<(&'static str, usize)> = ROUTES
         .iter()
-        .filter(|(_, template)| {
+        .filter_map(|(method, template)| {
             let pattern: Vec<&str> = template.split('/').collect();
-            pattern.len() == segments.len()
+            let matches = pattern.len() == segments.len()
                 && pattern.iter().zip(&segments).all(|(expected, actual)| {
                     (expected.starts_with('{') && !actual.is_empty()) || expected == actual
-                })
+                });
+            let literals = pattern.iter().filter(|part| !part.starts_with('{')).count();
+            matches.then_some((*method, literals))
         })
-        .map(|(method, _)| *method)
+        .collect();
+    let most = matching.iter().map(|(_, literals)| *literals).max();
+    let mut methods: Vec<&'static str> = matching
+        .into_iter()
+        .filter(|(_, literals)| Some(*literals) == most)
+        .map(|(method, _)| method)
         .collect();
     methods.dedup();
     methods
@@ -360,6 +478,9 @@ mod tests {
     fn allowed_methods_per_path() {
         assert_eq!(allowed_methods("/oauth/token"), ["POST"]);
         assert_eq!(allowed_methods("/v1/sessions"), ["GET", "DELETE"]);
+        assert_eq!(allowed_methods("/v1/connect/orcid"), ["GET", "DELETE"]);
+        assert_eq!(allowed_methods("/v1/connect/tokens"), ["GET"]);
+        assert_eq!(allowed_methods("/v1/connect/callback"), ["GET"]);
         assert_eq!(
             allowed_methods("/v1/admin/users/alice"),
             ["GET", "PATCH", "DELETE"]
@@ -417,6 +538,8 @@ mod tests {
             path.replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{username}", "nobody")
                 .replace("{client_id}", "nobody")
+                .replace("{provider}", "nobody")
+                .replace("{subject}", "nobody")
         };
         for (method, path) in ROUTES {
             let response = warp::test::request()

@@ -8,6 +8,7 @@ use token_repository::RedisStore;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::connect::Connect;
 use crate::password::{HashError, Hasher};
 use crate::throttle::Throttle;
 
@@ -25,6 +26,7 @@ struct Inner {
     accounts: Accounts,
     hasher: Hasher,
     throttle: Throttle,
+    connect: Connect,
 }
 
 /// Why the authority could not be set up.
@@ -36,6 +38,9 @@ pub enum SetupError {
     /// The hashing parameters are unusable.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// Connected services could not be set up.
+    #[error("connected services: {0}")]
+    Connect(String),
 }
 
 impl AppState {
@@ -57,9 +62,12 @@ impl AppState {
             config.address_max_failures,
             config.login_failure_window,
         );
+        let connect =
+            Connect::new(&config.connect, store.clone(), &issuer).map_err(SetupError::Connect)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 accounts: Accounts::new(store.clone()),
+                connect,
                 config,
                 issuer,
                 store,
@@ -99,6 +107,12 @@ impl AppState {
     #[must_use]
     pub fn hasher(&self) -> &Hasher {
         &self.inner.hasher
+    }
+
+    /// Connected services.
+    #[must_use]
+    pub fn connect(&self) -> &Connect {
+        &self.inner.connect
     }
 
     /// Failed-login throttling.

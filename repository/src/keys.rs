@@ -22,6 +22,16 @@
 //! | `P thr:u:<hash>`    | string | failed logins of one username (hashed)           | the throttling window |
 //! | `P thr:a:<addr>`    | string | failed logins from one client address            | the throttling window |
 //!
+//! Connected services (the authority's OAuth client side; `<p>` is a
+//! configured provider name, `N` a state nonce):
+//!
+//! | key                 | type   | holds                                           | TTL                  |
+//! |---------------------|--------|-------------------------------------------------|----------------------|
+//! | `P conn:{T}:<p>`    | string | the subject's connection to provider `p`: JSON envelope of key id, nonce and AEAD ciphertext (or a "reconnect" tombstone, no secrets) | none (tombstones: 30 days) |
+//! | `P clock:{T}:<p>`   | string | the refresh lock of that connection (random owner token) | the lock lifetime (`SET NX PX`) |
+//! | `P cstate:<N>`      | string | marks a `state` as used (single use)             | the state's remaining lifetime (`SET NX PX`) |
+//! | `P conns`           | zset   | every connection (`<p>:<subject>`), scored by its last refresh (ms), for the keep-alive | none |
+//!
 //! (written without the space: `ts:tok:{T}:D`.) `{T}` is a Redis Cluster
 //! hash tag: all keys of one subject live in one slot, so every script that
 //! touches a token and its subject's index runs on one node. A token carries
@@ -139,6 +149,38 @@ impl KeyPrefix {
     #[must_use]
     pub fn throttle_address(&self, address: &str) -> String {
         format!("{}thr:a:{address}", self.0)
+    }
+
+    /// `P conn:{T}:<provider>` — a subject's connection to an external
+    /// provider (encrypted; in the subject's slot).
+    #[must_use]
+    pub fn connection(&self, tag: &SubjectTag, provider: &str) -> String {
+        format!("{}conn:{{{}}}:{provider}", self.0, tag.to_key_text())
+    }
+
+    /// `P clock:{T}:<provider>` — the refresh lock of one connection (in the
+    /// same slot as the connection).
+    #[must_use]
+    pub fn connection_lock(&self, tag: &SubjectTag, provider: &str) -> String {
+        format!("{}clock:{{{}}}:{provider}", self.0, tag.to_key_text())
+    }
+
+    /// `P conn:*` — every connection record (for re-encryption scans).
+    #[must_use]
+    pub fn connection_pattern(&self) -> String {
+        format!("{}conn:*", self.0)
+    }
+
+    /// `P cstate:<nonce>` — marks a connect `state` as used.
+    #[must_use]
+    pub fn connect_state(&self, nonce: &str) -> String {
+        format!("{}cstate:{nonce}", self.0)
+    }
+
+    /// `P conns` — every connection, scored by its last refresh.
+    #[must_use]
+    pub fn connections(&self) -> String {
+        format!("{}conns", self.0)
     }
 
     /// `P tok:*` — the ACL key pattern a token client's read-only user needs.
@@ -273,6 +315,18 @@ mod tests {
             format!("app1:gen:{{{tag_text}}}").into_bytes()
         );
         assert_eq!(prefix.token_pattern(), "app1:tok:*");
+        assert_eq!(
+            prefix.connection(&tag, "orcid"),
+            format!("app1:conn:{{{tag_text}}}:orcid")
+        );
+        assert_eq!(
+            prefix.connection_lock(&tag, "orcid"),
+            format!("app1:clock:{{{tag_text}}}:orcid")
+        );
+        assert_eq!(prefix.connect_state("n"), "app1:cstate:n");
+        assert_eq!(prefix.connections(), "app1:conns");
+        // A token client's read-only pattern never covers connections.
+        assert!(!prefix.connection(&tag, "p").starts_with("app1:tok:"));
     }
 
     /// Prefixes that would break hash tags, ACL patterns or the protocol are

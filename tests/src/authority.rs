@@ -21,6 +21,8 @@ pub struct Authority {
     process: ServiceProcess,
     binary: PathBuf,
     env: Vec<(String, String)>,
+    /// Arguments before the subcommand (`--config FILE`).
+    global_args: Vec<String>,
     /// An HTTP client for it.
     pub http: reqwest::Client,
 }
@@ -63,11 +65,32 @@ impl Authority {
     /// When it does not start.
     #[must_use]
     pub fn start_with_url(binary: &str, redis_url: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_config(binary, redis_url, extra, None)
+    }
+
+    /// Starts the authority against the Redis at `redis_url` with the
+    /// configuration file `config` (`--config`, also given to [`Self::cli`]).
+    ///
+    /// # Panics
+    ///
+    /// When it does not start.
+    #[must_use]
+    pub fn start_with_config(
+        binary: &str,
+        redis_url: &str,
+        extra: &[(&str, &str)],
+        config: Option<&Path>,
+    ) -> Self {
         let binary = PathBuf::from(binary);
         let env = Self::environment(redis_url, extra);
         let env_refs: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let process = ServiceProcess::start_with_args(&binary, &["serve"], &env_refs);
+        let global_args: Vec<String> = config
+            .map(|path| vec!["--config".to_owned(), path.display().to_string()])
+            .unwrap_or_default();
+        let mut args: Vec<&str> = global_args.iter().map(String::as_str).collect();
+        args.push("serve");
+        let process = ServiceProcess::start_with_args(&binary, &args, &env_refs);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -76,6 +99,7 @@ impl Authority {
             process,
             binary,
             env,
+            global_args,
             http,
         }
     }
@@ -105,7 +129,15 @@ impl Authority {
     /// When it cannot be run.
     #[must_use]
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        run_cli(&self.binary, &self.env, args, stdin)
+        let mut all: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        run_cli(&self.binary, &self.env, &all, stdin)
+    }
+
+    /// The environment it runs with.
+    #[must_use]
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     /// Creates a user through the CLI.
@@ -143,13 +175,26 @@ impl Authority {
     /// When the CLI fails.
     #[must_use]
     pub fn add_client(&self, client_id: &str, scopes: &[&str], introspect: bool) -> String {
+        let mut args = vec![];
+        if introspect {
+            args.push("--introspect");
+        }
+        self.add_client_with(client_id, scopes, &args)
+    }
+
+    /// Registers a client through the CLI with extra `client add` options
+    /// (`--view-access-tokens`, `--allow-ip CIDR`); answers its secret.
+    ///
+    /// # Panics
+    ///
+    /// When the CLI fails.
+    #[must_use]
+    pub fn add_client_with(&self, client_id: &str, scopes: &[&str], options: &[&str]) -> String {
         let mut args = vec!["client", "add", client_id];
         for scope in scopes {
             args.extend(["--scope", scope]);
         }
-        if introspect {
-            args.push("--introspect");
-        }
+        args.extend_from_slice(options);
         let output = self.cli(&args, None);
         assert!(
             output.status.success(),

@@ -9,6 +9,10 @@
 //!   learn its address from its `listening on` line, kill it on drop.
 //! - [`authority`]: the real `token-authority` binary as a process, its CLI,
 //!   and a client for its endpoints.
+//! - [`oidc`]: the local OpenID Connect provider (`tests/oidc-provider`) as
+//!   a process, and a cookie-jar "browser" for its authorization flow.
+//! - [`connected`]: a connected-services setup (Redis, provider, the
+//!   authority's configuration file) and the steps tests share.
 //! - [`protected`]: the middleware's example service (`protected-service`)
 //!   as a process, and a client for its routes.
 //! - [`redis_admin`]: what the tests ask Redis directly (command counters,
@@ -18,6 +22,8 @@
 //!   repository's writer.
 
 pub mod authority;
+pub mod connected;
+pub mod oidc;
 pub mod process;
 pub mod protected;
 pub mod redis_admin;

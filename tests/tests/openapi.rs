@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use token_service_tests::Authority;
+use token_service_tests::{Authority, connected};
 use token_test_harness::{RedisServer, binary};
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
@@ -42,17 +42,38 @@ fn schemathesis(authority: &Authority, token: &str, args: &[&str]) -> (bool, Str
 
 /// schemathesis finds no failure in any operation: first the session
 /// operations (signing out revokes the token it authenticates with), then
-/// everything else with a fresh token.
+/// everything else with a fresh token. A connected-services provider is
+/// configured (with endpoints nobody listens on), so the connect routes
+/// answer as in production: authorize URLs, callbacks redirecting to the
+/// failure page, "not connected".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failures() {
     let redis = RedisServer::start();
-    let authority = Authority::start(
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("authority.toml");
+    std::fs::write(
+        &config,
+        "[[providers]]\n\
+         name = \"example\"\n\
+         authorize_url = \"http://127.0.0.1:9/authorize\"\n\
+         token_url = \"http://127.0.0.1:9/token\"\n\
+         client_id = \"authority\"\n\
+         client_secret = \"secret\"\n",
+    )
+    .expect("write the configuration");
+    let authority = Authority::start_with_config(
         BIN,
-        &redis,
+        &redis.url(),
         &[
             ("LOGIN_MAX_FAILURES", "1000000"),
             ("ADDRESS_MAX_FAILURES", "1000000"),
+            ("CONNECT_STATE_KEY", connected::STATE_KEY),
+            ("CONNECT_KEYS", connected::KEY_1),
+            ("CONNECT_SUCCESS_URL", "/connected"),
+            ("CONNECT_FAILURE_URL", "/connect-failed"),
+            ("CONNECT_PROVIDER_TIMEOUT_MS", "500"),
         ],
+        Some(&config),
     );
     authority.add_user("admin", PASSWORD, &["admin"]);
     let token = authority.login("admin", PASSWORD).await["access_token"]

@@ -7,7 +7,9 @@ use token_repository::Scopes;
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
-use crate::admin::{self, ClientChange, ClientView, NewUser, UserChange, UserView};
+use crate::admin::{
+    self, ClientChange, ClientView, NewClient, NewUser, UserChange, UserView, parse_networks,
+};
 use crate::api::json::{nullable, parse, present};
 use crate::authenticate;
 use crate::problem::{Problem, json};
@@ -75,6 +77,10 @@ struct CreateClientBody {
     scope: Option<String>,
     #[serde(default)]
     introspect: bool,
+    #[serde(default)]
+    view_access_tokens: bool,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +90,10 @@ struct ChangeClientBody {
     scope: Option<String>,
     #[serde(default, deserialize_with = "present")]
     introspect: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    view_access_tokens: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    allowed_ips: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     disabled: Option<bool>,
 }
@@ -181,8 +191,12 @@ async fn run(
             let (client, secret) = admin::create_client(
                 state,
                 &body.client_id,
-                scopes(body.scope.as_deref())?,
-                body.introspect,
+                NewClient {
+                    scopes: scopes(body.scope.as_deref())?,
+                    introspect: body.introspect,
+                    view_access_tokens: body.view_access_tokens,
+                    allowed_ips: parse_networks(&body.allowed_ips)?,
+                },
             )
             .await?;
             let view = ClientView::from(&client);
@@ -193,6 +207,8 @@ async fn run(
                     "client_secret": secret.as_str(),
                     "scope": view.scope,
                     "introspect": view.introspect,
+                    "view_access_tokens": view.view_access_tokens,
+                    "allowed_ips": view.allowed_ips,
                     "disabled": view.disabled,
                     "created_at": view.created_at,
                 }),
@@ -211,6 +227,12 @@ async fn run(
                     .map(|text| scopes(Some(text)))
                     .transpose()?,
                 introspect: body.introspect,
+                view_access_tokens: body.view_access_tokens,
+                allowed_ips: body
+                    .allowed_ips
+                    .as_deref()
+                    .map(parse_networks)
+                    .transpose()?,
                 disabled: body.disabled,
             };
             let (client, revoked) = admin::change_client(state, &client_id, change).await?;

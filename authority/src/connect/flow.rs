@@ -1,0 +1,337 @@
+//! The browser flow: authorization URLs with a signed state and a PKCE
+//! challenge ([`Connect::offers`]), and the callback that verifies the
+//! state, exchanges the code and stores the tokens ([`Connect::complete`]).
+
+use std::sync::Arc;
+
+use token_repository::Timestamp;
+
+use super::oauth_client::ProviderError;
+use super::providers::{Endpoints, Provider};
+use super::record::{Connection, Stored};
+use super::state::StateError;
+use super::{Callback, Connect, ConnectError, Failure, Offer, expiry};
+use crate::metrics;
+
+/// Query values: all but unreserved characters escaped.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl Connect {
+    /// The page a callback sends the browser to: the success page with
+    /// `provider=`, or the failure page with `reason=` (and `provider=`
+    /// when known). `None` when connected services are not configured.
+    #[must_use]
+    pub fn result_page(
+        &self,
+        outcome: &Result<String, (Failure, Option<String>)>,
+    ) -> Option<String> {
+        let (base, pairs): (&Option<String>, Vec<(&str, &str)>) = match outcome {
+            Ok(provider) => (
+                &self.inner.success_url,
+                vec![("provider", provider.as_str())],
+            ),
+            Err((failure, provider)) => {
+                let mut pairs = vec![("reason", failure.code())];
+                if let Some(provider) = provider {
+                    pairs.push(("provider", provider.as_str()));
+                }
+                (&self.inner.failure_url, pairs)
+            }
+        };
+        let base = base.as_deref()?;
+        let (before_fragment, fragment) = match base.split_once('#') {
+            Some((before, fragment)) => (before, Some(fragment)),
+            None => (base, None),
+        };
+        let mut page = before_fragment.to_owned();
+        for (name, value) in pairs {
+            page.push(if page.contains('?') { '&' } else { '?' });
+            page.push_str(name);
+            page.push('=');
+            page.extend(percent_encoding::utf8_percent_encode(value, QUERY_VALUE));
+        }
+        if let Some(fragment) = fragment {
+            page.push('#');
+            page.push_str(fragment);
+        }
+        Some(page)
+    }
+
+    /// The enabled providers with a fresh authorization URL each, for the
+    /// user `subject` / `username`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Internal`] when the random generator fails.
+    pub async fn offers(&self, subject: &str, username: &str) -> Result<Vec<Offer>, ConnectError> {
+        let enabled: Vec<&Arc<Provider>> = self
+            .inner
+            .registry
+            .all()
+            .filter(|provider| provider.config.enabled)
+            .collect();
+        let endpoints =
+            futures_util::future::join_all(enabled.iter().map(|provider| self.endpoints(provider)))
+                .await;
+        let mut offers = Vec::with_capacity(enabled.len());
+        for (provider, endpoints) in enabled.into_iter().zip(endpoints) {
+            let authorize_url = match endpoints {
+                Ok(endpoints) => Some(self.authorize_url(provider, &endpoints, subject, username)?),
+                Err(error) => {
+                    tracing::warn!(provider = %provider.config.name, %error, "provider unavailable; offered without a URL");
+                    None
+                }
+            };
+            offers.push(Offer {
+                name: provider.config.name.clone(),
+                display_name: provider.config.display_name.clone(),
+                logo_url: provider.config.logo_url.clone(),
+                authorize_url,
+            });
+        }
+        Ok(offers)
+    }
+
+    fn authorize_url(
+        &self,
+        provider: &Provider,
+        endpoints: &Endpoints,
+        subject: &str,
+        username: &str,
+    ) -> Result<String, ConnectError> {
+        let signer = self
+            .inner
+            .signer
+            .as_ref()
+            .ok_or(ConnectError::NotConfigured)?;
+        let config = &provider.config;
+        let issued = signer
+            .issue(subject, username, &config.name, Timestamp::now())
+            .map_err(|error| ConnectError::Internal(format!("random generator: {error}")))?;
+        let mut url = endpoints.authorization.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &config.client_id)
+                .append_pair("redirect_uri", &provider.redirect_uri);
+            if !config.scopes.is_empty() {
+                query.append_pair("scope", &config.scopes.join(" "));
+            }
+            query
+                .append_pair("state", &issued.state)
+                .append_pair("code_challenge", &issued.code_challenge)
+                .append_pair("code_challenge_method", "S256");
+            for (name, value) in &config.authorize_params {
+                query.append_pair(name, value);
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// Completes a connection from the provider's redirect: checks the
+    /// state (signature, expiry, single use), the provider's answer and
+    /// `iss`, exchanges the code and stores the tokens. Answers the
+    /// provider's name, or why nothing was stored.
+    ///
+    /// # Errors
+    ///
+    /// The [`Failure`] and, when the state named one, the provider.
+    pub async fn complete(&self, callback: &Callback) -> Result<String, (Failure, Option<String>)> {
+        let outcome = self.complete_inner(callback).await;
+        match &outcome {
+            Ok(provider) => metrics::connect_callback(provider, "connected"),
+            Err((failure, provider)) => {
+                metrics::connect_callback(provider.as_deref().unwrap_or("-"), failure.code());
+            }
+        }
+        outcome
+    }
+
+    async fn complete_inner(
+        &self,
+        callback: &Callback,
+    ) -> Result<String, (Failure, Option<String>)> {
+        let (Some(signer), Some(keys)) = (&self.inner.signer, &self.inner.keys) else {
+            return Err((Failure::InvalidState, None));
+        };
+        let now = Timestamp::now();
+        let claims = match callback
+            .state
+            .as_deref()
+            .map(|state| signer.verify(state, now))
+        {
+            None => return Err((Failure::InvalidState, None)),
+            Some(Err(StateError::Expired)) => {
+                tracing::info!("connect callback with an expired state");
+                return Err((Failure::ExpiredState, None));
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "connect callback with an invalid state");
+                return Err((Failure::InvalidState, None));
+            }
+            Some(Ok(claims)) => claims,
+        };
+        let name = claims.provider.clone();
+        let fail = |failure: Failure| (failure, Some(name.clone()));
+        let Some(provider) = self.inner.registry.get(&claims.provider).cloned() else {
+            return Err((Failure::InvalidState, None));
+        };
+        match self
+            .inner
+            .store
+            .use_state(&claims.nonce, claims.remaining(now))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(subject = %claims.subject, provider = %name, "connect state replayed; refused");
+                return Err(fail(Failure::ReplayedState));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot mark the connect state as used");
+                return Err(fail(Failure::ServerError));
+            }
+        }
+        if let Some(error) = &callback.error {
+            tracing::info!(subject = %claims.subject, provider = %name, error = %oauth_code(error), "the provider answered with an error");
+            return Err(fail(if error == "access_denied" {
+                Failure::AccessDenied
+            } else {
+                Failure::ProviderError
+            }));
+        }
+        if !provider.config.enabled {
+            return Err(fail(Failure::ProviderDisabled));
+        }
+        let endpoints = self.endpoints(&provider).await.map_err(|error| {
+            tracing::warn!(provider = %name, %error, "provider unavailable at the callback");
+            fail(Failure::ProviderUnavailable)
+        })?;
+        match (&endpoints.issuer, &callback.iss) {
+            (Some(expected), Some(iss)) if iss.trim_end_matches('/') != expected => {
+                tracing::warn!(provider = %name, "callback `iss` names another issuer (mix-up?)");
+                return Err(fail(Failure::IssuerMismatch));
+            }
+            (Some(_), None) if endpoints.iss_parameter_required => {
+                return Err(fail(Failure::IssuerMismatch));
+            }
+            _ => {}
+        }
+        let Some(code) = &callback.code else {
+            return Err(fail(Failure::ExchangeFailed));
+        };
+        let verifier = signer.verifier(&claims.nonce);
+        let tokens = self
+            .inner
+            .client
+            .exchange_code(
+                &provider.config,
+                &endpoints,
+                &provider.redirect_uri,
+                code,
+                &verifier,
+            )
+            .await
+            .map_err(|error| {
+                tracing::warn!(provider = %name, %error, "code exchange failed");
+                fail(match error {
+                    ProviderError::Unavailable(_) => Failure::ProviderUnavailable,
+                    _ => Failure::ExchangeFailed,
+                })
+            })?;
+        let now = Timestamp::now();
+        let connection = Connection {
+            username: claims.username.clone(),
+            access_token: tokens.access_token.to_string(),
+            token_type: tokens.token_type.clone(),
+            refresh_token: tokens.refresh_token.as_ref().map(|token| token.to_string()),
+            expires_at: expiry(now, &tokens, provider.config.default_expires_in),
+            scope: tokens.scope.clone(),
+            connected_at: now.as_unix_millis(),
+            refreshed_at: now.as_unix_millis(),
+        };
+        let stored = Stored::seal(keys, &claims.subject, &name, &connection).map_err(|error| {
+            tracing::error!(%error, "cannot encrypt a connection");
+            fail(Failure::ServerError)
+        })?;
+        self.inner
+            .store
+            .put(
+                &claims.subject,
+                &name,
+                &stored.to_text(),
+                connection.refresh_token.is_some().then_some(now),
+            )
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot store a connection");
+                fail(Failure::ServerError)
+            })?;
+        tracing::info!(
+            subject = %claims.subject,
+            username = %claims.username,
+            provider = %name,
+            refreshable = connection.refresh_token.is_some(),
+            "service connected"
+        );
+        Ok(name)
+    }
+}
+
+/// An OAuth error code as it may be logged: `[a-z_]`, 64 at most.
+fn oauth_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_lowercase() || *c == '_')
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use token_repository::RedisStore;
+
+    use super::*;
+    use crate::connect::config::ConnectConfig;
+
+    fn connect(success: &str, failure: &str) -> Connect {
+        let config = ConnectConfig {
+            success_url: Some(success.to_owned()),
+            failure_url: Some(failure.to_owned()),
+            provider_timeout: Duration::from_secs(1),
+            ..ConnectConfig::default()
+        };
+        let store = RedisStore::new(token_repository::RedisConfig::new("redis://127.0.0.1:1"))
+            .expect("store");
+        Connect::new(&config, store, "http://auth.example").expect("connect")
+    }
+
+    /// Result pages get `provider=` / `reason=` appended, before any
+    /// fragment, after any existing query.
+    #[test]
+    fn result_pages() {
+        let connect = connect("https://app.example/done#top", "/failed?lang=en");
+        assert_eq!(
+            connect.result_page(&Ok("orcid".into())).as_deref(),
+            Some("https://app.example/done?provider=orcid#top")
+        );
+        assert_eq!(
+            connect
+                .result_page(&Err((Failure::ReplayedState, Some("orcid".into()))))
+                .as_deref(),
+            Some("/failed?lang=en&reason=replayed_state&provider=orcid")
+        );
+        assert_eq!(
+            connect
+                .result_page(&Err((Failure::InvalidState, None)))
+                .as_deref(),
+            Some("/failed?lang=en&reason=invalid_state")
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! The connected-services endpoints (routed in [`crate::routes`]):
+//!
+//! | route | who |
+//! |---|---|
+//! | `GET /v1/connect` | the user (bearer): providers and authorize URLs |
+//! | `GET /v1/connect/callback` | the provider's redirect (no credentials: the state) |
+//! | `GET /v1/connect/tokens` | the user: their connections, never tokens |
+//! | `GET /v1/connect/{provider}` | the user: connected / needs reconnect / not connected |
+//! | `DELETE /v1/connect/{provider}` | the user: forget (and revoke at the provider) |
+//! | `GET /v1/connect/{provider}/token?expires=N` | the user: a provider access token |
+//! | `GET /v1/users/{subject}/connect/{provider}/token?expires=N` | a service client with `view_access_tokens` |
+//!
+//! Users are token holders whose subject is a user's (tokens a client got
+//! for itself are refused: connections belong to people). Service clients
+//! authenticate with an access token they obtained by `client_credentials`
+//! (subject `client:<id>`); the permission and the address allow-list are
+//! read from the client's record on every request, so changing them takes
+//! effect at once. Every refusal of a service client is logged.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Serialize;
+use token_repository::TokenRecord;
+use warp::reply::Response;
+use zeroize::Zeroizing;
+
+use super::oauth_client::ProviderError;
+use super::{
+    Callback, ConnectError, ConnectionView, DEFAULT_MIN_VALIDITY, MAX_MIN_VALIDITY, Offer,
+    Revocation, ServedToken,
+};
+use crate::accounts::client_subject;
+use crate::authenticate;
+use crate::form::Form;
+use crate::metrics;
+use crate::problem::{Problem, json};
+use crate::state::AppState;
+
+/// Maps a connected-services failure to its answer.
+#[must_use]
+pub fn problem(error: ConnectError) -> Problem {
+    match error {
+        ConnectError::UnknownProvider => Problem::not_found("no such provider"),
+        ConnectError::NotConnected => Problem::not_connected(),
+        ConnectError::Reconnect(description) => Problem::reconnect_required(description),
+        ConnectError::TooLong { max_secs } => Problem::invalid_request(format!(
+            "the provider grants tokens for at most {max_secs} seconds; ask for expires <= {max_secs}"
+        )),
+        ConnectError::Busy => {
+            Problem::unavailable_because("a refresh of this connection is in progress; retry")
+        }
+        ConnectError::Provider(ProviderError::Unavailable(cause)) => {
+            tracing::warn!(%cause, "provider unavailable");
+            Problem::unavailable_because("the provider is unreachable; retry later")
+        }
+        ConnectError::Provider(error) => {
+            tracing::warn!(%error, "provider failure");
+            Problem::provider_error("the provider refused the request or answered unusably")
+        }
+        ConnectError::Store(error) => Problem::from_store(&error),
+        ConnectError::NotConfigured => Problem::not_found("connected services are not configured"),
+        ConnectError::Internal(cause) => Problem::internal(&cause),
+    }
+}
+
+/// The bearer, who must be a user (not a client acting for itself).
+async fn user(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord, Problem> {
+    let record = authenticate::bearer(state, headers).await?;
+    if is_client_token(&record) {
+        return Err(Problem::forbidden(
+            "connected services belong to users; this token was issued to a client for itself",
+        ));
+    }
+    Ok(record)
+}
+
+/// Whether a token was issued to a client for itself (`client_credentials`).
+fn is_client_token(record: &TokenRecord) -> bool {
+    record
+        .client_id
+        .as_deref()
+        .is_some_and(|id| record.subject == client_subject(id))
+}
+
+/// `expires=N` from a query: 0–86400 seconds, default 60.
+fn min_validity(query: &str) -> Result<Duration, Problem> {
+    let form = Form::parse(query.as_bytes())
+        .map_err(|error| Problem::invalid_request(format!("query: {error}")))?;
+    let seconds = match form.get("expires") {
+        None => DEFAULT_MIN_VALIDITY,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|seconds| *seconds <= MAX_MIN_VALIDITY)
+            .ok_or_else(|| {
+                Problem::invalid_request(format!(
+                    "expires must be a whole number of seconds from 0 to {MAX_MIN_VALIDITY}"
+                ))
+            })?,
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'a str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    provider: &'a str,
+}
+
+fn token_response(token: &ServedToken, provider: &str) -> Response {
+    json(
+        StatusCode::OK,
+        &TokenBody {
+            access_token: &token.access_token,
+            token_type: &token.token_type,
+            expires_in: token.expires_in,
+            scope: token.scope.as_deref(),
+            provider,
+        },
+    )
+}
+
+/// `GET /v1/connect`: the enabled providers, each with an authorize URL
+/// (fresh state and PKCE challenge) for the bearer.
+pub async fn offers(state: AppState, headers: HeaderMap) -> Response {
+    let result = async {
+        let caller = user(&state, &headers).await?;
+        let offers: Vec<Offer> = state
+            .connect()
+            .offers(&caller.subject, &caller.username)
+            .await
+            .map_err(problem)?;
+        Ok::<_, Problem>(json(
+            StatusCode::OK,
+            &serde_json::json!({ "providers": offers }),
+        ))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// `GET /v1/connect/callback?code&state` (or `?error&state`): completes a
+/// connection and sends the browser to the success or failure page (303).
+pub async fn callback(state: AppState, query: String) -> Response {
+    let callback = Form::parse(query.as_bytes()).map_or_else(
+        |_| Callback::default(),
+        |form| Callback {
+            code: form.get("code").map(|code| Zeroizing::new(code.to_owned())),
+            state: form.get("state").map(str::to_owned),
+            error: form.get("error").map(str::to_owned),
+            iss: form.get("iss").map(str::to_owned),
+        },
+    );
+    let connect = state.connect();
+    if connect.registry().is_empty() {
+        return Problem::not_found("connected services are not configured").into_response();
+    }
+    let outcome = connect.complete(&callback).await;
+    let Some(location) = connect
+        .result_page(&outcome)
+        .and_then(|page| HeaderValue::from_str(&page).ok())
+    else {
+        return Problem::internal(&"the connect result pages are not configured").into_response();
+    };
+    let mut response = Response::new(Vec::<u8>::new().into());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// `GET /v1/connect/tokens`: the bearer's connections, without tokens.
+pub async fn connections(state: AppState, headers: HeaderMap) -> Response {
+    let result = async {
+        let caller = user(&state, &headers).await?;
+        let connections: Vec<ConnectionView> = state
+            .connect()
+            .connections(&caller.subject)
+            .await
+            .map_err(problem)?;
+        Ok::<_, Problem>(json(
+            StatusCode::OK,
+            &serde_json::json!({ "connections": connections }),
+        ))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// `GET /v1/connect/{provider}`: whether the bearer has a usable
+/// connection.
+pub async fn status(state: AppState, headers: HeaderMap, provider: String) -> Response {
+    let result = async {
+        let caller = user(&state, &headers).await?;
+        let view = state
+            .connect()
+            .status(&caller.subject, &provider)
+            .await
+            .map_err(problem)?;
+        Ok::<_, Problem>(json(StatusCode::OK, &view))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// `DELETE /v1/connect/{provider}`: forget the connection, revoking at the
+/// provider (RFC 7009) when it can.
+pub async fn disconnect(state: AppState, headers: HeaderMap, provider: String) -> Response {
+    let result = async {
+        let caller = user(&state, &headers).await?;
+        let revocation: Revocation = state
+            .connect()
+            .disconnect(&caller.subject, &provider)
+            .await
+            .map_err(problem)?;
+        Ok::<_, Problem>(json(
+            StatusCode::OK,
+            &serde_json::json!({ "provider": provider, "provider_revocation": revocation }),
+        ))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// `GET /v1/connect/{provider}/token?expires=N`: a provider access token
+/// for the bearer, valid for at least N seconds.
+pub async fn token(
+    state: AppState,
+    headers: HeaderMap,
+    provider: String,
+    query: String,
+) -> Response {
+    let result = async {
+        let caller = user(&state, &headers).await?;
+        let at_least = min_validity(&query)?;
+        let token = state
+            .connect()
+            .token(&caller.subject, &provider, at_least)
+            .await
+            .map_err(problem)?;
+        Ok::<_, Problem>(token_response(&token, &provider))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+/// Refuses a service client's request: 403 and a log line.
+fn deny(
+    reason: &'static str,
+    description: &'static str,
+    client_id: Option<&str>,
+    subject: &str,
+    provider: &str,
+    address: Option<IpAddr>,
+) -> Problem {
+    // Subject and provider come from the path: Debug-quoted in the log.
+    tracing::warn!(
+        client_id = %client_id.unwrap_or("-"),
+        user_subject = ?subject,
+        provider = ?provider,
+        address = ?address,
+        %reason,
+        "service client denied a provider token"
+    );
+    metrics::connect_denied(reason);
+    Problem::forbidden(description)
+}
+
+/// `GET /v1/users/{subject}/connect/{provider}/token?expires=N`: a user's
+/// provider token for a service client with `view_access_tokens`, from an
+/// allowed address.
+pub async fn service_token(
+    state: AppState,
+    headers: HeaderMap,
+    address: Option<IpAddr>,
+    subject: String,
+    provider: String,
+    query: String,
+) -> Response {
+    let address = address.map(|address| address.to_canonical());
+    let result = async {
+        let caller = authenticate::bearer(&state, &headers).await?;
+        let deny = |reason, description, client_id: Option<&str>| {
+            deny(reason, description, client_id, &subject, &provider, address)
+        };
+        if !is_client_token(&caller) {
+            return Err(deny(
+                "not_a_client",
+                "only service clients (client_credentials tokens) may fetch a user's provider token",
+                caller.client_id.as_deref(),
+            ));
+        }
+        let client_id = caller.client_id.as_deref().unwrap_or_default();
+        let client = state
+            .accounts()
+            .client(client_id)
+            .await
+            .map_err(|error| Problem::from_accounts(&error))?;
+        let Some(client) = client.filter(|client| !client.disabled) else {
+            return Err(deny(
+                "unknown_client",
+                "the client is unknown or disabled",
+                Some(client_id),
+            ));
+        };
+        if !client.view_access_tokens {
+            return Err(deny(
+                "permission",
+                "the client lacks the view_access_tokens permission",
+                Some(client_id),
+            ));
+        }
+        if !client.allowed_ips.is_empty()
+            && !address.is_some_and(|address| {
+                client
+                    .allowed_ips
+                    .iter()
+                    .any(|network| network.contains(&address))
+            })
+        {
+            return Err(deny(
+                "address",
+                "the client may not fetch tokens from this address",
+                Some(client_id),
+            ));
+        }
+        let at_least = min_validity(&query)?;
+        let token = state
+            .connect()
+            .token(&subject, &provider, at_least)
+            .await
+            .map_err(problem)?;
+        // The user must still exist and be enabled.
+        let user = state
+            .accounts()
+            .user(&token.username)
+            .await
+            .map_err(|error| Problem::from_accounts(&error))?;
+        if !user.is_some_and(|user| user.subject == subject && !user.disabled) {
+            tracing::info!(%client_id, user_subject = ?subject, provider = ?provider, "provider token refused: the user is removed or disabled");
+            return Err(Problem::not_connected());
+        }
+        tracing::info!(
+            %client_id,
+            user_subject = ?subject,
+            provider = ?provider,
+            address = ?address,
+            refreshed = token.refreshed,
+            "provider token handed to a service client"
+        );
+        Ok(token_response(&token, &provider))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `expires` defaults to 60 s and is bounded.
+    #[test]
+    fn expires_parameter() {
+        assert_eq!(min_validity("").expect("default"), Duration::from_secs(60));
+        assert_eq!(min_validity("expires=0").expect("zero"), Duration::ZERO);
+        assert_eq!(
+            min_validity("expires=3600&x=1").expect("valid"),
+            Duration::from_secs(3600)
+        );
+        for bad in [
+            "expires=-1",
+            "expires=soon",
+            "expires=86401",
+            "expires=1&expires=2",
+        ] {
+            assert_eq!(min_validity(bad).unwrap_err().status(), 400, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The provider registry: which external services users may connect, from
+//! the `[[providers]]` tables of the configuration file, and their
+//! endpoints (explicit, or from OpenID Connect discovery).
+//!
+//! ```toml
+//! [[providers]]
+//! name = "orcid"                                  # a-z 0-9 _ -, unique
+//! display_name = "ORCID"
+//! logo_url = "https://orcid.org/logo.svg"
+//! issuer = "https://orcid.org"                    # discovery, or the three URLs below
+//! # authorize_url = "https://…/authorize"
+//! # token_url = "https://…/token"
+//! # revocation_url = "https://…/revoke"           # RFC 7009, optional
+//! client_id = "APP-123"
+//! client_secret_file = "/run/secrets/orcid"       # or client_secret, or CONNECT_PROVIDER_ORCID_CLIENT_SECRET
+//! scopes = ["openid", "offline_access"]
+//! authorize_params = { idp = "google" }           # extra authorize parameters
+//! default_expires_in = 3600                       # when the provider sends no expires_in
+//! keepalive_after = 604800                        # refresh idle connections after a week
+//! enabled = true
+//! ```
+//!
+//! Explicit URLs override discovered ones (a revocation endpoint the
+//! provider does not advertise, say). Discovery happens on first use and is
+//! cached for the life of the process; a failed discovery is retried on the
+//! next use, so a provider that is down at start-up does not stop the
+//! authority.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+use zeroize::Zeroizing;
+
+use super::oauth_client::{ProviderClient, ProviderError};
+use crate::config::ConfigError;
+
+/// Parameters the authority sets itself; `authorize_params` may not.
+const RESERVED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// Path segments next to `/v1/connect/{provider}` that are routes.
+const RESERVED_NAMES: &[&str] = &["callback", "tokens"];
+
+/// How the authority authenticates at the provider's token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form.
+    ClientSecretPost,
+    /// A public client: `client_id` in the form, PKCE only.
+    None,
+}
+
+/// One configured provider, validated.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// Unique name, used in URLs and keys.
+    pub name: String,
+    /// Name shown to users.
+    pub display_name: String,
+    /// Logo shown to users.
+    pub logo_url: Option<String>,
+    /// OpenID Connect issuer (discovery), without a trailing slash.
+    pub issuer: Option<String>,
+    /// Explicit authorization endpoint.
+    pub authorize_url: Option<String>,
+    /// Explicit token endpoint.
+    pub token_url: Option<String>,
+    /// Explicit revocation endpoint (RFC 7009).
+    pub revocation_url: Option<String>,
+    /// The authority's client id at the provider.
+    pub client_id: String,
+    /// Its secret (empty for [`AuthMethod::None`]).
+    pub client_secret: Zeroizing<String>,
+    /// Token endpoint authentication.
+    pub auth_method: AuthMethod,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// The callback URL registered at the provider; `None`: the issuer's
+    /// `/v1/connect/callback`.
+    pub redirect_url: Option<String>,
+    /// Access token lifetime assumed when the provider sends no
+    /// `expires_in`.
+    pub default_expires_in: Duration,
+    /// Extra authorize parameters (an IdP hint, `prompt`, …).
+    pub authorize_params: Vec<(String, String)>,
+    /// Offered to users; a disabled provider takes no new connections.
+    pub enabled: bool,
+    /// Refresh connections not refreshed for this long (keep-alive).
+    pub keepalive_after: Option<Duration>,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("revocation_url", &self.revocation_url)
+            .field("client_id", &self.client_id)
+            .field("auth_method", &self.auth_method)
+            .field("scopes", &self.scopes)
+            .field("enabled", &self.enabled)
+            .field("keepalive_after", &self.keepalive_after)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScopeList {
+    Text(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    display_name: Option<String>,
+    logo_url: Option<String>,
+    issuer: Option<String>,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    revocation_url: Option<String>,
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    token_endpoint_auth_method: Option<AuthMethod>,
+    scopes: Option<ScopeList>,
+    redirect_url: Option<String>,
+    default_expires_in: Option<u64>,
+    #[serde(default)]
+    authorize_params: std::collections::BTreeMap<String, String>,
+    enabled: Option<bool>,
+    keepalive_after: Option<u64>,
+}
+
+/// Whether `name` is a usable provider name: 1–32 of `a-z 0-9 _ -`,
+/// starting with a letter or digit, not a reserved route segment.
+#[must_use]
+pub fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && !RESERVED_NAMES.contains(&name)
+}
+
+/// The environment variable that may hold `provider`'s client secret:
+/// `CONNECT_PROVIDER_<NAME>_CLIENT_SECRET`, the name upper-cased with `-`
+/// as `_`.
+#[must_use]
+pub fn secret_variable(provider: &str) -> String {
+    format!(
+        "CONNECT_PROVIDER_{}_CLIENT_SECRET",
+        provider.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Checks that `url` is an absolute http(s) URL; `fetched` URLs are called
+/// by the authority itself, so https needs the `rustls` feature.
+fn check_url(field: &str, url: &str, fetched: bool) -> Result<(), ConfigError> {
+    let parsed =
+        Url::parse(url).map_err(|_| ConfigError::new(field, "expected an absolute URL"))?;
+    match parsed.scheme() {
+        "http" => Ok(()),
+        "https" if !fetched || cfg!(feature = "rustls") => Ok(()),
+        "https" => Err(ConfigError::new(
+            field,
+            "https needs the authority built with TLS (`cargo build --features rustls`)",
+        )),
+        _ => Err(ConfigError::new(
+            field,
+            "expected an http:// or https:// URL",
+        )),
+    }
+}
+
+/// Validates the `[[providers]]` tables. `secret_env` reads provider
+/// secrets from the environment (it wins over the file).
+///
+/// # Errors
+///
+/// [`ConfigError`] naming the table and field (`providers[1].client_id`),
+/// for duplicate names too.
+pub fn parse(
+    tables: &[toml::Table],
+    secret_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let mut providers: Vec<ProviderConfig> = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let at = |field: &str| format!("providers[{index}].{field}");
+        let raw: RawProvider =
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|error: toml::de::Error| {
+                    ConfigError::new(&format!("providers[{index}]"), error.message().to_owned())
+                })?;
+        if !valid_name(&raw.name) {
+            return Err(ConfigError::new(
+                &at("name"),
+                format!(
+                    "{:?}: expected 1 to 32 characters of a-z 0-9 _ - (not `callback` or `tokens`)",
+                    raw.name
+                ),
+            ));
+        }
+        if let Some(first) = providers.iter().position(|p| p.name == raw.name) {
+            return Err(ConfigError::new(
+                &at("name"),
+                format!(
+                    "{:?} is already the name of providers[{first}]; provider names must be unique",
+                    raw.name
+                ),
+            ));
+        }
+        let issuer = raw
+            .issuer
+            .as_deref()
+            .map(|issuer| issuer.trim_end_matches('/').to_owned());
+        if let Some(issuer) = &issuer {
+            check_url(&at("issuer"), issuer, true)?;
+        }
+        if let Some(url) = &raw.authorize_url {
+            check_url(&at("authorize_url"), url, false)?;
+        }
+        for (field, url) in [
+            ("token_url", &raw.token_url),
+            ("revocation_url", &raw.revocation_url),
+        ] {
+            if let Some(url) = url {
+                check_url(&at(field), url, true)?;
+            }
+        }
+        if issuer.is_none() && (raw.authorize_url.is_none() || raw.token_url.is_none()) {
+            return Err(ConfigError::new(
+                &at("issuer"),
+                "set `issuer` (OpenID Connect discovery) or both `authorize_url` and `token_url`",
+            ));
+        }
+        if raw.client_id.is_empty() {
+            return Err(ConfigError::new(&at("client_id"), "must not be empty"));
+        }
+        let auth_method = raw
+            .token_endpoint_auth_method
+            .unwrap_or(AuthMethod::ClientSecretBasic);
+        let variable = secret_variable(&raw.name);
+        let secret = match (
+            secret_env(&variable),
+            raw.client_secret,
+            raw.client_secret_file,
+        ) {
+            (Some(secret), _, _) => Some(secret),
+            (None, Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    &at("client_secret"),
+                    "set client_secret or client_secret_file, not both",
+                ));
+            }
+            (None, Some(secret), None) => Some(secret),
+            (None, None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|error| {
+                        ConfigError::new(
+                            &at("client_secret_file"),
+                            format!("cannot read {path}: {error}"),
+                        )
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            (None, None, None) => None,
+        };
+        let client_secret = match (auth_method, secret) {
+            (AuthMethod::None, None) => Zeroizing::new(String::new()),
+            (AuthMethod::None, Some(_)) => {
+                return Err(ConfigError::new(
+                    &at("client_secret"),
+                    "a public client (token_endpoint_auth_method = \"none\") has no secret",
+                ));
+            }
+            (_, Some(secret)) if !secret.is_empty() => Zeroizing::new(secret),
+            _ => {
+                return Err(ConfigError::new(
+                    &at("client_secret"),
+                    format!("no secret: set client_secret, client_secret_file or {variable}"),
+                ));
+            }
+        };
+        let scopes = match raw.scopes {
+            None => Vec::new(),
+            Some(ScopeList::Text(text)) => text.split_whitespace().map(str::to_owned).collect(),
+            Some(ScopeList::List(list)) => list,
+        };
+        if scopes
+            .iter()
+            .any(|scope| scope.is_empty() || scope.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::new(
+                &at("scopes"),
+                "scopes are non-empty words without spaces",
+            ));
+        }
+        if let Some(url) = &raw.redirect_url {
+            check_url(&at("redirect_url"), url, false)?;
+        }
+        if let Some(url) = &raw.logo_url {
+            check_url(&at("logo_url"), url, false)?;
+        }
+        if let Some(reserved) = raw
+            .authorize_params
+            .keys()
+            .find(|key| RESERVED_PARAMS.contains(&key.as_str()))
+        {
+            return Err(ConfigError::new(
+                &at("authorize_params"),
+                format!("{reserved:?} is set by the authority itself"),
+            ));
+        }
+        let default_expires_in = raw.default_expires_in.unwrap_or(3600);
+        if !(1..=31_536_000).contains(&default_expires_in) {
+            return Err(ConfigError::new(
+                &at("default_expires_in"),
+                "expected seconds from 1 to 31536000",
+            ));
+        }
+        let keepalive_after = match raw.keepalive_after {
+            None | Some(0) => None,
+            Some(seconds) if seconds <= 31_536_000 => Some(Duration::from_secs(seconds)),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    &at("keepalive_after"),
+                    "expected seconds up to 31536000 (0: off)",
+                ));
+            }
+        };
+        providers.push(ProviderConfig {
+            display_name: raw.display_name.unwrap_or_else(|| raw.name.clone()),
+            name: raw.name,
+            logo_url: raw.logo_url,
+            issuer,
+            authorize_url: raw.authorize_url,
+            token_url: raw.token_url,
+            revocation_url: raw.revocation_url,
+            client_id: raw.client_id,
+            client_secret,
+            auth_method,
+            scopes,
+            redirect_url: raw.redirect_url,
+            default_expires_in: Duration::from_secs(default_expires_in),
+            authorize_params: raw.authorize_params.into_iter().collect(),
+            enabled: raw.enabled.unwrap_or(true),
+            keepalive_after,
+        });
+    }
+    Ok(providers)
+}
+
+/// Where a provider's endpoints are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Authorization endpoint (the browser goes there).
+    pub authorization: Url,
+    /// Token endpoint (code exchange, refresh).
+    pub token: Url,
+    /// Revocation endpoint (RFC 7009), if any.
+    pub revocation: Option<Url>,
+    /// The issuer, when known (checked against the callback's `iss`).
+    pub issuer: Option<String>,
+    /// The provider always sends `iss` with the callback (RFC 9207).
+    pub iss_parameter_required: bool,
+}
+
+/// A provider at run time: its configuration, callback URL and endpoints.
+pub struct Provider {
+    /// The configuration.
+    pub config: ProviderConfig,
+    /// The `redirect_uri` sent to it.
+    pub redirect_uri: String,
+    endpoints: OnceCell<Arc<Endpoints>>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("config", &self.config)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("endpoints", &self.endpoints.get())
+            .finish()
+    }
+}
+
+fn url(text: &str) -> Result<Url, ProviderError> {
+    Url::parse(text).map_err(|_| ProviderError::Invalid("an endpoint URL is not a URL"))
+}
+
+impl Provider {
+    /// The provider of `config`, calling back to `default_redirect` unless
+    /// it names its own `redirect_url`.
+    #[must_use]
+    pub fn new(config: ProviderConfig, default_redirect: &str) -> Self {
+        Self {
+            redirect_uri: config
+                .redirect_url
+                .clone()
+                .unwrap_or_else(|| default_redirect.to_owned()),
+            config,
+            endpoints: OnceCell::new(),
+        }
+    }
+
+    /// The provider's endpoints: explicit ones, over discovered ones when
+    /// an issuer is configured (discovered once, on first use).
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError`] when discovery fails (retried on the next call).
+    pub async fn endpoints(
+        &self,
+        client: &ProviderClient,
+    ) -> Result<Arc<Endpoints>, ProviderError> {
+        self.endpoints
+            .get_or_try_init(|| async {
+                let config = &self.config;
+                let discovered = match &config.issuer {
+                    Some(issuer) => Some(client.discover(issuer).await?),
+                    None => None,
+                };
+                let pick = |explicit: &Option<String>, found: Option<&String>| {
+                    explicit
+                        .as_ref()
+                        .or(found)
+                        .map(|text| url(text))
+                        .transpose()
+                };
+                let authorization = pick(
+                    &config.authorize_url,
+                    discovered.as_ref().map(|d| &d.authorization_endpoint),
+                )?
+                .ok_or(ProviderError::Invalid("no authorization endpoint"))?;
+                let token = pick(
+                    &config.token_url,
+                    discovered.as_ref().map(|d| &d.token_endpoint),
+                )?
+                .ok_or(ProviderError::Invalid("no token endpoint"))?;
+                let revocation = pick(
+                    &config.revocation_url,
+                    discovered
+                        .as_ref()
+                        .and_then(|d| d.revocation_endpoint.as_ref()),
+                )?;
+                for fetched in std::iter::once(&token).chain(revocation.as_ref()) {
+                    if fetched.scheme() == "https" && !cfg!(feature = "rustls") {
+                        return Err(ProviderError::Invalid(
+                            "an https endpoint needs the authority built with --features rustls",
+                        ));
+                    }
+                }
+                let endpoints = Endpoints {
+                    authorization,
+                    token,
+                    revocation,
+                    issuer: config.issuer.clone(),
+                    iss_parameter_required: discovered
+                        .as_ref()
+                        .is_some_and(|d| d.authorization_response_iss_parameter_supported),
+                };
+                tracing::info!(provider = %config.name, ?endpoints, "provider endpoints known");
+                Ok(Arc::new(endpoints))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Every configured provider, by name.
+#[derive(Debug)]
+pub struct Registry {
+    providers: Vec<Arc<Provider>>,
+}
+
+impl Registry {
+    /// The providers of `configs`; `default_redirect` is the authority's
+    /// own callback URL.
+    #[must_use]
+    pub fn new(configs: &[ProviderConfig], default_redirect: &str) -> Self {
+        Self {
+            providers: configs
+                .iter()
+                .map(|config| Arc::new(Provider::new(config.clone(), default_redirect)))
+                .collect(),
+        }
+    }
+
+    /// The provider called `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers
+            .iter()
+            .find(|provider| provider.config.name == name)
+    }
+
+    /// All providers, in configuration order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.iter()
+    }
+
+    /// Whether no provider is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(text: &str) -> Vec<toml::Table> {
+        let table: toml::Table = text.parse().expect("toml");
+        table["providers"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|value| value.as_table().expect("table").clone())
+            .collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const GOOD: &str = r#"
+        [[providers]]
+        name = "orcid"
+        display_name = "ORCID"
+        issuer = "http://127.0.0.1:9/"
+        client_id = "app"
+        client_secret = "s3cret"
+        scopes = "openid offline_access"
+        authorize_params = { idp = "google" }
+        keepalive_after = 60
+
+        [[providers]]
+        name = "github"
+        authorize_url = "https://github.com/login/oauth/authorize"
+        token_url = "http://127.0.0.1:9/token"
+        client_id = "gh"
+        client_secret = "x"
+        token_endpoint_auth_method = "client_secret_post"
+        scopes = ["repo"]
+        enabled = false
+    "#;
+
+    /// A valid registry: defaults filled in, issuer normalised, scopes from
+    /// a string or a list, extra parameters kept, secrets hidden in Debug.
+    #[test]
+    fn valid_providers() {
+        let providers = parse(&tables(GOOD), &no_env).expect("valid");
+        assert_eq!(providers.len(), 2);
+        let orcid = &providers[0];
+        assert_eq!(orcid.issuer.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(orcid.scopes, ["openid", "offline_access"]);
+        assert_eq!(orcid.authorize_params, [("idp".into(), "google".into())]);
+        assert_eq!(orcid.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(orcid.default_expires_in, Duration::from_secs(3600));
+        assert_eq!(orcid.keepalive_after, Some(Duration::from_secs(60)));
+        assert!(orcid.enabled);
+        let github = &providers[1];
+        assert_eq!(github.display_name, "github");
+        assert_eq!(github.auth_method, AuthMethod::ClientSecretPost);
+        assert!(!github.enabled);
+        assert!(!format!("{providers:?}").contains("s3cret"));
+    }
+
+    /// Duplicate names stop the start-up, naming the field and the first
+    /// provider with that name.
+    #[test]
+    fn unique_names() {
+        let text = r#"
+            [[providers]]
+            name = "orcid"
+            issuer = "http://127.0.0.1:9"
+            client_id = "a"
+            client_secret = "x"
+            [[providers]]
+            name = "orcid"
+            issuer = "http://127.0.0.1:10"
+            client_id = "b"
+            client_secret = "y"
+        "#;
+        let error = parse(&tables(text), &no_env).unwrap_err();
+        assert_eq!(error.variable, "providers[1].name");
+        assert!(error.problem.contains("providers[0]"), "{error}");
+        assert!(error.problem.contains("unique"), "{error}");
+    }
+
+    /// Every invalid field is named: unknown keys, names, endpoints,
+    /// secrets, reserved parameters.
+    #[test]
+    fn invalid_fields() {
+        let base =
+            |extra: &str| format!("[[providers]]\nname = \"p\"\nclient_id = \"c\"\n{extra}\n");
+        let cases = [
+            (
+                base("issuer = \"http://x\"\nclient_secret = \"s\"\nclent = 1"),
+                "providers[0]",
+            ),
+            (base("issuer = \"http://x\""), "providers[0].client_secret"),
+            (base("client_secret = \"s\""), "providers[0].issuer"),
+            (
+                base("client_secret = \"s\"\nauthorize_url = \"http://x/a\""),
+                "providers[0].issuer",
+            ),
+            (
+                base("issuer = \"ftp://x\"\nclient_secret = \"s\""),
+                "providers[0].issuer",
+            ),
+            (
+                base(
+                    "issuer = \"http://x\"\nclient_secret = \"s\"\nauthorize_params = { state = \"x\" }",
+                ),
+                "providers[0].authorize_params",
+            ),
+            (
+                base("issuer = \"http://x\"\nclient_secret = \"s\"\nclient_secret_file = \"/f\""),
+                "providers[0].client_secret",
+            ),
+            (
+                base("issuer = \"http://x\"\nclient_secret_file = \"/nonexistent/secret\""),
+                "providers[0].client_secret_file",
+            ),
+            (
+                base("issuer = \"http://x\"\nclient_secret = \"s\"\nscopes = [\"a b\"]"),
+                "providers[0].scopes",
+            ),
+        ];
+        for (text, variable) in cases {
+            let error = parse(&tables(&text), &no_env).unwrap_err();
+            assert_eq!(error.variable, variable, "{text}: {error}");
+        }
+        for name in ["tokens", "callback", "Upper", "", "-x", "a/b"] {
+            let text = format!(
+                "[[providers]]\nname = \"{name}\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+            );
+            let error = parse(&tables(&text), &no_env).unwrap_err();
+            assert_eq!(error.variable, "providers[0].name", "{name}");
+        }
+    }
+
+    /// The secret comes from the environment (which wins), a file, or the
+    /// table; a public client needs none.
+    #[test]
+    fn secret_sources() {
+        let text = "[[providers]]\nname = \"my-idp\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret = \"from-file\"\n";
+        let env = |name: &str| {
+            (name == "CONNECT_PROVIDER_MY_IDP_CLIENT_SECRET").then(|| "from-env".to_owned())
+        };
+        let providers = parse(&tables(text), &env).expect("valid");
+        assert_eq!(providers[0].client_secret.as_str(), "from-env");
+        let dir = tempfile_dir();
+        let path = dir.join("secret");
+        std::fs::write(&path, "from-a-file\n").expect("write");
+        let text = format!(
+            "[[providers]]\nname = \"p\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret_file = {:?}\n",
+            path.display().to_string()
+        );
+        let providers = parse(&tables(&text), &no_env).expect("valid");
+        assert_eq!(providers[0].client_secret.as_str(), "from-a-file");
+        let public = "[[providers]]\nname = \"p\"\nissuer = \"http://x\"\nclient_id = \"c\"\ntoken_endpoint_auth_method = \"none\"\n";
+        assert!(parse(&tables(public), &no_env).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "authority-providers-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// Explicit endpoints need no discovery; the default callback URL is
+    /// used unless the provider names its own.
+    #[tokio::test]
+    async fn explicit_endpoints() {
+        let providers = parse(&tables(GOOD), &no_env).expect("valid");
+        let registry = Registry::new(&providers, "http://auth.example/v1/connect/callback");
+        let github = registry.get("github").expect("github");
+        assert_eq!(
+            github.redirect_uri,
+            "http://auth.example/v1/connect/callback"
+        );
+        let client = ProviderClient::new(Duration::from_secs(1)).expect("client");
+        let endpoints = github.endpoints(&client).await.expect("explicit");
+        assert_eq!(endpoints.token.as_str(), "http://127.0.0.1:9/token");
+        assert_eq!(endpoints.revocation, None);
+        assert!(registry.get("nope").is_none());
+    }
+}
