@@ -1,15 +1,21 @@
 //! The Redis store: [`RedisStore`] (the authority's reader and writer) and
 //! [`RedisTokenReader`] (what token clients get: lookups only).
 //!
-//! Connections come from a deadpool-redis pool whose wait, create and
-//! recycle timeouts, and whose connections' connect and response timeouts,
-//! are all the configured operation timeout; every operation as a whole is
-//! bounded by it too. A broken connection is discarded when the pool
-//! recycles it (a PING), so the store recovers by itself when Redis comes
-//! back.
+//! Lookups and pings, the hot path of every token client, share one
+//! multiplexed connection (`shared`): concurrent commands are pipelined on
+//! it, one round trip each, and a connection that breaks is replaced by the
+//! next command. Everything else (the authority's scripts and account
+//! operations) takes a connection from a deadpool-redis pool whose wait,
+//! create and recycle timeouts are the configured operation timeout; a
+//! broken pooled connection is discarded when the pool recycles it (a
+//! PING). The connections' connect and response timeouts are the operation
+//! timeout too, and every operation as a whole is bounded by it, so the
+//! store fails fast while Redis is down and recovers by itself when it
+//! comes back.
 
 mod config;
 mod scripts;
+mod shared;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,9 +36,13 @@ use crate::store::{
 };
 use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
 
+use self::shared::SharedConnection;
+
 /// The shared connection machinery of the store and the reader.
 struct Inner {
     pool: Pool,
+    /// Lookups and pings: one multiplexed connection, no pool check.
+    shared: SharedConnection,
     prefix: KeyPrefix,
     timeout: Duration,
 }
@@ -55,6 +65,9 @@ impl Inner {
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
+        let shared = SharedConnection::new(client, connection.clone());
         let manager = Manager::new_with_config(config.url.as_str(), connection)
             .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
         let mut pool_config = PoolConfig::new(config.pool_size);
@@ -70,6 +83,7 @@ impl Inner {
             .map_err(|error| Error::Config(error.to_string()))?;
         Ok(Self {
             pool,
+            shared,
             prefix: config.prefix.clone(),
             timeout,
         })
@@ -90,16 +104,35 @@ impl Inner {
             .map_err(|_| Error::Timeout(self.timeout))?
     }
 
+    /// Runs one command on the shared connection, bounded by the timeout;
+    /// a connection that fails or does not answer in time is replaced.
+    async fn on_shared<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T> {
+        let mut generation = None;
+        let attempt = async {
+            let mut lent = self.shared.get().await?;
+            generation = Some(lent.generation());
+            let result = command.query_async(&mut lent.connection).await;
+            if let Err(error) = &result {
+                self.shared.failed(&lent, error);
+            }
+            Ok(result?)
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(generation) = generation {
+                    self.shared.discard(generation);
+                }
+                Err(Error::Timeout(self.timeout))
+            }
+        }
+    }
+
     async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
         let key = self.prefix.token(token.tag(), token.digest());
-        let value: Option<Vec<u8>> = self
-            .with_connection(|mut connection| async move {
-                Ok(redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await?)
-            })
-            .await?;
+        let mut command = redis::cmd("GET");
+        command.arg(&key);
+        let value: Option<Vec<u8>> = self.on_shared(command).await?;
         value
             .map(|bytes| decode_for(token, &bytes))
             .transpose()
@@ -107,11 +140,8 @@ impl Inner {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.with_connection(|mut connection| async move {
-            let _: String = redis::cmd("PING").query_async(&mut connection).await?;
-            Ok(())
-        })
-        .await
+        let _: String = self.on_shared(redis::cmd("PING")).await?;
+        Ok(())
     }
 }
 
