@@ -7,6 +7,7 @@ use http::HeaderMap;
 use token_repository::RedisStore;
 
 use crate::accounts::Accounts;
+use crate::authenticate::VerifiedClients;
 use crate::config::Config;
 use crate::password::{HashError, Hasher};
 use crate::throttle::Throttle;
@@ -25,6 +26,7 @@ struct Inner {
     accounts: Accounts,
     hasher: Hasher,
     throttle: Throttle,
+    verified_clients: VerifiedClients,
 }
 
 /// Why the authority could not be set up.
@@ -36,6 +38,9 @@ pub enum SetupError {
     /// The hashing parameters are unusable.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// The OS random generator failed.
+    #[error("random generator: {0}")]
+    Random(#[from] rand::rngs::SysError),
 }
 
 impl AppState {
@@ -65,6 +70,7 @@ impl AppState {
                 store,
                 hasher,
                 throttle,
+                verified_clients: VerifiedClients::new()?,
             }),
         })
     }
@@ -99,6 +105,12 @@ impl AppState {
     #[must_use]
     pub fn hasher(&self) -> &Hasher {
         &self.inner.hasher
+    }
+
+    /// Client secrets verified recently.
+    #[must_use]
+    pub fn verified_clients(&self) -> &VerifiedClients {
+        &self.inner.verified_clients
     }
 
     /// Failed-login throttling.
