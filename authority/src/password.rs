@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
 use subtle::ConstantTimeEq as _;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use zeroize::Zeroizing;
 
 use crate::config::Argon2Config;
@@ -68,10 +68,10 @@ pub struct Hasher {
     dummy: Arc<str>,
 }
 
-/// One hash to compute, with the admission permit it holds until it is
-/// done (so a caller that gives up does not make room for more work than
-/// the queue bound while its hash still runs).
-type Job = (Box<dyn FnOnce() + Send>, OwnedSemaphorePermit);
+/// One hash to compute. It holds its admission permit until it is done, so
+/// a caller that gives up does not make room for more work than the queue
+/// bound while its hash still runs.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Starts `count` hashing threads that take jobs from one queue.
 fn start_workers(count: usize) -> Result<mpsc::Sender<Job>, HashError> {
@@ -89,7 +89,7 @@ fn start_workers(count: usize) -> Result<mpsc::Sender<Job>, HashError> {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .recv();
-                    let Ok((work, _permit)) = job else { return };
+                    let Ok(work) = job else { return };
                     // A panicking hash must not take the thread with it.
                     if std::panic::catch_unwind(AssertUnwindSafe(work)).is_err() {
                         tracing::error!("a password hashing job panicked");
@@ -225,11 +225,14 @@ impl Hasher {
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let _ = reply.send(work());
+        let job: Job = Box::new(move || {
+            let result = work();
+            // Capacity is back before the caller hears the result.
+            drop(admitted);
+            let _ = reply.send(result);
         });
         self.jobs
-            .send((job, admitted))
+            .send(job)
             .map_err(|_| HashError::Internal("hashing threads stopped".into()))?;
         answer
             .await
