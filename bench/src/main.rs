@@ -77,6 +77,11 @@ pub(crate) struct Settings {
     /// Access tokens (and sessions, JWTs) the validation rows cycle through.
     #[arg(long, default_value_t = 10_000)]
     tokens: usize,
+    /// Measure only these variants of rows 1–3 (for profiling; no rows are
+    /// computed then): unprotected, raw-get, uncached, uncached-acl, cached,
+    /// sessions, jwt-hs256, jwt-eddsa.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// fred clients in the session store's pool (its documented example).
     #[arg(long, default_value_t = 6)]
     session_pool: usize,
