@@ -1,11 +1,12 @@
 //! The Redis store: [`RedisStore`] (the authority's reader and writer) and
 //! [`RedisTokenReader`] (what token clients get: lookups only).
 //!
-//! Lookups and pings, the hot path of every token client, share one
+//! Lookups and pings, the hot path of every token client, and the token
+//! store's own operations (its scripts, listing, generations) share one
 //! multiplexed connection (`shared`): concurrent commands are pipelined on
 //! it, one round trip each, and a connection that breaks is replaced by the
-//! next command. Everything else (the authority's scripts and account
-//! operations) takes a connection from a deadpool-redis pool whose wait,
+//! next command. [`RedisStore::with_connection`] (the authority's account
+//! and throttling keys) takes a connection from a deadpool-redis pool whose wait,
 //! create and recycle timeouts are the configured operation timeout; a
 //! broken pooled connection is discarded when the pool recycles it (a
 //! PING). The connections' connect and response timeouts are the operation
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use uuid::Uuid;
 
@@ -107,11 +109,23 @@ impl Inner {
     /// Runs one command on the shared connection, bounded by the timeout;
     /// a connection that fails or does not answer in time is replaced.
     async fn on_shared<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T> {
+        self.with_shared(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs `operation` on the shared connection, bounded by the timeout; a
+    /// connection on which it fails at the connection level, or that does
+    /// not answer in time, is replaced.
+    async fn with_shared<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let mut generation = None;
         let attempt = async {
-            let mut lent = self.shared.get().await?;
+            let lent = self.shared.get().await?;
             generation = Some(lent.generation());
-            let result = command.query_async(&mut lent.connection).await;
+            let result = operation(lent.connection.clone()).await;
             if let Err(error) = &result {
                 self.shared.failed(&lent, error);
             }
@@ -223,14 +237,16 @@ impl RedisStore {
         self.inner.with_connection(operation).await
     }
 
+    /// Runs one of the store's scripts on the shared connection (no pool
+    /// check before it: one round trip).
     async fn script<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T> {
         self.inner
-            .with_connection(|mut connection| async move {
-                Ok(invocation.invoke_async(&mut connection).await?)
-            })
+            .with_shared(
+                |mut connection| async move { invocation.invoke_async(&mut connection).await },
+            )
             .await
     }
 
@@ -441,7 +457,7 @@ impl TokenWriter for RedisStore {
         let index = prefix.index(&tag);
         let found: Vec<(TokenDigest, Option<Vec<u8>>)> = self
             .inner
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
                     .arg(&index)
                     .arg(0)
@@ -483,15 +499,9 @@ impl TokenWriter for RedisStore {
 
     async fn generation(&self, subject: &str) -> Result<Generation> {
         let key = self.inner.prefix.generation(&SubjectTag::of(subject));
-        let value: Option<String> = self
-            .inner
-            .with_connection(|mut connection| async move {
-                Ok(redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await?)
-            })
-            .await?;
+        let mut command = redis::cmd("GET");
+        command.arg(&key);
+        let value: Option<String> = self.inner.on_shared(command).await?;
         Ok(Generation(
             value.and_then(|text| text.parse().ok()).unwrap_or_default(),
         ))
