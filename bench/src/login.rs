@@ -59,6 +59,17 @@ pub(crate) fn authority_env(
 /// Password of every benchmark user.
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
+/// An argon2id hash of [`PASSWORD`] with the authority's default parameters.
+pub(crate) fn hash_password() -> Result<String, String> {
+    let (memory, iterations, parallelism) = argon2_params(false);
+    let params =
+        Params::new(memory, iterations, parallelism, None).map_err(|error| error.to_string())?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(PASSWORD.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|error| error.to_string())
+}
+
 /// Creates `count` users (`bench-user-<i>`) through the authority's CLI.
 pub(crate) fn add_users(authority: &Authority, count: usize) -> Result<Vec<String>, String> {
     (0..count)

@@ -91,6 +91,9 @@ pub(crate) struct Settings {
     /// Token pairs issued in row 7.
     #[arg(long, default_value_t = 1_000_000)]
     pairs: usize,
+    /// Users whose sessions row 6 rotates (one session each).
+    #[arg(long, default_value_t = 2_000)]
+    rotation_users: usize,
     /// Concurrent password grants that saturate the authority in row 5.
     #[arg(long, default_value_t = 16)]
     login_concurrency: usize,
@@ -130,6 +133,7 @@ impl Settings {
             self.revocations = self.revocations.min(10);
             self.pairs = self.pairs.min(2_000);
             self.login_concurrency = self.login_concurrency.min(4);
+            self.rotation_users = self.rotation_users.min(50);
         }
     }
 
