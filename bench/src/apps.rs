@@ -30,6 +30,41 @@ pub(crate) fn unprotected() -> Router {
     Router::new().route("/", get(handler))
 }
 
+/// The unprotected handler behind a layer that passes every request on
+/// unchanged (boxed future, like `TokenAuthLayer`): what a route layer costs
+/// in axum by itself.
+pub(crate) fn empty_layer() -> Router {
+    Router::new()
+        .route("/", get(handler))
+        .route_layer(tower::layer::layer_fn(|inner| PassThrough { inner }))
+}
+
+#[derive(Clone)]
+struct PassThrough<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for PassThrough<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { inner.call(request).await })
+    }
+}
+
 /// `TokenAuthLayer` on a `RedisTokenReader`, with or without the tracking
 /// cache; configured like the middleware's example service.
 pub(crate) async fn opaque(

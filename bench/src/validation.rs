@@ -35,10 +35,13 @@ enum Variant {
     UnprotectedOne,
     /// The cached layer on one connection.
     CachedOne,
+    /// The unprotected handler behind a layer that does nothing: what
+    /// axum's `route_layer` plumbing costs by itself.
+    EmptyLayer,
 }
 
 impl Variant {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Unprotected,
         Self::RawGet,
         Self::Uncached,
@@ -49,6 +52,7 @@ impl Variant {
         Self::JwtEdDsa,
         Self::UnprotectedOne,
         Self::CachedOne,
+        Self::EmptyLayer,
     ];
 
     fn id(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Variant {
             Self::JwtEdDsa => "jwt-eddsa",
             Self::UnprotectedOne => "unprotected-1",
             Self::CachedOne => "cached-1",
+            Self::EmptyLayer => "empty-layer",
         }
     }
 
@@ -78,6 +83,7 @@ impl Variant {
             Self::JwtEdDsa => "jsonwebtoken EdDSA",
             Self::UnprotectedOne => "unprotected handler, 1 connection",
             Self::CachedOne => "TokenAuthLayer, cached, 1 connection",
+            Self::EmptyLayer => "unprotected handler behind an empty route_layer",
         }
     }
 }
@@ -134,6 +140,36 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     }
     // The median round of each variant (by rate): one noisy round moves
     // nothing.
+    // Round by round, the ratios the goals are about: how much the
+    // machine's noise moves them.
+    let per_round = |ours: Variant, base: Variant| -> Option<String> {
+        let (ours, base) = (results.get(&ours)?, results.get(&base)?);
+        let ratios: Vec<String> = ours
+            .iter()
+            .zip(base)
+            .map(|(o, b)| format!("{:.2}", o.rate / b.rate))
+            .collect();
+        Some(ratios.join(", "))
+    };
+    let round_notes = [
+        (
+            "2a (cached / unprotected)",
+            per_round(Variant::Cached, Variant::Unprotected),
+        ),
+        (
+            "3a (uncached / sessions)",
+            per_round(Variant::Uncached, Variant::Sessions),
+        ),
+        (
+            "3b (cached / HS256)",
+            per_round(Variant::Cached, Variant::JwtHs256),
+        ),
+    ];
+    let round_note = round_notes
+        .iter()
+        .filter_map(|(name, ratios)| ratios.as_ref().map(|ratios| format!("{name}: {ratios}")))
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut median = HashMap::new();
     for (variant, mut runs) in results {
         runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
@@ -256,6 +292,9 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
             context.report.figures.push(figures);
         }
     }
+    context.report.notes.push(format!(
+        "Rows 1–3 report each variant's median round; the ratios round by round were {round_note}."
+    ));
     drop(fixture);
     Ok(())
 }
@@ -352,6 +391,9 @@ fn measure(context: &Context, fixture: &Fixture, variant: Variant) -> Result<Fig
     let prefix = fixture.prefix.clone();
     let server = match variant {
         Variant::RawGet => None,
+        Variant::EmptyLayer => Some(Server::start(threads, || async {
+            Ok(apps::empty_layer())
+        })?),
         Variant::Unprotected | Variant::UnprotectedOne => Some(Server::start(threads, || async {
             Ok(apps::unprotected())
         })?),
