@@ -7,6 +7,7 @@ use http::HeaderMap;
 use token_repository::RedisStore;
 
 use crate::accounts::Accounts;
+use crate::authenticate::VerifiedClients;
 use crate::config::Config;
 use crate::connect::Connect;
 use crate::password::{HashError, Hasher};
@@ -27,6 +28,7 @@ struct Inner {
     hasher: Hasher,
     throttle: Throttle,
     connect: Connect,
+    verified_clients: VerifiedClients,
 }
 
 /// Why the authority could not be set up.
@@ -41,6 +43,9 @@ pub enum SetupError {
     /// Connected services could not be set up.
     #[error("connected services: {0}")]
     Connect(String),
+    /// The OS random generator failed.
+    #[error("random generator: {0}")]
+    Random(#[from] rand::rngs::SysError),
 }
 
 impl AppState {
@@ -73,6 +78,7 @@ impl AppState {
                 store,
                 hasher,
                 throttle,
+                verified_clients: VerifiedClients::new()?,
             }),
         })
     }
@@ -113,6 +119,12 @@ impl AppState {
     #[must_use]
     pub fn connect(&self) -> &Connect {
         &self.inner.connect
+    }
+
+    /// Client secrets verified recently.
+    #[must_use]
+    pub fn verified_clients(&self) -> &VerifiedClients {
+        &self.inner.verified_clients
     }
 
     /// Failed-login throttling.

@@ -10,7 +10,7 @@ use token_client::{CacheConfig, TokenAuthLayer, TokenCache};
 use token_repository::{
     Grant, KeyPrefix, Minted, RedisConfig, RedisStore, RedisTokenReader, Scopes, TokenWriter as _,
 };
-use token_test_harness::{RedisServer, wait_until, wait_until_async};
+use token_test_harness::{RedisServer, wait_until_async};
 use tower::{ServiceBuilder, ServiceExt as _};
 
 const TIMEOUT: Duration = Duration::from_millis(250);
@@ -152,9 +152,11 @@ async fn flushall_clears_the_cache() {
         .exec_async(&mut admin)
         .await
         .expect("FLUSHALL");
-    let cleared = wait_until(Duration::from_secs(1), || {
+    // Wait without blocking the runtime: the push is handled on it.
+    let cleared = wait_until_async(Duration::from_secs(1), tokio::time::sleep, || async {
         (fixture.cache.stats().entries == 0).then_some(())
-    });
+    })
+    .await;
     assert!(cleared.is_some(), "FLUSHALL did not clear the cache");
     assert_eq!(fixture.status(&minted).await, StatusCode::UNAUTHORIZED);
 }

@@ -254,3 +254,71 @@ async fn prefixes_isolate_deployments() {
             .is_some()
     );
 }
+
+/// One `INFO` field as a number.
+fn info_number(info: &str, field: &str) -> u64 {
+    info.lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_start_matches("calls=")
+                .split(',')
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Lookups, the hot path of every token client, cost one round trip each
+/// on one shared connection: no pool check (`UNWATCH` + `PING`) before each
+/// `GET`, and no new connection per lookup for a user that may not run
+/// `UNWATCH` (the README's read-only ACL user), however many run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_cost_one_round_trip_on_one_connection() {
+    let redis = RedisServer::start();
+    let _ = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "reader",
+        "on",
+        ">reader-pw",
+        "resetkeys",
+        "%R~ts:tok:*",
+        "-@all",
+        "+get",
+        "+ping",
+    ]);
+    let minted = grant("subject-1").mint().expect("mint");
+    store(&redis).issue(&minted, None).await.expect("issue");
+    let reader = RedisTokenReader::new(
+        RedisConfig::new(redis.url_as("reader", "reader-pw")).timeout(TIMEOUT),
+    )
+    .expect("reader");
+    reader.ping().await.expect("ping");
+    let _ = redis.cli(&["CONFIG", "RESETSTAT"]);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let reader = reader.clone();
+            let token = minted.access.token.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    assert!(reader.lookup(&token).await.expect("lookup").is_some());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let stats = redis.cli(&["INFO", "stats"]);
+    let commands = redis.cli(&["INFO", "commandstats"]);
+    // The one connection since the reset is redis-cli's, asking.
+    assert_eq!(
+        info_number(&stats, "total_connections_received:"),
+        1,
+        "lookups opened connections"
+    );
+    assert_eq!(info_number(&commands, "cmdstat_get:"), 640);
+    assert_eq!(info_number(&commands, "cmdstat_ping:"), 0, "{commands}");
+    assert_eq!(info_number(&commands, "cmdstat_unwatch:"), 0, "{commands}");
+}

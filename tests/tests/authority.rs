@@ -1316,3 +1316,44 @@ async fn request_ids_are_propagated() {
     });
     assert!(logged.is_some(), "{}", authority.logs());
 }
+
+/// A client's secret is hashed once, then remembered: repeated calls with
+/// the right secret skip argon2, but a wrong secret is still refused, and
+/// a removed client is refused at once although its secret was remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_client_secrets_never_outlive_the_client() {
+    let redis = RedisServer::start();
+    let authority = start(&redis);
+    authority.add_user("alice", PASSWORD, &["read"]);
+    let secret = authority.add_client("gateway", &[], true);
+    let tokens = authority.login("alice", PASSWORD).await;
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    let introspect = |secret: String| {
+        let http = authority.http.clone();
+        let url = authority.url("/oauth/introspect");
+        let access = access.clone();
+        async move {
+            http.post(url)
+                .header("authorization", basic("gateway", &secret))
+                .form(&[("token", access.as_str())])
+                .send()
+                .await
+                .expect("introspect")
+        }
+    };
+    for _ in 0..3 {
+        let answer = json_of(introspect(secret.clone()).await).await;
+        assert_eq!(answer["active"], true);
+    }
+    let wrong = format!("{secret}x");
+    assert_eq!(
+        error_of(introspect(wrong).await).await,
+        (401, "invalid_client".into())
+    );
+    let output = authority.cli(&["client", "remove", "gateway"], None);
+    assert!(output.status.success(), "client remove failed");
+    assert_eq!(
+        error_of(introspect(secret).await).await,
+        (401, "invalid_client".into())
+    );
+}

@@ -26,7 +26,10 @@ fn schemathesis(authority: &Authority, token: &str, args: &[&str]) -> (bool, Str
         .arg(config)
         .args(["run", &authority.url("/openapi.yaml")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--workers", "2", "--max-examples", "25", "--seed", "1"])
+        // One worker: hypothesis's lambda-description cache is not thread-safe
+        // and occasionally crashes a run with two ("AST constructor recursion
+        // depth mismatch"), which is a crash of the tool, not a finding.
+        .args(["--workers", "1", "--max-examples", "25", "--seed", "1"])
         .args(["--no-color"])
         .args(args)
         .env("SCHEMATHESIS_HOOKS", "")

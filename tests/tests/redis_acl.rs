@@ -291,3 +291,44 @@ async fn pooled_connections_are_reused_under_the_acl() {
         "{opened} connections opened for 100 sequential operations"
     );
 }
+
+/// The authority's pooled connections (its account and throttling keys)
+/// are reused under its ACL: the pool's check (`UNWATCH` + `PING`) is
+/// allowed, so operations do not open a connection each.
+#[tokio::test]
+async fn authority_user_keeps_its_pooled_connections() {
+    let redis = redis_with_acl();
+    let store = authority_store(&redis);
+    let connections = || {
+        let stats = redis.cli(&["INFO", "stats"]);
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("total_connections_received")
+    };
+    let key = format!("{}user:nobody", store.prefix());
+    let get = |store: RedisStore, key: String| async move {
+        store
+            .with_connection(|mut connection| async move {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(value)
+            })
+            .await
+            .expect("GET as the authority")
+    };
+    assert_eq!(get(store.clone(), key.clone()).await, None);
+    let before = connections();
+    for _ in 0..20 {
+        assert_eq!(get(store.clone(), key.clone()).await, None);
+    }
+    // One connection for redis-cli asking, none for the store.
+    assert_eq!(
+        connections() - before,
+        1,
+        "pooled connections were not reused"
+    );
+}

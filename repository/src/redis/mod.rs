@@ -1,15 +1,22 @@
 //! The Redis store: [`RedisStore`] (the authority's reader and writer) and
 //! [`RedisTokenReader`] (what token clients get: lookups only).
 //!
-//! Connections come from a deadpool-redis pool whose wait, create and
-//! recycle timeouts, and whose connections' connect and response timeouts,
-//! are all the configured operation timeout; every operation as a whole is
-//! bounded by it too. A broken connection is discarded when the pool
-//! recycles it (a PING), so the store recovers by itself when Redis comes
-//! back.
+//! Lookups and pings, the hot path of every token client, and the token
+//! store's own operations (its scripts, listing, generations) share one
+//! multiplexed connection (`shared`): concurrent commands are pipelined on
+//! it, one round trip each, and a connection that breaks is replaced by the
+//! next command. [`RedisStore::with_connection`] (the authority's account
+//! and throttling keys) takes a connection from a deadpool-redis pool whose wait,
+//! create and recycle timeouts are the configured operation timeout; a
+//! broken pooled connection is discarded when the pool recycles it (a
+//! PING). The connections' connect and response timeouts are the operation
+//! timeout too, and every operation as a whole is bounded by it, so the
+//! store fails fast while Redis is down and recovers by itself when it
+//! comes back.
 
 mod config;
 mod scripts;
+mod shared;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use uuid::Uuid;
 
@@ -30,9 +38,13 @@ use crate::store::{
 };
 use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
 
+use self::shared::SharedConnection;
+
 /// The shared connection machinery of the store and the reader.
 struct Inner {
     pool: Pool,
+    /// Lookups and pings: one multiplexed connection, no pool check.
+    shared: SharedConnection,
     prefix: KeyPrefix,
     timeout: Duration,
 }
@@ -55,6 +67,9 @@ impl Inner {
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
+        let shared = SharedConnection::new(client, connection.clone());
         let manager = Manager::new_with_config(config.url.as_str(), connection)
             .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
         let mut pool_config = PoolConfig::new(config.pool_size);
@@ -70,6 +85,7 @@ impl Inner {
             .map_err(|error| Error::Config(error.to_string()))?;
         Ok(Self {
             pool,
+            shared,
             prefix: config.prefix.clone(),
             timeout,
         })
@@ -90,16 +106,47 @@ impl Inner {
             .map_err(|_| Error::Timeout(self.timeout))?
     }
 
+    /// Runs one command on the shared connection, bounded by the timeout;
+    /// a connection that fails or does not answer in time is replaced.
+    async fn on_shared<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T> {
+        self.with_shared(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs `operation` on the shared connection, bounded by the timeout; a
+    /// connection on which it fails at the connection level, or that does
+    /// not answer in time, is replaced.
+    async fn with_shared<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let mut generation = None;
+        let attempt = async {
+            let lent = self.shared.get().await?;
+            generation = Some(lent.generation());
+            let result = operation(lent.connection.clone()).await;
+            if let Err(error) = &result {
+                self.shared.failed(&lent, error);
+            }
+            Ok(result?)
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(generation) = generation {
+                    self.shared.discard(generation);
+                }
+                Err(Error::Timeout(self.timeout))
+            }
+        }
+    }
+
     async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
         let key = self.prefix.token(token.tag(), token.digest());
-        let value: Option<Vec<u8>> = self
-            .with_connection(|mut connection| async move {
-                Ok(redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await?)
-            })
-            .await?;
+        let mut command = redis::cmd("GET");
+        command.arg(&key);
+        let value: Option<Vec<u8>> = self.on_shared(command).await?;
         value
             .map(|bytes| decode_for(token, &bytes))
             .transpose()
@@ -107,11 +154,8 @@ impl Inner {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.with_connection(|mut connection| async move {
-            let _: String = redis::cmd("PING").query_async(&mut connection).await?;
-            Ok(())
-        })
-        .await
+        let _: String = self.on_shared(redis::cmd("PING")).await?;
+        Ok(())
     }
 }
 
@@ -193,14 +237,16 @@ impl RedisStore {
         self.inner.with_connection(operation).await
     }
 
+    /// Runs one of the store's scripts on the shared connection (no pool
+    /// check before it: one round trip).
     async fn script<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T> {
         self.inner
-            .with_connection(|mut connection| async move {
-                Ok(invocation.invoke_async(&mut connection).await?)
-            })
+            .with_shared(
+                |mut connection| async move { invocation.invoke_async(&mut connection).await },
+            )
             .await
     }
 
@@ -411,7 +457,7 @@ impl TokenWriter for RedisStore {
         let index = prefix.index(&tag);
         let found: Vec<(TokenDigest, Option<Vec<u8>>)> = self
             .inner
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
                     .arg(&index)
                     .arg(0)
@@ -453,15 +499,9 @@ impl TokenWriter for RedisStore {
 
     async fn generation(&self, subject: &str) -> Result<Generation> {
         let key = self.inner.prefix.generation(&SubjectTag::of(subject));
-        let value: Option<String> = self
-            .inner
-            .with_connection(|mut connection| async move {
-                Ok(redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await?)
-            })
-            .await?;
+        let mut command = redis::cmd("GET");
+        command.arg(&key);
+        let value: Option<String> = self.inner.on_shared(command).await?;
         Ok(Generation(
             value.and_then(|text| text.parse().ok()).unwrap_or_default(),
         ))

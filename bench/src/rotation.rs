@@ -1,0 +1,194 @@
+//! Row 6: issuing without password hashing — `refresh_token` rotation at
+//! the authority — against raw Redis `SET` at the same concurrency.
+//!
+//! Many users refresh their own sessions: the users are created in the
+//! authority's account store, each gets one token pair (repository
+//! writer, no client), and every worker rotates the refresh tokens of its
+//! share of the users in turn; each answer carries the token of that
+//! user's next rotation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use token_authority::accounts::{Accounts, User};
+use token_repository::{RedisConfig, RedisStore, Scopes, Timestamp};
+use token_test_harness::RedisServer;
+
+use crate::authority::{self, Authority};
+use crate::fixtures::{self, Person};
+use crate::load::{self, Scenario};
+use crate::login;
+use crate::report::{Figures, Row, thousands, times};
+use crate::server::process_cpu;
+use crate::{Context, redis_cpu};
+
+/// The refresh tokens of one worker's users, rotated in turn.
+struct Chains {
+    tokens: Vec<String>,
+    next: usize,
+    in_flight: usize,
+}
+
+impl Scenario for Chains {
+    fn request(&mut self) -> http::Request<http_body_util::Full<Bytes>> {
+        self.in_flight = self.next;
+        self.next = (self.next + 1) % self.tokens.len();
+        login::form(
+            "/oauth/token",
+            format!(
+                "grant_type=refresh_token&refresh_token={}",
+                self.tokens[self.in_flight]
+            ),
+            None,
+        )
+    }
+
+    fn answer(&mut self, status: StatusCode, body: &Bytes) -> Result<(), String> {
+        if status != StatusCode::OK {
+            return Err(format!(
+                "rotation answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|error| error.to_string())?;
+        let next = value["refresh_token"]
+            .as_str()
+            .ok_or("no refresh token in the answer")?;
+        next.clone_into(&mut self.tokens[self.in_flight]);
+        Ok(())
+    }
+}
+
+pub(crate) fn run(context: &mut Context) -> Result<(), String> {
+    let redis = RedisServer::builder()
+        .try_start()
+        .map_err(|error| error.to_string())?;
+    let binary = authority::locate(context.settings.authority.as_deref())?;
+    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let env = login::authority_env(&redis.url(), context.settings.smoke, &[]);
+    let authority = Authority::start(&binary, &env, &dir.path().join("authority.log"))?;
+    let bounds = context.bounds();
+    let count = context.settings.rotation_users.max(bounds.concurrency);
+    let people: Vec<Person> = (0..count).map(Person::new).collect();
+    let url = redis.url();
+    let tokens = context.generator.block_on(async {
+        let store = RedisStore::new(RedisConfig::new(&url)).map_err(|error| error.to_string())?;
+        let accounts = Accounts::new(store.clone());
+        // A real argon2id hash (the default parameters), made once: rotation
+        // never checks it.
+        let password_hash = login::hash_password()?;
+        for person in &people {
+            let now = Timestamp::now();
+            let user = User {
+                subject: person.subject.clone(),
+                username: person.username.clone(),
+                name: Some(person.name.clone()),
+                email: Some(person.email.clone()),
+                scopes: Scopes::parse("read write").map_err(|error| error.to_string())?,
+                password_hash: password_hash.clone(),
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+            };
+            accounts
+                .create_user(&user)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        let minted =
+            fixtures::issue(&store, &people, 1, 32, |grant| grant.client_id = None).await?;
+        Ok::<_, String>(
+            minted
+                .iter()
+                .filter_map(|m| {
+                    m.refresh
+                        .as_ref()
+                        .map(|r| r.token.expose_secret().to_owned())
+                })
+                .collect::<Vec<_>>(),
+        )
+    })?;
+    let tokens = Arc::new(tokens);
+    let cpu_before = process_cpu(authority.pid());
+    let redis_before = redis_cpu(&context.generator, &url);
+    let rotations = context.generator.http(
+        authority.addr(),
+        bounds,
+        Arc::new(move |worker| {
+            let mine = tokens
+                .iter()
+                .skip(worker)
+                .step_by(bounds.concurrency)
+                .cloned()
+                .collect();
+            Box::new(Chains {
+                tokens: mine,
+                next: 0,
+                in_flight: 0,
+            })
+        }),
+    );
+    let cpu = process_cpu(authority.pid()).saturating_sub(cpu_before);
+    let redis_used = redis_cpu(&context.generator, &url) - redis_before;
+    drop(authority);
+
+    // The same number of connections, each SETting a record-sized value
+    // with a TTL, back to back.
+    let value = vec![b'x'; 130];
+    let sets = context
+        .generator
+        .block_on(load::redis_commands(&url, bounds, move |worker, _| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(format!("bench:set:{worker}"))
+                .arg(value.as_slice())
+                .arg("PX")
+                .arg(900_000);
+            cmd
+        }));
+
+    let mut ours = Figures::of(
+        "refresh_token rotation (authority)",
+        &rotations,
+        bounds.concurrency,
+    );
+    let total = load::u64_to_f64(rotations.ok + rotations.errors)
+        * (bounds.warmup + bounds.duration).as_secs_f64()
+        / bounds.duration.as_secs_f64();
+    if total > 0.0 {
+        ours.server_cpu_us = Some(cpu.as_secs_f64() * 1e6 / total);
+        ours.redis_cpu_us = Some(redis_used * 1e6 / total);
+    }
+    let raw = Figures::of(
+        "raw Redis SET (one connection per worker)",
+        &sets,
+        bounds.concurrency,
+    );
+    context.report.rows.push(
+        Row::new(
+            "6",
+            "Issue without hashing: `refresh_token` rotations/s vs raw Redis `SET`/s, same concurrency",
+        )
+        .figures(ours.summary("rotation"), raw.summary("SET"))
+        .ratio(times(ours.rate / raw.rate)),
+    );
+    context.report.notes.push(format!(
+        "Row 6: {count} users, one session each, rotated in turn by {} connections: {:.1} rotations per user \
+         in the run. Every rotation leaves its access token (live 15 min) in the user's index, and the \
+         rotation script scans the index. Redis spent {} of CPU per rotation, the authority {}.",
+        bounds.concurrency,
+        load::u64_to_f64(rotations.ok + rotations.errors) / load::u64_to_f64(u64::try_from(count).unwrap_or(1))
+            * (bounds.warmup + bounds.duration).as_secs_f64() / bounds.duration.as_secs_f64(),
+        crate::report::micros(ours.redis_cpu_us.unwrap_or(0.0)),
+        crate::report::micros(ours.server_cpu_us.unwrap_or(0.0)),
+    ));
+    context.progress(&format!(
+        "rotation {} /s, SET {} /s",
+        thousands(ours.rate),
+        thousands(raw.rate)
+    ));
+    context.report.figures.push(ours);
+    context.report.figures.push(raw);
+    Ok(())
+}

@@ -1,0 +1,530 @@
+//! Rows 1–3: what validating a request costs, uncached and cached, against
+//! the unprotected handler, raw Redis `GET`, a session store on Redis and
+//! JWT verification; every variant driven by the same generator at the
+//! same concurrency.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use token_repository::{KeyPrefix, RedisConfig, RedisStore};
+use token_test_harness::RedisServer;
+
+use crate::apps;
+use crate::fixtures::{self, Person};
+use crate::load::{self, Measured, ScenarioFactory};
+use crate::report::{Figures, Row, micros, thousands, times};
+use crate::server::{SERVER_THREAD, Server, thread_cpu};
+use crate::{Context, redis_cpu};
+
+/// One way of authenticating the handler's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Variant {
+    Unprotected,
+    RawGet,
+    Uncached,
+    UncachedAcl,
+    Cached,
+    Sessions,
+    JwtHs256,
+    JwtEdDsa,
+    /// The unprotected handler on one connection: latency without queueing.
+    UnprotectedOne,
+    /// The cached layer on one connection.
+    CachedOne,
+    /// The unprotected handler behind a layer that does nothing: what
+    /// axum's `route_layer` plumbing costs by itself.
+    EmptyLayer,
+}
+
+impl Variant {
+    const ALL: [Self; 11] = [
+        Self::Unprotected,
+        Self::RawGet,
+        Self::Uncached,
+        Self::UncachedAcl,
+        Self::Cached,
+        Self::Sessions,
+        Self::JwtHs256,
+        Self::JwtEdDsa,
+        Self::UnprotectedOne,
+        Self::CachedOne,
+        Self::EmptyLayer,
+    ];
+
+    fn id(self) -> &'static str {
+        match self {
+            Self::Unprotected => "unprotected",
+            Self::RawGet => "raw-get",
+            Self::Uncached => "uncached",
+            Self::UncachedAcl => "uncached-acl",
+            Self::Cached => "cached",
+            Self::Sessions => "sessions",
+            Self::JwtHs256 => "jwt-hs256",
+            Self::JwtEdDsa => "jwt-eddsa",
+            Self::UnprotectedOne => "unprotected-1",
+            Self::CachedOne => "cached-1",
+            Self::EmptyLayer => "empty-layer",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Unprotected => "unprotected handler",
+            Self::RawGet => "raw Redis GET (one connection per worker)",
+            Self::Uncached => "TokenAuthLayer, uncached",
+            Self::UncachedAcl => "TokenAuthLayer, uncached, as the read-only ACL user",
+            Self::Cached => "TokenAuthLayer, cached (tracking)",
+            Self::Sessions => "tower-sessions + RedisStore (fred)",
+            Self::JwtHs256 => "jsonwebtoken HS256",
+            Self::JwtEdDsa => "jsonwebtoken EdDSA",
+            Self::UnprotectedOne => "unprotected handler, 1 connection",
+            Self::CachedOne => "TokenAuthLayer, cached, 1 connection",
+            Self::EmptyLayer => "unprotected handler behind an empty route_layer",
+        }
+    }
+}
+
+/// The ACL of the middleware's Redis user (the README's), for the ACL
+/// variant.
+const CLIENT_ACL: &[&str] = &[
+    "ACL",
+    "SETUSER",
+    "token-client",
+    "on",
+    ">bench-client-password",
+    "resetkeys",
+    "resetchannels",
+    "%R~ts:tok:*",
+    "-@all",
+    "+get",
+    "+ping",
+    "+client|tracking",
+];
+
+/// Everything the variants need, prepared once.
+struct Fixture {
+    redis: RedisServer,
+    prefix: KeyPrefix,
+    token_keys: Arc<Vec<Vec<u8>>>,
+    bearer: Arc<Vec<String>>,
+    cookies: Arc<Vec<String>>,
+    hs256: Arc<Vec<String>>,
+    eddsa: Arc<Vec<String>>,
+    hs256_secret: Vec<u8>,
+}
+
+pub(crate) fn run(context: &mut Context) -> Result<(), String> {
+    let fixture = prepare(context)?;
+    let rounds = context.settings.rounds.max(1);
+    let mut results: HashMap<Variant, Vec<Figures>> = HashMap::new();
+    let only = &context.settings.only;
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|variant| only.is_empty() || only.iter().any(|id| id == variant.id()))
+        .collect();
+    for round in 0..rounds {
+        for &variant in &variants {
+            let figures = measure(context, &fixture, variant)?;
+            context.progress(&format!(
+                "round {}/{rounds}: {:<55} {}",
+                round + 1,
+                variant.name(),
+                figures.summary("req")
+            ));
+            results.entry(variant).or_default().push(figures);
+        }
+    }
+    // The median round of each variant (by rate): one noisy round moves
+    // nothing.
+    // Round by round, the ratios the goals are about: how much the
+    // machine's noise moves them.
+    let per_round = |ours: Variant, base: Variant| -> Option<String> {
+        let (ours, base) = (results.get(&ours)?, results.get(&base)?);
+        let ratios: Vec<String> = ours
+            .iter()
+            .zip(base)
+            .map(|(o, b)| format!("{:.2}", o.rate / b.rate))
+            .collect();
+        Some(ratios.join(", "))
+    };
+    let round_notes = [
+        (
+            "2a (cached / unprotected)",
+            per_round(Variant::Cached, Variant::Unprotected),
+        ),
+        (
+            "3a (uncached / sessions)",
+            per_round(Variant::Uncached, Variant::Sessions),
+        ),
+        (
+            "3b (cached / HS256)",
+            per_round(Variant::Cached, Variant::JwtHs256),
+        ),
+    ];
+    let round_note = round_notes
+        .iter()
+        .filter_map(|(name, ratios)| ratios.as_ref().map(|ratios| format!("{name}: {ratios}")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut median = HashMap::new();
+    for (variant, mut runs) in results {
+        runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let chosen = runs.swap_remove(runs.len() / 2);
+        median.insert(variant, chosen);
+    }
+    if variants.len() < Variant::ALL.len() {
+        for variant in variants {
+            if let Some(figures) = median.remove(&variant) {
+                context.report.figures.push(figures);
+            }
+        }
+        return Ok(());
+    }
+    let get = |variant: Variant| median.get(&variant).cloned().ok_or("missing variant");
+    let unprotected = get(Variant::Unprotected)?;
+    let raw = get(Variant::RawGet)?;
+    let uncached = get(Variant::Uncached)?;
+    let uncached_acl = get(Variant::UncachedAcl)?;
+    let cached = get(Variant::Cached)?;
+    let sessions = get(Variant::Sessions)?;
+    let hs256 = get(Variant::JwtHs256)?;
+    let eddsa = get(Variant::JwtEdDsa)?;
+    let unprotected_one = get(Variant::UnprotectedOne)?;
+    let cached_one = get(Variant::CachedOne)?;
+
+    let rate = |f: &Figures| format!("{} req/s", thousands(f.rate));
+    let latency = |f: &Figures| format!("p50 {} / p99 {}", micros(f.p50_us), micros(f.p99_us));
+    let both = |f: &Figures| format!("{}; {}", rate(f), latency(f));
+    let rows = &mut context.report.rows;
+    rows.push(
+        Row::new(
+            "1a",
+            "Validation, uncached: handler behind `TokenAuthLayer` vs the same handler without it",
+        )
+        .figures(both(&uncached), both(&unprotected))
+        .ratio(times(uncached.rate / unprotected.rate)),
+    );
+    rows.push(
+        Row::new(
+            "1b",
+            "Validation, uncached vs raw Redis `GET` of the same keys (one round trip per request)",
+        )
+        .figures(both(&uncached), both(&raw))
+        .ratio(times(uncached.rate / raw.rate)),
+    );
+    rows.push(
+        Row::new("1c", "Validation, uncached, as the read-only ACL user (the README's deployment) vs the unprotected handler")
+            .figures(both(&uncached_acl), both(&unprotected))
+            .ratio(times(uncached_acl.rate / unprotected.rate)),
+    );
+    let cached_ratio = cached.rate / unprotected.rate;
+    rows.push(
+        Row::new(
+            "2a",
+            "Validation, cached: throughput vs the unprotected handler",
+        )
+        .figures(both(&cached), both(&unprotected))
+        .ratio(times(cached_ratio))
+        .goal("≥ 0.90×", cached_ratio >= 0.90),
+    );
+    // Latency added by the layer itself: on one connection (no queueing).
+    // At saturation every request also waits for the ones ahead of it, so
+    // the added p99 there follows the throughput (row 2a); shown beside.
+    let added = cached_one.p99_us - unprotected_one.p99_us;
+    let added_saturated = cached.p99_us - unprotected.p99_us;
+    rows.push(
+        Row::new(
+            "2b",
+            format!(
+                "Validation, cached: p99 latency added to the unprotected handler's, one connection \
+                 (at {} connections: {} vs {}, {}{})",
+                cached.concurrency,
+                micros(cached.p99_us),
+                micros(unprotected.p99_us),
+                if added_saturated < 0.0 { "−" } else { "+" },
+                micros(added_saturated.abs())
+            ),
+        )
+        .figures(
+            format!("p50 {} / p99 {}", micros(cached_one.p50_us), micros(cached_one.p99_us)),
+            format!("p50 {} / p99 {}", micros(unprotected_one.p50_us), micros(unprotected_one.p99_us)),
+        )
+        .ratio(format!(
+            "{}{}",
+            if added < 0.0 { "−" } else { "+" },
+            micros(added.abs())
+        ))
+        .goal("added < 50 µs", added < 50.0),
+    );
+    let vs_sessions = uncached.rate / sessions.rate;
+    rows.push(
+        Row::new("3a", "Uncached vs a session store on Redis (`tower-sessions` + `tower-sessions-redis-store`, session id per request)")
+            .figures(both(&uncached), both(&sessions))
+            .ratio(times(vs_sessions))
+            .goal("≥ 1.00×", vs_sessions >= 1.0),
+    );
+    let vs_hs = cached.rate / hs256.rate;
+    rows.push(
+        Row::new(
+            "3b",
+            "Cached vs stateless JWT validation, `jsonwebtoken` HS256",
+        )
+        .figures(both(&cached), both(&hs256))
+        .ratio(times(vs_hs))
+        .goal("> 1.00×", vs_hs > 1.0),
+    );
+    let vs_ed = cached.rate / eddsa.rate;
+    rows.push(
+        Row::new(
+            "3c",
+            "Cached vs stateless JWT validation, `jsonwebtoken` EdDSA (Ed25519)",
+        )
+        .figures(both(&cached), both(&eddsa))
+        .ratio(times(vs_ed))
+        .goal("> 1.00×", vs_ed > 1.0),
+    );
+    for variant in Variant::ALL {
+        if let Some(figures) = median.remove(&variant) {
+            context.report.figures.push(figures);
+        }
+    }
+    context.report.notes.push(format!(
+        "Rows 1–3 report each variant's median round; the ratios round by round were {round_note}."
+    ));
+    drop(fixture);
+    Ok(())
+}
+
+fn prepare(context: &Context) -> Result<Fixture, String> {
+    let redis = RedisServer::builder()
+        .try_start()
+        .map_err(|error| error.to_string())?;
+    let url = redis.url();
+    let _ = redis.cli(CLIENT_ACL);
+    let prefix = KeyPrefix::default();
+    let tokens = context.settings.tokens.max(10);
+    let users: Vec<Person> = (0..tokens / 10).map(Person::new).collect();
+    let hs256_secret: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    let setup = context.generator.block_on(async {
+        let store = RedisStore::new(RedisConfig::new(&url).prefix(prefix.clone()))
+            .map_err(|error| error.to_string())?;
+        // Ten sessions per user, as in the footprint row.
+        let minted = fixtures::issue(&store, &users, 10, 32, |_| {}).await?;
+        let session_store = apps::session_store(&url, 1).await?;
+        let cookies = fixtures::sessions(&session_store, &users).await?;
+        Ok::<_, String>((minted, cookies))
+    })?;
+    let (minted, cookies) = setup;
+    let token_keys = minted
+        .iter()
+        .map(|m| prefix.token(m.access.token.tag(), m.access.token.digest()))
+        .collect();
+    let bearer: Vec<String> = minted
+        .iter()
+        .map(|m| format!("Bearer {}", m.access.token.expose_secret()))
+        .collect();
+    let hs256 = fixtures::jwts(
+        &users,
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&hs256_secret),
+    )?;
+    let eddsa = fixtures::jwts(
+        &users,
+        Algorithm::EdDSA,
+        &EncodingKey::from_ed_der(&fixtures::ed25519_pkcs8(&fixtures::ED25519_SEED)),
+    )?;
+    context.progress(&format!(
+        "rows 1–3: {} access tokens of {} users, {} sessions, {} JWTs of each kind",
+        minted.len(),
+        users.len(),
+        cookies.len(),
+        users.len()
+    ));
+    Ok(Fixture {
+        redis,
+        prefix,
+        token_keys: Arc::new(token_keys),
+        bearer: Arc::new(bearer),
+        cookies: Arc::new(cookies),
+        hs256: Arc::new(hs256.into_iter().map(|t| format!("Bearer {t}")).collect()),
+        eddsa: Arc::new(eddsa.into_iter().map(|t| format!("Bearer {t}")).collect()),
+        hs256_secret,
+    })
+}
+
+/// Requests `GET /` with `header: values[i]`, each worker walking the list
+/// from its own offset.
+fn requests(header: &'static str, values: &Arc<Vec<String>>, stride: usize) -> ScenarioFactory {
+    let values = Arc::clone(values);
+    Arc::new(move |worker| {
+        let values = Arc::clone(&values);
+        let offset = worker * 7919;
+        load::Fixed::boxed(
+            move |sequence| {
+                let value = &values[(offset + sequence * stride) % values.len()];
+                Request::get("/")
+                    .header(header, value.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .unwrap_or_default()
+            },
+            StatusCode::OK,
+        )
+    })
+}
+
+fn measure(context: &Context, fixture: &Fixture, variant: Variant) -> Result<Figures, String> {
+    let bounds = match variant {
+        Variant::UnprotectedOne | Variant::CachedOne => context.bounds_at(1),
+        _ => context.bounds(),
+    };
+    let url = fixture.redis.url();
+    let threads = context.settings.server_threads;
+    let prefix = fixture.prefix.clone();
+    let server = match variant {
+        Variant::RawGet => None,
+        Variant::EmptyLayer => Some(Server::start(threads, || async {
+            Ok(apps::empty_layer())
+        })?),
+        Variant::Unprotected | Variant::UnprotectedOne => Some(Server::start(threads, || async {
+            Ok(apps::unprotected())
+        })?),
+        Variant::Uncached | Variant::Cached | Variant::CachedOne => {
+            let cached = variant != Variant::Uncached;
+            let url = url.clone();
+            Some(Server::start(threads, move || async move {
+                apps::opaque(&url, &prefix, cached).await
+            })?)
+        }
+        Variant::UncachedAcl => {
+            let url = fixture
+                .redis
+                .url_as("token-client", "bench-client-password");
+            Some(Server::start(threads, move || async move {
+                apps::opaque(&url, &prefix, false).await
+            })?)
+        }
+        Variant::Sessions => {
+            let url = url.clone();
+            let pool = context.settings.session_pool;
+            Some(Server::start(threads, move || async move {
+                apps::sessions(&url, pool).await
+            })?)
+        }
+        Variant::JwtHs256 => {
+            let key = DecodingKey::from_secret(&fixture.hs256_secret);
+            Some(Server::start(threads, move || async move {
+                Ok(apps::jwt(key, Algorithm::HS256))
+            })?)
+        }
+        Variant::JwtEdDsa => {
+            let key = DecodingKey::from_ed_der(&fixtures::ED25519_PUBLIC);
+            Some(Server::start(threads, move || async move {
+                Ok(apps::jwt(key, Algorithm::EdDSA))
+            })?)
+        }
+    };
+    // The cached rows are about cache hits (misses are row 1): every token
+    // goes through the cache once before anything is measured.
+    if let (Some(server), Variant::Cached | Variant::CachedOne) = (&server, variant) {
+        prewarm(context, server.addr(), &fixture.bearer)?;
+    }
+    let cpu_before = thread_cpu(SERVER_THREAD);
+    let redis_before = redis_cpu(&context.generator, &url);
+    let measured: Measured = match (&server, variant) {
+        (None, _) => {
+            let keys = Arc::clone(&fixture.token_keys);
+            context.generator.block_on(load::redis_commands(
+                &url,
+                bounds,
+                move |worker, sequence| {
+                    let index = usize::try_from(sequence).unwrap_or(0);
+                    let key = &keys[(worker * 7919 + index) % keys.len()];
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(key.as_slice());
+                    cmd
+                },
+            ))
+        }
+        (Some(server), Variant::Sessions) => context.generator.http(
+            server.addr(),
+            bounds,
+            requests("cookie", &fixture.cookies, 1),
+        ),
+        (Some(server), Variant::JwtHs256) => context.generator.http(
+            server.addr(),
+            bounds,
+            requests("authorization", &fixture.hs256, 1),
+        ),
+        (Some(server), Variant::JwtEdDsa) => context.generator.http(
+            server.addr(),
+            bounds,
+            requests("authorization", &fixture.eddsa, 1),
+        ),
+        (Some(server), _) => context.generator.http(
+            server.addr(),
+            bounds,
+            requests("authorization", &fixture.bearer, 1),
+        ),
+    };
+    let cpu = thread_cpu(SERVER_THREAD).saturating_sub(cpu_before);
+    let redis_used = redis_cpu(&context.generator, &url) - redis_before;
+    drop(server);
+    let mut figures = Figures::of(variant.name(), &measured, bounds.concurrency);
+    let requests = load::u64_to_f64(measured.ok + measured.errors);
+    if requests > 0.0 {
+        // Warm-up requests used CPU too: scale by the whole run's requests
+        // would be exact; the warm-up share is small and the same for all.
+        let total = requests * (bounds.warmup + bounds.duration).as_secs_f64()
+            / bounds.duration.as_secs_f64();
+        if variant != Variant::RawGet {
+            figures.server_cpu_us = Some(cpu.as_secs_f64() * 1e6 / total);
+        }
+        figures.redis_cpu_us = Some(redis_used * 1e6 / total);
+    }
+    Ok(figures)
+}
+
+/// Sends every token once (32 connections, each its share), unmeasured.
+fn prewarm(
+    context: &Context,
+    addr: std::net::SocketAddr,
+    bearer: &Arc<Vec<String>>,
+) -> Result<(), String> {
+    const CONNECTIONS: usize = 32;
+    let count = bearer.len();
+    let bounds = load::Bounds {
+        concurrency: CONNECTIONS,
+        warmup: std::time::Duration::ZERO,
+        duration: std::time::Duration::from_secs(60),
+        max_requests: u64::try_from(count).unwrap_or(u64::MAX),
+    };
+    let values = Arc::clone(bearer);
+    let factory: ScenarioFactory = Arc::new(move |worker| {
+        let values = Arc::clone(&values);
+        load::Fixed::boxed(
+            move |sequence| {
+                // Worker w sends tokens w, w + 32, w + 64, …
+                let index = (worker + (sequence - 1) * CONNECTIONS) % values.len();
+                Request::get("/")
+                    .header("authorization", values[index].as_str())
+                    .body(Full::new(Bytes::new()))
+                    .unwrap_or_default()
+            },
+            StatusCode::OK,
+        )
+    });
+    let warmed = context.generator.http(addr, bounds, factory);
+    match warmed.first_error {
+        Some(error) => Err(format!("warming the cache: {error}")),
+        None => Ok(()),
+    }
+}
