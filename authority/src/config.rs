@@ -9,15 +9,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use token_repository::KeyPrefix;
-use token_repository::redis::redact_url;
+use token_repository::redis::Topology;
 
 use crate::connect::config::ConnectConfig;
 
 /// Everything `token-authority serve` (and the admin CLI) can be told.
 #[derive(Clone)]
 pub struct Config {
-    /// `REDIS_URL`: the token repository (and user / client store).
-    pub redis_url: String,
+    /// Where Redis is: `REDIS_URL` (one server), `REDIS_CLUSTER_URLS` (a
+    /// Redis Cluster) or `REDIS_SENTINEL_URLS` + `REDIS_SENTINEL_MASTER`
+    /// (a master behind Sentinel).
+    pub redis_topology: Topology,
+    /// `REDIS_WAIT_REPLICAS` and `REDIS_WAIT_TIMEOUT_MS`: replicas that must
+    /// acknowledge every issued token, and how long to wait for them.
+    pub redis_wait: Option<(u32, Duration)>,
     /// `REDIS_POOL_SIZE`: pooled Redis connections.
     pub redis_pool_size: usize,
     /// `REDIS_TIMEOUT_MS`: bound on every Redis operation.
@@ -115,6 +120,41 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "REDIS_URL",
         "redis://127.0.0.1:6379",
         "Redis holding tokens, users and clients",
+    ),
+    (
+        "REDIS_CLUSTER_URLS",
+        "—",
+        "Redis Cluster seed nodes, comma-separated (instead of REDIS_URL)",
+    ),
+    (
+        "REDIS_SENTINEL_URLS",
+        "—",
+        "Sentinel addresses, comma-separated (instead of REDIS_URL)",
+    ),
+    (
+        "REDIS_SENTINEL_MASTER",
+        "—",
+        "the master's name at the sentinels (with REDIS_SENTINEL_URLS)",
+    ),
+    (
+        "REDIS_SENTINEL_USERNAME",
+        "—",
+        "ACL user for the data nodes behind Sentinel",
+    ),
+    (
+        "REDIS_SENTINEL_PASSWORD",
+        "—",
+        "password for the data nodes behind Sentinel",
+    ),
+    (
+        "REDIS_WAIT_REPLICAS",
+        "0",
+        "replicas that must acknowledge each issued token (WAIT); 0: off",
+    ),
+    (
+        "REDIS_WAIT_TIMEOUT_MS",
+        "500",
+        "how long to wait for them before revoking and answering 503",
     ),
     ("REDIS_POOL_SIZE", "16", "pooled Redis connections"),
     (
@@ -294,19 +334,16 @@ impl Config {
                 v.parse()
                     .map_err(|_| "expected an IP address and port, like 127.0.0.1:8080".into())
             })?;
-        let redis_url = get("REDIS_URL")
-            .unwrap_or("redis://127.0.0.1:6379")
-            .to_owned();
-        if !(redis_url.starts_with("redis://")
-            || redis_url.starts_with("rediss://")
-            || redis_url.starts_with("unix://")
-            || redis_url.starts_with("redis+unix://"))
-        {
-            return Err(ConfigError::new(
-                "REDIS_URL",
-                "expected redis://[user:password@]host[:port][/db] (or rediss://, unix://)",
-            ));
-        }
+        let redis_topology = Topology::from_settings(get)
+            .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+        let wait_replicas: u32 =
+            number(get("REDIS_WAIT_REPLICAS"), "REDIS_WAIT_REPLICAS", 0, 0..=16)?;
+        let wait_timeout = Duration::from_millis(number(
+            get("REDIS_WAIT_TIMEOUT_MS"),
+            "REDIS_WAIT_TIMEOUT_MS",
+            500,
+            1..=60_000,
+        )?);
         let key_prefix = KeyPrefix::new(get("KEY_PREFIX").unwrap_or("ts:"))
             .map_err(|error| ConfigError::new("KEY_PREFIX", error.to_string()))?;
         let issuer = get("ISSUER").map(|issuer| issuer.trim_end_matches('/').to_owned());
@@ -320,7 +357,8 @@ impl Config {
         }
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let config = Self {
-            redis_url,
+            redis_topology,
+            redis_wait: (wait_replicas > 0).then_some((wait_replicas, wait_timeout)),
             redis_pool_size: number(get("REDIS_POOL_SIZE"), "REDIS_POOL_SIZE", 16, 1..=1024)?,
             redis_timeout: Duration::from_millis(number(
                 get("REDIS_TIMEOUT_MS"),
@@ -399,17 +437,22 @@ impl Config {
     /// The Redis store configuration.
     #[must_use]
     pub fn redis(&self) -> token_repository::RedisConfig {
-        token_repository::RedisConfig::new(self.redis_url.clone())
+        let config = token_repository::RedisConfig::with_topology(self.redis_topology.clone())
             .prefix(self.key_prefix.clone())
             .pool_size(self.redis_pool_size)
-            .timeout(self.redis_timeout)
+            .timeout(self.redis_timeout);
+        match self.redis_wait {
+            Some((replicas, timeout)) => config.wait_for_replicas(replicas, timeout),
+            None => config,
+        }
     }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_topology", &self.redis_topology)
+            .field("redis_wait", &self.redis_wait)
             .field("redis_pool_size", &self.redis_pool_size)
             .field("redis_timeout", &self.redis_timeout)
             .field("key_prefix", &self.key_prefix)
@@ -565,7 +608,13 @@ mod tests {
     #[test]
     fn defaults() {
         let config = Config::from_values(&BTreeMap::new()).expect("defaults are valid");
-        assert_eq!(config.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(
+            config.redis_topology,
+            Topology::Single {
+                url: "redis://127.0.0.1:6379".into()
+            }
+        );
+        assert_eq!(config.redis_wait, None);
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.issuer, None);
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
@@ -651,6 +700,50 @@ mod tests {
                 "README.md does not document {name}"
             );
         }
+    }
+
+    /// Cluster and Sentinel configurations; one topology at a time; the
+    /// Sentinel master name is required; WAIT is off unless asked for.
+    #[test]
+    fn redis_topologies() {
+        let cluster = Config::from_values(&values(&[(
+            "REDIS_CLUSTER_URLS",
+            "redis://10.0.0.1:7000, redis://10.0.0.2:7000",
+        )]))
+        .expect("valid");
+        assert_eq!(
+            cluster.redis_topology,
+            Topology::Cluster {
+                urls: vec![
+                    "redis://10.0.0.1:7000".into(),
+                    "redis://10.0.0.2:7000".into()
+                ]
+            }
+        );
+        let sentinel = Config::from_values(&values(&[
+            ("REDIS_SENTINEL_URLS", "redis://s1:26379,redis://s2:26379"),
+            ("REDIS_SENTINEL_MASTER", "tokens"),
+            ("REDIS_SENTINEL_PASSWORD", "node-secret"),
+            ("REDIS_WAIT_REPLICAS", "1"),
+        ]))
+        .expect("valid");
+        assert!(
+            matches!(sentinel.redis_topology, Topology::Sentinel { ref master, .. } if master == "tokens")
+        );
+        assert_eq!(sentinel.redis_wait, Some((1, Duration::from_millis(500))));
+        assert!(!format!("{sentinel:?}").contains("node-secret"));
+        let error = Config::from_values(&values(&[("REDIS_SENTINEL_URLS", "redis://s1:26379")]))
+            .unwrap_err();
+        assert_eq!(error.variable, "REDIS_SENTINEL_MASTER");
+        let error = Config::from_values(&values(&[
+            ("REDIS_URL", "redis://a"),
+            ("REDIS_CLUSTER_URLS", "redis://b"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "REDIS_CLUSTER_URLS");
+        let error =
+            Config::from_values(&values(&[("REDIS_CLUSTER_URLS", "http://b")])).unwrap_err();
+        assert_eq!(error.variable, "REDIS_CLUSTER_URLS");
     }
 
     /// Debug never shows the Redis password.

@@ -69,11 +69,20 @@ impl Throttle {
         let replies: Vec<redis::Value> = self
             .store
             .with_connection(|mut connection| async move {
-                let mut pipe = redis::pipe();
+                // One pipeline per key: on a Redis Cluster the two counters
+                // live in different slots.
+                let mut replies = Vec::with_capacity(keys.len() * 2);
                 for key in &keys {
-                    pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+                    let pair: Vec<redis::Value> = redis::pipe()
+                        .cmd("GET")
+                        .arg(key)
+                        .cmd("PTTL")
+                        .arg(key)
+                        .query_async(&mut connection)
+                        .await?;
+                    replies.extend(pair);
                 }
-                Ok(pipe.query_async(&mut connection).await?)
+                Ok(replies)
             })
             .await?;
         let wait = replies
@@ -99,14 +108,22 @@ impl Throttle {
         let window = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
         self.store
             .with_connection(|mut connection| async move {
-                let mut pipe = redis::pipe();
+                // One pipeline per key (different cluster slots). NX: the
+                // window starts with the first failure and is not extended
+                // by later ones.
                 for key in std::iter::once(user_key).chain(address_key) {
-                    // NX: the window starts with the first failure and is not
-                    // extended by later ones.
-                    pipe.cmd("INCR").arg(&key).ignore();
-                    pipe.cmd("PEXPIRE").arg(&key).arg(window).arg("NX").ignore();
+                    let () = redis::pipe()
+                        .cmd("INCR")
+                        .arg(&key)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(window)
+                        .arg("NX")
+                        .ignore()
+                        .query_async(&mut connection)
+                        .await?;
                 }
-                let () = pipe.query_async(&mut connection).await?;
                 Ok(())
             })
             .await

@@ -7,6 +7,8 @@
 //! |----------------------------|--------------------------|-------------------------------------------------------|
 //! | `REDIS_URL`                | `redis://127.0.0.1:6379` | the token repository; use the read-only ACL user      |
 //! | `REDIS_URL_FILE`           | —                        | a file holding `REDIS_URL` (a secret); wins over it   |
+//! | `REDIS_CLUSTER_URLS`       | —                        | a Redis Cluster instead: seeds, comma-separated       |
+//! | `REDIS_SENTINEL_URLS`      | —                        | Sentinel instead (with `REDIS_SENTINEL_MASTER`)       |
 //! | `LISTEN_ADDR`              | `127.0.0.1:8081`         | where to listen (`127.0.0.1:0`: any free port)        |
 //! | `KEY_PREFIX`               | `ts:`                    | the key namespace, as configured at the authority     |
 //! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
@@ -45,6 +47,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use token_client::{CacheConfig, Principal, RequireScopeLayer, TokenAuthLayer, TokenCache};
+use token_repository::redis::Topology;
 use token_repository::{KeyPrefix, RedisConfig};
 use tower::ServiceBuilder;
 use tower_http::request_id::{
@@ -58,7 +61,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 /// The service's configuration, from the environment.
 #[derive(Debug)]
 struct Config {
-    redis_url: String,
+    topology: Topology,
     listen_addr: SocketAddr,
     prefix: KeyPrefix,
     cache: bool,
@@ -85,15 +88,35 @@ impl Config {
             format!("TOKEN_CACHE_STALENESS_MS must be milliseconds, not {staleness:?}")
         })?;
         // REDIS_URL_FILE: the URL (with its password) in a secret file.
-        let redis_url = match std::env::var_os("REDIS_URL_FILE") {
-            Some(path) => std::fs::read_to_string(&path)
-                .map_err(|error| format!("REDIS_URL_FILE: cannot read {path:?}: {error}"))?
-                .trim_end()
-                .to_owned(),
-            None => var("REDIS_URL", "redis://127.0.0.1:6379"),
-        };
+        let mut settings: Vec<(&str, String)> = Vec::new();
+        if let Some(path) = std::env::var_os("REDIS_URL_FILE") {
+            let url = std::fs::read_to_string(&path)
+                .map_err(|error| format!("REDIS_URL_FILE: cannot read {path:?}: {error}"))?;
+            settings.push(("REDIS_URL", url.trim_end().to_owned()));
+        }
+        for name in [
+            "REDIS_URL",
+            "REDIS_CLUSTER_URLS",
+            "REDIS_SENTINEL_URLS",
+            "REDIS_SENTINEL_MASTER",
+            "REDIS_SENTINEL_USERNAME",
+            "REDIS_SENTINEL_PASSWORD",
+        ] {
+            if let Ok(value) = std::env::var(name)
+                && !settings.iter().any(|(set, _)| *set == name)
+            {
+                settings.push((name, value));
+            }
+        }
+        let topology = Topology::from_settings(|name| {
+            settings
+                .iter()
+                .find(|(set, value)| *set == name && !value.is_empty())
+                .map(|(_, value)| value.as_str())
+        })
+        .map_err(|error| error.to_string())?;
         Ok(Self {
-            redis_url,
+            topology,
             listen_addr,
             prefix,
             cache,
@@ -167,20 +190,17 @@ async fn run(config: Config) -> Result<(), String> {
         .install_recorder()
         .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
     let shutdown = shutdown();
-    let redis = RedisConfig::new(config.redis_url.as_str())
+    let redis = RedisConfig::with_topology(config.topology.clone())
         .prefix(config.prefix.clone())
         .timeout(LOOKUP_TIMEOUT);
-    let mut auth = TokenAuthLayer::connect(redis)
-        .map_err(|error| format!("REDIS_URL: {error}"))?
+    let mut auth = TokenAuthLayer::connect(redis.clone())
+        .map_err(|error| format!("Redis: {error}"))?
         .with_realm("protected-service")
         .with_timeout(LOOKUP_TIMEOUT);
     if config.cache {
-        let cache = TokenCache::tracking(
-            &config.redis_url,
-            &config.prefix,
-            CacheConfig::new().staleness(config.staleness),
-        )
-        .map_err(|error| format!("REDIS_URL: {error}"))?;
+        let cache =
+            TokenCache::tracking_for(&redis, CacheConfig::new().staleness(config.staleness))
+                .map_err(|error| format!("Redis: {error}"))?;
         auth = auth.with_cache(cache);
     }
     let listener = tokio::net::TcpListener::bind(config.listen_addr)

@@ -11,11 +11,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+    AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    Value,
 };
-use token_repository::redis::redact_url;
-use token_repository::{Error, KeyPrefix, Result, Timestamp, Token, TokenDigest, TokenReader};
+use token_repository::redis::{Topology, redact_url};
+use token_repository::{
+    Error, KeyPrefix, RedisConfig, Result, Timestamp, Token, TokenDigest, TokenReader,
+};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -166,16 +170,20 @@ impl TokenCache {
     /// [`Error::Config`] for an unparseable URL, or when called outside a
     /// Tokio runtime (the task needs one).
     pub fn tracking(redis_url: &str, prefix: &KeyPrefix, config: CacheConfig) -> Result<Self> {
-        let info = redis_url
-            .into_connection_info()
-            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3)
-            .set_skip_set_lib_name();
-        let client = redis::Client::open(info.set_redis_settings(settings))
-            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
+        Self::tracking_for(&RedisConfig::new(redis_url).prefix(prefix.clone()), config)
+    }
+
+    /// [`Self::tracking`] for any topology of `redis` (its key prefix
+    /// included): on a Redis Cluster the cache tracks every master (each
+    /// pushes the changes of its own slots); behind Sentinel it tracks the
+    /// current master and follows failovers (the cache is cleared whenever
+    /// the tracking connection changes).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::tracking`].
+    pub fn tracking_for(redis: &RedisConfig, config: CacheConfig) -> Result<Self> {
+        let target = Target::new(redis.topology())?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("TokenCache::tracking must be called within a Tokio runtime".into())
         })?;
@@ -183,9 +191,13 @@ impl TokenCache {
         let (stop, stopped) = oneshot::channel();
         let tracker = Tracker {
             shared: Arc::clone(&shared),
-            client,
-            prefix: prefix.token_pattern().trim_end_matches('*').to_owned(),
-            url: redact_url(redis_url),
+            url: target.describe(redis.topology()),
+            target,
+            prefix: redis
+                .key_prefix()
+                .token_pattern()
+                .trim_end_matches('*')
+                .to_owned(),
         };
         runtime.spawn(tracker.run(stopped));
         Ok(Self {
@@ -576,10 +588,157 @@ impl Drop for Pending<'_> {
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The background task that keeps the tracking connection.
+/// Where the tracking connections go.
+enum Target {
+    /// One server.
+    Single(redis::Client),
+    /// Every master of a Redis Cluster, found through these seeds.
+    Cluster(Vec<ConnectionInfo>),
+    /// The current master behind Sentinel.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// `info` speaking RESP3, which carries the invalidation pushes.
+fn resp3(info: ConnectionInfo) -> ConnectionInfo {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3)
+        .set_skip_set_lib_name();
+    info.set_redis_settings(settings)
+}
+
+fn invalid(error: &redis::RedisError) -> Error {
+    Error::Config(format!("invalid Redis configuration: {error}"))
+}
+
+impl Target {
+    fn new(topology: &Topology) -> Result<Self> {
+        Ok(match topology {
+            Topology::Single { url } => {
+                let invalid_url =
+                    |error: redis::RedisError| Error::Config(format!("invalid Redis URL: {error}"));
+                let info = url.as_str().into_connection_info().map_err(invalid_url)?;
+                Self::Single(redis::Client::open(resp3(info)).map_err(invalid_url)?)
+            }
+            Topology::Cluster { urls } => Self::Cluster(
+                urls.iter()
+                    .map(|url| url.as_str().into_connection_info().map(resp3))
+                    .collect::<redis::RedisResult<_>>()
+                    .map_err(|error| invalid(&error))?,
+            ),
+            Topology::Sentinel {
+                urls,
+                master,
+                username,
+                password,
+            } => {
+                let mut node = redis::RedisConnectionInfo::default()
+                    .set_protocol(ProtocolVersion::RESP3)
+                    .set_skip_set_lib_name();
+                if let Some(username) = username {
+                    node = node.set_username(username);
+                }
+                if let Some(password) = password {
+                    node = node.set_password(password);
+                }
+                let client = SentinelClient::build(
+                    urls.clone(),
+                    master.clone(),
+                    Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+                    SentinelServerType::Master,
+                )
+                .map_err(|error| invalid(&error))?;
+                Self::Sentinel(tokio::sync::Mutex::new(client))
+            }
+        })
+    }
+
+    /// For logs, without passwords.
+    fn describe(&self, topology: &Topology) -> String {
+        match topology {
+            Topology::Single { url } => redact_url(url),
+            Topology::Cluster { urls } => format!(
+                "cluster via {}",
+                redact_url(urls.first().map_or("", String::as_str))
+            ),
+            Topology::Sentinel { master, .. } => format!("sentinel master {master}"),
+        }
+    }
+
+    /// Clients for every server to track: the one server, the current
+    /// master behind Sentinel, or every master of the cluster.
+    async fn clients(&self, timeout: Duration) -> redis::RedisResult<Vec<redis::Client>> {
+        match self {
+            Self::Single(client) => Ok(vec![client.clone()]),
+            Self::Sentinel(sentinel) => Ok(vec![sentinel.lock().await.async_get_client().await?]),
+            Self::Cluster(seeds) => {
+                let mut last_error = None;
+                for seed in seeds {
+                    match cluster_masters(seed, timeout).await {
+                        Ok(masters) => return Ok(masters),
+                        Err(error) => last_error = Some(error),
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Client, "no cluster seed given"))
+                }))
+            }
+        }
+    }
+}
+
+/// Clients for the masters a cluster node lists (`CLUSTER NODES`), with the
+/// seed's credentials.
+async fn cluster_masters(
+    seed: &ConnectionInfo,
+    timeout: Duration,
+) -> redis::RedisResult<Vec<redis::Client>> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut connection = redis::Client::open(seed.clone())?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut connection)
+        .await?;
+    let mut masters = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        if !flags.split(',').any(|flag| flag == "master")
+            || flags.contains("fail")
+            || flags.contains("noaddr")
+        {
+            continue;
+        }
+        let host_port = address.split(['@', ',']).next().unwrap_or_default();
+        let Some((host, port)) = host_port.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(port) = port.parse() else { continue };
+        let info = seed
+            .clone()
+            .set_addr(redis::ConnectionAddr::Tcp(host.to_owned(), port));
+        masters.push(redis::Client::open(info)?);
+    }
+    if masters.is_empty() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the cluster lists no master",
+        )));
+    }
+    Ok(masters)
+}
+
+/// The background task that keeps the tracking connection(s).
 struct Tracker {
     shared: Arc<Shared>,
-    client: redis::Client,
+    target: Target,
     /// `<prefix>tok:`
     prefix: String,
     /// For logs, without the password.
@@ -598,13 +757,13 @@ impl Tracker {
                 connected = self.connect(connection, &lost) => connected,
             };
             match connected {
-                Ok(mut redis) if self.shared.activate(connection) => {
+                Ok(mut connections) if self.shared.activate(connection) => {
                     tracing::info!(url = %self.url, prefix = %self.prefix, "token cache: tracking invalidations");
                     backoff = MIN_BACKOFF;
                     reported = false;
                     let reason = tokio::select! {
                         _ = &mut stop => return,
-                        reason = self.supervise(&mut redis, &lost) => reason,
+                        reason = self.supervise(&mut connections, &lost) => reason,
                     };
                     self.shared.deactivate(connection);
                     tracing::warn!(url = %self.url, %reason, "token cache: tracking connection lost; cache cleared and bypassed until it is back");
@@ -626,60 +785,65 @@ impl Tracker {
         }
     }
 
-    /// Opens a RESP3 connection whose pushes feed the cache, and enables
-    /// broadcast tracking on it.
+    /// Opens RESP3 connections whose pushes feed the cache, one per server
+    /// to track, and enables broadcast tracking on each.
     async fn connect(
         &self,
         connection: u64,
         lost: &Arc<Notify>,
-    ) -> redis::RedisResult<MultiplexedConnection> {
-        let shared = Arc::clone(&self.shared);
-        let lost = Arc::clone(lost);
-        let on_push = move |push: PushInfo| -> std::result::Result<(), Infallible> {
-            match push.kind {
-                PushKind::Invalidate => shared.invalidate(&push.data),
-                PushKind::Disconnection => {
-                    shared.deactivate(connection);
-                    lost.notify_one();
-                }
-                _ => {}
-            }
-            Ok(())
-        };
+    ) -> redis::RedisResult<Vec<MultiplexedConnection>> {
         let timeout = self.shared.config.health_interval;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_push_sender(on_push);
-        let mut redis = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        redis::cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("BCAST")
-            .arg("PREFIX")
-            .arg(&self.prefix)
-            .exec_async(&mut redis)
-            .await?;
-        Ok(redis)
+        let mut connections = Vec::new();
+        for client in self.target.clients(timeout).await? {
+            let shared = Arc::clone(&self.shared);
+            let lost = Arc::clone(lost);
+            let on_push = move |push: PushInfo| -> std::result::Result<(), Infallible> {
+                match push.kind {
+                    PushKind::Invalidate => shared.invalidate(&push.data),
+                    PushKind::Disconnection => {
+                        shared.deactivate(connection);
+                        lost.notify_one();
+                    }
+                    _ => {}
+                }
+                Ok(())
+            };
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_push_sender(on_push);
+            let mut redis = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("BCAST")
+                .arg("PREFIX")
+                .arg(&self.prefix)
+                .exec_async(&mut redis)
+                .await?;
+            connections.push(redis);
+        }
+        Ok(connections)
     }
 
     /// Waits until the connection is lost or fails a health check; answers
     /// why.
-    async fn supervise(&self, redis: &mut MultiplexedConnection, lost: &Notify) -> String {
+    async fn supervise(&self, connections: &mut [MultiplexedConnection], lost: &Notify) -> String {
         let interval = self.shared.config.health_interval;
         loop {
             tokio::select! {
                 () = lost.notified() => return "disconnected".to_owned(),
                 () = tokio::time::sleep(interval) => {
-                    let command = redis::cmd("PING");
-                    let ping = command.query_async::<Value>(redis);
-                    match tokio::time::timeout(interval, ping).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => return format!("health check failed: {error}"),
-                        Err(_) => return format!("health check unanswered within {interval:?}"),
+                    for redis in connections.iter_mut() {
+                        let command = redis::cmd("PING");
+                        let ping = command.query_async::<Value>(redis);
+                        match tokio::time::timeout(interval, ping).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(error)) => return format!("health check failed: {error}"),
+                            Err(_) => return format!("health check unanswered within {interval:?}"),
+                        }
                     }
                 }
             }

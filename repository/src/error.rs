@@ -29,6 +29,16 @@ pub enum Error {
     /// the grant must be refused.
     #[error("the subject's tokens were revoked while this grant was in progress")]
     Superseded,
+    /// Fewer replicas than configured acknowledged the issued tokens in
+    /// time (see [`crate::RedisConfig::wait_for_replicas`]): they were
+    /// revoked, nothing was handed out.
+    #[error("{acknowledged} of {required} replicas acknowledged the write in time")]
+    NotDurable {
+        /// Replicas that acknowledged.
+        acknowledged: u32,
+        /// Replicas required.
+        required: u32,
+    },
     /// A stored value could not be read (written by a newer version, or
     /// damaged).
     #[error("unreadable stored record: {0}")]
@@ -73,7 +83,7 @@ impl Error {
             }
             #[cfg(feature = "redis")]
             Self::Pool(_) => true,
-            Self::Timeout(_) => true,
+            Self::Timeout(_) | Self::NotDurable { .. } => true,
             _ => false,
         }
     }

@@ -322,3 +322,76 @@ async fn lookups_cost_one_round_trip_on_one_connection() {
     assert_eq!(info_number(&commands, "cmdstat_ping:"), 0, "{commands}");
     assert_eq!(info_number(&commands, "cmdstat_unwatch:"), 0, "{commands}");
 }
+
+/// With durability on and no replica to acknowledge, an issue fails with
+/// `NotDurable` within the WAIT timeout and leaves no live token behind;
+/// with a replica that acknowledges, it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_issues_are_revoked() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(
+        RedisConfig::new(redis.url())
+            .timeout(TIMEOUT)
+            .wait_for_replicas(1, Duration::from_millis(150)),
+    )
+    .expect("store");
+    let minted = grant("subject-1").mint().expect("mint");
+    let started = Instant::now();
+    let error = store
+        .issue(&minted, None)
+        .await
+        .expect_err("no replica acknowledges");
+    assert!(
+        matches!(
+            error,
+            token_repository::Error::NotDurable {
+                acknowledged: 0,
+                required: 1
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_unavailable());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    for new in minted.tokens() {
+        assert!(
+            store.lookup(&new.token).await.expect("lookup").is_none(),
+            "a token survived"
+        );
+    }
+
+    // Sync the replica at once instead of Redis's default 5 s delay.
+    let _ = redis.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+    let replica = RedisServer::builder()
+        .config_line(format!("replicaof 127.0.0.1 {}", redis.port()))
+        .start();
+    // WAIT counts replicas the master sees online.
+    let synced = token_test_harness::wait_until(Duration::from_secs(10), || {
+        redis
+            .cli(&["INFO", "replication"])
+            .contains("state=online")
+            .then_some(())
+    });
+    assert!(synced.is_some(), "the replica did not sync");
+    let store = RedisStore::new(
+        RedisConfig::new(redis.url())
+            .timeout(TIMEOUT)
+            .wait_for_replicas(1, Duration::from_secs(2)),
+    )
+    .expect("store");
+    let minted = grant("subject-1").mint().expect("mint");
+    store
+        .issue(&minted, None)
+        .await
+        .expect("acknowledged by the replica");
+    let mut on_replica = redis::Client::open(replica.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("replica");
+    let key = store
+        .prefix()
+        .token(minted.access.token.tag(), minted.access.token.digest());
+    let exists: bool = on_replica.exists(key).await.expect("EXISTS");
+    assert!(exists, "an acknowledged token is on the replica");
+}

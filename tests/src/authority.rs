@@ -235,8 +235,15 @@ impl Authority {
                 ("password", password),
             ])
             .await;
-        assert_eq!(response.status(), 200, "login of {username} failed");
-        response.json().await.expect("token json")
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            200,
+            "login of {username} failed: {body}\n{}",
+            self.logs()
+        );
+        serde_json::from_str(&body).expect("token json")
     }
 
     /// `GET path` with a bearer token.

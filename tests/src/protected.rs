@@ -21,6 +21,9 @@ pub struct Options {
     pub cache: bool,
     /// `TOKEN_CACHE_STALENESS_MS`.
     pub staleness: Duration,
+    /// More environment (for example `REDIS_CLUSTER_URLS`); wins over the
+    /// fields above.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -31,7 +34,15 @@ impl Options {
             redis_url: redis_url.into(),
             cache: false,
             staleness: Duration::from_secs(30),
+            env: Vec::new(),
         }
+    }
+
+    /// With one more environment variable.
+    #[must_use]
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_owned(), value.into()));
+        self
     }
 
     /// With the cache on and this staleness bound.
@@ -93,16 +104,19 @@ impl ProtectedService {
     #[must_use]
     pub fn start(binary: &str, options: &Options) -> Self {
         let staleness = options.staleness.as_millis().to_string();
-        let process = ServiceProcess::start(
-            binary,
-            &[
-                ("REDIS_URL", options.redis_url.as_str()),
-                ("LISTEN_ADDR", "127.0.0.1:0"),
-                ("KEY_PREFIX", "ts:"),
-                ("TOKEN_CACHE", if options.cache { "on" } else { "off" }),
-                ("TOKEN_CACHE_STALENESS_MS", staleness.as_str()),
-            ],
-        );
+        let cache = if options.cache { "on" } else { "off" };
+        let mut env: Vec<(&str, &str)> = vec![
+            ("REDIS_URL", options.redis_url.as_str()),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("KEY_PREFIX", "ts:"),
+            ("TOKEN_CACHE", cache),
+            ("TOKEN_CACHE_STALENESS_MS", staleness.as_str()),
+        ];
+        for (name, value) in &options.env {
+            env.retain(|(existing, _)| existing != name);
+            env.push((name.as_str(), value.as_str()));
+        }
+        let process = ServiceProcess::start(binary, &env);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

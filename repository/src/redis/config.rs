@@ -3,17 +3,30 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::topology::Topology;
 use crate::keys::KeyPrefix;
 
 /// Where the store's Redis is and how patient to be with it.
 ///
-/// `Debug` hides the password of the URL.
+/// One server ([`Self::new`]), a Redis Cluster ([`Self::cluster`]) or a
+/// master behind Sentinel ([`Self::sentinel`]): the same store and the same
+/// key schema on each. `Debug` hides passwords.
 #[derive(Clone)]
 pub struct RedisConfig {
-    pub(crate) url: String,
+    pub(crate) topology: Topology,
     pub(crate) prefix: KeyPrefix,
     pub(crate) pool_size: usize,
     pub(crate) timeout: Duration,
+    pub(crate) durability: Option<Durability>,
+}
+
+/// Wait for replicas to acknowledge every issued token (`WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// How many replicas must acknowledge.
+    pub replicas: u32,
+    /// How long to wait for them.
+    pub timeout: Duration,
 }
 
 impl RedisConfig {
@@ -27,12 +40,85 @@ impl RedisConfig {
     /// timeout.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
+        Self::with_topology(Topology::Single { url: url.into() })
+    }
+
+    /// A configuration for a Redis Cluster reached through `urls` (any
+    /// nodes; credentials in each URL).
+    #[must_use]
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topology(Topology::Cluster {
+            urls: urls.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// A configuration for the master named `master`, found through the
+    /// sentinels at `urls`. Connections follow the master through failovers.
+    #[must_use]
+    pub fn sentinel<I, S>(urls: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topology(Topology::Sentinel {
+            urls: urls.into_iter().map(Into::into).collect(),
+            master: master.into(),
+            username: None,
+            password: None,
+        })
+    }
+
+    /// A configuration for `topology`.
+    #[must_use]
+    pub fn with_topology(topology: Topology) -> Self {
         Self {
-            url: url.into(),
+            topology,
             prefix: KeyPrefix::default(),
             pool_size: Self::DEFAULT_POOL_SIZE,
             timeout: Self::DEFAULT_TIMEOUT,
+            durability: None,
         }
+    }
+
+    /// The ACL user and password of the data nodes behind Sentinel (the
+    /// sentinels' own credentials go in their URLs). Ignored otherwise.
+    #[must_use]
+    pub fn sentinel_credentials(
+        mut self,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Self {
+        if let Topology::Sentinel {
+            username: user,
+            password: pass,
+            ..
+        } = &mut self.topology
+        {
+            *user = username;
+            *pass = password;
+        }
+        self
+    }
+
+    /// After issuing tokens, wait until `replicas` replicas have
+    /// acknowledged the write (`WAIT`), at most `timeout`; if they do not,
+    /// the tokens are revoked and the issue fails with
+    /// [`crate::Error::NotDurable`], so no token is handed out that a
+    /// failover could lose. `replicas = 0` turns it off (the default).
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.durability = (replicas > 0).then_some(Durability { replicas, timeout });
+        self
+    }
+
+    /// Where Redis is.
+    #[must_use]
+    pub fn topology(&self) -> &Topology {
+        &self.topology
     }
 
     /// The key prefix (namespace) shared by the authority and its clients.
@@ -74,7 +160,8 @@ impl RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("topology", &self.topology)
+            .field("durability", &self.durability)
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)

@@ -17,18 +17,19 @@
 mod config;
 mod scripts;
 mod shared;
+mod topology;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use uuid::Uuid;
 
-pub use self::config::{RedisConfig, redact_url};
+pub use self::config::{Durability, RedisConfig, redact_url};
+use self::topology::{Connector, Pool, SharedConn};
+pub use self::topology::{PooledConnection, Topology, TopologyError};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};
@@ -43,20 +44,24 @@ use self::shared::SharedConnection;
 /// The shared connection machinery of the store and the reader.
 struct Inner {
     pool: Pool,
-    /// Lookups and pings: one multiplexed connection, no pool check.
+    /// Lookups, pings and the store's scripts: one multiplexed connection,
+    /// no pool check.
     shared: SharedConnection,
     prefix: KeyPrefix,
     timeout: Duration,
+    durability: Option<Durability>,
 }
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let status = self.pool.status();
+        let (open, idle, waiting) = self.pool.status();
         f.debug_struct("Inner")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
-            .field("pool_size", &status.size)
-            .field("pool_max_size", &status.max_size)
+            .field("durability", &self.durability)
+            .field("pool_open", &open)
+            .field("pool_idle", &idle)
+            .field("pool_waiting", &waiting)
             .finish()
     }
 }
@@ -67,43 +72,46 @@ impl Inner {
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
-        let shared = SharedConnection::new(client, connection.clone());
-        let manager = Manager::new_with_config(config.url.as_str(), connection)
-            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
-        let mut pool_config = PoolConfig::new(config.pool_size);
-        pool_config.timeouts = Timeouts {
-            wait: Some(timeout),
-            create: Some(timeout),
-            recycle: Some(timeout),
-        };
-        let pool = Pool::builder(manager)
-            .config(pool_config)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| Error::Config(error.to_string()))?;
+        let shared = SharedConnection::new(Connector::new(&config.topology, timeout)?, connection);
         Ok(Self {
-            pool,
+            // A pooled connection may carry a WAIT: its replies may take the
+            // WAIT timeout on top of the operation timeout.
+            pool: Pool::new(
+                &config.topology,
+                config.pool_size,
+                timeout,
+                timeout
+                    + config
+                        .durability
+                        .map_or(Duration::ZERO, |durability| durability.timeout),
+            )?,
             shared,
             prefix: config.prefix.clone(),
             timeout,
+            durability: config.durability,
         })
     }
 
-    /// Runs `operation` with a pooled connection, bounded by the timeout.
+    /// Runs `operation` with a pooled connection, bounded by the timeout
+    /// (and, with durability on, its `WAIT` timeout). A connection whose
+    /// operation failed at the connection level, or pointed at a replica,
+    /// is discarded rather than returned to the pool.
     async fn with_connection<T, F, Fut>(&self, operation: F) -> Result<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(PooledConnection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let bound = self.timeout
+            + self
+                .durability
+                .map_or(Duration::ZERO, |durability| durability.timeout);
         let attempt = async {
             let connection = self.pool.get().await?;
             operation(connection).await
         };
-        tokio::time::timeout(self.timeout, attempt)
+        tokio::time::timeout(bound, attempt)
             .await
-            .map_err(|_| Error::Timeout(self.timeout))?
+            .map_err(|_| Error::Timeout(bound))?
     }
 
     /// Runs one command on the shared connection, bounded by the timeout;
@@ -118,7 +126,7 @@ impl Inner {
     /// not answer in time, is replaced.
     async fn with_shared<T, F, Fut>(&self, operation: F) -> Result<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(SharedConn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let mut generation = None;
@@ -217,8 +225,7 @@ impl RedisStore {
     /// waiting), for metrics.
     #[must_use]
     pub fn pool_status(&self) -> (usize, usize, usize) {
-        let status = self.inner.pool.status();
-        (status.size, status.available, status.waiting)
+        self.inner.pool.status()
     }
 
     /// Runs `operation` on a pooled connection of this store, bounded by
@@ -231,7 +238,7 @@ impl RedisStore {
     /// [`Error::Timeout`], pool errors, or whatever `operation` returns.
     pub async fn with_connection<T, F, Fut>(&self, operation: F) -> Result<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(PooledConnection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         self.inner.with_connection(operation).await
@@ -248,6 +255,55 @@ impl RedisStore {
                 |mut connection| async move { invocation.invoke_async(&mut connection).await },
             )
             .await
+    }
+
+    /// Runs a script that issues tokens. With durability on it runs on a
+    /// pooled connection of its own, followed by `WAIT` on the same
+    /// connection (which counts this connection's writes; on the shared
+    /// connection it would also hold up every lookup pipelined behind it);
+    /// answers the reply and how many replicas acknowledged.
+    async fn issuing_script<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<(T, Option<u32>)> {
+        let Some(durability) = self.inner.durability else {
+            return Ok((self.script(invocation).await?, None));
+        };
+        self.inner
+            .with_connection(|mut connection| async move {
+                let reply: T = invocation.invoke_async(&mut connection).await?;
+                let timeout_ms = u64::try_from(durability.timeout.as_millis()).unwrap_or(u64::MAX);
+                let acknowledged: i64 = redis::cmd("WAIT")
+                    .arg(durability.replicas)
+                    .arg(timeout_ms)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok((reply, Some(u32::try_from(acknowledged).unwrap_or(0))))
+            })
+            .await
+    }
+
+    /// After an issue that replicas did not acknowledge in time: revoke
+    /// what was written (best effort; the write may be lost anyway) and
+    /// refuse.
+    async fn not_durable(&self, minted: &Minted, acknowledged: u32) -> Error {
+        let required = self
+            .inner
+            .durability
+            .map_or(0, |durability| durability.replicas);
+        let revoked = self
+            .revoke_family_by_tag(minted.access.token.tag(), minted.family())
+            .await;
+        tracing::warn!(
+            acknowledged,
+            required,
+            revoked = ?revoked.as_ref().ok(),
+            "replicas did not acknowledge issued tokens in time; revoked them"
+        );
+        Error::NotDurable {
+            acknowledged,
+            required,
+        }
     }
 
     async fn revoke_family_by_tag(&self, tag: &SubjectTag, family: Uuid) -> Result<usize> {
@@ -334,9 +390,19 @@ impl TokenWriter for RedisStore {
                     .unwrap_or_default(),
             );
         add_tokens(&mut invocation, prefix, minted, now);
-        let status: String = self.script(invocation).await?;
+        let (status, acknowledged): (String, _) = self.issuing_script(invocation).await?;
         match status.as_str() {
-            "ok" => Ok(()),
+            "ok" => match acknowledged {
+                Some(acknowledged)
+                    if self
+                        .inner
+                        .durability
+                        .is_some_and(|d| acknowledged < d.replicas) =>
+                {
+                    Err(self.not_durable(minted, acknowledged).await)
+                }
+                _ => Ok(()),
+            },
             "superseded" => Err(Error::Superseded),
             "collision" => Err(Error::Collision),
             _ => Err(Error::InvalidRequest("unexpected script reply")),
@@ -394,10 +460,20 @@ impl TokenWriter for RedisStore {
             .arg(next.family().as_bytes().as_slice())
             .arg(USED_REFRESH_MEMORY);
         add_tokens(&mut invocation, prefix, next, now);
-        let reply: Value = self.script(invocation).await?;
+        let (reply, acknowledged): (Value, _) = self.issuing_script(invocation).await?;
         let (status, payload) = status_and_count(reply)?;
         match status.as_str() {
-            "rotated" => Ok(Rotation::Rotated),
+            "rotated" => match acknowledged {
+                Some(acknowledged)
+                    if self
+                        .inner
+                        .durability
+                        .is_some_and(|d| acknowledged < d.replicas) =>
+                {
+                    Err(self.not_durable(next, acknowledged).await)
+                }
+                _ => Ok(Rotation::Rotated),
+            },
             "reused" => Ok(Rotation::Reused {
                 revoked: count(payload)?,
             }),

@@ -1,5 +1,6 @@
 //! [`SharedConnection`]: one multiplexed connection that every lookup
-//! shares, replaced when it breaks.
+//! shares, replaced when it breaks (on a cluster, one cluster connection;
+//! behind Sentinel, one connection to the current master).
 //!
 //! Lookups are the hot path of every token client: one `GET` per request.
 //! Taking a connection from the deadpool pool for each of them costs a
@@ -20,12 +21,13 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::{AsyncConnectionConfig, RedisError};
+
+use super::topology::{Connector, SharedConn};
 
 /// A lazily connected, self-replacing multiplexed connection.
 pub(super) struct SharedConnection {
-    client: Client,
+    connector: Connector,
     config: AsyncConnectionConfig,
     current: Mutex<Option<Current>>,
     /// Only one task connects at a time; the others wait for its result.
@@ -37,20 +39,20 @@ struct Current {
     /// Which connection this is, so that a failure on an old one never
     /// discards its replacement.
     generation: u64,
-    connection: MultiplexedConnection,
+    connection: SharedConn,
 }
 
 /// A connection lent to one operation; report failures with
 /// [`SharedConnection::failed`].
 pub(super) struct Lent {
     generation: u64,
-    pub(super) connection: MultiplexedConnection,
+    pub(super) connection: SharedConn,
 }
 
 impl SharedConnection {
-    pub(super) fn new(client: Client, config: AsyncConnectionConfig) -> Self {
+    pub(super) fn new(connector: Connector, config: AsyncConnectionConfig) -> Self {
         Self {
-            client,
+            connector,
             config,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -72,10 +74,7 @@ impl SharedConnection {
         if let Some(lent) = self.lend() {
             return Ok(lent);
         }
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let connection = self.connector.connect(&self.config).await?;
         let mut current = self.current();
         let generation = current.as_ref().map_or(0, |c| c.generation).wrapping_add(1);
         *current = Some(Current {
@@ -98,11 +97,7 @@ impl SharedConnection {
     /// Discards the connection `lent` came from when `error` says the
     /// connection itself is broken (not for a command Redis refused).
     pub(super) fn failed(&self, lent: &Lent, error: &RedisError) {
-        let broken = error.is_io_error()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
-            || error.is_timeout()
-            || error.is_unrecoverable_error();
+        let broken = super::topology::condemns(error);
         if broken {
             self.discard(lent.generation);
         }

@@ -50,10 +50,15 @@ impl RedisSentinels {
     ///
     /// When a process does not start or the set-up does not settle.
     pub fn try_start(replicas: usize) -> Result<Self, HarnessError> {
-        let master = RedisServer::builder().try_start()?;
+        // Replicas sync at once (Redis waits 5 s by default), also with a
+        // promoted replica as the new master.
+        let master = RedisServer::builder()
+            .config_line("repl-diskless-sync-delay 0")
+            .try_start()?;
         let replicas = (0..replicas.max(1))
             .map(|_| {
                 RedisServer::builder()
+                    .config_line("repl-diskless-sync-delay 0")
                     .config_line(format!("replicaof 127.0.0.1 {}", master.port()))
                     .try_start()
             })
