@@ -332,3 +332,35 @@ async fn authority_user_keeps_its_pooled_connections() {
         "pooled connections were not reused"
     );
 }
+
+/// The topology and durability commands the ACL grants are really allowed:
+/// `WAIT` for the authority, `ROLE` and `CLUSTER SLOTS` for both users (on a
+/// server without cluster support that is an error, but not `NOPERM`).
+#[tokio::test]
+async fn topology_and_durability_commands_are_permitted() {
+    let redis = redis_with_acl();
+    let mut authority = connect_as(&redis, AUTHORITY_USER, AUTHORITY_PASSWORD).await;
+    let acknowledged: i64 = redis::cmd("WAIT")
+        .arg(0)
+        .arg(10)
+        .query_async(&mut authority)
+        .await
+        .expect("WAIT is allowed");
+    assert_eq!(acknowledged, 0);
+    let mut client = connect_as(&redis, CLIENT_USER, CLIENT_PASSWORD).await;
+    for connection in [&mut authority, &mut client] {
+        let role: redis::Value = redis::cmd("ROLE")
+            .query_async(connection)
+            .await
+            .expect("ROLE is allowed");
+        assert!(!matches!(role, redis::Value::Nil));
+        let slots = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<redis::Value>(connection)
+            .await;
+        if let Err(error) = slots {
+            assert_ne!(error.code(), Some("NOPERM"), "{error}");
+        }
+    }
+    assert_noperm(&mut client, &[b"WAIT", b"0", b"10"]).await;
+}
