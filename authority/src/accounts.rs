@@ -7,7 +7,6 @@
 //! record is written whole or not at all.
 
 use std::fmt;
-use std::sync::LazyLock;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -169,24 +168,6 @@ impl Record for Client {
         &self.client_id
     }
 }
-
-/// Replace the value only if it is still the one we read.
-static COMPARE_AND_SET: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-           redis.call('SET', KEYS[1], ARGV[2]) return 1 \
-         end return 0",
-    )
-});
-
-/// Delete the value only if it is still the one we read.
-static COMPARE_AND_DELETE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-           redis.call('DEL', KEYS[1]) return 1 \
-         end return 0",
-    )
-});
 
 /// How often an update is retried when it collides with another one.
 const UPDATE_ATTEMPTS: usize = 8;
@@ -375,18 +356,9 @@ impl Accounts {
             let new_json =
                 serde_json::to_string(&new).map_err(|_| AccountError::Corrupt(id.to_owned()))?;
             let key = T::key(self.store.prefix(), id);
-            let swapped: i64 = self
-                .store
-                .with_connection(|mut connection| async move {
-                    Ok(COMPARE_AND_SET
-                        .key(&key)
-                        .arg(&old_json)
-                        .arg(&new_json)
-                        .invoke_async(&mut connection)
-                        .await?)
-                })
-                .await?;
-            if swapped == 1 {
+            let swapped =
+                crate::cas::replace(&self.store, &key, &old_json, &new_json, None).await?;
+            if swapped {
                 return Ok(Some((old, new)));
             }
         }
@@ -399,27 +371,19 @@ impl Accounts {
                 return Ok(None);
             };
             let key = T::key(self.store.prefix(), id);
-            let set = T::set(self.store.prefix());
-            let owned_id = id.to_owned();
-            let deleted: i64 = self
-                .store
-                .with_connection(|mut connection| async move {
-                    let deleted: i64 = COMPARE_AND_DELETE
-                        .key(&key)
-                        .arg(&old_json)
-                        .invoke_async(&mut connection)
-                        .await?;
-                    if deleted == 1 {
-                        let _: i64 = redis::cmd("SREM")
+            if crate::cas::delete_if(&self.store, &key, &old_json).await? {
+                let set = T::set(self.store.prefix());
+                let owned_id = id.to_owned();
+                let _: i64 = self
+                    .store
+                    .with_connection(|mut connection| async move {
+                        Ok(redis::cmd("SREM")
                             .arg(&set)
                             .arg(&owned_id)
                             .query_async(&mut connection)
-                            .await?;
-                    }
-                    Ok(deleted)
-                })
-                .await?;
-            if deleted == 1 {
+                            .await?)
+                    })
+                    .await?;
                 return Ok(Some(old));
             }
         }

@@ -29,6 +29,7 @@
 //! - [`form`]: strict form-urlencoded parsing.
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
+//! - [`cas`]: compare-and-set on single keys.
 //! - [`connect`]: connected services: the authority as an OAuth client of
 //!   external providers, their tokens encrypted at rest.
 //! - [`password`]: argon2id on a bounded blocking pool.
@@ -41,6 +42,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod authenticate;
+pub mod cas;
 pub mod cli;
 pub mod config;
 pub mod connect;

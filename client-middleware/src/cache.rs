@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
     Value,
 };
-use token_repository::redis::{Topology, redact_url};
+use token_repository::redis::{Topology, node_info, redact_url};
 use token_repository::{
     Error, KeyPrefix, RedisConfig, Result, Timestamp, Token, TokenDigest, TokenReader,
 };
@@ -633,19 +633,17 @@ impl Target {
                 username,
                 password,
             } => {
-                let mut node = redis::RedisConnectionInfo::default()
-                    .set_protocol(ProtocolVersion::RESP3)
-                    .set_skip_set_lib_name();
-                if let Some(username) = username {
-                    node = node.set_username(username);
-                }
-                if let Some(password) = password {
-                    node = node.set_password(password);
-                }
+                let node = node_info(
+                    username.as_ref(),
+                    password.as_ref(),
+                    redis::RedisConnectionInfo::default()
+                        .set_protocol(ProtocolVersion::RESP3)
+                        .set_skip_set_lib_name(),
+                );
                 let client = SentinelClient::build(
                     urls.clone(),
                     master.clone(),
-                    Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+                    Some(node),
                     SentinelServerType::Master,
                 )
                 .map_err(|error| invalid(&error))?;

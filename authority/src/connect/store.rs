@@ -12,35 +12,12 @@
 //! the newer state. The lock is `SET NX PX` with a random owner token,
 //! released only by its owner (compare-and-delete).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRng as _;
 use token_repository::{Error, KeyPrefix, RedisStore, Result, SubjectTag, Timestamp};
-
-/// Replace the value only if it is still the one we read; `ARGV[3]`, when
-/// not empty, is a TTL in milliseconds.
-static COMPARE_AND_SET: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-           if ARGV[3] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
-           else redis.call('SET', KEYS[1], ARGV[2]) end \
-           return 1 \
-         end return 0",
-    )
-});
-
-/// Delete the value only if it is still the one we read (also releases a
-/// lock only for its owner).
-static COMPARE_AND_DELETE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-           redis.call('DEL', KEYS[1]) return 1 \
-         end return 0",
-    )
-});
 
 /// A held refresh lock.
 #[derive(Debug)]
@@ -192,21 +169,7 @@ impl ConnectionStore {
         new: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        let (key, old, new) = (key.to_owned(), old.to_owned(), new.to_owned());
-        let ttl = ttl.map(|ttl| millis(ttl).to_string()).unwrap_or_default();
-        let swapped: i64 = self
-            .store
-            .with_connection(|mut connection| async move {
-                Ok(COMPARE_AND_SET
-                    .key(&key)
-                    .arg(&old)
-                    .arg(&new)
-                    .arg(&ttl)
-                    .invoke_async(&mut connection)
-                    .await?)
-            })
-            .await?;
-        Ok(swapped == 1)
+        crate::cas::replace(&self.store, key, old, new, ttl).await
     }
 
     /// Deletes `key` if it still holds `old`; answers whether it did.
@@ -215,18 +178,7 @@ impl ConnectionStore {
     ///
     /// Redis failures.
     pub async fn delete_if(&self, key: &str, old: &str) -> Result<bool> {
-        let (key, old) = (key.to_owned(), old.to_owned());
-        let deleted: i64 = self
-            .store
-            .with_connection(|mut connection| async move {
-                Ok(COMPARE_AND_DELETE
-                    .key(&key)
-                    .arg(&old)
-                    .invoke_async(&mut connection)
-                    .await?)
-            })
-            .await?;
-        Ok(deleted == 1)
+        crate::cas::delete_if(&self.store, key, old).await
     }
 
     fn member(subject: &str, provider: &str) -> String {

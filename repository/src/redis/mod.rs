@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use self::config::{Durability, RedisConfig, redact_url};
 use self::topology::{Connector, Pool, SharedConn};
-pub use self::topology::{PooledConnection, Topology, TopologyError};
+pub use self::topology::{PooledConnection, Topology, TopologyError, node_info};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};

@@ -138,6 +138,25 @@ impl Topology {
     }
 }
 
+/// Connection details for the data nodes behind Sentinel: `base` (for a
+/// protocol, say) with the configured credentials. For clients that open
+/// their own connections to the master, such as a token client's cache.
+#[must_use]
+pub fn node_info(
+    username: Option<&String>,
+    password: Option<&String>,
+    base: redis::RedisConnectionInfo,
+) -> redis::sentinel::SentinelNodeConnectionInfo {
+    let mut info = base;
+    if let Some(username) = username {
+        info = info.set_username(username);
+    }
+    if let Some(password) = password {
+        info = info.set_password(password);
+    }
+    redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(info)
+}
+
 /// Checks the scheme of a Redis URL.
 fn redis_url(variable: &'static str, url: &str) -> std::result::Result<String, TopologyError> {
     let url = url.trim();
@@ -441,21 +460,6 @@ impl fmt::Debug for Connector {
     }
 }
 
-/// The node connection details for data nodes behind Sentinel.
-fn node_info(
-    username: Option<&String>,
-    password: Option<&String>,
-) -> redis::sentinel::SentinelNodeConnectionInfo {
-    let mut info = redis::RedisConnectionInfo::default();
-    if let Some(username) = username {
-        info = info.set_username(username);
-    }
-    if let Some(password) = password {
-        info = info.set_password(password);
-    }
-    redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(info)
-}
-
 impl Connector {
     pub(crate) fn new(topology: &Topology, timeout: Duration) -> Result<Self> {
         let invalid = |error: redis::RedisError| {
@@ -481,7 +485,11 @@ impl Connector {
                 redis::sentinel::SentinelClient::build(
                     urls.clone(),
                     master.clone(),
-                    Some(node_info(username.as_ref(), password.as_ref())),
+                    Some(node_info(
+                        username.as_ref(),
+                        password.as_ref(),
+                        redis::RedisConnectionInfo::default(),
+                    )),
                     redis::sentinel::SentinelServerType::Master,
                 )
                 .map_err(invalid)?,
