@@ -300,11 +300,11 @@ impl Accounts {
         let key = T::key(self.store.prefix(), id);
         let raw: Option<String> = self
             .store
-            .with_connection(|mut connection| async move {
-                Ok(redis::cmd("GET")
+            .with_shared(|mut connection| async move {
+                redis::cmd("GET")
                     .arg(&key)
                     .query_async(&mut connection)
-                    .await?)
+                    .await
             })
             .await?;
         raw.map(|text| {
@@ -322,7 +322,7 @@ impl Accounts {
         let json = serde_json::to_string(record).map_err(|_| AccountError::Corrupt(id.clone()))?;
         Ok(self
             .store
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 let created: bool = redis::cmd("SET")
                     .arg(&key)
                     .arg(&json)
@@ -376,12 +376,12 @@ impl Accounts {
                 let owned_id = id.to_owned();
                 let _: i64 = self
                     .store
-                    .with_connection(|mut connection| async move {
-                        Ok(redis::cmd("SREM")
+                    .with_shared(|mut connection| async move {
+                        redis::cmd("SREM")
                             .arg(&set)
                             .arg(&owned_id)
                             .query_async(&mut connection)
-                            .await?)
+                            .await
                     })
                     .await?;
                 return Ok(Some(old));
@@ -395,7 +395,7 @@ impl Accounts {
         let set = T::set(&prefix);
         let raw: Vec<(String, Option<String>)> = self
             .store
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 let mut ids: Vec<String> = redis::cmd("SMEMBERS")
                     .arg(&set)
                     .query_async(&mut connection)

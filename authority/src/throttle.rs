@@ -68,7 +68,7 @@ impl Throttle {
         let keys: Vec<String> = checks.iter().map(|(key, _)| key.clone()).collect();
         let replies: Vec<redis::Value> = self
             .store
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 // One pipeline per key: on a Redis Cluster the two counters
                 // live in different slots.
                 let mut replies = Vec::with_capacity(keys.len() * 2);
@@ -107,7 +107,7 @@ impl Throttle {
         let (user_key, address_key) = self.keys(username, address);
         let window = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
         self.store
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 // One pipeline per key (different cluster slots). NX: the
                 // window starts with the first failure and is not extended
                 // by later ones.
@@ -137,12 +137,12 @@ impl Throttle {
     pub async fn reset(&self, username: &str) -> Result<()> {
         let (user_key, _) = self.keys(username, None);
         self.store
-            .with_connection(|mut connection| async move {
+            .with_shared(|mut connection| async move {
                 let _: i64 = redis::cmd("DEL")
                     .arg(&user_key)
                     .query_async(&mut connection)
                     .await?;
-                Ok(())
+                Ok::<_, redis::RedisError>(())
             })
             .await
     }

@@ -197,6 +197,26 @@ pub(crate) async fn redis_info(url: &str, section: &str) -> Result<String, Strin
         .map_err(|error| error.to_string())
 }
 
+/// `INFO commandstats` as (command, calls, microseconds), commands run
+/// inside scripts included.
+pub(crate) fn redis_commandstats(generator: &Generator, url: &str) -> Vec<(String, u64, u64)> {
+    let info = generator
+        .block_on(redis_info(url, "commandstats"))
+        .unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| {
+                fields
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|value| value.parse::<u64>().ok())
+            };
+            Some((name.to_owned(), field("calls")?, field("usec")?))
+        })
+        .collect()
+}
+
 /// One `field:value` line of an `INFO` answer.
 pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines()

@@ -21,7 +21,7 @@ use crate::load::{self, Scenario};
 use crate::login;
 use crate::report::{Figures, Row, thousands, times};
 use crate::server::process_cpu;
-use crate::{Context, redis_cpu};
+use crate::{Context, redis_commandstats, redis_cpu};
 
 /// The refresh tokens of one worker's users, rotated in turn.
 struct Chains {
@@ -113,6 +113,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let tokens = Arc::new(tokens);
     let cpu_before = process_cpu(authority.pid());
     let redis_before = redis_cpu(&context.generator, &url);
+    let commands_before = redis_commandstats(&context.generator, &url);
     let rotations = context.generator.http(
         authority.addr(),
         bounds,
@@ -132,6 +133,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     );
     let cpu = process_cpu(authority.pid()).saturating_sub(cpu_before);
     let redis_used = redis_cpu(&context.generator, &url) - redis_before;
+    let commands_after = redis_commandstats(&context.generator, &url);
     drop(authority);
 
     // The same number of connections, each SETting a record-sized value
@@ -156,6 +158,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let total = load::u64_to_f64(rotations.ok + rotations.errors)
         * (bounds.warmup + bounds.duration).as_secs_f64()
         / bounds.duration.as_secs_f64();
+    let commands = commands_per_request(&commands_before, &commands_after, total);
     if total > 0.0 {
         ours.server_cpu_us = Some(cpu.as_secs_f64() * 1e6 / total);
         ours.redis_cpu_us = Some(redis_used * 1e6 / total);
@@ -176,7 +179,8 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     context.report.notes.push(format!(
         "Row 6: {count} users, one session each, rotated in turn by {} connections: {:.1} rotations per user \
          in the run. Every rotation leaves its access token (live 15 min) in the user's index, and the \
-         rotation script scans the index. Redis spent {} of CPU per rotation, the authority {}.",
+         rotation script scans the index. Redis spent {} of CPU per rotation, the authority {}. \
+         Redis commands per rotation (calls, time inside Redis; scripts include their commands): {commands}.",
         bounds.concurrency,
         load::u64_to_f64(rotations.ok + rotations.errors) / load::u64_to_f64(u64::try_from(count).unwrap_or(1))
             * (bounds.warmup + bounds.duration).as_secs_f64() / bounds.duration.as_secs_f64(),
@@ -191,4 +195,34 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     context.report.figures.push(ours);
     context.report.figures.push(raw);
     Ok(())
+}
+
+/// What Redis ran per request between two `INFO commandstats` snapshots,
+/// costliest first: `evalsha ×2.0 41 µs, get ×1.0 1 µs, …`.
+fn commands_per_request(
+    before: &[(String, u64, u64)],
+    after: &[(String, u64, u64)],
+    requests: f64,
+) -> String {
+    let requests = requests.max(1.0);
+    let mut rows: Vec<(String, f64, f64)> = after
+        .iter()
+        .map(|(name, calls, usec)| {
+            let (calls_before, usec_before) = before
+                .iter()
+                .find(|(other, _, _)| other == name)
+                .map_or((0, 0), |(_, calls, usec)| (*calls, *usec));
+            (
+                name.clone(),
+                load::u64_to_f64(calls - calls_before) / requests,
+                load::u64_to_f64(usec - usec_before) / requests,
+            )
+        })
+        .filter(|(_, calls, _)| *calls >= 0.05)
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    rows.iter()
+        .map(|(name, calls, usec)| format!("`{name}` ×{calls:.1} {usec:.1} µs"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

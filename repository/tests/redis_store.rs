@@ -117,6 +117,19 @@ async fn keys_share_the_subject_hash_tag_and_carry_ttls() {
             .expect("PEXPIRETIME");
         token_expiries.push(expiry);
     }
+    // Each index entry is scored by its own token's expiry.
+    let entries: Vec<(Vec<u8>, i64)> = redis::cmd("ZRANGE")
+        .arg(format!("deploy-a:idx:{tag}"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut admin)
+        .await
+        .expect("ZRANGE");
+    let mut scores: Vec<i64> = entries.iter().map(|(_, score)| *score).collect();
+    scores.sort_unstable();
+    token_expiries.sort_unstable();
+    assert_eq!(scores, token_expiries, "entries expire with their keys");
     assert_eq!(Some(index_expiry), token_expiries.into_iter().max());
 }
 

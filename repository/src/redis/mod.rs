@@ -28,8 +28,8 @@ use redis::{AsyncConnectionConfig, Value};
 use uuid::Uuid;
 
 pub use self::config::{Durability, RedisConfig, redact_url};
-use self::topology::{Connector, Pool, SharedConn};
-pub use self::topology::{PooledConnection, Topology, TopologyError, node_info};
+use self::topology::{Connector, Pool};
+pub use self::topology::{PooledConnection, SharedConn, Topology, TopologyError, node_info};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};
@@ -244,6 +244,40 @@ impl RedisStore {
         self.inner.with_connection(operation).await
     }
 
+    /// Runs `operation` on the store's one multiplexed connection, the one
+    /// token lookups and scripts use: no pool check before it, so one
+    /// round trip per command. For commands and pipelines that need no
+    /// connection state of their own (never `WATCH`, `MULTI` or
+    /// `SELECT`: other tasks' commands interleave with these); use
+    /// [`with_connection`](Self::with_connection) for those. Bounded by the
+    /// store's timeout; a connection that fails or does not answer in time
+    /// is replaced.
+    ///
+    /// ```no_run
+    /// use token_repository::{RedisConfig, RedisStore};
+    ///
+    /// # async fn example() -> token_repository::Result<()> {
+    /// let store = RedisStore::new(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let value: Option<String> = store
+    ///     .with_shared(|mut connection| async move {
+    ///         redis::cmd("GET").arg("app:setting").query_async(&mut connection).await
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], connection errors, or the command's own error.
+    pub async fn with_shared<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(SharedConn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        self.inner.with_shared(operation).await
+    }
+
     /// Runs one of the store's scripts on the shared connection (no pool
     /// check before it: one round trip).
     async fn script<T: redis::FromRedisValue>(
@@ -412,6 +446,11 @@ impl TokenWriter for RedisStore {
     async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState> {
         if presented.kind() != TokenKind::Refresh {
             return Err(Error::InvalidRequest("not a refresh token"));
+        }
+        // The common case, a live token, is one GET; only a token that is
+        // gone needs the script (was it retired, so that this is a reuse?).
+        if let Some(record) = self.inner.lookup(presented).await? {
+            return Ok(RefreshState::Live(record));
         }
         let prefix = &self.inner.prefix;
         let tag = presented.tag();

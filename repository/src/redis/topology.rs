@@ -520,13 +520,23 @@ impl Connector {
     }
 }
 
-/// A multiplexed connection of any topology; clones share it.
+/// The store's multiplexed connection, of any topology; clones share it
+/// (see [`RedisStore::with_shared`](super::RedisStore::with_shared)).
 #[derive(Clone)]
-pub(crate) enum SharedConn {
+pub enum SharedConn {
     /// One server, or the current master behind Sentinel.
     Plain(redis::aio::MultiplexedConnection),
     /// A cluster connection routes each command to the node of its slot.
     Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl fmt::Debug for SharedConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "SharedConn::Plain",
+            Self::Cluster(_) => "SharedConn::Cluster",
+        })
+    }
 }
 
 impl ConnectionLike for SharedConn {

@@ -15,6 +15,6 @@ if any_exists(3) then
 end
 local now = now_ms()
 prune(idx, now)
-store(idx, 3, 2)
+store(idx, 3, 2, now)
 touch(idx)
 return 'ok'

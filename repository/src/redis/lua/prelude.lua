@@ -35,10 +35,18 @@ local function touch(idx)
   end
 end
 
--- The member whose digest is `digest`, or nil.
+-- Whether `member` starts with `prefix` (a plain search: no substring is
+-- allocated, which matters in the scans below).
+local function starts_with(member, prefix)
+  return string.find(member, prefix, 1, true) == 1
+end
+
+-- The member whose digest is `digest`, or nil. A scan: only for tokens
+-- whose family is unknown (a retired or foreign refresh token).
 local function find(idx, digest)
+  local length = 17 + #digest
   for _, member in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-    if digest_of(member) == digest then
+    if #member == length and string.find(member, digest, 18, true) == 18 then
       return member
     end
   end
@@ -66,24 +74,21 @@ local function revoke_family(idx, token_prefix, family)
   end)
 end
 
--- Whether any of KEYS[first..] exists.
+-- Whether any of KEYS[first..] exists (one EXISTS for all of them).
 local function any_exists(first)
-  for i = first, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      return true
-    end
-  end
-  return false
+  return redis.call('EXISTS', unpack(KEYS, first)) > 0
 end
 
 -- Stores the tokens KEYS[first_key..], whose (member, ttl ms, value)
--- triplets start at ARGV[first_arg], and indexes them.
-local function store(idx, first_key, first_arg)
+-- triplets start at ARGV[first_arg], and indexes them. Each key expires at
+-- now + ttl (PXAT) and its entry is scored by that same instant, so the
+-- entry and its key go together.
+local function store(idx, first_key, first_arg, now)
   for i = first_key, #KEYS do
     local a = first_arg + (i - first_key) * 3
     local member, ttl, value = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-    redis.call('SET', KEYS[i], value, 'PX', ttl, 'NX')
-    -- The entry expires exactly when the key does (PEXPIRETIME: Redis 7).
-    redis.call('ZADD', idx, redis.call('PEXPIRETIME', KEYS[i]), member)
+    local expiry = ms(now + ttl)
+    redis.call('SET', KEYS[i], value, 'PXAT', expiry, 'NX')
+    redis.call('ZADD', idx, expiry, member)
   end
 end

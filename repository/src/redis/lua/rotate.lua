@@ -10,10 +10,15 @@ local token_prefix, digest, family = ARGV[1], ARGV[2], ARGV[3]
 local remember = tonumber(ARGV[4])
 local now = now_ms()
 prune(idx, now)
-local member = find(idx, digest)
-if not member then
-  touch(idx)
-  return {'unknown', 0}
+-- A live refresh token of the family named by its record is found by its
+-- exact member; anything else (retired, expired, another family) by a scan.
+local member = family .. 'r' .. digest
+if not redis.call('ZSCORE', idx, member) then
+  member = find(idx, digest)
+  if not member then
+    touch(idx)
+    return {'unknown', 0}
+  end
 end
 local own_family = family_of(member)
 if kind_of(member) == 'u' then
@@ -36,10 +41,11 @@ redis.call('DEL', old)
 redis.call('ZREM', idx, member)
 -- The family's used tokens, ascending by score: the oldest first.
 local used, newest = {}, 0
+local used_prefix = own_family .. 'u'
 local entries = redis.call('ZRANGE', idx, 0, -1, 'WITHSCORES')
 for i = 1, #entries, 2 do
   local m = entries[i]
-  if family_of(m) == own_family and kind_of(m) == 'u' then
+  if starts_with(m, used_prefix) then
     table.insert(used, m)
     newest = tonumber(entries[i + 1])
   end
@@ -52,6 +58,6 @@ table.insert(used, own_family .. 'u' .. digest)
 for i = 1, #used - remember do
   redis.call('ZREM', idx, used[i])
 end
-store(idx, 3, 5)
+store(idx, 3, 5, now)
 touch(idx)
 return {'rotated', 0}
