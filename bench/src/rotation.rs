@@ -180,10 +180,9 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         "Row 6: {count} users, one session each, rotated in turn by {} connections: {:.1} rotations per user \
          in the run. Every rotation leaves its access token (live 15 min) in the user's index, and the \
          rotation script scans the index. Redis spent {} of CPU per rotation, the authority {}. \
-         Redis commands per rotation (calls, time inside Redis; scripts include their commands): {commands}.",
+         Redis commands per rotation (calls, wall time inside Redis; scripts include their commands): {commands}.",
         bounds.concurrency,
-        load::u64_to_f64(rotations.ok + rotations.errors) / load::u64_to_f64(u64::try_from(count).unwrap_or(1))
-            * (bounds.warmup + bounds.duration).as_secs_f64() / bounds.duration.as_secs_f64(),
+        total / load::u64_to_f64(u64::try_from(count).unwrap_or(1)),
         crate::report::micros(ours.redis_cpu_us.unwrap_or(0.0)),
         crate::report::micros(ours.server_cpu_us.unwrap_or(0.0)),
     ));
@@ -214,8 +213,8 @@ fn commands_per_request(
                 .map_or((0, 0), |(_, calls, usec)| (*calls, *usec));
             (
                 name.clone(),
-                load::u64_to_f64(calls - calls_before) / requests,
-                load::u64_to_f64(usec - usec_before) / requests,
+                load::u64_to_f64(calls.saturating_sub(calls_before)) / requests,
+                load::u64_to_f64(usec.saturating_sub(usec_before)) / requests,
             )
         })
         .filter(|(_, calls, _)| *calls >= 0.05)
