@@ -87,6 +87,36 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the TLS handshake with Redis failed on a certificate: the
+    /// server's was not signed by a trusted CA (`REDIS_CA_FILE`) or does
+    /// not name the host, or the server refused ours. A configuration
+    /// problem that retrying does not heal, unlike [`Self::is_unavailable`].
+    #[must_use]
+    pub fn is_tls_rejected(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+            while let Some(error) = source {
+                if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+                    return matches!(
+                        tls,
+                        rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_)
+                    );
+                }
+                source = error.source();
+            }
+            // redis-rs keeps the rustls error behind an `Arc<io::Error>`,
+            // which no downcast reaches: its message does.
+            let message = self.to_string();
+            message.contains("invalid peer certificate")
+                || message.contains("received fatal alert: BadCertificate")
+                || message.contains("received fatal alert: UnknownCA")
+                || message.contains("received fatal alert: CertificateRequired")
+        }
+        #[cfg(not(feature = "redis"))]
+        false
+    }
 }
 
 /// `Result` with the repository's [`Error`].

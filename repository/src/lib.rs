@@ -72,7 +72,7 @@ pub use keys::KeyPrefix;
 pub use memory::MemoryStore;
 pub use record::{Timestamp, TokenRecord};
 #[cfg(feature = "redis")]
-pub use redis::{RedisConfig, RedisStore, RedisTokenReader};
+pub use redis::{RedisConfig, RedisStore, RedisTls, RedisTokenReader};
 pub use scope::{ScopeError, Scopes};
 pub use store::{
     Generation, Grant, Minted, NewToken, RefreshState, Rotation, TokenReader, TokenWriter,

@@ -18,6 +18,7 @@ pub struct RedisConfig {
     pub(crate) pool_size: usize,
     pub(crate) timeout: Duration,
     pub(crate) durability: Option<Durability>,
+    pub(crate) tls: Option<redis::TlsCertificates>,
 }
 
 /// Wait for replicas to acknowledge every issued token (`WAIT`).
@@ -81,7 +82,27 @@ impl RedisConfig {
             pool_size: Self::DEFAULT_POOL_SIZE,
             timeout: Self::DEFAULT_TIMEOUT,
             durability: None,
+            tls: None,
         }
+    }
+
+    /// TLS material for `rediss://` connections: a CA to trust instead of
+    /// the webpki roots, and a client certificate for servers that ask for
+    /// one (`tls-auth-clients`). See [`RedisTls::from_settings`]. Without
+    /// it, `rediss://` trusts the webpki roots (public CAs).
+    ///
+    /// Supported with one server ([`Self::new`]); a cluster or Sentinel
+    /// set-up with it is refused when the store is built.
+    #[must_use]
+    pub fn tls(mut self, tls: RedisTls) -> Self {
+        self.tls = Some(tls.certificates);
+        self
+    }
+
+    /// The TLS material, if any was given ([`Self::tls`]).
+    #[must_use]
+    pub fn tls_certificates(&self) -> Option<&redis::TlsCertificates> {
+        self.tls.as_ref()
     }
 
     /// The ACL user and password of the data nodes behind Sentinel (the
@@ -165,7 +186,161 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls.is_some())
             .finish()
+    }
+}
+
+/// TLS material for `rediss://`: the CA that signed the server's
+/// certificate and, optionally, a client certificate and its key (PEM).
+/// `Debug` shows none of it.
+#[derive(Clone)]
+pub struct RedisTls {
+    certificates: redis::TlsCertificates,
+}
+
+impl fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.certificates.root_cert.is_some())
+            .field(
+                "client_certificate",
+                &self.certificates.client_tls.is_some(),
+            )
+            .finish()
+    }
+}
+
+/// A TLS setting that cannot be used; names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct TlsSettingsError {
+    /// The setting at fault (`REDIS_CA_FILE`, …).
+    pub variable: &'static str,
+    /// What is wrong (never a file's contents).
+    pub problem: String,
+}
+
+impl TlsSettingsError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl RedisTls {
+    /// TLS material from PEM text: `ca` (one or more certificates) to
+    /// trust instead of the webpki roots, and a client certificate chain
+    /// with its private key.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsSettingsError`] naming `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE`
+    /// or `REDIS_CLIENT_KEY_FILE` when the PEM holds no certificate (key).
+    pub fn from_pem(
+        ca: Option<Vec<u8>>,
+        client: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Self, TlsSettingsError> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+        let certificates = |variable, pem: &[u8]| {
+            let parsed = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| {
+                    TlsSettingsError::new(variable, format!("not PEM certificates: {error}"))
+                })?;
+            if parsed.is_empty() {
+                return Err(TlsSettingsError::new(
+                    variable,
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+            Ok(())
+        };
+        if let Some(ca) = &ca {
+            certificates("REDIS_CA_FILE", ca)?;
+            let mut roots = rustls::RootCertStore::empty();
+            let (_, rejected) = roots.add_parsable_certificates(
+                CertificateDer::pem_slice_iter(ca).filter_map(Result::ok),
+            );
+            if rejected > 0 || roots.is_empty() {
+                return Err(TlsSettingsError::new(
+                    "REDIS_CA_FILE",
+                    "holds a certificate that cannot be a trust anchor",
+                ));
+            }
+        }
+        if let Some((cert, key)) = &client {
+            certificates("REDIS_CLIENT_CERT_FILE", cert)?;
+            // The parser's error could quote the key: only say it failed.
+            PrivateKeyDer::from_pem_slice(key).map_err(|_| {
+                TlsSettingsError::new(
+                    "REDIS_CLIENT_KEY_FILE",
+                    "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                )
+            })?;
+        }
+        Ok(Self {
+            certificates: redis::TlsCertificates {
+                client_tls: client.map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+                root_cert: ca,
+            },
+        })
+    }
+
+    /// The TLS material named by the settings every component of the token
+    /// service reads: `REDIS_CA_FILE` (a PEM file of the CA to trust
+    /// instead of the webpki roots), `REDIS_CLIENT_CERT_FILE` and
+    /// `REDIS_CLIENT_KEY_FILE` (a client certificate and its key, both or
+    /// neither). `None` when none is set. `get` answers a setting's value,
+    /// `None` when unset (or empty).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsSettingsError`] naming the variable whose file cannot be read or
+    /// holds no certificate (key), or a client certificate without its key.
+    pub fn from_settings<'a>(
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Option<Self>, TlsSettingsError> {
+        let read = |variable: &'static str| {
+            get(variable)
+                .map(|path| {
+                    std::fs::read(path.trim()).map_err(|error| {
+                        TlsSettingsError::new(variable, format!("cannot read {path}: {error}"))
+                    })
+                })
+                .transpose()
+        };
+        let ca = read("REDIS_CA_FILE")?;
+        let client = match (
+            read("REDIS_CLIENT_CERT_FILE")?,
+            read("REDIS_CLIENT_KEY_FILE")?,
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(TlsSettingsError::new(
+                    "REDIS_CLIENT_KEY_FILE",
+                    "required with REDIS_CLIENT_CERT_FILE",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(TlsSettingsError::new(
+                    "REDIS_CLIENT_CERT_FILE",
+                    "required with REDIS_CLIENT_KEY_FILE",
+                ));
+            }
+        };
+        if ca.is_none() && client.is_none() {
+            return Ok(None);
+        }
+        Self::from_pem(ca, client).map(Some)
     }
 }
 

@@ -27,9 +27,12 @@ use async_trait::async_trait;
 use redis::{AsyncConnectionConfig, Value};
 use uuid::Uuid;
 
-pub use self::config::{Durability, RedisConfig, redact_url};
+pub use self::config::{Durability, RedisConfig, RedisTls, TlsSettingsError, redact_url};
 use self::topology::{Connector, Pool};
-pub use self::topology::{PooledConnection, SharedConn, Topology, TopologyError, node_info};
+pub use self::topology::{
+    PooledConnection, SharedConn, Topology, TopologyError, install_crypto_provider, node_info,
+    single_client,
+};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};
@@ -72,12 +75,16 @@ impl Inner {
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let shared = SharedConnection::new(Connector::new(&config.topology, timeout)?, connection);
+        let shared = SharedConnection::new(
+            Connector::new(&config.topology, config.tls.as_ref(), timeout)?,
+            connection,
+        );
         Ok(Self {
             // A pooled connection may carry a WAIT: its replies may take the
             // WAIT timeout on top of the operation timeout.
             pool: Pool::new(
                 &config.topology,
+                config.tls.as_ref(),
                 config.pool_size,
                 timeout,
                 timeout

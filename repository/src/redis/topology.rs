@@ -157,6 +157,46 @@ pub fn node_info(
     redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(info)
 }
 
+/// Makes ring the process's rustls crypto provider unless one is installed
+/// already; every TLS connection of the token service uses it. Idempotent.
+pub fn install_crypto_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A client for the one server at `url`, with `tls`'s CA and client
+/// certificate when given (the URL must then be `rediss://`). For clients
+/// that open their own connections, such as a token client's cache.
+///
+/// # Errors
+///
+/// [`Error::Config`] for an unparseable URL, or TLS material with a URL
+/// that is not `rediss://`.
+pub fn single_client(url: &str, tls: Option<&redis::TlsCertificates>) -> Result<redis::Client> {
+    install_crypto_provider();
+    match tls {
+        None => redis::Client::open(url)
+            .map_err(|error| Error::Config(format!("invalid Redis URL: {error}"))),
+        Some(_) if !url.trim_start().starts_with("rediss://") => Err(Error::Config(
+            "REDIS_CA_FILE / REDIS_CLIENT_CERT_FILE need a rediss:// REDIS_URL".to_owned(),
+        )),
+        Some(tls) => redis::Client::build_with_tls(url, tls.clone())
+            .map_err(|error| Error::Config(format!("REDIS_CA_FILE: {error}"))),
+    }
+}
+
+/// Refuses TLS material with a topology that cannot use it yet.
+pub(crate) fn check_tls(topology: &Topology, tls: Option<&redis::TlsCertificates>) -> Result<()> {
+    match (topology, tls) {
+        (Topology::Cluster { .. } | Topology::Sentinel { .. }, Some(_)) => Err(Error::Config(
+            "REDIS_CA_FILE / REDIS_CLIENT_CERT_FILE are supported with REDIS_URL only \
+             (a cluster or Sentinel over rediss:// trusts the webpki roots)"
+                .to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks the scheme of a Redis URL.
 fn redis_url(variable: &'static str, url: &str) -> std::result::Result<String, TopologyError> {
     let url = url.trim();
@@ -305,17 +345,22 @@ impl Pool {
     /// and taking a connection, `response_timeout` each reply.
     pub(crate) fn new(
         topology: &Topology,
+        tls: Option<&redis::TlsCertificates>,
         size: usize,
         timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self> {
+        check_tls(topology, tls)?;
+        install_crypto_provider();
         let config = pool_config(size, timeout);
         Ok(match topology {
             Topology::Single { url } => {
                 let connection = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(response_timeout));
-                let manager = deadpool_redis::Manager::new_with_config(url.as_str(), connection)
+                // The client's connection info carries the parsed TLS material.
+                let info = single_client(url, tls)?.get_connection_info().clone();
+                let manager = deadpool_redis::Manager::new_with_config(info, connection)
                     .map_err(|error| Error::Config(format!("invalid Redis URL: {error}")))?;
                 Self::Single(
                     deadpool_redis::Pool::builder(manager)
@@ -461,14 +506,18 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    pub(crate) fn new(topology: &Topology, timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(
+        topology: &Topology,
+        tls: Option<&redis::TlsCertificates>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        check_tls(topology, tls)?;
+        install_crypto_provider();
         let invalid = |error: redis::RedisError| {
             Error::Config(format!("invalid Redis configuration: {error}"))
         };
         Ok(match topology {
-            Topology::Single { url } => {
-                Self::Single(redis::Client::open(url.as_str()).map_err(invalid)?)
-            }
+            Topology::Single { url } => Self::Single(single_client(url, tls)?),
             Topology::Cluster { urls } => Self::Cluster(
                 redis::cluster::ClusterClientBuilder::new(urls.clone())
                     .connection_timeout(timeout)

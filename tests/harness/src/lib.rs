@@ -24,6 +24,8 @@
 //!   the command that installs it.
 //! - [`cluster`]: a local Redis Cluster of three masters.
 //! - [`sentinel`]: a master, a replica and three sentinels.
+//! - [`tls`]: a throw-away CA and certificates (`openssl`), for a server
+//!   started with [`RedisServerBuilder::tls`].
 //! - [`port`]: pick a free loopback port.
 //! - [`wait`]: poll a condition until it holds or a deadline passes, instead
 //!   of sleeping for a fixed time.
@@ -33,11 +35,13 @@ pub mod cluster;
 pub mod port;
 pub mod redis_server;
 pub mod sentinel;
+pub mod tls;
 pub mod wait;
 
 pub use cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use sentinel::RedisSentinels;
+pub use tls::TestCertificates;
 pub use wait::{wait_until, wait_until_async};
 
 /// Everything that can go wrong while the harness manages a process.

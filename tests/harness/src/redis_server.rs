@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::{HarnessError, binary, port};
+use crate::{HarnessError, TestCertificates, binary, port};
 
 /// How long a fresh server may take to answer its first PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -22,6 +22,7 @@ pub struct RedisServerBuilder {
     acl_file: Option<PathBuf>,
     extra_config: Vec<String>,
     sentinel: bool,
+    tls: Option<bool>,
 }
 
 impl RedisServerBuilder {
@@ -51,6 +52,17 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Serves TLS only (`port 0`, `tls-port <free port>`), with a CA and
+    /// certificates made for this server ([`RedisServer::certificates`]);
+    /// [`RedisServer::url`] is then `rediss://`. With `require_client_cert`
+    /// the server refuses clients without a certificate from that CA
+    /// (`tls-auth-clients yes`); otherwise it asks for none.
+    #[must_use]
+    pub fn tls(mut self, require_client_cert: bool) -> Self {
+        self.tls = Some(require_client_cert);
+        self
+    }
+
     /// Starts the server and waits until it answers.
     ///
     /// # Errors
@@ -65,6 +77,10 @@ impl RedisServerBuilder {
             .map_err(HarnessError::io(
                 "creating the server's temporary directory",
             ))?;
+        let certificates = match self.tls {
+            Some(_) => Some(TestCertificates::generate(dir.path())?),
+            None => None,
+        };
         let admin_password = if self.acl_file.is_some() {
             Some(random_password())
         } else {
@@ -79,6 +95,7 @@ impl RedisServerBuilder {
                 port,
                 child: None,
                 admin_password: admin_password.clone(),
+                certificates: certificates.clone(),
                 builder: self.clone(),
                 _dir: None,
             };
@@ -121,6 +138,7 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     admin_password: Option<String>,
+    certificates: Option<TestCertificates>,
     builder: RedisServerBuilder,
     // Held for its Drop (removes the directory); `None` only while starting.
     _dir: Option<TempDir>,
@@ -155,16 +173,36 @@ impl RedisServer {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// `redis://127.0.0.1:<port>/`, connecting as the default user.
+    /// `redis://127.0.0.1:<port>/` (`rediss://` with TLS), connecting as
+    /// the default user.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("{}://127.0.0.1:{}/", self.scheme(), self.port)
     }
 
     /// A URL that connects as `user` with `password`.
     #[must_use]
     pub fn url_as(&self, user: &str, password: &str) -> String {
-        format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}/",
+            self.scheme(),
+            self.port
+        )
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.certificates.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// The CA and certificates of a TLS server
+    /// ([`RedisServerBuilder::tls`]).
+    #[must_use]
+    pub fn certificates(&self) -> Option<&TestCertificates> {
+        self.certificates.as_ref()
     }
 
     /// A URL with every permission: the harness's own user when an ACL file
@@ -193,7 +231,18 @@ impl RedisServer {
     /// Whether the process is running and answering.
     #[must_use]
     pub fn is_up(&self) -> bool {
-        self.child.is_some() && ping(self.addr())
+        self.child.is_some() && self.answers()
+    }
+
+    /// A plain PING, or for a TLS server a TCP connection once its log
+    /// says it is ready (a handshake needs more than the harness speaks).
+    fn answers(&self) -> bool {
+        if self.certificates.is_some() {
+            self.log().contains("Ready to accept connections")
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+        } else {
+            ping(self.addr())
+        }
     }
 
     /// Kills the server (SIGKILL, like a crash or a pulled cable) and waits
@@ -267,6 +316,16 @@ impl RedisServer {
         let cli = binary::redis_cli().unwrap_or_else(|error| panic!("{error}"));
         let mut command = Command::new(cli);
         command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(certificates) = &self.certificates {
+            command
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(&certificates.ca_cert)
+                .arg("--cert")
+                .arg(&certificates.client_cert)
+                .arg("--key")
+                .arg(&certificates.client_key);
+        }
         if let Some(password) = &self.admin_password {
             command.args([
                 "--user",
@@ -288,7 +347,28 @@ impl RedisServer {
     fn write_config(&self) -> Result<(), HarnessError> {
         let dir = &self.dir_path;
         let mut config = String::new();
-        let _ = writeln!(config, "port {}", self.port);
+        match (&self.certificates, self.builder.tls) {
+            (Some(certificates), Some(require_client_cert)) => {
+                let _ = writeln!(config, "port 0");
+                let _ = writeln!(config, "tls-port {}", self.port);
+                let _ = writeln!(
+                    config,
+                    "tls-cert-file {}",
+                    certificates.server_cert.display()
+                );
+                let _ = writeln!(config, "tls-key-file {}", certificates.server_key.display());
+                let _ = writeln!(
+                    config,
+                    "tls-ca-cert-file {}",
+                    certificates.ca_cert.display()
+                );
+                let auth = if require_client_cert { "yes" } else { "no" };
+                let _ = writeln!(config, "tls-auth-clients {auth}");
+            }
+            _ => {
+                let _ = writeln!(config, "port {}", self.port);
+            }
+        }
         let _ = writeln!(config, "bind 127.0.0.1");
         let _ = writeln!(config, "dir {}", dir.display());
         let _ = writeln!(config, "logfile {}", dir.join("redis.log").display());
@@ -320,6 +400,10 @@ impl RedisServer {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+        if self.certificates.is_some() {
+            // Readiness is read from the log: not from an earlier run's.
+            let _ = std::fs::remove_file(self.dir_path.join("redis.log"));
+        }
         let mut command = Command::new(&self.binary);
         command.arg(self.dir_path.join("redis.conf"));
         if self.builder.sentinel {
@@ -350,7 +434,7 @@ impl RedisServer {
                     self.log()
                 )));
             }
-            if ping(self.addr()) {
+            if self.answers() {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -487,6 +571,17 @@ mod tests {
         assert_ne!(a.port(), b.port());
         assert_eq!(roundtrip(a.addr(), "SET only-in-a 1\r\n"), "+OK\r\n");
         assert_eq!(roundtrip(b.addr(), "EXISTS only-in-a\r\n"), ":0\r\n");
+    }
+
+    /// A TLS server speaks TLS only, with the certificates it made.
+    #[test]
+    fn serves_tls_only() {
+        let server = RedisServer::builder().tls(true).start();
+        assert!(server.url().starts_with("rediss://127.0.0.1:"));
+        let certificates = server.certificates().expect("certificates");
+        assert!(certificates.ca_cert.exists() && certificates.client_key.exists());
+        assert!(!ping(server.addr()), "no plain RESP on the TLS port");
+        assert_eq!(server.cli(&["PING"]).trim(), "PONG");
     }
 
     /// An ACL file is loaded: its default user is refused, the harness's
