@@ -144,6 +144,8 @@ fn environment_help() -> String {
 /// Entry point of the binary.
 #[must_use]
 pub fn main() -> ExitCode {
+    // One rustls crypto provider (ring) for Redis and provider calls alike.
+    token_repository::redis::install_crypto_provider();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -221,6 +223,19 @@ async fn serve(mut config: Config) -> Result<(), String> {
     config.listen_addr = bound;
     let state = AppState::new(config).map_err(|error| error.to_string())?;
     if let Err(error) = state.store().ping().await {
+        if error.is_tls_rejected() {
+            // A certificate problem does not heal by waiting: refuse to start.
+            let variable = if state.config().redis_tls.is_some() {
+                "REDIS_CA_FILE"
+            } else {
+                "REDIS_URL"
+            };
+            return Err(format!(
+                "{variable}: the TLS handshake with Redis failed on a certificate \
+                 (is REDIS_CA_FILE the CA that signed the server's certificate, \
+                 and the client certificate one the server accepts?): {error}"
+            ));
+        }
         // Not fatal: the server answers 503 and recovers when Redis comes.
         tracing::warn!(%error, "Redis is not reachable yet; serving 503 until it is");
     }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use token_repository::KeyPrefix;
 use token_repository::redis::Topology;
+use token_repository::{KeyPrefix, RedisTls};
 
 use crate::connect::config::ConnectConfig;
 
@@ -20,6 +20,9 @@ pub struct Config {
     /// Redis Cluster) or `REDIS_SENTINEL_URLS` + `REDIS_SENTINEL_MASTER`
     /// (a master behind Sentinel).
     pub redis_topology: Topology,
+    /// `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`:
+    /// the CA to trust for `rediss://` and a client certificate.
+    pub redis_tls: Option<RedisTls>,
     /// `REDIS_WAIT_REPLICAS` and `REDIS_WAIT_TIMEOUT_MS`: replicas that must
     /// acknowledge every issued token, and how long to wait for them.
     pub redis_wait: Option<(u32, Duration)>,
@@ -156,6 +159,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "500",
         "how long to wait for them before revoking and answering 503",
     ),
+    (
+        "REDIS_CA_FILE",
+        "webpki roots",
+        "PEM file of the CA that signed the rediss:// server's certificate",
+    ),
+    (
+        "REDIS_CLIENT_CERT_FILE",
+        "—",
+        "PEM client certificate for a server with tls-auth-clients (with REDIS_CLIENT_KEY_FILE)",
+    ),
+    (
+        "REDIS_CLIENT_KEY_FILE",
+        "—",
+        "PEM private key of REDIS_CLIENT_CERT_FILE",
+    ),
     ("REDIS_POOL_SIZE", "16", "pooled Redis connections"),
     (
         "REDIS_TIMEOUT_MS",
@@ -251,6 +269,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "bound on every call to a provider",
     ),
     (
+        "CONNECT_CA_FILE",
+        "webpki roots",
+        "PEM file of CA certificates trusted for provider calls, on top of the webpki roots",
+    ),
+    (
         "CONNECT_KEEPALIVE_INTERVAL",
         "300",
         "seconds between keep-alive passes",
@@ -336,6 +359,12 @@ impl Config {
             })?;
         let redis_topology = Topology::from_settings(get)
             .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+        let redis_tls = RedisTls::from_settings(get)
+            .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+        if let Some(tls) = &redis_tls {
+            tls.check_topology(&redis_topology)
+                .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+        }
         let wait_replicas: u32 =
             number(get("REDIS_WAIT_REPLICAS"), "REDIS_WAIT_REPLICAS", 0, 0..=16)?;
         let wait_timeout = Duration::from_millis(number(
@@ -358,6 +387,7 @@ impl Config {
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let config = Self {
             redis_topology,
+            redis_tls,
             redis_wait: (wait_replicas > 0).then_some((wait_replicas, wait_timeout)),
             redis_pool_size: number(get("REDIS_POOL_SIZE"), "REDIS_POOL_SIZE", 16, 1..=1024)?,
             redis_timeout: Duration::from_millis(number(
@@ -437,10 +467,13 @@ impl Config {
     /// The Redis store configuration.
     #[must_use]
     pub fn redis(&self) -> token_repository::RedisConfig {
-        let config = token_repository::RedisConfig::with_topology(self.redis_topology.clone())
+        let mut config = token_repository::RedisConfig::with_topology(self.redis_topology.clone())
             .prefix(self.key_prefix.clone())
             .pool_size(self.redis_pool_size)
             .timeout(self.redis_timeout);
+        if let Some(tls) = &self.redis_tls {
+            config = config.tls(tls.clone());
+        }
         match self.redis_wait {
             Some((replicas, timeout)) => config.wait_for_replicas(replicas, timeout),
             None => config,
@@ -452,6 +485,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("redis_topology", &self.redis_topology)
+            .field("redis_tls", &self.redis_tls)
             .field("redis_wait", &self.redis_wait)
             .field("redis_pool_size", &self.redis_pool_size)
             .field("redis_timeout", &self.redis_timeout)
@@ -687,6 +721,76 @@ mod tests {
         assert_eq!(error.variable, "CONNECT_STATE_KEY");
         std::fs::write(&path, "providers = 1\n").expect("write");
         assert_eq!(read_toml(&path).unwrap_err().variable, "providers");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `REDIS_CA_FILE` and the client certificate: a file that cannot be
+    /// read or holds no PEM certificate, half a client certificate, or TLS
+    /// material without a `rediss://` REDIS_URL is refused, naming the
+    /// variable; a good set reaches the store configuration.
+    #[test]
+    fn redis_tls_settings() {
+        let dir = std::env::temp_dir().join(format!("authority-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let certificates =
+            token_test_harness::TestCertificates::generate(&dir).expect("certificates");
+        let path = |path: &std::path::Path| path.to_str().expect("utf-8").to_owned();
+        let ca = path(&certificates.ca_cert);
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").expect("write");
+        let tls_url = ("REDIS_URL", "rediss://127.0.0.1:6380/");
+        let refused = |pairs: &[(&str, &str)]| {
+            Config::from_values(&values(pairs))
+                .expect_err("refused")
+                .variable
+        };
+        assert_eq!(
+            refused(&[tls_url, ("REDIS_CA_FILE", "/nonexistent/ca.pem")]),
+            "REDIS_CA_FILE"
+        );
+        assert_eq!(
+            refused(&[tls_url, ("REDIS_CA_FILE", &path(&garbage))]),
+            "REDIS_CA_FILE"
+        );
+        assert_eq!(
+            refused(&[("REDIS_CA_FILE", &ca)]),
+            "REDIS_CA_FILE",
+            "plain redis:// with a CA"
+        );
+        assert_eq!(
+            refused(&[
+                ("REDIS_CLUSTER_URLS", "rediss://127.0.0.1:7000"),
+                ("REDIS_CA_FILE", &ca)
+            ]),
+            "REDIS_CA_FILE"
+        );
+        assert_eq!(
+            refused(&[
+                tls_url,
+                ("REDIS_CLIENT_CERT_FILE", &path(&certificates.client_cert))
+            ]),
+            "REDIS_CLIENT_KEY_FILE"
+        );
+        assert_eq!(
+            refused(&[
+                tls_url,
+                ("REDIS_CLIENT_CERT_FILE", &path(&certificates.client_cert)),
+                ("REDIS_CLIENT_KEY_FILE", &path(&garbage)),
+            ]),
+            "REDIS_CLIENT_KEY_FILE"
+        );
+        let config = Config::from_values(&values(&[
+            tls_url,
+            ("REDIS_CA_FILE", &ca),
+            ("REDIS_CLIENT_CERT_FILE", &path(&certificates.client_cert)),
+            ("REDIS_CLIENT_KEY_FILE", &path(&certificates.client_key)),
+        ]))
+        .expect("valid");
+        let redis = config.redis();
+        let tls = redis.tls_certificates().expect("TLS material");
+        assert!(tls.root_cert.is_some() && tls.client_tls.is_some());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

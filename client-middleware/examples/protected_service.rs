@@ -9,6 +9,9 @@
 //! | `REDIS_URL_FILE`           | —                        | a file holding `REDIS_URL` (a secret); wins over it   |
 //! | `REDIS_CLUSTER_URLS`       | —                        | a Redis Cluster instead: seeds, comma-separated       |
 //! | `REDIS_SENTINEL_URLS`      | —                        | Sentinel instead (with `REDIS_SENTINEL_MASTER`)       |
+//! | `REDIS_CA_FILE`            | webpki roots             | PEM CA of a `rediss://` server's certificate          |
+//! | `REDIS_CLIENT_CERT_FILE`   | —                        | PEM client certificate (`tls-auth-clients`)           |
+//! | `REDIS_CLIENT_KEY_FILE`    | —                        | its PEM private key                                   |
 //! | `LISTEN_ADDR`              | `127.0.0.1:8081`         | where to listen (`127.0.0.1:0`: any free port)        |
 //! | `KEY_PREFIX`               | `ts:`                    | the key namespace, as configured at the authority     |
 //! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
@@ -48,7 +51,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use token_client::{CacheConfig, Principal, RequireScopeLayer, TokenAuthLayer, TokenCache};
 use token_repository::redis::Topology;
-use token_repository::{KeyPrefix, RedisConfig};
+use token_repository::{KeyPrefix, RedisConfig, RedisTls};
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -62,6 +65,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 struct Config {
     topology: Topology,
+    tls: Option<RedisTls>,
     listen_addr: SocketAddr,
     prefix: KeyPrefix,
     cache: bool,
@@ -101,6 +105,9 @@ impl Config {
             "REDIS_SENTINEL_MASTER",
             "REDIS_SENTINEL_USERNAME",
             "REDIS_SENTINEL_PASSWORD",
+            "REDIS_CA_FILE",
+            "REDIS_CLIENT_CERT_FILE",
+            "REDIS_CLIENT_KEY_FILE",
         ] {
             if let Ok(value) = std::env::var(name)
                 && !settings.iter().any(|(set, _)| *set == name)
@@ -108,15 +115,21 @@ impl Config {
                 settings.push((name, value));
             }
         }
-        let topology = Topology::from_settings(|name| {
+        let get = |name: &str| {
             settings
                 .iter()
                 .find(|(set, value)| *set == name && !value.is_empty())
                 .map(|(_, value)| value.as_str())
-        })
-        .map_err(|error| error.to_string())?;
+        };
+        let topology = Topology::from_settings(get).map_err(|error| error.to_string())?;
+        let tls = RedisTls::from_settings(get).map_err(|error| error.to_string())?;
+        if let Some(tls) = &tls {
+            tls.check_topology(&topology)
+                .map_err(|error| error.to_string())?;
+        }
         Ok(Self {
             topology,
+            tls,
             listen_addr,
             prefix,
             cache,
@@ -190,9 +203,12 @@ async fn run(config: Config) -> Result<(), String> {
         .install_recorder()
         .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
     let shutdown = shutdown();
-    let redis = RedisConfig::with_topology(config.topology.clone())
+    let mut redis = RedisConfig::with_topology(config.topology.clone())
         .prefix(config.prefix.clone())
         .timeout(LOOKUP_TIMEOUT);
+    if let Some(tls) = &config.tls {
+        redis = redis.tls(tls.clone());
+    }
     let mut auth = TokenAuthLayer::connect(redis.clone())
         .map_err(|error| format!("Redis: {error}"))?
         .with_realm("protected-service")

@@ -16,7 +16,7 @@ use redis::{
     AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
     Value,
 };
-use token_repository::redis::{Topology, node_info, redact_url};
+use token_repository::redis::{Topology, node_info, redact_url, single_client};
 use token_repository::{
     Error, KeyPrefix, RedisConfig, Result, Timestamp, Token, TokenDigest, TokenReader,
 };
@@ -183,7 +183,7 @@ impl TokenCache {
     ///
     /// As [`Self::tracking`].
     pub fn tracking_for(redis: &RedisConfig, config: CacheConfig) -> Result<Self> {
-        let target = Target::new(redis.topology())?;
+        let target = Target::new(redis.topology(), redis.tls_certificates())?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("TokenCache::tracking must be called within a Tokio runtime".into())
         })?;
@@ -613,12 +613,18 @@ fn invalid(error: &redis::RedisError) -> Error {
 }
 
 impl Target {
-    fn new(topology: &Topology) -> Result<Self> {
+    fn new(topology: &Topology, tls: Option<&redis::TlsCertificates>) -> Result<Self> {
+        if tls.is_some() && !matches!(topology, Topology::Single { .. }) {
+            return Err(Error::Config(
+                "REDIS_CA_FILE / REDIS_CLIENT_CERT_FILE are supported with REDIS_URL only".into(),
+            ));
+        }
         Ok(match topology {
             Topology::Single { url } => {
                 let invalid_url =
                     |error: redis::RedisError| Error::Config(format!("invalid Redis URL: {error}"));
-                let info = url.as_str().into_connection_info().map_err(invalid_url)?;
+                // The client's connection info carries the parsed TLS material.
+                let info = single_client(url, tls)?.get_connection_info().clone();
                 Self::Single(redis::Client::open(resp3(info)).map_err(invalid_url)?)
             }
             Topology::Cluster { urls } => Self::Cluster(

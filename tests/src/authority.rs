@@ -91,6 +91,8 @@ impl Authority {
         let mut args: Vec<&str> = global_args.iter().map(String::as_str).collect();
         args.push("serve");
         let process = ServiceProcess::start_with_args(&binary, &args, &env_refs);
+        // reqwest brings no rustls crypto provider of its own (ring is ours).
+        token_repository::redis::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

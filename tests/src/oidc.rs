@@ -116,6 +116,8 @@ impl OidcProvider {
         let script = provider_dir().join("provider.mjs");
         let script = script.to_str().expect("UTF-8 path");
         let process = ServiceProcess::start_with_args(node, &[script], &env);
+        // reqwest brings no rustls crypto provider of its own (ring is ours).
+        token_repository::redis::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -261,6 +263,8 @@ impl Browser {
     /// When the client cannot be built.
     #[must_use]
     pub fn new() -> Self {
+        // reqwest brings no rustls crypto provider of its own (ring is ours).
+        token_repository::redis::install_crypto_provider();
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())

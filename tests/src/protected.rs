@@ -117,6 +117,8 @@ impl ProtectedService {
             env.push((name.as_str(), value.as_str()));
         }
         let process = ServiceProcess::start(binary, &env);
+        // reqwest brings no rustls crypto provider of its own (ring is ours).
+        token_repository::redis::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

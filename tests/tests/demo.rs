@@ -64,6 +64,7 @@ async fn demo_walk_through() {
         .expect("redis port");
     let (_, alice_password) = summary["user"].split_once(' ').expect("user line");
     let (_, admin_password) = summary["admin"].split_once(' ').expect("admin line");
+    token_repository::redis::install_crypto_provider();
     let http = reqwest::Client::new();
     let login = |username: &'static str, password: String| {
         let request = http.post(format!("{authority}/oauth/token")).form(&[

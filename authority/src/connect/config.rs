@@ -39,6 +39,9 @@ pub struct ConnectConfig {
     /// `CONNECT_KEEPALIVE_INTERVAL`: how often the keep-alive looks for
     /// connections to refresh.
     pub keepalive_interval: Duration,
+    /// `CONNECT_CA_FILE`: CA certificates trusted for provider calls on
+    /// top of the webpki roots (a private CA, a test provider).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for ConnectConfig {
@@ -52,6 +55,7 @@ impl fmt::Debug for ConnectConfig {
             .field("state_ttl", &self.state_ttl)
             .field("provider_timeout", &self.provider_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
+            .field("extra_roots", &self.extra_roots.len())
             .finish()
     }
 }
@@ -75,6 +79,39 @@ fn direct_or_file(
             }),
         (None, None) => Ok(None),
     }
+}
+
+/// `CONNECT_CA_FILE`: PEM certificates, each usable as a trust anchor.
+fn extra_roots(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+
+    const NAME: &str = "CONNECT_CA_FILE";
+    let Some(path) = get(NAME) else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(path.trim())
+        .map_err(|error| ConfigError::new(NAME, format!("cannot read {path}: {error}")))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ConfigError::new(NAME, format!("not PEM certificates: {error}")))?;
+    if certificates.is_empty() {
+        return Err(ConfigError::new(
+            NAME,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    let mut store = rustls::RootCertStore::empty();
+    let (_, rejected) = store.add_parsable_certificates(certificates.iter().cloned());
+    if rejected > 0 {
+        return Err(ConfigError::new(
+            NAME,
+            "holds a certificate that cannot be a trust anchor",
+        ));
+    }
+    Ok(certificates)
 }
 
 fn page_url(name: &str, value: Option<String>) -> Result<Option<String>, ConfigError> {
@@ -179,6 +216,7 @@ impl ConnectConfig {
                 1..=86_400,
                 Duration::from_secs,
             )?,
+            extra_roots: extra_roots(get)?,
             providers,
             state_key,
             keys,
@@ -211,7 +249,7 @@ mod tests {
     const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
     fn providers() -> Vec<toml::Table> {
-        let table: toml::Table = "[[providers]]\nname = \"p\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        let table: toml::Table = "[[providers]]\nname = \"p\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
             .parse()
             .expect("toml");
         vec![table["providers"][0].as_table().expect("table").clone()]
@@ -245,6 +283,33 @@ mod tests {
         let config = load(&all, &providers()).expect("complete");
         assert_eq!(config.keys.expect("keys").current_id(), "k1");
         assert!(!format!("{:?}", load(&all, &providers())).contains(STATE_KEY));
+    }
+
+    /// `CONNECT_CA_FILE`: an unreadable file or one without a PEM
+    /// certificate is named; a CA file's certificates are kept.
+    #[test]
+    fn connect_ca_file() {
+        let dir = std::env::temp_dir().join(format!("connect-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "no certificate here\n").expect("write");
+        for path in ["/nonexistent/ca.pem", garbage.to_str().expect("utf-8")] {
+            let error = load(&[("CONNECT_CA_FILE", path)], &[]).unwrap_err();
+            assert_eq!(error.variable, "CONNECT_CA_FILE", "{path}");
+        }
+        let certificates =
+            token_test_harness::TestCertificates::generate(&dir).expect("certificates");
+        let config = load(
+            &[(
+                "CONNECT_CA_FILE",
+                certificates.ca_cert.to_str().expect("utf-8"),
+            )],
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(config.extra_roots.len(), 1);
+        assert!(load(&[], &[]).expect("valid").extra_roots.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Bad keys, URLs and numbers are named; files are read.

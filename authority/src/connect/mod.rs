@@ -329,7 +329,7 @@ impl Connect {
     ///
     /// When the HTTP client cannot be built.
     pub fn new(config: &ConnectConfig, store: RedisStore, issuer: &str) -> Result<Self, String> {
-        let client = ProviderClient::new(config.provider_timeout)
+        let client = ProviderClient::with_roots(config.provider_timeout, &config.extra_roots)
             .map_err(|error| format!("cannot build the HTTP client for providers: {error}"))?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -155,14 +155,60 @@ pub struct ProviderClient {
     http: reqwest::Client,
 }
 
+/// Why the HTTP client for providers could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    /// The TLS configuration was refused.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// reqwest could not build the client.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The TLS configuration for provider calls: rustls with ring, trusting
+/// the webpki roots (Mozilla's CA list, compiled in: the image needs no CA
+/// bundle) and `extra_roots` (`CONNECT_CA_FILE`).
+///
+/// # Errors
+///
+/// [`ClientBuildError::Tls`] when rustls refuses the protocol versions.
+pub fn tls_config(
+    extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, ClientBuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots.add_parsable_certificates(extra_roots.iter().cloned());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 impl ProviderClient {
-    /// A client whose calls each finish within `timeout`.
+    /// A client whose calls each finish within `timeout`, trusting the
+    /// webpki roots.
     ///
     /// # Errors
     ///
     /// When the HTTP client cannot be built.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(timeout: Duration) -> Result<Self, ClientBuildError> {
+        Self::with_roots(timeout, &[])
+    }
+
+    /// A client whose calls each finish within `timeout`, trusting the
+    /// webpki roots and `extra_roots` (`CONNECT_CA_FILE`).
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn with_roots(
+        timeout: Duration,
+        extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+    ) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config(extra_roots)?)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())

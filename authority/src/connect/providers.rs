@@ -18,7 +18,12 @@
 //! default_expires_in = 3600                       # when the provider sends no expires_in
 //! keepalive_after = 604800                        # refresh idle connections after a week
 //! enabled = true
+//! # allow_insecure_http = true                    # tests only: plain http:// to a non-loopback host
 //! ```
+//!
+//! Endpoints (issuer, authorize, token, revocation, and the discovered ones)
+//! must be `https://`, unless the host is loopback (`127.0.0.1`, `[::1]`,
+//! `localhost`) or the provider sets `allow_insecure_http = true`.
 //!
 //! Explicit URLs override discovered ones (a revocation endpoint the
 //! provider does not advertise, say). Discovery happens on first use and is
@@ -101,6 +106,9 @@ pub struct ProviderConfig {
     pub enabled: bool,
     /// Refresh connections not refreshed for this long (keep-alive).
     pub keepalive_after: Option<Duration>,
+    /// `allow_insecure_http`: plain `http://` endpoints on hosts other
+    /// than loopback are accepted (for tests; never for a real provider).
+    pub allow_insecure_http: bool,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -116,6 +124,7 @@ impl fmt::Debug for ProviderConfig {
             .field("scopes", &self.scopes)
             .field("enabled", &self.enabled)
             .field("keepalive_after", &self.keepalive_after)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +157,7 @@ struct RawProvider {
     authorize_params: std::collections::BTreeMap<String, String>,
     enabled: Option<bool>,
     keepalive_after: Option<u64>,
+    allow_insecure_http: Option<bool>,
 }
 
 /// Whether `name` is a usable provider name: 1–32 of `a-z 0-9 _ -`,
@@ -173,17 +183,38 @@ pub fn secret_variable(provider: &str) -> String {
     )
 }
 
-/// Checks that `url` is an absolute http(s) URL; `fetched` URLs are called
-/// by the authority itself, so https needs the `rustls` feature.
-fn check_url(field: &str, url: &str, fetched: bool) -> Result<(), ConfigError> {
+/// Whether `url` may be called over plain HTTP: a loopback host
+/// (`127.0.0.0/8`, `::1`, `localhost`), or `allow_insecure_http`.
+fn plain_http_allowed(url: &Url, allow_insecure_http: bool) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    allow_insecure_http
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks that `url` is an absolute http(s) URL; a provider `endpoint`
+/// (not a page such as the logo or the authority's own callback) must be
+/// `https://` unless [`plain_http_allowed`].
+fn check_url(
+    field: &str,
+    url: &str,
+    endpoint: bool,
+    allow_insecure_http: bool,
+) -> Result<(), ConfigError> {
     let parsed =
         Url::parse(url).map_err(|_| ConfigError::new(field, "expected an absolute URL"))?;
     match parsed.scheme() {
-        "http" => Ok(()),
-        "https" if !fetched || cfg!(feature = "rustls") => Ok(()),
-        "https" => Err(ConfigError::new(
+        "https" => Ok(()),
+        "http" if !endpoint || plain_http_allowed(&parsed, allow_insecure_http) => Ok(()),
+        "http" => Err(ConfigError::new(
             field,
-            "https needs the authority built with TLS (`cargo build --features rustls`)",
+            "expected https:// (plain http:// only to a loopback host, or with \
+             allow_insecure_http = true for tests)",
         )),
         _ => Err(ConfigError::new(
             field,
@@ -234,18 +265,15 @@ pub fn parse(
             .issuer
             .as_deref()
             .map(|issuer| issuer.trim_end_matches('/').to_owned());
-        if let Some(issuer) = &issuer {
-            check_url(&at("issuer"), issuer, true)?;
-        }
-        if let Some(url) = &raw.authorize_url {
-            check_url(&at("authorize_url"), url, false)?;
-        }
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
         for (field, url) in [
+            ("issuer", &issuer),
+            ("authorize_url", &raw.authorize_url),
             ("token_url", &raw.token_url),
             ("revocation_url", &raw.revocation_url),
         ] {
             if let Some(url) = url {
-                check_url(&at(field), url, true)?;
+                check_url(&at(field), url, true, allow_insecure_http)?;
             }
         }
         if issuer.is_none() && (raw.authorize_url.is_none() || raw.token_url.is_none()) {
@@ -318,10 +346,10 @@ pub fn parse(
             ));
         }
         if let Some(url) = &raw.redirect_url {
-            check_url(&at("redirect_url"), url, false)?;
+            check_url(&at("redirect_url"), url, false, false)?;
         }
         if let Some(url) = &raw.logo_url {
-            check_url(&at("logo_url"), url, false)?;
+            check_url(&at("logo_url"), url, false, false)?;
         }
         if let Some(reserved) = raw
             .authorize_params
@@ -367,6 +395,7 @@ pub fn parse(
             authorize_params: raw.authorize_params.into_iter().collect(),
             enabled: raw.enabled.unwrap_or(true),
             keepalive_after,
+            allow_insecure_http,
         });
     }
     Ok(providers)
@@ -465,11 +494,20 @@ impl Provider {
                         .as_ref()
                         .and_then(|d| d.revocation_endpoint.as_ref()),
                 )?;
-                for fetched in std::iter::once(&token).chain(revocation.as_ref()) {
-                    if fetched.scheme() == "https" && !cfg!(feature = "rustls") {
-                        return Err(ProviderError::Invalid(
-                            "an https endpoint needs the authority built with --features rustls",
-                        ));
+                // Discovered endpoints obey the rule of configured ones.
+                for endpoint in [&authorization, &token]
+                    .into_iter()
+                    .chain(revocation.as_ref())
+                {
+                    match endpoint.scheme() {
+                        "https" => {}
+                        "http" if plain_http_allowed(endpoint, config.allow_insecure_http) => {}
+                        _ => {
+                            return Err(ProviderError::Invalid(
+                                "an endpoint is not https:// (plain http:// only to a \
+                                 loopback host, or with allow_insecure_http)",
+                            ));
+                        }
                     }
                 }
                 let endpoints = Endpoints {
@@ -619,13 +657,13 @@ mod tests {
             |extra: &str| format!("[[providers]]\nname = \"p\"\nclient_id = \"c\"\n{extra}\n");
         let cases = [
             (
-                base("issuer = \"http://x\"\nclient_secret = \"s\"\nclent = 1"),
+                base("issuer = \"https://x\"\nclient_secret = \"s\"\nclent = 1"),
                 "providers[0]",
             ),
-            (base("issuer = \"http://x\""), "providers[0].client_secret"),
+            (base("issuer = \"https://x\""), "providers[0].client_secret"),
             (base("client_secret = \"s\""), "providers[0].issuer"),
             (
-                base("client_secret = \"s\"\nauthorize_url = \"http://x/a\""),
+                base("client_secret = \"s\"\nauthorize_url = \"https://x/a\""),
                 "providers[0].issuer",
             ),
             (
@@ -634,20 +672,20 @@ mod tests {
             ),
             (
                 base(
-                    "issuer = \"http://x\"\nclient_secret = \"s\"\nauthorize_params = { state = \"x\" }",
+                    "issuer = \"https://x\"\nclient_secret = \"s\"\nauthorize_params = { state = \"x\" }",
                 ),
                 "providers[0].authorize_params",
             ),
             (
-                base("issuer = \"http://x\"\nclient_secret = \"s\"\nclient_secret_file = \"/f\""),
+                base("issuer = \"https://x\"\nclient_secret = \"s\"\nclient_secret_file = \"/f\""),
                 "providers[0].client_secret",
             ),
             (
-                base("issuer = \"http://x\"\nclient_secret_file = \"/nonexistent/secret\""),
+                base("issuer = \"https://x\"\nclient_secret_file = \"/nonexistent/secret\""),
                 "providers[0].client_secret_file",
             ),
             (
-                base("issuer = \"http://x\"\nclient_secret = \"s\"\nscopes = [\"a b\"]"),
+                base("issuer = \"https://x\"\nclient_secret = \"s\"\nscopes = [\"a b\"]"),
                 "providers[0].scopes",
             ),
         ];
@@ -657,18 +695,86 @@ mod tests {
         }
         for name in ["tokens", "callback", "Upper", "", "-x", "a/b"] {
             let text = format!(
-                "[[providers]]\nname = \"{name}\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+                "[[providers]]\nname = \"{name}\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
             );
             let error = parse(&tables(&text), &no_env).unwrap_err();
             assert_eq!(error.variable, "providers[0].name", "{name}");
         }
     }
 
+    /// Endpoints must be https://: plain http:// is refused for every
+    /// endpoint field unless the host is loopback or the provider sets
+    /// `allow_insecure_http`; pages (logo, callback) may be http://.
+    #[test]
+    fn plain_http_endpoints_are_refused() {
+        let provider = |endpoints: &str, extra: &str| {
+            format!(
+                "[[providers]]\nname = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n{endpoints}\n{extra}\n"
+            )
+        };
+        for (endpoints, field) in [
+            ("issuer = \"http://idp.example\"", "issuer"),
+            (
+                "authorize_url = \"http://idp.example/a\"\ntoken_url = \"https://idp.example/t\"",
+                "authorize_url",
+            ),
+            (
+                "authorize_url = \"https://idp.example/a\"\ntoken_url = \"http://idp.example/t\"",
+                "token_url",
+            ),
+            (
+                "issuer = \"https://idp.example\"\nrevocation_url = \"http://idp.example/r\"",
+                "revocation_url",
+            ),
+            ("issuer = \"http://127.0.0.1.example\"", "issuer"),
+        ] {
+            let error = parse(&tables(&provider(endpoints, "")), &no_env).unwrap_err();
+            assert_eq!(
+                error.variable,
+                format!("providers[0].{field}"),
+                "{endpoints}"
+            );
+            assert!(error.problem.contains("https://"), "{error}");
+            let allowed = parse(
+                &tables(&provider(endpoints, "allow_insecure_http = true")),
+                &no_env,
+            )
+            .expect("allowed for tests");
+            assert!(allowed[0].allow_insecure_http);
+        }
+        for loopback in [
+            "http://127.0.0.1:9",
+            "http://127.1.2.3",
+            "http://[::1]:8080",
+            "http://localhost:9",
+            "http://LOCALHOST",
+        ] {
+            let text = provider(&format!("issuer = \"{loopback}\""), "");
+            let providers = parse(&tables(&text), &no_env).expect(loopback);
+            assert!(!providers[0].allow_insecure_http);
+        }
+        let pages = provider(
+            "issuer = \"https://idp.example\"",
+            "logo_url = \"http://cdn.example/logo.svg\"\nredirect_url = \"http://auth.example/cb\"",
+        );
+        assert!(parse(&tables(&pages), &no_env).is_ok());
+    }
+
+    /// Discovered endpoints obey the same rule as configured ones.
+    #[test]
+    fn plain_http_discovered_endpoints_are_refused() {
+        let insecure = Url::parse("http://idp.example/token").expect("url");
+        assert!(!plain_http_allowed(&insecure, false));
+        assert!(plain_http_allowed(&insecure, true));
+        let loopback = Url::parse("http://127.0.0.1:9/token").expect("url");
+        assert!(plain_http_allowed(&loopback, false));
+    }
+
     /// The secret comes from the environment (which wins), a file, or the
     /// table; a public client needs none.
     #[test]
     fn secret_sources() {
-        let text = "[[providers]]\nname = \"my-idp\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret = \"from-file\"\n";
+        let text = "[[providers]]\nname = \"my-idp\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret = \"from-file\"\n";
         let env = |name: &str| {
             (name == "CONNECT_PROVIDER_MY_IDP_CLIENT_SECRET").then(|| "from-env".to_owned())
         };
@@ -678,12 +784,12 @@ mod tests {
         let path = dir.join("secret");
         std::fs::write(&path, "from-a-file\n").expect("write");
         let text = format!(
-            "[[providers]]\nname = \"p\"\nissuer = \"http://x\"\nclient_id = \"c\"\nclient_secret_file = {:?}\n",
+            "[[providers]]\nname = \"p\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret_file = {:?}\n",
             path.display().to_string()
         );
         let providers = parse(&tables(&text), &no_env).expect("valid");
         assert_eq!(providers[0].client_secret.as_str(), "from-a-file");
-        let public = "[[providers]]\nname = \"p\"\nissuer = \"http://x\"\nclient_id = \"c\"\ntoken_endpoint_auth_method = \"none\"\n";
+        let public = "[[providers]]\nname = \"p\"\nissuer = \"https://x\"\nclient_id = \"c\"\ntoken_endpoint_auth_method = \"none\"\n";
         assert!(parse(&tables(public), &no_env).is_ok());
         let _ = std::fs::remove_dir_all(dir);
     }

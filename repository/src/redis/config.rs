@@ -342,6 +342,32 @@ impl RedisTls {
         }
         Self::from_pem(ca, client).map(Some)
     }
+
+    /// Checks that `topology` can use this material: one server, at a
+    /// `rediss://` URL.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsSettingsError`] naming `REDIS_CA_FILE` (or
+    /// `REDIS_CLIENT_CERT_FILE` when no CA is given) otherwise.
+    pub fn check_topology(&self, topology: &Topology) -> Result<(), TlsSettingsError> {
+        let variable = if self.certificates.root_cert.is_some() {
+            "REDIS_CA_FILE"
+        } else {
+            "REDIS_CLIENT_CERT_FILE"
+        };
+        match topology {
+            Topology::Single { url } if url.trim_start().starts_with("rediss://") => Ok(()),
+            Topology::Single { .. } => Err(TlsSettingsError::new(
+                variable,
+                "needs a rediss:// REDIS_URL (TLS)",
+            )),
+            Topology::Cluster { .. } | Topology::Sentinel { .. } => Err(TlsSettingsError::new(
+                variable,
+                "supported with REDIS_URL only, not with REDIS_CLUSTER_URLS or REDIS_SENTINEL_URLS",
+            )),
+        }
+    }
 }
 
 /// `redis://user:secret@host/` → `redis://user:***@host/`, for logs.
