@@ -89,13 +89,14 @@ impl KeyPrefix {
         &self.0
     }
 
-    /// `P tok:{T}:` — everything of a token key but the digest.
+    /// `P tok:{T}:` — everything of a format-1 token key but the digest.
     #[must_use]
     pub fn token_key_prefix(&self, tag: &SubjectTag) -> Vec<u8> {
         format!("{}tok:{{{}}}:", self.0, tag.to_key_text()).into_bytes()
     }
 
-    /// `P tok:{T}:D` — a token's record.
+    /// `P tok:{T}:D` — a format-1 token's record (tokens issued before the
+    /// bounded schema; read until they expire, never written).
     #[must_use]
     pub fn token(&self, tag: &SubjectTag, digest: &TokenDigest) -> Vec<u8> {
         let mut key = self.token_key_prefix(tag);
@@ -103,7 +104,50 @@ impl KeyPrefix {
         key
     }
 
-    /// `P idx:{T}` — a subject's index of live tokens.
+    /// `P s:{T}:` — everything of a session key but the session id.
+    #[must_use]
+    pub fn session_key_prefix(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}s:{{{}}}:", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P s:{T}:F` — one session (family `F`, 16 raw bytes): its holder and
+    /// its tokens ([`crate::codec::SessionRecord`]).
+    #[must_use]
+    pub fn session(&self, tag: &SubjectTag, family: Uuid) -> Vec<u8> {
+        let mut key = self.session_key_prefix(tag);
+        key.extend_from_slice(family.as_bytes());
+        key
+    }
+
+    /// `P sidx:{T}` — a subject's live sessions (zset of session ids scored
+    /// by the session key's expiry, ms).
+    #[must_use]
+    pub fn sessions(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}sidx:{{{}}}", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P s:` — the key prefix of every session (for client-side caching's
+    /// `CLIENT TRACKING … BCAST PREFIX`).
+    #[must_use]
+    pub fn session_tracking_prefix(&self) -> String {
+        format!("{}s:", self.0)
+    }
+
+    /// `P s:*` — the ACL key pattern a token client's read-only user needs
+    /// for tokens issued today (with [`token_pattern`](Self::token_pattern)
+    /// for tokens issued before the bounded schema, until they expire).
+    #[must_use]
+    pub fn session_pattern(&self) -> String {
+        format!("{}s:*", self.0)
+    }
+
+    /// `P tok:` — the key prefix of format-1 token records.
+    #[must_use]
+    pub fn token_tracking_prefix(&self) -> String {
+        format!("{}tok:", self.0)
+    }
+
+    /// `P idx:{T}` — a subject's index of live format-1 tokens.
     #[must_use]
     pub fn index(&self, tag: &SubjectTag) -> Vec<u8> {
         format!("{}idx:{{{}}}", self.0, tag.to_key_text()).into_bytes()
@@ -183,7 +227,8 @@ impl KeyPrefix {
         format!("{}conns", self.0)
     }
 
-    /// `P tok:*` — the ACL key pattern a token client's read-only user needs.
+    /// `P tok:*` — the ACL key pattern a token client's read-only user needs
+    /// for format-1 tokens (see [`session_pattern`](Self::session_pattern)).
     #[must_use]
     pub fn token_pattern(&self) -> String {
         format!("{}tok:*", self.0)

@@ -75,6 +75,7 @@ pub use record::{Timestamp, TokenRecord};
 pub use redis::{RedisConfig, RedisStore, RedisTokenReader};
 pub use scope::{ScopeError, Scopes};
 pub use store::{
-    Generation, Grant, Minted, NewToken, RefreshState, Rotation, TokenReader, TokenWriter,
+    DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Grant, Issued, Minted, NewToken, RefreshState,
+    Rotation, TokenReader, TokenWriter,
 };
 pub use token::{FormatError, SubjectTag, Token, TokenDigest, TokenKind};

@@ -18,6 +18,7 @@ pub struct RedisConfig {
     pub(crate) pool_size: usize,
     pub(crate) timeout: Duration,
     pub(crate) durability: Option<Durability>,
+    pub(crate) max_sessions: usize,
 }
 
 /// Wait for replicas to acknowledge every issued token (`WAIT`).
@@ -81,6 +82,7 @@ impl RedisConfig {
             pool_size: Self::DEFAULT_POOL_SIZE,
             timeout: Self::DEFAULT_TIMEOUT,
             durability: None,
+            max_sessions: crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT,
         }
     }
 
@@ -144,6 +146,15 @@ impl RedisConfig {
         self
     }
 
+    /// How many live sessions one subject may hold (at least 1; default
+    /// [`crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT`]). Issuing beyond it
+    /// revokes the subject's soonest-expiring sessions.
+    #[must_use]
+    pub fn max_sessions_per_subject(mut self, cap: usize) -> Self {
+        self.max_sessions = cap.max(1);
+        self
+    }
+
     /// The configured key prefix.
     #[must_use]
     pub fn key_prefix(&self) -> &KeyPrefix {
@@ -165,6 +176,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
+            .field("max_sessions", &self.max_sessions)
             .finish()
     }
 }
