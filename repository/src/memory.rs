@@ -131,9 +131,20 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn put(&mut self, tag: &SubjectTag, family: Uuid, session: SessionRecord, expires_at: Timestamp) {
-        self.sessions
-            .insert((tag.clone(), family), Stored { session, expires_at });
+    fn put(
+        &mut self,
+        tag: &SubjectTag,
+        family: Uuid,
+        session: SessionRecord,
+        expires_at: Timestamp,
+    ) {
+        self.sessions.insert(
+            (tag.clone(), family),
+            Stored {
+                session,
+                expires_at,
+            },
+        );
         let entries = self.index.entry(tag.clone()).or_default();
         entries.retain(|(id, _)| *id != family);
         entries.push((family, expires_at));
@@ -201,7 +212,12 @@ impl TokenWriter for MemoryStore {
             state.remove(&tag, oldest, now);
             evicted.push(oldest);
         }
-        state.put(&tag, family, minted.session(Vec::new()), minted.expires_at());
+        state.put(
+            &tag,
+            family,
+            minted.session(Vec::new()),
+            minted.expires_at(),
+        );
         Ok(Issued { evicted })
     }
 
@@ -285,7 +301,10 @@ impl TokenWriter for MemoryStore {
         let Some(session) = state.session(&tag, family, now) else {
             return Ok(0);
         };
-        if session.token(token.kind(), token.digest(), family, now).is_none() {
+        if session
+            .token(token.kind(), token.digest(), family, now)
+            .is_none()
+        {
             return Ok(0);
         }
         Ok(match token.kind() {

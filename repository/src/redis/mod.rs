@@ -162,7 +162,9 @@ impl Inner {
         Ok(self
             .session(token.tag(), family)
             .await?
-            .and_then(|session| session.token(token.kind(), token.digest(), family, Timestamp::now())))
+            .and_then(|session| {
+                session.token(token.kind(), token.digest(), family, Timestamp::now())
+            }))
     }
 
     /// The session `family` of the subject tagged `tag`, if it is there
@@ -571,9 +573,12 @@ impl TokenWriter for RedisStore {
         let Some(session) = self.inner.session(tag, family).await? else {
             return Ok(RefreshState::Unknown);
         };
-        if let Some(record) =
-            session.token(TokenKind::Refresh, presented.digest(), family, Timestamp::now())
-        {
+        if let Some(record) = session.token(
+            TokenKind::Refresh,
+            presented.digest(),
+            family,
+            Timestamp::now(),
+        ) {
             return Ok(RefreshState::Live(record));
         }
         if session.was_used(presented.digest()) {
