@@ -631,7 +631,9 @@ impl Shared {
         };
         if bytes.starts_with(self.prefix.session_tracking_prefix().as_bytes()) {
             let start = bytes.len().checked_sub(16)?;
-            return Uuid::from_slice(&bytes[start..]).ok().map(CacheKey::Session);
+            return Uuid::from_slice(&bytes[start..])
+                .ok()
+                .map(CacheKey::Session);
         }
         if bytes.starts_with(self.prefix.token_tracking_prefix().as_bytes()) {
             let start = bytes.len().checked_sub(32)?;
@@ -1155,7 +1157,7 @@ mod tests {
     #[test]
     fn inactive_cache_is_bypassed_and_cleared() {
         let shared = Shared::new(config(), false);
-        let digest = TokenDigest::of("t");
+        let digest = v1(TokenDigest::of("t"));
         assert!(matches!(shared.begin(&digest), Begin::Miss(None)));
         let connection = shared.begin_connection();
         assert!(shared.activate(connection));
@@ -1234,7 +1236,10 @@ mod tests {
             Some(CacheKey::Session(family))
         );
         assert_eq!(shared.key_of(&Value::BulkString(b"short".to_vec())), None);
-        assert_eq!(shared.key_of(&Value::BulkString(b"ts:user:x".to_vec())), None);
+        assert_eq!(
+            shared.key_of(&Value::BulkString(b"ts:user:x".to_vec())),
+            None
+        );
         assert_eq!(shared.key_of(&Value::Int(1)), None);
     }
 
@@ -1252,7 +1257,7 @@ mod tests {
             name: None,
             email: None,
             scopes: Scopes::empty(),
-            token_id: uuid::Uuid::nil(),
+            token_id: Uuid::nil(),
             client_id: None,
             expires_at: Timestamp::now().saturating_add(Duration::from_secs(600)),
         }
