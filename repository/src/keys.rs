@@ -1,14 +1,22 @@
 //! The Redis key schema, in one screen.
 //!
 //! `P` is the configured prefix (namespace), `T` a subject's tag
-//! ([`SubjectTag`], 14 base64url characters), `D` a token digest (32 raw
-//! bytes, SHA-256 of the token text):
+//! ([`SubjectTag`], 14 base64url characters), `F` a session (family) id (16
+//! raw bytes, carried inside every token issued today), `D` a token digest
+//! (32 raw bytes, SHA-256 of the token text):
 //!
 //! | key               | type   | holds                                     | TTL                        |
 //! |-------------------|--------|-------------------------------------------|----------------------------|
-//! | `P tok:{T}:D`     | string | the token's record ([`crate::codec`])     | the token's lifetime       |
-//! | `P idx:{T}`       | zset   | the subject's live tokens ([`IndexMember`], score = expiry ms) | its longest-lived entry |
+//! | `P s:{T}:F`       | string | one session: holder, current access and refresh tokens (truncated digests, expiries), the last [`crate::store::USED_REFRESH_MEMORY`] rotated refresh tokens ([`crate::codec::SessionRecord`], format 2) | its longest-lived token |
+//! | `P sidx:{T}`      | zset   | the subject's session ids, score = the session key's expiry (ms); at most the session cap ([`crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT`] by default) | its longest-lived entry |
 //! | `P gen:{T}`       | string | revocation generation of the subject      | [`GENERATION_TTL`]         |
+//! | `P tok:{T}:D`     | string | format 1 (before the bounded schema): one token's record; read and revoked, never written | the token's lifetime |
+//! | `P idx:{T}`       | zset   | format 1: the subject's tokens ([`IndexMember`]); only shrinks | its longest-lived entry |
+//!
+//! Costs: a token names its session, so a lookup, a refresh inspection
+//! (live, rotated or forged) and reuse detection are one `GET` of `P s:{T}:F`;
+//! rotation and every revocation but sign-out-everywhere touch that key and
+//! one `sidx` entry. Nothing per token is O(subject).
 //!
 //! The authority's own keys (one key per object; none is ever touched
 //! together with another in one command):
@@ -32,11 +40,12 @@
 //! | `P cstate:<N>`      | string | marks a `state` as used (single use)             | the state's remaining lifetime (`SET NX PX`) |
 //! | `P conns`           | zset   | every connection (`<p>:<subject>`), scored by its last refresh (ms), for the keep-alive | none |
 //!
-//! (written without the space: `ts:tok:{T}:D`.) `{T}` is a Redis Cluster
+//! (written without the space: `ts:s:{T}:F`.) `{T}` is a Redis Cluster
 //! hash tag: all keys of one subject live in one slot, so every script that
-//! touches a token and its subject's index runs on one node. A token carries
-//! `T`, so a token client finds the key from the token alone, with one `GET`,
-//! and its read-only ACL user needs nothing but `%R~P tok:*`.
+//! touches a session and its subject's index runs on one node. A token
+//! carries `T` and `F`, so a token client finds the key from the token alone,
+//! with one `GET`, and its read-only ACL user needs nothing but `%R~P s:*`
+//! (and `%R~P tok:*` while format-1 tokens live).
 
 use std::fmt;
 
