@@ -30,6 +30,9 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// `REDIS_TIMEOUT_MS`: bound on every Redis operation.
     pub redis_timeout: Duration,
+    /// `MAX_SESSIONS_PER_SUBJECT`: live sessions one user or client may
+    /// hold; issuing beyond it revokes its soonest-expiring session.
+    pub max_sessions_per_subject: usize,
     /// `KEY_PREFIX`: namespace of every key.
     pub key_prefix: KeyPrefix,
     /// `LISTEN_ADDR`: where the HTTP server binds (port 0 = any free port).
@@ -179,6 +182,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "REDIS_TIMEOUT_MS",
         "1000",
         "bound on every Redis operation, in milliseconds",
+    ),
+    (
+        "MAX_SESSIONS_PER_SUBJECT",
+        "100",
+        "live sessions (logins, client_credentials grants) per user or client; \
+         issuing beyond it revokes the one that expires soonest",
     ),
     ("KEY_PREFIX", "ts:", "namespace of every Redis key"),
     (
@@ -396,6 +405,12 @@ impl Config {
                 1000,
                 10..=60_000,
             )?),
+            max_sessions_per_subject: number(
+                get("MAX_SESSIONS_PER_SUBJECT"),
+                "MAX_SESSIONS_PER_SUBJECT",
+                token_repository::DEFAULT_MAX_SESSIONS_PER_SUBJECT,
+                1..=10_000,
+            )?,
             key_prefix,
             listen_addr,
             issuer,
@@ -470,7 +485,8 @@ impl Config {
         let mut config = token_repository::RedisConfig::with_topology(self.redis_topology.clone())
             .prefix(self.key_prefix.clone())
             .pool_size(self.redis_pool_size)
-            .timeout(self.redis_timeout);
+            .timeout(self.redis_timeout)
+            .max_sessions_per_subject(self.max_sessions_per_subject);
         if let Some(tls) = &self.redis_tls {
             config = config.tls(tls.clone());
         }
@@ -489,6 +505,7 @@ impl fmt::Debug for Config {
             .field("redis_wait", &self.redis_wait)
             .field("redis_pool_size", &self.redis_pool_size)
             .field("redis_timeout", &self.redis_timeout)
+            .field("max_sessions_per_subject", &self.max_sessions_per_subject)
             .field("key_prefix", &self.key_prefix)
             .field("listen_addr", &self.listen_addr)
             .field("issuer", &self.issuer)

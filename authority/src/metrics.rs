@@ -63,6 +63,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     metrics::describe_counter!(
+        "authority_sessions_evicted_total",
+        "Sessions revoked because their subject issued past MAX_SESSIONS_PER_SUBJECT."
+    );
+    metrics::describe_counter!(
         "authority_tokens_issued_total",
         "Token responses issued, by grant type."
     );
@@ -158,6 +162,12 @@ pub fn refused(grant: &'static str, reason: &'static str) {
 /// `count` tokens revoked for `reason`.
 pub fn revoked(reason: &'static str, count: usize) {
     metrics::counter!("authority_tokens_revoked_total", "reason" => reason)
+        .increment(u64::try_from(count).unwrap_or(u64::MAX));
+}
+
+/// `count` sessions revoked to keep a subject within its session cap.
+pub fn sessions_evicted(count: usize) {
+    metrics::counter!("authority_sessions_evicted_total")
         .increment(u64::try_from(count).unwrap_or(u64::MAX));
 }
 

@@ -22,6 +22,7 @@ use token_repository::{
 };
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::principal::Principal;
 
@@ -122,10 +123,12 @@ pub struct CacheStats {
 ///
 /// - **Pushed invalidations.** [`TokenCache::tracking`] keeps one dedicated
 ///   RESP3 connection in Redis's client-side-caching broadcast mode
-///   (`CLIENT TRACKING ON BCAST PREFIX <prefix>tok:`). Whenever any client
-///   changes or deletes a token key — the authority revoking a token,
-///   Redis expiring one — Redis pushes the key's name to every tracking
-///   service, and the entry of that digest is dropped. The authority does
+///   (`CLIENT TRACKING ON BCAST PREFIX <prefix>s: PREFIX <prefix>tok:`).
+///   Whenever any client changes or deletes a session key (or, for tokens
+///   issued before the bounded schema, a token key) — the authority
+///   revoking or rotating, Redis expiring one — Redis pushes the key's name
+///   to every tracking service, and the entries of that session (or
+///   digest) are dropped. The authority does
 ///   nothing special: a revocation is a `DEL`. Lookups themselves still go
 ///   through the [`TokenReader`] (its pool, its timeouts).
 /// - **Bounded staleness.** A positive entry lives at most
@@ -187,17 +190,18 @@ impl TokenCache {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("TokenCache::tracking must be called within a Tokio runtime".into())
         })?;
-        let shared = Arc::new(Shared::new(config, false));
+        let mut shared = Shared::new(config, false);
+        shared.prefix = redis.key_prefix().clone();
+        let shared = Arc::new(shared);
         let (stop, stopped) = oneshot::channel();
         let tracker = Tracker {
             shared: Arc::clone(&shared),
             url: target.describe(redis.topology()),
             target,
-            prefix: redis
-                .key_prefix()
-                .token_pattern()
-                .trim_end_matches('*')
-                .to_owned(),
+            prefixes: [
+                redis.key_prefix().session_tracking_prefix(),
+                redis.key_prefix().token_tracking_prefix(),
+            ],
         };
         runtime.spawn(tracker.run(stopped));
         Ok(Self {
@@ -227,14 +231,14 @@ impl TokenCache {
         reader: &dyn TokenReader,
         token: &Token,
     ) -> Result<Option<Principal>> {
-        let digest = *token.digest();
-        let ticket = match self.shared.begin(&digest) {
+        let entry = Entry::of(token);
+        let ticket = match self.shared.begin(&entry) {
             Begin::Hit(answer) => return Ok(answer),
             Begin::Miss(ticket) => ticket,
         };
         let pending = ticket.map(|ticket| Pending {
             shared: &self.shared,
-            digest,
+            entry,
             ticket,
             done: false,
         });
@@ -303,9 +307,44 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// What the cache holds for one digest.
+/// What the cache keys a token's answer by: what invalidation pushes name.
+/// A token issued today is cached under its session (one Redis key per
+/// session); one from before the bounded schema under its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Session(Uuid),
+    Token(TokenDigest),
+}
+
+/// One lookup: where it is cached and which token it is for (a session's
+/// slot answers only for the token it was filled for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    key: CacheKey,
+    digest: TokenDigest,
+}
+
+impl Entry {
+    fn of(token: &Token) -> Self {
+        let digest = *token.digest();
+        Self {
+            key: token
+                .family()
+                .map_or(CacheKey::Token(digest), CacheKey::Session),
+            digest,
+        }
+    }
+}
+
+/// What the cache holds for one key, for the token of `digest`.
 #[derive(Debug)]
-enum Slot {
+struct Slot {
+    digest: TokenDigest,
+    state: SlotState,
+}
+
+#[derive(Debug)]
+enum SlotState {
     /// A lookup is under way; only the holder of this ticket may fill it.
     Pending(u64),
     /// A live token, trusted until `until`.
@@ -319,7 +358,7 @@ enum Slot {
 
 #[derive(Debug)]
 struct State {
-    entries: HashMap<TokenDigest, Slot>,
+    entries: HashMap<CacheKey, Slot>,
     /// Whether lookups may be answered (and stored).
     active: bool,
     next_ticket: u64,
@@ -342,6 +381,8 @@ struct Shared {
     config: CacheConfig,
     state: Mutex<State>,
     counters: Counters,
+    /// The key prefix whose session and token keys invalidations name.
+    prefix: KeyPrefix,
 }
 
 enum Begin {
@@ -367,6 +408,7 @@ impl Shared {
                 last_sweep: Instant::now(),
             }),
             counters: Counters::default(),
+            prefix: KeyPrefix::default(),
         }
     }
 
@@ -380,7 +422,7 @@ impl Shared {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn begin(&self, digest: &TokenDigest) -> Begin {
+    fn begin(&self, entry: &Entry) -> Begin {
         let now = Instant::now();
         let mut state = self.state();
         if !state.active {
@@ -388,29 +430,43 @@ impl Shared {
             crate::metrics::cache("bypass");
             return Begin::Miss(None);
         }
-        let ticket = match state.entries.get(digest) {
-            Some(Slot::Known { principal, until })
+        let slot = state.entries.get(&entry.key);
+        let ticket = match slot.map(|slot| (slot.digest == entry.digest, &slot.state)) {
+            Some((true, SlotState::Known { principal, until }))
                 if now < *until && principal.is_live_at(Timestamp::now()) =>
             {
                 Self::count(&self.counters.hits);
                 crate::metrics::cache("hit");
                 return Begin::Hit(Some(principal.clone()));
             }
-            Some(Slot::Unknown { until }) if now < *until => {
+            Some((true, SlotState::Unknown { until })) if now < *until => {
                 Self::count(&self.counters.hits);
                 crate::metrics::cache("hit");
                 return Begin::Hit(None);
             }
             // Join the lookup under way: any invalidation since it began
             // would have removed its marker.
-            Some(Slot::Pending(ticket)) => *ticket,
+            Some((true, SlotState::Pending(ticket))) => *ticket,
+            // Another token of the same session is being looked up: ask
+            // without disturbing it.
+            Some((false, SlotState::Pending(_))) => {
+                Self::count(&self.counters.misses);
+                crate::metrics::cache("miss");
+                return Begin::Miss(None);
+            }
             _ => {
                 let ticket = state.next_ticket;
                 state.next_ticket += 1;
-                if !state.entries.contains_key(digest) {
+                if !state.entries.contains_key(&entry.key) {
                     self.make_room(&mut state, now);
                 }
-                state.entries.insert(*digest, Slot::Pending(ticket));
+                state.entries.insert(
+                    entry.key,
+                    Slot {
+                        digest: entry.digest,
+                        state: SlotState::Pending(ticket),
+                    },
+                );
                 ticket
             }
         };
@@ -425,9 +481,9 @@ impl Shared {
         }
         if now.duration_since(state.last_sweep) >= SWEEP_INTERVAL {
             state.last_sweep = now;
-            state.entries.retain(|_, slot| match slot {
-                Slot::Pending(_) => true,
-                Slot::Known { until, .. } | Slot::Unknown { until } => now < *until,
+            state.entries.retain(|_, slot| match &slot.state {
+                SlotState::Pending(_) => true,
+                SlotState::Known { until, .. } | SlotState::Unknown { until } => now < *until,
             });
         }
         while state.entries.len() >= self.config.capacity {
@@ -440,52 +496,67 @@ impl Shared {
 
     /// Stores the answer of the lookup holding `ticket`, unless its marker
     /// was removed meanwhile.
-    fn complete(&self, digest: &TokenDigest, ticket: u64, answer: &Option<Principal>) {
+    fn complete(&self, entry: &Entry, ticket: u64, answer: &Option<Principal>) {
         let now = Instant::now();
         let slot = match answer {
             Some(principal) => {
                 let left = Timestamp::now().until(principal.expires_at);
                 let ttl = left.min(self.config.staleness);
-                (!ttl.is_zero()).then(|| Slot::Known {
+                (!ttl.is_zero()).then(|| SlotState::Known {
                     principal: principal.clone(),
                     until: now + ttl,
                 })
             }
-            None => (!self.config.negative_ttl.is_zero()).then(|| Slot::Unknown {
+            None => (!self.config.negative_ttl.is_zero()).then(|| SlotState::Unknown {
                 until: now + self.config.negative_ttl,
             }),
         };
         let mut state = self.state();
-        if !matches!(state.entries.get(digest), Some(Slot::Pending(own)) if *own == ticket) {
+        if !Self::holds(&state, entry, ticket) {
             return;
         }
         match slot {
             Some(slot) if state.active => {
-                state.entries.insert(*digest, slot);
+                state.entries.insert(
+                    entry.key,
+                    Slot {
+                        digest: entry.digest,
+                        state: slot,
+                    },
+                );
             }
             _ => {
-                state.entries.remove(digest);
+                state.entries.remove(&entry.key);
             }
         }
+    }
+
+    /// Whether `entry`'s marker is still that of the lookup holding `ticket`.
+    fn holds(state: &State, entry: &Entry, ticket: u64) -> bool {
+        matches!(
+            state.entries.get(&entry.key),
+            Some(Slot { digest, state: SlotState::Pending(own) })
+                if *own == ticket && *digest == entry.digest
+        )
     }
 
     /// Removes the marker of a lookup that failed or was cancelled.
-    fn abandon(&self, digest: &TokenDigest, ticket: u64) {
+    fn abandon(&self, entry: &Entry, ticket: u64) {
         let mut state = self.state();
-        if matches!(state.entries.get(digest), Some(Slot::Pending(own)) if *own == ticket) {
-            state.entries.remove(digest);
+        if Self::holds(&state, entry, ticket) {
+            state.entries.remove(&entry.key);
         }
     }
 
-    /// Drops the entries of the token keys in an `invalidate` push; a nil
-    /// payload (`FLUSHALL`, `FLUSHDB`) drops everything.
+    /// Drops the entries of the session and token keys in an `invalidate`
+    /// push; a nil payload (`FLUSHALL`, `FLUSHDB`) drops everything.
     fn invalidate(&self, data: &[Value]) {
         let mut digests = Vec::new();
         let mut everything = false;
         for value in data {
             match value {
                 Value::Array(keys) | Value::Set(keys) => {
-                    digests.extend(keys.iter().filter_map(digest_of_key));
+                    digests.extend(keys.iter().filter_map(|key| self.key_of(key)));
                 }
                 Value::Nil => everything = true,
                 _ => {}
@@ -547,31 +618,45 @@ impl Shared {
     }
 }
 
-/// The digest at the end of a token key (`<prefix>tok:{<tag>}:<digest>`).
-fn digest_of_key(key: &Value) -> Option<TokenDigest> {
-    let bytes = match key {
-        Value::BulkString(bytes) => bytes.as_slice(),
-        Value::SimpleString(text) => text.as_bytes(),
-        _ => return None,
-    };
-    let start = bytes.len().checked_sub(32)?;
-    let mut digest = [0_u8; 32];
-    digest.copy_from_slice(&bytes[start..]);
-    Some(TokenDigest::from_bytes(digest))
+impl Shared {
+    /// The cache key an invalidated Redis key stands for: the session id at
+    /// the end of a session key (`<prefix>s:{<tag>}:<16 bytes>`), or the
+    /// digest at the end of a format-1 token key
+    /// (`<prefix>tok:{<tag>}:<32 bytes>`).
+    fn key_of(&self, key: &Value) -> Option<CacheKey> {
+        let bytes = match key {
+            Value::BulkString(bytes) => bytes.as_slice(),
+            Value::SimpleString(text) => text.as_bytes(),
+            _ => return None,
+        };
+        if bytes.starts_with(self.prefix.session_tracking_prefix().as_bytes()) {
+            let start = bytes.len().checked_sub(16)?;
+            return Uuid::from_slice(&bytes[start..])
+                .ok()
+                .map(CacheKey::Session);
+        }
+        if bytes.starts_with(self.prefix.token_tracking_prefix().as_bytes()) {
+            let start = bytes.len().checked_sub(32)?;
+            let mut digest = [0_u8; 32];
+            digest.copy_from_slice(&bytes[start..]);
+            return Some(CacheKey::Token(TokenDigest::from_bytes(digest)));
+        }
+        None
+    }
 }
 
 /// A lookup's marker: filled by [`Pending::complete`], removed when the
 /// lookup fails or its future is dropped (a timeout, a client gone).
 struct Pending<'a> {
     shared: &'a Shared,
-    digest: TokenDigest,
+    entry: Entry,
     ticket: u64,
     done: bool,
 }
 
 impl Pending<'_> {
     fn complete(mut self, answer: &Option<Principal>) {
-        self.shared.complete(&self.digest, self.ticket, answer);
+        self.shared.complete(&self.entry, self.ticket, answer);
         self.done = true;
     }
 }
@@ -579,7 +664,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.abandon(&self.digest, self.ticket);
+            self.shared.abandon(&self.entry, self.ticket);
         }
     }
 }
@@ -743,8 +828,8 @@ async fn cluster_masters(
 struct Tracker {
     shared: Arc<Shared>,
     target: Target,
-    /// `<prefix>tok:`
-    prefix: String,
+    /// `<prefix>s:` and `<prefix>tok:`
+    prefixes: [String; 2],
     /// For logs, without the password.
     url: String,
 }
@@ -762,7 +847,7 @@ impl Tracker {
             };
             match connected {
                 Ok(mut connections) if self.shared.activate(connection) => {
-                    tracing::info!(url = %self.url, prefix = %self.prefix, "token cache: tracking invalidations");
+                    tracing::info!(url = %self.url, prefixes = ?self.prefixes, "token cache: tracking invalidations");
                     backoff = MIN_BACKOFF;
                     reported = false;
                     let reason = tokio::select! {
@@ -824,7 +909,9 @@ impl Tracker {
                 .arg("ON")
                 .arg("BCAST")
                 .arg("PREFIX")
-                .arg(&self.prefix)
+                .arg(&self.prefixes[0])
+                .arg("PREFIX")
+                .arg(&self.prefixes[1])
                 .exec_async(&mut redis)
                 .await?;
             connections.push(redis);
@@ -1014,15 +1101,42 @@ mod tests {
     #[test]
     fn invalidation_during_a_lookup_prevents_the_insert() {
         let shared = Shared::new(config(), true);
-        let digest = TokenDigest::of("t");
-        let Begin::Miss(Some(ticket)) = shared.begin(&digest) else {
+        let family = Uuid::from_u128(7);
+        let entry = Entry {
+            key: CacheKey::Session(family),
+            digest: TokenDigest::of("t"),
+        };
+        let Begin::Miss(Some(ticket)) = shared.begin(&entry) else {
             panic!("first lookup must miss with a ticket");
         };
-        let key = Value::BulkString([b"ts:tok:{tag}:".as_slice(), digest.as_bytes()].concat());
+        let key = Value::BulkString([b"ts:s:{tag}:".as_slice(), family.as_bytes()].concat());
         shared.invalidate(&[Value::Array(vec![key])]);
-        shared.complete(&digest, ticket, &Some(principal()));
+        shared.complete(&entry, ticket, &Some(principal()));
         assert!(shared.state().entries.is_empty(), "stale answer stored");
-        assert!(matches!(shared.begin(&digest), Begin::Miss(Some(_))));
+        assert!(matches!(shared.begin(&entry), Begin::Miss(Some(_))));
+    }
+
+    /// A session's slot answers only for the token it was filled for:
+    /// another token naming the same session is looked up.
+    #[test]
+    fn a_session_slot_answers_for_its_own_token_only() {
+        let shared = Shared::new(config(), true);
+        let family = Uuid::from_u128(7);
+        let own = Entry {
+            key: CacheKey::Session(family),
+            digest: TokenDigest::of("own"),
+        };
+        let other = Entry {
+            key: CacheKey::Session(family),
+            digest: TokenDigest::of("forged"),
+        };
+        let Begin::Miss(Some(ticket)) = shared.begin(&own) else {
+            panic!("miss");
+        };
+        assert!(matches!(shared.begin(&other), Begin::Miss(None)));
+        shared.complete(&own, ticket, &Some(principal()));
+        assert!(matches!(shared.begin(&own), Begin::Hit(Some(_))));
+        assert!(matches!(shared.begin(&other), Begin::Miss(Some(_))));
     }
 
     /// A clear (reconnection, `FLUSHALL`) between answer and insert wins
@@ -1030,8 +1144,8 @@ mod tests {
     #[test]
     fn clear_during_a_lookup_prevents_the_insert() {
         let shared = Shared::new(config(), true);
-        let a = TokenDigest::of("a");
-        let b = TokenDigest::of("b");
+        let a = v1(TokenDigest::of("a"));
+        let b = v1(TokenDigest::of("b"));
         let Begin::Miss(Some(ticket_a)) = shared.begin(&a) else {
             panic!("miss");
         };
@@ -1049,7 +1163,7 @@ mod tests {
     #[test]
     fn inactive_cache_is_bypassed_and_cleared() {
         let shared = Shared::new(config(), false);
-        let digest = TokenDigest::of("t");
+        let digest = v1(TokenDigest::of("t"));
         assert!(matches!(shared.begin(&digest), Begin::Miss(None)));
         let connection = shared.begin_connection();
         assert!(shared.activate(connection));
@@ -1110,14 +1224,36 @@ mod tests {
         assert_eq!(cache.stats().entries, 8);
     }
 
-    /// Keys of an invalidation push map to the digest at their end.
+    /// Keys of an invalidation push map to the session id or digest at
+    /// their end.
     #[test]
-    fn digest_from_key() {
+    fn cache_key_from_key() {
+        let shared = Shared::new(config(), true);
         let digest = TokenDigest::of("t");
         let key = [b"ts:tok:{abcdefghijklmn}:".as_slice(), digest.as_bytes()].concat();
-        assert_eq!(digest_of_key(&Value::BulkString(key)), Some(digest));
-        assert_eq!(digest_of_key(&Value::BulkString(b"short".to_vec())), None);
-        assert_eq!(digest_of_key(&Value::Int(1)), None);
+        assert_eq!(
+            shared.key_of(&Value::BulkString(key)),
+            Some(CacheKey::Token(digest))
+        );
+        let family = Uuid::from_u128(3);
+        let key = [b"ts:s:{abcdefghijklmn}:".as_slice(), family.as_bytes()].concat();
+        assert_eq!(
+            shared.key_of(&Value::BulkString(key)),
+            Some(CacheKey::Session(family))
+        );
+        assert_eq!(shared.key_of(&Value::BulkString(b"short".to_vec())), None);
+        assert_eq!(
+            shared.key_of(&Value::BulkString(b"ts:user:x".to_vec())),
+            None
+        );
+        assert_eq!(shared.key_of(&Value::Int(1)), None);
+    }
+
+    fn v1(digest: TokenDigest) -> Entry {
+        Entry {
+            key: CacheKey::Token(digest),
+            digest,
+        }
     }
 
     fn principal() -> Principal {
@@ -1127,7 +1263,7 @@ mod tests {
             name: None,
             email: None,
             scopes: Scopes::empty(),
-            token_id: uuid::Uuid::nil(),
+            token_id: Uuid::nil(),
             client_id: None,
             expires_at: Timestamp::now().saturating_add(Duration::from_secs(600)),
         }

@@ -1,13 +1,34 @@
-//! The stored form of a [`TokenRecord`]: a version byte and a compact
-//! `postcard` body.
+//! The stored forms: a session ([`SessionRecord`], format 2, what the
+//! authority writes) and, for tokens issued before the bounded schema, one
+//! [`TokenRecord`] per token (format 1, still read until those tokens
+//! expire).
 //!
 //! Records are read on every request by every service, and a deployment holds
-//! millions of them, so the format is binary and small (a typical access
-//! record is about 120 bytes, a third of its JSON). The token id is not
-//! stored: it is derived from the key's digest. The leading version byte
-//! lets a reader refuse a format it does not know instead of misreading it;
-//! a new format means upgrading the readers (every token client) before the
-//! writer (the authority).
+//! millions of them, so the format is binary and small. The leading version
+//! byte lets a reader refuse a format it does not know instead of misreading
+//! it; a new format means upgrading the readers (every token client) before
+//! the writer (the authority).
+//!
+//! # Format 2: one record per session
+//!
+//! A fixed header the Lua scripts slice by position, then the holder's
+//! details in `postcard`:
+//!
+//! | offset      | bytes | field                                                    |
+//! |-------------|-------|----------------------------------------------------------|
+//! | 0           | 1     | version, `2`                                             |
+//! | 1           | 16    | current access token: first 16 bytes of its digest (zero: none) |
+//! | 17          | 8     | its expiry, ms since the epoch, big-endian (zero: none)  |
+//! | 25          | 16    | current refresh token's truncated digest (zero: none)    |
+//! | 41          | 8     | its expiry (zero: none, e.g. `client_credentials`)       |
+//! | 49          | 8     | when the current pair was issued                         |
+//! | 57          | 1     | `n`, how many rotated refresh tokens are remembered (≤ [`crate::store::USED_REFRESH_MEMORY`]) |
+//! | 58          | 16·n  | their truncated digests, newest first                    |
+//! | 58 + 16·n   | …     | holder: subject (16 raw bytes when it is a UUID), username, name, email, scopes, client id |
+//!
+//! Digests are truncated to 128 bits: a guess costs one lookup, so 2¹²⁸
+//! is far beyond reach; they are compared in constant time. Token ids are
+//! derived from the same 16 bytes, so the session list needs nothing more.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -16,8 +37,14 @@ use crate::record::{Timestamp, TokenRecord};
 use crate::scope::Scopes;
 use crate::token::{TokenDigest, TokenKind};
 
-/// The format written by this version.
+/// The per-token format (format 1), read for tokens issued before the
+/// bounded schema.
 const VERSION: u8 = 1;
+/// The per-session format written by this version.
+pub const SESSION_VERSION: u8 = 2;
+/// Bytes of the part of a session header the writer supplies whole on
+/// issue and rotation: version, both token slots, issued-at.
+pub const SESSION_HEADER_LEN: usize = 57;
 
 #[derive(Serialize)]
 struct StoredRef<'a> {
@@ -58,7 +85,8 @@ pub enum CodecError {
     Malformed,
 }
 
-/// Encodes a record for storage.
+/// Encodes a record in format 1 (per token; the authority no longer writes
+/// it — for migration tests).
 #[must_use]
 pub fn encode(record: &TokenRecord) -> Vec<u8> {
     let stored = StoredRef {
@@ -105,9 +133,345 @@ pub fn decode(bytes: &[u8], digest: &TokenDigest) -> Result<TokenRecord, CodecEr
     })
 }
 
+/// One token of a session: its truncated digest and expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// The first 16 bytes of the token's digest ([`TokenDigest::short`]).
+    pub digest: [u8; 16],
+    /// When it expires.
+    pub expires_at: Timestamp,
+}
+
+/// Everything stored about one session (family): the holder, the current
+/// access and refresh tokens, and the recently rotated refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The holder's stable id.
+    pub subject: String,
+    /// The holder's login name.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// The client the tokens were issued to.
+    pub client_id: Option<String>,
+    /// When the current pair was issued.
+    pub issued_at: Timestamp,
+    /// The current access token (`None` once revoked).
+    pub access: Option<Slot>,
+    /// The current refresh token (`None` for grants without one).
+    pub refresh: Option<Slot>,
+    /// Truncated digests of rotated refresh tokens, newest first: presenting
+    /// one of them again is reuse.
+    pub used: Vec<[u8; 16]>,
+}
+
+impl SessionRecord {
+    /// The record of the session's token whose digest is `digest`, if it is
+    /// the current token of `kind` and live at `now` (constant-time
+    /// comparison).
+    #[must_use]
+    pub fn token(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+        family: Uuid,
+        now: Timestamp,
+    ) -> Option<TokenRecord> {
+        let slot = match kind {
+            TokenKind::Access => self.access?,
+            TokenKind::Refresh => self.refresh?,
+        };
+        (digest.ct_eq_short(&slot.digest) && now < slot.expires_at)
+            .then(|| self.record(kind, digest.token_id(), slot.expires_at, family))
+    }
+
+    /// Whether `digest` is one of the remembered rotated refresh tokens
+    /// (constant-time per comparison).
+    #[must_use]
+    pub fn was_used(&self, digest: &TokenDigest) -> bool {
+        self.used
+            .iter()
+            .fold(false, |found, used| found | digest.ct_eq_short(used))
+    }
+
+    /// The records of the session's live tokens at `now`, access first.
+    #[must_use]
+    pub fn live_tokens(&self, family: Uuid, now: Timestamp) -> Vec<TokenRecord> {
+        [
+            (TokenKind::Access, self.access),
+            (TokenKind::Refresh, self.refresh),
+        ]
+        .into_iter()
+        .filter_map(|(kind, slot)| Some((kind, slot?)))
+        .filter(|(_, slot)| now < slot.expires_at)
+        .map(|(kind, slot)| {
+            self.record(
+                kind,
+                TokenDigest::id_of_short(&slot.digest),
+                slot.expires_at,
+                family,
+            )
+        })
+        .collect()
+    }
+
+    fn record(
+        &self,
+        kind: TokenKind,
+        id: Uuid,
+        expires_at: Timestamp,
+        family: Uuid,
+    ) -> TokenRecord {
+        TokenRecord {
+            id,
+            kind,
+            subject: self.subject.clone(),
+            username: self.username.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            scopes: self.scopes.clone(),
+            client_id: self.client_id.clone(),
+            issued_at: self.issued_at,
+            expires_at,
+            family,
+        }
+    }
+
+    /// The header (first [`SESSION_HEADER_LEN`] bytes) of this session.
+    #[must_use]
+    pub fn header(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SESSION_HEADER_LEN);
+        out.push(SESSION_VERSION);
+        for slot in [self.access, self.refresh] {
+            match slot {
+                Some(slot) => {
+                    out.extend_from_slice(&slot.digest);
+                    out.extend_from_slice(&slot.expires_at.as_unix_millis().to_be_bytes());
+                }
+                None => out.extend_from_slice(&[0; 24]),
+            }
+        }
+        out.extend_from_slice(&self.issued_at.as_unix_millis().to_be_bytes());
+        out
+    }
+
+    /// The holder part (after the used list).
+    #[must_use]
+    pub fn holder(&self) -> Vec<u8> {
+        let holder = HolderRef {
+            subject: CompactSubject::of(&self.subject),
+            username: &self.username,
+            name: self.name.as_deref(),
+            email: self.email.as_deref(),
+            scopes: &self.scopes,
+            client_id: self.client_id.as_deref(),
+        };
+        // Serialising plain data into a Vec cannot fail.
+        postcard::to_allocvec(&holder).unwrap_or_default()
+    }
+}
+
+/// A subject that is a UUID in canonical text is stored as its 16 bytes.
+#[derive(Serialize, Deserialize)]
+enum CompactSubject<'a> {
+    Uuid([u8; 16]),
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+}
+
+impl<'a> CompactSubject<'a> {
+    fn of(subject: &'a str) -> Self {
+        match Uuid::parse_str(subject) {
+            Ok(uuid) if uuid.hyphenated().to_string() == subject => Self::Uuid(*uuid.as_bytes()),
+            _ => Self::Text(std::borrow::Cow::Borrowed(subject)),
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Self::Uuid(bytes) => Uuid::from_bytes(bytes).hyphenated().to_string(),
+            Self::Text(text) => text.into_owned(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HolderRef<'a> {
+    subject: CompactSubject<'a>,
+    username: &'a str,
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    scopes: &'a Scopes,
+    client_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Holder<'a> {
+    #[serde(borrow)]
+    subject: CompactSubject<'a>,
+    username: String,
+    name: Option<String>,
+    email: Option<String>,
+    scopes: Scopes,
+    client_id: Option<String>,
+}
+
+/// Encodes a session for storage (format 2).
+#[must_use]
+pub fn encode_session(session: &SessionRecord) -> Vec<u8> {
+    let mut out = session.header();
+    let used = session
+        .used
+        .iter()
+        .take(crate::store::USED_REFRESH_MEMORY)
+        .collect::<Vec<_>>();
+    out.push(u8::try_from(used.len()).unwrap_or(0));
+    for digest in used {
+        out.extend_from_slice(digest);
+    }
+    out.extend(session.holder());
+    out
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Result<u64, CodecError> {
+    let field: [u8; 8] = bytes
+        .get(at..at + 8)
+        .and_then(|field| field.try_into().ok())
+        .ok_or(CodecError::Malformed)?;
+    Ok(u64::from_be_bytes(field))
+}
+
+fn digest_at(bytes: &[u8], at: usize) -> Result<[u8; 16], CodecError> {
+    bytes
+        .get(at..at + 16)
+        .and_then(|field| field.try_into().ok())
+        .ok_or(CodecError::Malformed)
+}
+
+fn slot_at(bytes: &[u8], at: usize) -> Result<Option<Slot>, CodecError> {
+    let expires = u64_at(bytes, at + 16)?;
+    Ok((expires != 0).then_some(Slot {
+        digest: digest_at(bytes, at)?,
+        expires_at: Timestamp::from_unix_millis(expires),
+    }))
+}
+
+/// Decodes a stored session (format 2).
+///
+/// # Errors
+///
+/// [`CodecError`] for another version or malformed bytes.
+pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
+    let &version = bytes.first().ok_or(CodecError::Malformed)?;
+    if version != SESSION_VERSION {
+        return Err(CodecError::Version(version));
+    }
+    let access = slot_at(bytes, 1)?;
+    let refresh = slot_at(bytes, 25)?;
+    let issued_at = Timestamp::from_unix_millis(u64_at(bytes, 49)?);
+    let count = usize::from(*bytes.get(57).ok_or(CodecError::Malformed)?);
+    let used = (0..count)
+        .map(|i| digest_at(bytes, 58 + 16 * i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = bytes.get(58 + 16 * count..).ok_or(CodecError::Malformed)?;
+    let holder: Holder<'_> = postcard::from_bytes(body).map_err(|_| CodecError::Malformed)?;
+    Ok(SessionRecord {
+        subject: holder.subject.into_string(),
+        username: holder.username,
+        name: holder.name,
+        email: holder.email,
+        scopes: holder.scopes,
+        client_id: holder.client_id,
+        issued_at,
+        access,
+        refresh,
+        used,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session() -> SessionRecord {
+        SessionRecord {
+            subject: "0b6f1c9e-8a57-4d43-9d0e-3f1f5f4f2a10".into(),
+            username: "alice".into(),
+            name: Some("Alice Example".into()),
+            email: Some("alice@example.com".into()),
+            scopes: Scopes::parse("read write").expect("valid"),
+            client_id: Some("web".into()),
+            issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
+            access: Some(Slot {
+                digest: TokenDigest::of("a").short(),
+                expires_at: Timestamp::from_unix_millis(1_763_900_900_000),
+            }),
+            refresh: Some(Slot {
+                digest: TokenDigest::of("r").short(),
+                expires_at: Timestamp::from_unix_millis(1_764_900_900_000),
+            }),
+            used: vec![TokenDigest::of("u").short()],
+        }
+    }
+
+    /// Sessions round-trip, UUID and non-UUID subjects alike, with and
+    /// without slots; the header is where the scripts look for it.
+    #[test]
+    fn session_round_trip_and_layout() {
+        let mut record = session();
+        let bytes = encode_session(&record);
+        assert_eq!(decode_session(&bytes), Ok(record.clone()));
+        assert_eq!(bytes[0], SESSION_VERSION);
+        assert_eq!(&bytes[25..41], &TokenDigest::of("r").short());
+        assert_eq!(bytes[57], 1);
+        assert!(bytes.len() < 150, "session record is {} bytes", bytes.len());
+        record.subject = "client:reporting".into();
+        record.refresh = None;
+        record.used.clear();
+        let bytes = encode_session(&record);
+        assert_eq!(decode_session(&bytes), Ok(record));
+        assert_eq!(decode_session(&bytes[..40]), Err(CodecError::Malformed));
+        assert!(matches!(
+            decode(&bytes, &TokenDigest::of("x")),
+            Err(CodecError::Version(2))
+        ));
+    }
+
+    /// A token is found only as the current token of its kind, live, with
+    /// the exact digest; rotated ones are recognised as used.
+    #[test]
+    fn session_token_matching() {
+        let record = session();
+        let family = Uuid::from_u128(9);
+        let now = Timestamp::from_unix_millis(1_763_900_000_001);
+        let access = record
+            .token(TokenKind::Access, &TokenDigest::of("a"), family, now)
+            .expect("live");
+        assert_eq!(access.id, TokenDigest::of("a").token_id());
+        assert_eq!(access.family, family);
+        assert!(
+            record
+                .token(TokenKind::Refresh, &TokenDigest::of("a"), family, now)
+                .is_none()
+        );
+        assert!(
+            record
+                .token(TokenKind::Access, &TokenDigest::of("b"), family, now)
+                .is_none()
+        );
+        let late = Timestamp::from_unix_millis(1_763_900_900_000);
+        assert!(
+            record
+                .token(TokenKind::Access, &TokenDigest::of("a"), family, late)
+                .is_none()
+        );
+        assert!(record.was_used(&TokenDigest::of("u")));
+        assert!(!record.was_used(&TokenDigest::of("r")));
+        assert_eq!(record.live_tokens(family, late).len(), 1);
+    }
 
     fn sample(digest: &TokenDigest) -> TokenRecord {
         TokenRecord {

@@ -1,14 +1,22 @@
 //! The Redis key schema, in one screen.
 //!
 //! `P` is the configured prefix (namespace), `T` a subject's tag
-//! ([`SubjectTag`], 14 base64url characters), `D` a token digest (32 raw
-//! bytes, SHA-256 of the token text):
+//! ([`SubjectTag`], 14 base64url characters), `F` a session (family) id (16
+//! raw bytes, carried inside every token issued today), `D` a token digest
+//! (32 raw bytes, SHA-256 of the token text):
 //!
 //! | key               | type   | holds                                     | TTL                        |
 //! |-------------------|--------|-------------------------------------------|----------------------------|
-//! | `P tok:{T}:D`     | string | the token's record ([`crate::codec`])     | the token's lifetime       |
-//! | `P idx:{T}`       | zset   | the subject's live tokens ([`IndexMember`], score = expiry ms) | its longest-lived entry |
+//! | `P s:{T}:F`       | string | one session: holder, current access and refresh tokens (truncated digests, expiries), the last [`crate::store::USED_REFRESH_MEMORY`] rotated refresh tokens ([`crate::codec::SessionRecord`], format 2) | its longest-lived token |
+//! | `P sidx:{T}`      | zset   | the subject's session ids, score = the session key's expiry (ms); at most the session cap ([`crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT`] by default) | its longest-lived entry |
 //! | `P gen:{T}`       | string | revocation generation of the subject      | [`GENERATION_TTL`]         |
+//! | `P tok:{T}:D`     | string | format 1 (before the bounded schema): one token's record; read and revoked, never written | the token's lifetime |
+//! | `P idx:{T}`       | zset   | format 1: the subject's tokens ([`IndexMember`]); only shrinks | its longest-lived entry |
+//!
+//! Costs: a token names its session, so a lookup, a refresh inspection
+//! (live, rotated or forged) and reuse detection are one `GET` of `P s:{T}:F`;
+//! rotation and every revocation but sign-out-everywhere touch that key and
+//! one `sidx` entry. Nothing per token is O(subject).
 //!
 //! The authority's own keys (one key per object; none is ever touched
 //! together with another in one command):
@@ -32,11 +40,12 @@
 //! | `P cstate:<N>`      | string | marks a `state` as used (single use)             | the state's remaining lifetime (`SET NX PX`) |
 //! | `P conns`           | zset   | every connection (`<p>:<subject>`), scored by its last refresh (ms), for the keep-alive | none |
 //!
-//! (written without the space: `ts:tok:{T}:D`.) `{T}` is a Redis Cluster
+//! (written without the space: `ts:s:{T}:F`.) `{T}` is a Redis Cluster
 //! hash tag: all keys of one subject live in one slot, so every script that
-//! touches a token and its subject's index runs on one node. A token carries
-//! `T`, so a token client finds the key from the token alone, with one `GET`,
-//! and its read-only ACL user needs nothing but `%R~P tok:*`.
+//! touches a session and its subject's index runs on one node. A token
+//! carries `T` and `F`, so a token client finds the key from the token alone,
+//! with one `GET`, and its read-only ACL user needs nothing but `%R~P s:*`
+//! (and `%R~P tok:*` while format-1 tokens live).
 
 use std::fmt;
 
@@ -89,13 +98,14 @@ impl KeyPrefix {
         &self.0
     }
 
-    /// `P tok:{T}:` — everything of a token key but the digest.
+    /// `P tok:{T}:` — everything of a format-1 token key but the digest.
     #[must_use]
     pub fn token_key_prefix(&self, tag: &SubjectTag) -> Vec<u8> {
         format!("{}tok:{{{}}}:", self.0, tag.to_key_text()).into_bytes()
     }
 
-    /// `P tok:{T}:D` — a token's record.
+    /// `P tok:{T}:D` — a format-1 token's record (tokens issued before the
+    /// bounded schema; read until they expire, never written).
     #[must_use]
     pub fn token(&self, tag: &SubjectTag, digest: &TokenDigest) -> Vec<u8> {
         let mut key = self.token_key_prefix(tag);
@@ -103,7 +113,50 @@ impl KeyPrefix {
         key
     }
 
-    /// `P idx:{T}` — a subject's index of live tokens.
+    /// `P s:{T}:` — everything of a session key but the session id.
+    #[must_use]
+    pub fn session_key_prefix(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}s:{{{}}}:", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P s:{T}:F` — one session (family `F`, 16 raw bytes): its holder and
+    /// its tokens ([`crate::codec::SessionRecord`]).
+    #[must_use]
+    pub fn session(&self, tag: &SubjectTag, family: Uuid) -> Vec<u8> {
+        let mut key = self.session_key_prefix(tag);
+        key.extend_from_slice(family.as_bytes());
+        key
+    }
+
+    /// `P sidx:{T}` — a subject's live sessions (zset of session ids scored
+    /// by the session key's expiry, ms).
+    #[must_use]
+    pub fn sessions(&self, tag: &SubjectTag) -> Vec<u8> {
+        format!("{}sidx:{{{}}}", self.0, tag.to_key_text()).into_bytes()
+    }
+
+    /// `P s:` — the key prefix of every session (for client-side caching's
+    /// `CLIENT TRACKING … BCAST PREFIX`).
+    #[must_use]
+    pub fn session_tracking_prefix(&self) -> String {
+        format!("{}s:", self.0)
+    }
+
+    /// `P s:*` — the ACL key pattern a token client's read-only user needs
+    /// for tokens issued today (with [`token_pattern`](Self::token_pattern)
+    /// for tokens issued before the bounded schema, until they expire).
+    #[must_use]
+    pub fn session_pattern(&self) -> String {
+        format!("{}s:*", self.0)
+    }
+
+    /// `P tok:` — the key prefix of format-1 token records.
+    #[must_use]
+    pub fn token_tracking_prefix(&self) -> String {
+        format!("{}tok:", self.0)
+    }
+
+    /// `P idx:{T}` — a subject's index of live format-1 tokens.
     #[must_use]
     pub fn index(&self, tag: &SubjectTag) -> Vec<u8> {
         format!("{}idx:{{{}}}", self.0, tag.to_key_text()).into_bytes()
@@ -183,7 +236,8 @@ impl KeyPrefix {
         format!("{}conns", self.0)
     }
 
-    /// `P tok:*` — the ACL key pattern a token client's read-only user needs.
+    /// `P tok:*` — the ACL key pattern a token client's read-only user needs
+    /// for format-1 tokens (see [`session_pattern`](Self::session_pattern)).
     #[must_use]
     pub fn token_pattern(&self) -> String {
         format!("{}tok:*", self.0)

@@ -4,7 +4,8 @@
 //! client (the middleware in downstream services) looks them up here,
 //! read-only. A token is 256 random bits with a kind prefix and a checksum
 //! ([`token`]); the store never sees the token itself, only its SHA-256
-//! digest, so a copy of the data grants nothing.
+//! digest (truncated to 128 bits in session records), so a copy of the data
+//! grants nothing.
 //!
 //! Two capabilities, two traits: [`TokenReader`] looks tokens up;
 //! [`TokenWriter`] (the authority's) issues, rotates and revokes them. Two
@@ -42,12 +43,30 @@
 //! # });
 //! ```
 //!
+//! # Bounded cost and the session format
+//!
+//! Tokens issued today (format 2) name their session: one Redis key per
+//! session holds the holder and the current pair, so every per-token
+//! operation is one `GET` or one O(1) script whatever the subject holds, and
+//! a forged token costs one `GET` and never a script. A subject holds at
+//! most a configurable number of sessions
+//! ([`DEFAULT_MAX_SESSIONS_PER_SUBJECT`]); issuing beyond it revokes the one
+//! that expires soonest ([`Issued::evicted`]). A rotation retires the
+//! session's previous access token.
+//!
+//! **Migration from format 1** (one key per token): upgrade the readers (the
+//! middleware, whose ACL user also needs `%R~P s:*`) first, then the
+//! authority. Format-1 access tokens validate until they expire, and are
+//! revoked by sign-out-everywhere; format-1 refresh tokens are refused, so
+//! their holders sign in once more.
+//!
 //! # Layout
 //!
 //! - [`token`]: generating, formatting, parsing and digesting tokens.
 //! - [`scope`]: RFC 6749 scope sets.
 //! - [`record`]: [`TokenRecord`], what is known about a token, and [`Timestamp`].
-//! - [`codec`]: the compact, versioned stored form of a record.
+//! - [`codec`]: the compact, versioned stored forms (sessions; format-1
+//!   records).
 //! - [`keys`]: the Redis key schema (prefix, hash tags, index members).
 //! - [`store`]: the [`TokenReader`] / [`TokenWriter`] traits and what they
 //!   take and answer ([`Grant`], [`Minted`], [`Rotation`], …).
@@ -75,6 +94,7 @@ pub use record::{Timestamp, TokenRecord};
 pub use redis::{RedisConfig, RedisStore, RedisTls, RedisTokenReader};
 pub use scope::{ScopeError, Scopes};
 pub use store::{
-    Generation, Grant, Minted, NewToken, RefreshState, Rotation, TokenReader, TokenWriter,
+    DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Grant, Issued, Minted, NewToken, RefreshState,
+    Rotation, TokenReader, TokenWriter,
 };
 pub use token::{FormatError, SubjectTag, Token, TokenDigest, TokenKind};

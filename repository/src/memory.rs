@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::codec::SessionRecord;
 use crate::error::{Error, Result};
-use crate::keys::{EntryKind, GENERATION_TTL, IndexMember};
+use crate::keys::GENERATION_TTL;
 use crate::record::{Timestamp, TokenRecord};
 use crate::store::{
-    Generation, Minted, RefreshState, Rotation, TokenReader, TokenWriter, USED_REFRESH_MEMORY,
+    DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Issued, MAX_EVICTIONS_PER_ISSUE, Minted,
+    RefreshState, Rotation, TokenReader, TokenWriter, USED_REFRESH_MEMORY,
 };
-use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
+use crate::token::{SubjectTag, Token, TokenKind};
 
 /// A token store in process memory, with expiry: **for tests only** — unit
 /// tests of this workspace and your own handler tests. It behaves like the
@@ -46,21 +48,33 @@ use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
 /// # });
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    max_sessions: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            max_sessions: DEFAULT_MAX_SESSIONS_PER_SUBJECT,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    tokens: HashMap<TokenDigest, TokenRecord>,
-    index: HashMap<SubjectTag, Vec<Entry>>,
+    sessions: HashMap<(SubjectTag, Uuid), Stored>,
+    /// Each subject's sessions with the expiry of their key, like the
+    /// Redis index.
+    index: HashMap<SubjectTag, Vec<(Uuid, Timestamp)>>,
     generations: HashMap<SubjectTag, (Generation, Timestamp)>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    member: IndexMember,
+#[derive(Debug, Clone)]
+struct Stored {
+    session: SessionRecord,
     expires_at: Timestamp,
 }
 
@@ -69,6 +83,16 @@ impl MemoryStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store holding at most `cap` sessions per subject (at least
+    /// 1), like [`crate::RedisConfig::max_sessions_per_subject`].
+    #[must_use]
+    pub fn with_max_sessions_per_subject(cap: usize) -> Self {
+        Self {
+            state: Arc::default(),
+            max_sessions: cap.max(1),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -82,19 +106,21 @@ impl MemoryStore {
 
 impl State {
     fn prune(&mut self, tag: &SubjectTag, now: Timestamp) {
-        self.tokens.retain(|_, record| record.is_live_at(now));
+        self.sessions.retain(|_, stored| now < stored.expires_at);
         if let Some(entries) = self.index.get_mut(tag) {
-            entries.retain(|entry| now < entry.expires_at);
+            entries.retain(|(_, expires_at)| now < *expires_at);
             if entries.is_empty() {
                 self.index.remove(tag);
             }
         }
     }
 
-    fn live(&self, digest: &TokenDigest, now: Timestamp) -> Option<&TokenRecord> {
-        self.tokens
-            .get(digest)
-            .filter(|record| record.is_live_at(now))
+    fn session(&self, tag: &SubjectTag, family: Uuid, now: Timestamp) -> Option<&SessionRecord> {
+        self.sessions
+            .get(&(tag.clone(), family))
+            .filter(|stored| now < stored.expires_at)
+            .filter(|stored| &SubjectTag::of(&stored.session.subject) == tag)
+            .map(|stored| &stored.session)
     }
 
     fn generation(&self, tag: &SubjectTag, now: Timestamp) -> Generation {
@@ -105,63 +131,37 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn find(&self, tag: &SubjectTag, digest: &TokenDigest) -> Option<IndexMember> {
-        self.index.get(tag).and_then(|entries| {
-            entries
-                .iter()
-                .map(|entry| entry.member)
-                .find(|member| &member.digest == digest)
-        })
+    fn put(
+        &mut self,
+        tag: &SubjectTag,
+        family: Uuid,
+        session: SessionRecord,
+        expires_at: Timestamp,
+    ) {
+        self.sessions.insert(
+            (tag.clone(), family),
+            Stored {
+                session,
+                expires_at,
+            },
+        );
+        let entries = self.index.entry(tag.clone()).or_default();
+        entries.retain(|(id, _)| *id != family);
+        entries.push((family, expires_at));
     }
 
-    fn insert(&mut self, minted: &Minted, now: Timestamp) -> Result<()> {
-        if minted
-            .tokens()
-            .any(|new| self.live(new.token.digest(), now).is_some())
-        {
-            return Err(Error::Collision);
-        }
-        let tag = minted.access.token.tag().clone();
-        for new in minted.tokens() {
-            self.tokens.insert(*new.token.digest(), new.record.clone());
-            self.index.entry(tag.clone()).or_default().push(Entry {
-                member: IndexMember {
-                    family: new.record.family,
-                    kind: EntryKind::live(new.record.kind),
-                    digest: *new.token.digest(),
-                },
-                expires_at: new.record.expires_at,
-            });
-        }
-        Ok(())
-    }
-
-    /// Removes the entries matching `which` from a subject's index, and the
-    /// tokens of the live ones; answers how many live tokens went.
-    fn remove_entries(&mut self, tag: &SubjectTag, which: impl Fn(&IndexMember) -> bool) -> usize {
-        let Some(entries) = self.index.get_mut(tag) else {
-            return 0;
-        };
-        let mut removed = Vec::new();
-        entries.retain(|entry| {
-            let matches = which(&entry.member);
-            if matches {
-                removed.push(entry.member);
+    /// Removes one session; answers how many live tokens went with it.
+    fn remove(&mut self, tag: &SubjectTag, family: Uuid, now: Timestamp) -> usize {
+        if let Some(entries) = self.index.get_mut(tag) {
+            entries.retain(|(id, _)| *id != family);
+            if entries.is_empty() {
+                self.index.remove(tag);
             }
-            !matches
-        });
-        if entries.is_empty() {
-            self.index.remove(tag);
         }
-        removed
-            .iter()
-            .filter(|member| member.kind != EntryKind::UsedRefresh)
-            .filter(|member| self.tokens.remove(&member.digest).is_some())
-            .count()
-    }
-
-    fn remove_family(&mut self, tag: &SubjectTag, family: Uuid) -> usize {
-        self.remove_entries(tag, |member| member.family == family)
+        self.sessions
+            .remove(&(tag.clone(), family))
+            .filter(|stored| now < stored.expires_at)
+            .map_or(0, |stored| stored.session.live_tokens(family, now).len())
     }
 }
 
@@ -169,13 +169,13 @@ impl State {
 impl TokenReader for MemoryStore {
     async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
         let now = Timestamp::now();
+        let Some(family) = token.family() else {
+            return Ok(None);
+        };
         let state = self.state();
         Ok(state
-            .live(token.digest(), now)
-            .filter(|record| {
-                record.kind == token.kind() && &SubjectTag::of(&record.subject) == token.tag()
-            })
-            .cloned())
+            .session(token.tag(), family, now)
+            .and_then(|session| session.token(token.kind(), token.digest(), family, now)))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -185,35 +185,62 @@ impl TokenReader for MemoryStore {
 
 #[async_trait]
 impl TokenWriter for MemoryStore {
-    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<()> {
+    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<Issued> {
         let now = Timestamp::now();
         minted.validate(now)?;
         let tag = minted.access.token.tag().clone();
+        let family = minted.family();
         let mut state = self.state();
         if guard.is_some_and(|guard| guard != state.generation(&tag, now)) {
             return Err(Error::Superseded);
         }
         state.prune(&tag, now);
-        state.insert(minted, now)
+        if state.sessions.contains_key(&(tag.clone(), family)) {
+            return Err(Error::Collision);
+        }
+        let mut evicted = Vec::new();
+        while evicted.len() < MAX_EVICTIONS_PER_ISSUE
+            && state.index.get(&tag).map_or(0, Vec::len) >= self.max_sessions
+        {
+            let oldest = state.index.get(&tag).and_then(|entries| {
+                entries
+                    .iter()
+                    .min_by_key(|(_, expires_at)| *expires_at)
+                    .map(|(id, _)| *id)
+            });
+            let Some(oldest) = oldest else { break };
+            state.remove(&tag, oldest, now);
+            evicted.push(oldest);
+        }
+        state.put(
+            &tag,
+            family,
+            minted.session(Vec::new()),
+            minted.expires_at(),
+        );
+        Ok(Issued { evicted })
     }
 
     async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState> {
         if presented.kind() != TokenKind::Refresh {
             return Err(Error::InvalidRequest("not a refresh token"));
         }
-        if let Some(record) = self.lookup(presented).await? {
-            return Ok(RefreshState::Live(record));
-        }
+        let Some(family) = presented.family() else {
+            return Ok(RefreshState::Unknown);
+        };
         let now = Timestamp::now();
         let mut state = self.state();
-        state.prune(presented.tag(), now);
-        match state.find(presented.tag(), presented.digest()) {
-            Some(member) if member.kind == EntryKind::UsedRefresh => {
-                let revoked = state.remove_family(presented.tag(), member.family);
-                Ok(RefreshState::Reused { revoked })
-            }
-            _ => Ok(RefreshState::Unknown),
+        let Some(session) = state.session(presented.tag(), family, now) else {
+            return Ok(RefreshState::Unknown);
+        };
+        if let Some(record) = session.token(TokenKind::Refresh, presented.digest(), family, now) {
+            return Ok(RefreshState::Live(record));
         }
+        if session.was_used(presented.digest()) {
+            let revoked = state.remove(presented.tag(), family, now);
+            return Ok(RefreshState::Reused { revoked });
+        }
+        Ok(RefreshState::Unknown)
     }
 
     async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation> {
@@ -227,99 +254,92 @@ impl TokenWriter for MemoryStore {
                 "rotation needs a refresh token and a new pair for the same subject",
             ));
         }
-        let tag = presented.tag().clone();
-        let mut state = self.state();
-        state.prune(&tag, now);
-        let Some(member) = state.find(&tag, presented.digest()) else {
+        let Some(family) = presented.family() else {
             return Ok(Rotation::Unknown);
         };
-        if member.kind == EntryKind::UsedRefresh {
-            let revoked = state.remove_family(&tag, member.family);
-            return Ok(Rotation::Reused { revoked });
-        }
-        let Some((old_expiry, old_subject)) = state
-            .live(presented.digest(), now)
-            .map(|record| (record.expires_at, record.subject.clone()))
-        else {
-            return Ok(Rotation::Unknown);
-        };
-        if next.subject() != old_subject {
-            return Err(Error::InvalidRequest(
-                "the new pair must be for the same subject",
-            ));
-        }
-        if next.family() != member.family {
+        if next.family() != family {
             return Err(Error::InvalidRequest(
                 "the new pair must continue the old family",
             ));
         }
-        if next
-            .tokens()
-            .any(|new| state.live(new.token.digest(), now).is_some())
-        {
-            return Err(Error::Collision);
-        }
-        state.tokens.remove(presented.digest());
-        let entries = state.index.entry(tag).or_default();
-        let same_family_used = |entry: &Entry| {
-            entry.member.family == member.family && entry.member.kind == EntryKind::UsedRefresh
+        let tag = presented.tag().clone();
+        let mut state = self.state();
+        state.prune(&tag, now);
+        let Some(session) = state.session(&tag, family, now) else {
+            return Ok(Rotation::Unknown);
         };
-        // Scored by the retired token's expiry, but always after the
-        // family's previous used tokens, as the Redis script does.
-        let newest = entries
-            .iter()
-            .filter(|entry| same_family_used(entry))
-            .map(|entry| entry.expires_at)
-            .max();
-        let score = newest.map_or(old_expiry, |newest| {
-            old_expiry.max(newest.saturating_add(std::time::Duration::from_millis(1)))
-        });
-        for entry in entries.iter_mut() {
-            if entry.member == member {
-                entry.member.kind = EntryKind::UsedRefresh;
-                entry.expires_at = score;
+        if session
+            .token(TokenKind::Refresh, presented.digest(), family, now)
+            .is_some()
+        {
+            if next.subject() != session.subject {
+                return Err(Error::InvalidRequest(
+                    "the new pair must be for the same subject",
+                ));
             }
-        }
-        let mut used: Vec<(Timestamp, IndexMember)> = entries
-            .iter()
-            .filter(|entry| same_family_used(entry))
-            .map(|entry| (entry.expires_at, entry.member))
-            .collect();
-        if used.len() > USED_REFRESH_MEMORY {
-            used.sort_by_key(|(expires_at, _)| *expires_at);
-            let forget: Vec<IndexMember> = used[..used.len() - USED_REFRESH_MEMORY]
-                .iter()
-                .map(|(_, member)| *member)
+            let used: Vec<[u8; 16]> = std::iter::once(presented.digest().short())
+                .chain(session.used.iter().copied())
+                .take(USED_REFRESH_MEMORY)
                 .collect();
-            entries.retain(|entry| !forget.contains(&entry.member));
+            state.put(&tag, family, next.session(used), next.expires_at());
+            return Ok(Rotation::Rotated);
         }
-        state.insert(next, now)?;
-        Ok(Rotation::Rotated)
+        if session.was_used(presented.digest()) {
+            let revoked = state.remove(&tag, family, now);
+            return Ok(Rotation::Reused { revoked });
+        }
+        Ok(Rotation::Unknown)
     }
 
     async fn revoke(&self, token: &Token) -> Result<usize> {
-        let Some(record) = self.lookup(token).await? else {
+        let Some(family) = token.family() else {
             return Ok(0);
         };
+        let now = Timestamp::now();
+        let tag = token.tag().clone();
         let mut state = self.state();
-        Ok(match record.kind {
-            TokenKind::Refresh => state.remove_family(token.tag(), record.family),
+        let Some(session) = state.session(&tag, family, now) else {
+            return Ok(0);
+        };
+        if session
+            .token(token.kind(), token.digest(), family, now)
+            .is_none()
+        {
+            return Ok(0);
+        }
+        Ok(match token.kind() {
+            TokenKind::Refresh => state.remove(&tag, family, now),
             TokenKind::Access => {
-                state.remove_entries(token.tag(), |member| &member.digest == token.digest())
+                if session.refresh.is_none() {
+                    state.remove(&tag, family, now);
+                } else if let Some(stored) = state.sessions.get_mut(&(tag, family)) {
+                    stored.session.access = None;
+                }
+                1
             }
         })
     }
 
     async fn revoke_family(&self, subject: &str, family: Uuid) -> Result<usize> {
         let tag = SubjectTag::of(subject);
-        Ok(self.state().remove_family(&tag, family))
+        Ok(self.state().remove(&tag, family, Timestamp::now()))
     }
 
     async fn revoke_all(&self, subject: &str) -> Result<usize> {
         let now = Timestamp::now();
         let tag = SubjectTag::of(subject);
         let mut state = self.state();
-        let revoked = state.remove_entries(&tag, |_| true);
+        let families: Vec<Uuid> = state
+            .index
+            .get(&tag)
+            .into_iter()
+            .flatten()
+            .map(|(id, _)| *id)
+            .collect();
+        let revoked = families
+            .into_iter()
+            .map(|family| state.remove(&tag, family, now))
+            .sum();
         state.generations.insert(
             tag,
             (
@@ -339,10 +359,13 @@ impl TokenWriter for MemoryStore {
             .get(&tag)
             .into_iter()
             .flatten()
-            .filter(|entry| entry.member.kind != EntryKind::UsedRefresh)
-            .filter_map(|entry| state.live(&entry.member.digest, now))
-            .filter(|record| record.subject == subject)
-            .cloned()
+            .filter_map(|(family, _)| {
+                state
+                    .session(&tag, *family, now)
+                    .filter(|session| session.subject == subject)
+                    .map(|session| session.live_tokens(*family, now))
+            })
+            .flatten()
             .collect();
         records.sort_by_key(|record| record.issued_at);
         Ok(records)

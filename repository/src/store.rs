@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::codec::{SessionRecord, Slot};
 use crate::error::{Error, Result};
 use crate::record::{Timestamp, TokenRecord};
 use crate::scope::Scopes;
@@ -42,8 +43,13 @@ pub trait TokenReader: Send + Sync + fmt::Debug {
 /// token that is live but missing from the subject's index.
 #[async_trait]
 pub trait TokenWriter: TokenReader {
-    /// Stores freshly minted tokens with their TTLs and indexes them under
-    /// their subject.
+    /// Stores freshly minted tokens, a new session, with their TTLs and
+    /// indexes the session under its subject.
+    ///
+    /// A subject holds at most the store's session cap
+    /// ([`DEFAULT_MAX_SESSIONS_PER_SUBJECT`] unless configured): issuing
+    /// beyond it first revokes the subject's sessions that expire soonest
+    /// (the least recently refreshed), which [`Issued::evicted`] names.
     ///
     /// With `guard`, refuses with [`Error::Superseded`] when the subject's
     /// tokens were revoked since `guard` was read (see
@@ -51,9 +57,10 @@ pub trait TokenWriter: TokenReader {
     ///
     /// # Errors
     ///
-    /// [`Error::Collision`] when a token already exists (nothing is written,
-    /// nothing is overwritten), [`Error::Superseded`], or a store failure.
-    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<()>;
+    /// [`Error::Collision`] when the session already exists (nothing is
+    /// written, nothing is overwritten), [`Error::Superseded`], or a store
+    /// failure.
+    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<Issued>;
 
     /// What a presented refresh token is: live (with its record), a reused
     /// one (its family has just been revoked), or unknown. Call it before
@@ -65,8 +72,10 @@ pub trait TokenWriter: TokenReader {
     async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState>;
 
     /// Atomically retires a live refresh token and stores `next` (minted in
-    /// the same family) in its place. If the presented token has been used
-    /// in the meantime, this is reuse and the whole family is revoked.
+    /// the same family) in its place. The family's previous access token is
+    /// retired too: a session holds one access token at a time. If the
+    /// presented token has been used in the meantime, this is reuse and the
+    /// whole family is revoked.
     ///
     /// # Errors
     ///
@@ -122,6 +131,24 @@ pub trait TokenWriter: TokenReader {
 /// detection. Presenting one of them revokes the family; older ones are
 /// merely unknown (and refused).
 pub const USED_REFRESH_MEMORY: usize = 4;
+
+/// How many live sessions (families) one subject may hold unless
+/// configured otherwise: far more than any real user, small enough that
+/// sign-out-everywhere and listing stay cheap.
+pub const DEFAULT_MAX_SESSIONS_PER_SUBJECT: usize = 100;
+
+/// At most this many sessions are evicted by one issue (only reached when
+/// the cap was lowered below what a subject already holds; later issues
+/// continue), so that one issue stays bounded.
+pub const MAX_EVICTIONS_PER_ISSUE: usize = 16;
+
+/// What [`TokenWriter::issue`] did besides storing the new session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Issued {
+    /// Sessions of the subject revoked to stay within the session cap,
+    /// oldest first (empty almost always).
+    pub evicted: Vec<Uuid>,
+}
 
 /// A subject's revocation generation: changes with every
 /// [`TokenWriter::revoke_all`]. Opaque.
@@ -227,7 +254,7 @@ impl Grant {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<NewToken> {
-        let token = Token::generate(kind, tag)?;
+        let token = Token::generate_in_family(kind, tag, family)?;
         let record = TokenRecord {
             id: token.id(),
             kind,
@@ -303,15 +330,51 @@ impl Minted {
         std::iter::once(&self.access).chain(self.refresh.as_ref())
     }
 
-    /// Checks that the tokens are consistent (one subject, one family, the
-    /// right kinds, not already expired).
+    /// The session record these tokens make, with `used` rotated refresh
+    /// tokens remembered.
+    #[must_use]
+    pub fn session(&self, used: Vec<[u8; 16]>) -> SessionRecord {
+        let record = &self.access.record;
+        let slot = |new: &NewToken| Slot {
+            digest: new.token.digest().short(),
+            expires_at: new.record.expires_at,
+        };
+        SessionRecord {
+            subject: record.subject.clone(),
+            username: record.username.clone(),
+            name: record.name.clone(),
+            email: record.email.clone(),
+            scopes: record.scopes.clone(),
+            client_id: record.client_id.clone(),
+            issued_at: record.issued_at,
+            access: Some(slot(&self.access)),
+            refresh: self.refresh.as_ref().map(slot),
+            used,
+        }
+    }
+
+    /// When the session's longest-lived token expires.
+    #[must_use]
+    pub fn expires_at(&self) -> Timestamp {
+        self.tokens()
+            .map(|new| new.record.expires_at)
+            .max()
+            .unwrap_or(self.access.record.expires_at)
+    }
+
+    /// Checks that the tokens are consistent (one subject, one family named
+    /// by both tokens, the right kinds, not already expired). A session's
+    /// tokens share holder, scopes and issue time; the access token's are
+    /// what is stored.
     pub(crate) fn validate(&self, now: Timestamp) -> Result<()> {
         let access = &self.access.record;
         let consistent = access.kind == TokenKind::Access
+            && self.access.token.family() == Some(access.family)
             && self.refresh.as_ref().is_none_or(|refresh| {
                 refresh.record.kind == TokenKind::Refresh
                     && refresh.record.subject == access.subject
                     && refresh.record.family == access.family
+                    && refresh.token.family() == Some(access.family)
             });
         if !consistent {
             return Err(Error::InvalidRequest(

@@ -1,6 +1,13 @@
 //! Opaque tokens: generation, the textual form, parsing and digests.
 //!
-//! A token's text is
+//! A token's text is (format 2, what the authority issues)
+//!
+//! ```text
+//! tsa_<78 base64url chars: 10-byte subject tag ‖ 16-byte session id ‖ 32 random bytes><6 chars: CRC-32>
+//! ```
+//!
+//! and, for tokens issued before the bounded schema (format 1, still parsed
+//! so that they validate until they expire; told apart by their length)
 //!
 //! ```text
 //! tsa_<56 base64url chars: 10-byte subject tag ‖ 32 random bytes><6 chars: CRC-32>
@@ -15,6 +22,10 @@
 //!   same Redis Cluster slot, so the store can touch a token and its
 //!   subject's index in one atomic script; it is derived from the subject
 //!   and is not secret;
+//! - the session id (format 2; the token's family, [`Token::family`]) names
+//!   the one Redis key that holds the session, so every lookup of a token,
+//!   live, retired or forged, is one `GET` of that key; it is not secret
+//!   either (a session list shows it) — the 32 random bytes are;
 //! - the CRC-32 over everything before it rejects a mistyped, truncated or
 //!   corrupted token locally: any single changed character is caught (a
 //!   change inside the data is a burst of at most 6 bits, which CRC-32 always
@@ -34,20 +45,29 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRng as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
 /// Bytes of randomness in a token: the secret.
 pub const SECRET_LEN: usize = 32;
 /// Bytes of the subject tag carried in every token.
 pub const TAG_LEN: usize = 10;
+/// Bytes of the session (family) id carried in format-2 tokens.
+pub const FAMILY_LEN: usize = 16;
 const DATA_LEN: usize = TAG_LEN + SECRET_LEN;
+const DATA_LEN_V2: usize = TAG_LEN + FAMILY_LEN + SECRET_LEN;
 const PREFIX_LEN: usize = 4;
 /// 42 bytes of data are exactly 56 base64 characters (no padding bits).
 const DATA_CHARS: usize = DATA_LEN / 3 * 4;
+/// 58 bytes of data are 78 base64 characters, the last carrying 4 zero
+/// bits (a non-zero padding bit is a non-canonical encoding, refused).
+const DATA_CHARS_V2: usize = (DATA_LEN_V2 * 4).div_ceil(3);
 /// 4 bytes of CRC are 6 base64 characters, the last carrying 4 zero bits.
 const CHECKSUM_CHARS: usize = 6;
-/// Length of every token's text.
-pub const TOKEN_LEN: usize = PREFIX_LEN + DATA_CHARS + CHECKSUM_CHARS;
+/// Length of a format-1 token's text (issued before the bounded schema).
+pub const TOKEN_LEN_V1: usize = PREFIX_LEN + DATA_CHARS + CHECKSUM_CHARS;
+/// Length of the text of a token issued today (format 2).
+pub const TOKEN_LEN: usize = PREFIX_LEN + DATA_CHARS_V2 + CHECKSUM_CHARS;
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,43 +138,94 @@ pub struct RandomnessError(String);
 
 /// An opaque bearer token.
 ///
-/// Holds the text (zeroed on drop), its kind, its subject tag and its digest.
-/// Equality compares digests.
+/// Holds the text (zeroed on drop), its kind, its subject tag, its session
+/// (format 2) and its digest. Equality compares digests.
 #[derive(Clone)]
 pub struct Token {
     text: Zeroizing<String>,
     kind: TokenKind,
     tag: SubjectTag,
+    family: Option<Uuid>,
     digest: TokenDigest,
 }
 
 impl Token {
     /// Generates a new token of `kind` for the subject whose tag is `tag`,
-    /// with 256 bits from the operating system's CSPRNG.
+    /// in a new random session, with 256 bits from the operating system's
+    /// CSPRNG. (The authority mints through [`crate::Grant`], which uses
+    /// [`generate_in_family`](Self::generate_in_family).)
     ///
     /// # Errors
     ///
     /// [`RandomnessError`] when the OS generator fails (it practically never
     /// does; callers must refuse to issue rather than fall back).
     pub fn generate(kind: TokenKind, tag: &SubjectTag) -> Result<Self, RandomnessError> {
+        Self::generate_in_family(kind, tag, Uuid::new_v4())
+    }
+
+    /// Generates a new (format 2) token of `kind` for the subject whose tag
+    /// is `tag`, naming session `family`, with 256 bits from the operating
+    /// system's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// [`RandomnessError`] when the OS generator fails.
+    pub fn generate_in_family(
+        kind: TokenKind,
+        tag: &SubjectTag,
+        family: Uuid,
+    ) -> Result<Self, RandomnessError> {
+        let mut data = Zeroizing::new([0_u8; DATA_LEN_V2]);
+        data[..TAG_LEN].copy_from_slice(&tag.0);
+        data[TAG_LEN..TAG_LEN + FAMILY_LEN].copy_from_slice(family.as_bytes());
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut data[TAG_LEN + FAMILY_LEN..])
+            .map_err(|error| RandomnessError(error.to_string()))?;
+        Ok(Self::assemble(kind, tag, Some(family), &data[..]))
+    }
+
+    /// Generates a token in the format issued before the bounded schema
+    /// (format 1: no session id), which the authority no longer issues.
+    /// Only for tests of the migration path.
+    ///
+    /// # Errors
+    ///
+    /// [`RandomnessError`] when the OS generator fails.
+    pub fn generate_v1(kind: TokenKind, tag: &SubjectTag) -> Result<Self, RandomnessError> {
         let mut data = Zeroizing::new([0_u8; DATA_LEN]);
         data[..TAG_LEN].copy_from_slice(&tag.0);
         rand::rngs::SysRng
             .try_fill_bytes(&mut data[TAG_LEN..])
             .map_err(|error| RandomnessError(error.to_string()))?;
+        Ok(Self::assemble(kind, tag, None, &data[..]))
+    }
+
+    /// Builds a token from a checksum-valid text of random bytes that were
+    /// never issued — what an attacker can forge for a known subject tag
+    /// and session id. Only for tests and benchmarks of forged-token cost.
+    #[must_use]
+    pub fn forge(kind: TokenKind, tag: &SubjectTag, family: Uuid, secret: &[u8; 32]) -> Self {
+        let mut data = Zeroizing::new([0_u8; DATA_LEN_V2]);
+        data[..TAG_LEN].copy_from_slice(&tag.0);
+        data[TAG_LEN..TAG_LEN + FAMILY_LEN].copy_from_slice(family.as_bytes());
+        data[TAG_LEN + FAMILY_LEN..].copy_from_slice(secret);
+        Self::assemble(kind, tag, Some(family), &data[..])
+    }
+
+    fn assemble(kind: TokenKind, tag: &SubjectTag, family: Option<Uuid>, data: &[u8]) -> Self {
         let mut text = Zeroizing::new(String::with_capacity(TOKEN_LEN));
         text.push_str(kind.prefix());
-        URL_SAFE_NO_PAD.encode_string(&data[..], &mut text);
-        let checksum = checksum(kind.prefix().as_bytes(), &data[..]);
+        URL_SAFE_NO_PAD.encode_string(data, &mut text);
+        let checksum = checksum(kind.prefix().as_bytes(), data);
         URL_SAFE_NO_PAD.encode_string(checksum, &mut text);
-        debug_assert_eq!(text.len(), TOKEN_LEN);
         let digest = TokenDigest::of(&text);
-        Ok(Self {
+        Self {
             text,
             kind,
             tag: tag.clone(),
+            family,
             digest,
-        })
+        }
     }
 
     /// Parses and checks a token's text without any I/O.
@@ -165,34 +236,50 @@ impl Token {
     /// matching checksum.
     pub fn parse(text: &str) -> Result<Self, FormatError> {
         let bytes = text.as_bytes();
-        if bytes.len() != TOKEN_LEN {
-            return Err(FormatError::Length);
-        }
+        let (data_chars, data_len) = match bytes.len() {
+            TOKEN_LEN => (DATA_CHARS_V2, DATA_LEN_V2),
+            TOKEN_LEN_V1 => (DATA_CHARS, DATA_LEN),
+            _ => return Err(FormatError::Length),
+        };
         let (prefix, rest) = bytes.split_at(PREFIX_LEN);
         let kind = TokenKind::from_prefix(prefix).ok_or(FormatError::Prefix)?;
-        let (data_text, checksum_text) = rest.split_at(DATA_CHARS);
-        let mut data = Zeroizing::new([0_u8; DATA_LEN]);
+        let (data_text, checksum_text) = rest.split_at(data_chars);
+        let mut buffer = Zeroizing::new([0_u8; DATA_LEN_V2 + 2]);
         let written = URL_SAFE_NO_PAD
-            .decode_slice(data_text, &mut data[..])
+            .decode_slice(data_text, &mut buffer[..])
             .map_err(|_| FormatError::Encoding)?;
         let mut claimed = [0_u8; 4];
         let checksum_len = URL_SAFE_NO_PAD
             .decode_slice(checksum_text, &mut claimed)
             .map_err(|_| FormatError::Encoding)?;
-        if written != DATA_LEN || checksum_len != claimed.len() {
+        if written != data_len || checksum_len != claimed.len() {
             return Err(FormatError::Encoding);
         }
-        if checksum(prefix, &data[..]) != claimed {
+        let data = &buffer[..data_len];
+        if checksum(prefix, data) != claimed {
             return Err(FormatError::Checksum);
         }
         let mut tag = [0_u8; TAG_LEN];
         tag.copy_from_slice(&data[..TAG_LEN]);
+        let family = (data_len == DATA_LEN_V2).then(|| {
+            let mut id = [0_u8; FAMILY_LEN];
+            id.copy_from_slice(&data[TAG_LEN..TAG_LEN + FAMILY_LEN]);
+            Uuid::from_bytes(id)
+        });
         Ok(Self {
             text: Zeroizing::new(text.to_owned()),
             kind,
             tag: SubjectTag(tag),
+            family,
             digest: TokenDigest::of(text),
         })
+    }
+
+    /// The session (family) the token names: `None` for a format-1 token
+    /// (issued before the bounded schema).
+    #[must_use]
+    pub fn family(&self) -> Option<Uuid> {
+        self.family
     }
 
     /// The token's kind.
@@ -215,7 +302,7 @@ impl Token {
 
     /// The token's public id (safe to log and to show in session lists).
     #[must_use]
-    pub fn id(&self) -> uuid::Uuid {
+    pub fn id(&self) -> Uuid {
         self.digest.token_id()
     }
 
@@ -294,10 +381,33 @@ impl TokenDigest {
     /// The token's public id: a UUID (version 8) made of the first 16 bytes
     /// of the digest, so it needs no storage and leads to no secret.
     #[must_use]
-    pub fn token_id(&self) -> uuid::Uuid {
+    pub fn token_id(&self) -> Uuid {
+        Self::id_of_short(&self.short())
+    }
+
+    /// The public id of the token whose truncated digest
+    /// ([`short`](Self::short)) is `short`.
+    #[must_use]
+    pub fn id_of_short(short: &[u8; 16]) -> Uuid {
+        uuid::Builder::from_custom_bytes(*short).into_uuid()
+    }
+
+    /// The first 16 bytes: what a session record stores (128 bits are
+    /// ample for a comparison that costs an attacker one lookup per guess),
+    /// and the bytes of [`token_id`](Self::token_id).
+    #[must_use]
+    pub fn short(&self) -> [u8; 16] {
         let mut bytes = [0_u8; 16];
         bytes.copy_from_slice(&self.0[..16]);
-        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+        bytes
+    }
+
+    /// Constant-time comparison of [`short`](Self::short) with a stored
+    /// truncated digest.
+    #[must_use]
+    pub fn ct_eq_short(&self, stored: &[u8; 16]) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.short().ct_eq(stored).into()
     }
 
     /// Constant-time comparison, for checking a presented token against a
@@ -384,8 +494,29 @@ mod tests {
             assert_eq!(parsed.kind(), kind);
             assert_eq!(parsed.tag(), &SubjectTag::of("user-1"));
             assert_eq!(parsed.digest(), original.digest());
+            assert_eq!(parsed.family(), original.family());
+            assert!(parsed.family().is_some());
             assert_eq!(parsed, original);
         }
+    }
+
+    /// Tokens of the format issued before the bounded schema keep parsing
+    /// (they validate until they expire), and name no session.
+    #[test]
+    fn format_1_tokens_still_parse() {
+        let tag = SubjectTag::of("user-1");
+        let old = Token::generate_v1(TokenKind::Refresh, &tag).expect("randomness");
+        assert_eq!(old.expose_secret().len(), TOKEN_LEN_V1);
+        let parsed = Token::parse(old.expose_secret()).expect("v1 parses");
+        assert_eq!(parsed.family(), None);
+        assert_eq!(parsed.tag(), &tag);
+        assert_eq!(parsed.kind(), TokenKind::Refresh);
+        let family = Uuid::from_u128(42);
+        let new = Token::generate_in_family(TokenKind::Access, &tag, family).expect("randomness");
+        assert_eq!(new.family(), Some(family));
+        let forged = Token::forge(TokenKind::Refresh, &tag, family, &[7; 32]);
+        let forged = Token::parse(forged.expose_secret()).expect("forged tokens are well-formed");
+        assert_eq!(forged.family(), Some(family));
     }
 
     /// Two generated tokens differ (the secret is random, not derived).
@@ -440,6 +571,7 @@ mod tests {
             Token::parse(&text[..TOKEN_LEN - 1]),
             Err(FormatError::Length)
         );
+        assert!(Token::parse(&text[..TOKEN_LEN_V1]).is_err());
         assert_eq!(Token::parse(&format!("{text}A")), Err(FormatError::Length));
         let foreign = format!("ghp_{}", &text[4..]);
         assert_eq!(Token::parse(&foreign), Err(FormatError::Prefix));

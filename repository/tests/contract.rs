@@ -329,8 +329,8 @@ mod suite {
         assert_eq!(store.list("alice").await.expect("list").len(), 2);
     }
 
-    /// Rotation retires the old refresh token and stores the new pair; the
-    /// old access token stays valid until it expires.
+    /// Rotation retires the old refresh token and the session's old access
+    /// token, and stores the new pair: a session holds one pair.
     pub(super) async fn rotation_retires_the_old_refresh_token(store: &Store) {
         let first = issued(store, "alice").await;
         let RefreshState::Live(record) = store
@@ -350,13 +350,12 @@ mod suite {
         );
         assert!(live(store, &next.access.token).await);
         assert!(live(store, refresh(&next)).await);
-        assert!(live(store, &first.access.token).await);
-        let listed = store.list("alice").await.expect("list");
-        assert_eq!(
-            listed.len(),
-            3,
-            "two access tokens and the new refresh token"
+        assert!(
+            !live(store, &first.access.token).await,
+            "old access token retired"
         );
+        let listed = store.list("alice").await.expect("list");
+        assert_eq!(listed.len(), 2, "the new pair only");
     }
 
     /// Presenting a rotated refresh token again revokes the whole family,
@@ -373,7 +372,7 @@ mod suite {
             .inspect_refresh(refresh(&first))
             .await
             .expect("inspect");
-        assert_eq!(state, RefreshState::Reused { revoked: 3 });
+        assert_eq!(state, RefreshState::Reused { revoked: 2 });
         for token in [&first.access.token, &next.access.token, refresh(&next)] {
             assert!(!live(store, token).await, "family member survived reuse");
         }
@@ -490,7 +489,6 @@ mod suite {
             .map(|record| record.id)
             .collect();
         let mut expected = vec![
-            first.access.token.id(),
             refresh(&second).id(),
             next.access.token.id(),
             refresh(&next).id(),
@@ -500,6 +498,7 @@ mod suite {
         sorted.sort();
         assert_eq!(sorted, expected);
         assert!(!ids.contains(&refresh(&first).id()));
+        assert!(!ids.contains(&first.access.token.id()));
     }
 
     /// A rotation must continue the presented token's family.

@@ -51,10 +51,12 @@ async fn redis_never_sees_the_token() {
     store.issue(&minted, None).await.expect("issue");
     let mut admin = admin(&redis).await;
     let keys = all_keys(&mut admin).await;
-    assert_eq!(keys.len(), 3, "two tokens and the index");
+    assert_eq!(keys.len(), 2, "the session and the subject's index");
     for new in minted.tokens() {
         let text = new.token.expose_secret().as_bytes();
-        let secret = &text[4 + 14..4 + 56];
+        // The characters that encode the secret alone (after tag and
+        // session id).
+        let secret = &text[4 + 36..4 + 76];
         for key in &keys {
             assert!(!contains(key, secret), "a key holds a token secret");
             let dump: Vec<u8> = redis::cmd("DUMP")
@@ -94,43 +96,42 @@ async fn keys_share_the_subject_hash_tag_and_carry_ttls() {
         .iter()
         .filter(|key| contains(key, tag.as_bytes()))
         .collect();
-    assert_eq!(subject_keys.len(), 3);
+    assert_eq!(subject_keys.len(), 2, "the session and the index");
     for key in &keys {
         assert!(key.starts_with(b"deploy-a:"), "key outside the prefix");
         let ttl: i64 = admin.pttl(key).await.expect("PTTL");
         assert!(ttl > 0, "every key expires by itself");
     }
-    // The index expires exactly with the longest-lived token (absolute
-    // expiry times: no race between two relative reads).
+    // The index expires exactly with the longest-lived session (absolute
+    // expiry times: no race between two relative reads), and its entry is
+    // scored by the session key's expiry.
     let index_expiry: i64 = redis::cmd("PEXPIRETIME")
-        .arg(format!("deploy-a:idx:{tag}"))
+        .arg(format!("deploy-a:sidx:{tag}"))
         .query_async(&mut admin)
         .await
         .expect("PEXPIRETIME");
-    let mut token_expiries = Vec::new();
-    for new in minted.tokens() {
-        let key = store.prefix().token(new.token.tag(), new.token.digest());
-        let expiry: i64 = redis::cmd("PEXPIRETIME")
-            .arg(key)
-            .query_async(&mut admin)
-            .await
-            .expect("PEXPIRETIME");
-        token_expiries.push(expiry);
-    }
-    // Each index entry is scored by its own token's expiry.
+    let session_key = store
+        .prefix()
+        .session(minted.access.token.tag(), minted.family());
+    let session_expiry: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&session_key)
+        .query_async(&mut admin)
+        .await
+        .expect("PEXPIRETIME");
     let entries: Vec<(Vec<u8>, i64)> = redis::cmd("ZRANGE")
-        .arg(format!("deploy-a:idx:{tag}"))
+        .arg(format!("deploy-a:sidx:{tag}"))
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")
         .query_async(&mut admin)
         .await
         .expect("ZRANGE");
-    let mut scores: Vec<i64> = entries.iter().map(|(_, score)| *score).collect();
-    scores.sort_unstable();
-    token_expiries.sort_unstable();
-    assert_eq!(scores, token_expiries, "entries expire with their keys");
-    assert_eq!(Some(index_expiry), token_expiries.into_iter().max());
+    assert_eq!(
+        entries,
+        vec![(minted.family().as_bytes().to_vec(), session_expiry)],
+        "the entry names the session and expires with it"
+    );
+    assert_eq!(index_expiry, session_expiry);
 }
 
 /// A stopped Redis makes every operation fail fast with an "unavailable"
@@ -296,7 +297,7 @@ async fn lookups_cost_one_round_trip_on_one_connection() {
         "on",
         ">reader-pw",
         "resetkeys",
-        "%R~ts:tok:*",
+        "%R~ts:s:*",
         "-@all",
         "+get",
         "+ping",
@@ -404,7 +405,7 @@ async fn unacknowledged_issues_are_revoked() {
         .expect("replica");
     let key = store
         .prefix()
-        .token(minted.access.token.tag(), minted.access.token.digest());
+        .session(minted.access.token.tag(), minted.family());
     let exists: bool = on_replica.exists(key).await.expect("EXISTS");
     assert!(exists, "an acknowledged token is on the replica");
 }

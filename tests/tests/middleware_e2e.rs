@@ -134,19 +134,21 @@ async fn refusals_follow_rfc_6750() {
     }
 }
 
-/// Stores a record for a fresh token that expired a second ago (by the
+/// Stores the session of a fresh token that expired a second ago (by the
 /// record) but whose key still lives: only the service's own expiry check
 /// can refuse it.
 async fn expired_token(redis: &RedisServer) -> String {
     let minted = tokens::grant("old", "read").mint().expect("mint");
-    let mut record = minted.access.record.clone();
-    record.expires_at = Timestamp::from_unix_millis(Timestamp::now().as_unix_millis() - 1000);
+    let mut session = minted.session(Vec::new());
+    if let Some(access) = session.access.as_mut() {
+        access.expires_at = Timestamp::from_unix_millis(Timestamp::now().as_unix_millis() - 1000);
+    }
     let token = &minted.access.token;
-    let key = KeyPrefix::default().token(token.tag(), token.digest());
+    let key = KeyPrefix::default().session(token.tag(), minted.family());
     let mut admin = redis_admin::connect(&redis.admin_url()).await;
     redis::cmd("SET")
         .arg(key)
-        .arg(codec::encode(&record))
+        .arg(codec::encode_session(&session))
         .arg("PX")
         .arg(60_000)
         .exec_async(&mut admin)
@@ -347,7 +349,7 @@ async fn redis_outage_is_503_and_the_service_recovers() {
     redis.restart(); // an empty data set: tokens must be issued again
     let issued = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || async {
         let minted = tokens::grant("alice", "read").mint().expect("mint");
-        store.issue(&minted, None).await.ok().map(|()| minted)
+        store.issue(&minted, None).await.ok().map(|_| minted)
     })
     .await;
     let (fresh, _) = issued.expect("the authority's store recovers");

@@ -59,7 +59,7 @@ async fn assert_noperm(connection: &mut MultiplexedConnection, args: &[&[u8]]) {
     }
 }
 
-/// The middleware's user reads token keys; every write (on token keys or
+/// The middleware's user reads session (token) keys; every write (on token keys or
 /// elsewhere), every read of another key, every script and every admin
 /// command is refused with `NOPERM`, and the token survives the attempts.
 #[tokio::test]
@@ -69,8 +69,8 @@ async fn token_client_user_reads_token_keys_and_nothing_else() {
     let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
     let token = &minted.access.token;
     let prefix = KeyPrefix::default();
-    let key = prefix.token(token.tag(), token.digest());
-    let index = prefix.index(token.tag());
+    let key = prefix.session(token.tag(), minted.family());
+    let index = prefix.sessions(token.tag());
 
     let reader =
         RedisTokenReader::new(RedisConfig::new(redis.url_as(CLIENT_USER, CLIENT_PASSWORD)))
@@ -87,7 +87,8 @@ async fn token_client_user_reads_token_keys_and_nothing_else() {
         .expect("GET of a token key");
     assert!(value.is_some());
 
-    let new_key = prefix.token(token.tag(), &token_repository::TokenDigest::of("forged"));
+    let unissued = tokens::grant("alice", "read").mint().expect("mint");
+    let new_key = prefix.session(token.tag(), unissued.family());
     let attempts: Vec<Vec<&[u8]>> = vec![
         vec![b"SET", &key, b"forged"],
         vec![b"SET", &new_key, b"forged"],
@@ -149,6 +150,8 @@ async fn token_client_user_may_track_token_keys() {
         .arg("TRACKING")
         .arg("ON")
         .arg("BCAST")
+        .arg("PREFIX")
+        .arg("ts:s:")
         .arg("PREFIX")
         .arg("ts:tok:")
         .exec_async(&mut client)

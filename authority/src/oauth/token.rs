@@ -123,7 +123,18 @@ async fn store(
     guard: Option<Generation>,
 ) -> Result<(), Problem> {
     match state.store().issue(minted, guard).await {
-        Ok(()) => Ok(()),
+        Ok(issued) => {
+            if !issued.evicted.is_empty() {
+                tracing::info!(
+                    subject = %minted.subject(),
+                    evicted = ?issued.evicted,
+                    cap = state.config().max_sessions_per_subject,
+                    "session cap reached: the subject's oldest sessions were revoked"
+                );
+                metrics::sessions_evicted(issued.evicted.len());
+            }
+            Ok(())
+        }
         Err(StoreError::Superseded) => Err(Problem::invalid_grant(
             "the credentials changed while the request was processed; try again",
         )),

@@ -19,6 +19,7 @@ pub struct RedisConfig {
     pub(crate) timeout: Duration,
     pub(crate) durability: Option<Durability>,
     pub(crate) tls: Option<redis::TlsCertificates>,
+    pub(crate) max_sessions: usize,
 }
 
 /// Wait for replicas to acknowledge every issued token (`WAIT`).
@@ -83,6 +84,7 @@ impl RedisConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             durability: None,
             tls: None,
+            max_sessions: crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT,
         }
     }
 
@@ -165,6 +167,15 @@ impl RedisConfig {
         self
     }
 
+    /// How many live sessions one subject may hold (at least 1; default
+    /// [`crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT`]). Issuing beyond it
+    /// revokes the subject's soonest-expiring sessions.
+    #[must_use]
+    pub fn max_sessions_per_subject(mut self, cap: usize) -> Self {
+        self.max_sessions = cap.max(1);
+        self
+    }
+
     /// The configured key prefix.
     #[must_use]
     pub fn key_prefix(&self) -> &KeyPrefix {
@@ -187,6 +198,7 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.is_some())
+            .field("max_sessions", &self.max_sessions)
             .finish()
     }
 }

@@ -33,12 +33,13 @@ pub use self::topology::{
     PooledConnection, SharedConn, Topology, TopologyError, install_crypto_provider, node_info,
     single_client,
 };
-use crate::codec;
+use crate::codec::{self, SessionRecord};
 use crate::error::{Error, Result};
 use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};
 use crate::record::{Timestamp, TokenRecord};
 use crate::store::{
-    Generation, Minted, RefreshState, Rotation, TokenReader, TokenWriter, USED_REFRESH_MEMORY,
+    Generation, Issued, MAX_EVICTIONS_PER_ISSUE, Minted, RefreshState, Rotation, TokenReader,
+    TokenWriter, USED_REFRESH_MEMORY,
 };
 use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
 
@@ -53,6 +54,7 @@ struct Inner {
     prefix: KeyPrefix,
     timeout: Duration,
     durability: Option<Durability>,
+    max_sessions: usize,
 }
 
 impl std::fmt::Debug for Inner {
@@ -96,6 +98,7 @@ impl Inner {
             prefix: config.prefix.clone(),
             timeout,
             durability: config.durability,
+            max_sessions: config.max_sessions,
         })
     }
 
@@ -157,7 +160,34 @@ impl Inner {
         }
     }
 
+    /// One `GET`: of the token's session (format 2) or of its own record
+    /// (format 1).
     async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
+        let Some(family) = token.family() else {
+            return self.lookup_v1(token).await;
+        };
+        Ok(self
+            .session(token.tag(), family)
+            .await?
+            .and_then(|session| {
+                session.token(token.kind(), token.digest(), family, Timestamp::now())
+            }))
+    }
+
+    /// The session `family` of the subject tagged `tag`, if it is there
+    /// and belongs to that subject. One `GET`.
+    async fn session(&self, tag: &SubjectTag, family: Uuid) -> Result<Option<SessionRecord>> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.prefix.session(tag, family));
+        let value: Option<Vec<u8>> = self.on_shared(command).await?;
+        let Some(bytes) = value else {
+            return Ok(None);
+        };
+        let session = codec::decode_session(&bytes)?;
+        Ok((&SubjectTag::of(&session.subject) == tag).then_some(session))
+    }
+
+    async fn lookup_v1(&self, token: &Token) -> Result<Option<TokenRecord>> {
         let key = self.prefix.token(token.tag(), token.digest());
         let mut command = redis::cmd("GET");
         command.arg(&key);
@@ -174,7 +204,7 @@ impl Inner {
     }
 }
 
-/// Decodes the record stored for `token` and checks it belongs to it: the
+/// Decodes the format-1 record stored for `token` and checks it belongs to it: the
 /// kind matches, the subject matches the token's tag, and it has not expired
 /// by this host's clock either.
 fn decode_for(token: &Token, bytes: &[u8]) -> Result<Option<TokenRecord>> {
@@ -333,7 +363,7 @@ impl RedisStore {
             .durability
             .map_or(0, |durability| durability.replicas);
         let revoked = self
-            .revoke_family_by_tag(minted.access.token.tag(), minted.family())
+            .revoke_session(minted.access.token.tag(), minted.family())
             .await;
         tracing::warn!(
             acknowledged,
@@ -347,197 +377,36 @@ impl RedisStore {
         }
     }
 
-    async fn revoke_family_by_tag(&self, tag: &SubjectTag, family: Uuid) -> Result<usize> {
+    /// Revokes one session: O(1). Answers how many live tokens went.
+    async fn revoke_session(&self, tag: &SubjectTag, family: Uuid) -> Result<usize> {
         let prefix = &self.inner.prefix;
-        let mut invocation = scripts::REVOKE_FAMILY.prepare_invoke();
+        let mut invocation = scripts::REVOKE_SESSION.prepare_invoke();
+        invocation
+            .key(prefix.session(tag, family))
+            .key(prefix.sessions(tag))
+            .arg(family.as_bytes().as_slice());
+        let value: Option<Vec<u8>> = self.script(invocation).await?;
+        live_in(value.as_deref())
+    }
+
+    /// Revokes one format-1 family (a scan of the subject's format-1
+    /// index, which only shrinks now).
+    async fn revoke_family_v1(&self, tag: &SubjectTag, family: Uuid) -> Result<usize> {
+        let prefix = &self.inner.prefix;
+        let mut invocation = scripts::REVOKE_FAMILY_V1.prepare_invoke();
         invocation
             .key(prefix.index(tag))
             .arg(prefix.token_key_prefix(tag))
             .arg(family.as_bytes().as_slice());
         self.script(invocation).await
     }
-}
 
-/// Adds `(key, member, ttl, value)` of each minted token to an invocation:
-/// keys from the current key position, triplets from the current argument
-/// position.
-fn add_tokens(
-    invocation: &mut redis::ScriptInvocation<'_>,
-    prefix: &KeyPrefix,
-    minted: &Minted,
-    now: Timestamp,
-) {
-    for new in minted.tokens() {
-        let member = IndexMember {
-            family: new.record.family,
-            kind: EntryKind::live(new.record.kind),
-            digest: *new.token.digest(),
-        };
-        let ttl_ms = now.until(new.record.expires_at).as_millis().max(1);
-        invocation
-            .key(prefix.token(new.token.tag(), new.token.digest()))
-            .arg(member.encode())
-            .arg(u64::try_from(ttl_ms).unwrap_or(u64::MAX))
-            .arg(codec::encode(&new.record));
-    }
-}
-
-/// Converts a reply value, reporting a mismatch as a Redis error.
-fn from_value<T: redis::FromRedisValue>(value: Value) -> Result<T> {
-    redis::from_redis_value(value).map_err(|error| Error::Redis(error.into()))
-}
-
-/// Reads a `{status, n}` script reply.
-fn status_and_count(value: Value) -> Result<(String, Value)> {
-    let mut items: Vec<Value> = from_value(value)?;
-    if items.len() != 2 {
-        return Err(Error::InvalidRequest("unexpected script reply"));
-    }
-    let payload = items.pop().unwrap_or(Value::Nil);
-    let status: String = from_value(items.pop().unwrap_or(Value::Nil))?;
-    Ok((status, payload))
-}
-
-fn count(value: Value) -> Result<usize> {
-    let n: i64 = from_value(value)?;
-    Ok(usize::try_from(n).unwrap_or(0))
-}
-
-#[async_trait]
-impl TokenReader for RedisStore {
-    async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
-        self.inner.lookup(token).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-}
-
-#[async_trait]
-impl TokenWriter for RedisStore {
-    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<()> {
-        let now = Timestamp::now();
-        minted.validate(now)?;
-        let prefix = &self.inner.prefix;
-        let tag = minted.access.token.tag();
-        let mut invocation = scripts::ISSUE.prepare_invoke();
-        invocation
-            .key(prefix.index(tag))
-            .key(prefix.generation(tag))
-            .arg(
-                guard
-                    .map(|generation| generation.0.to_string())
-                    .unwrap_or_default(),
-            );
-        add_tokens(&mut invocation, prefix, minted, now);
-        let (status, acknowledged): (String, _) = self.issuing_script(invocation).await?;
-        match status.as_str() {
-            "ok" => match acknowledged {
-                Some(acknowledged)
-                    if self
-                        .inner
-                        .durability
-                        .is_some_and(|d| acknowledged < d.replicas) =>
-                {
-                    Err(self.not_durable(minted, acknowledged).await)
-                }
-                _ => Ok(()),
-            },
-            "superseded" => Err(Error::Superseded),
-            "collision" => Err(Error::Collision),
-            _ => Err(Error::InvalidRequest("unexpected script reply")),
-        }
-    }
-
-    async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState> {
-        if presented.kind() != TokenKind::Refresh {
-            return Err(Error::InvalidRequest("not a refresh token"));
-        }
-        // The common case, a live token, is one GET; only a token that is
-        // gone needs the script (was it retired, so that this is a reuse?).
-        if let Some(record) = self.inner.lookup(presented).await? {
-            return Ok(RefreshState::Live(record));
-        }
-        let prefix = &self.inner.prefix;
-        let tag = presented.tag();
-        let mut invocation = scripts::INSPECT.prepare_invoke();
-        invocation
-            .key(prefix.index(tag))
-            .key(prefix.token(tag, presented.digest()))
-            .arg(prefix.token_key_prefix(tag))
-            .arg(presented.digest().as_bytes().as_slice());
-        let reply: Value = self.script(invocation).await?;
-        let (status, payload) = status_and_count(reply)?;
-        match status.as_str() {
-            "live" => {
-                let bytes: Vec<u8> = from_value(payload)?;
-                Ok(
-                    decode_for(presented, &bytes)?
-                        .map_or(RefreshState::Unknown, RefreshState::Live),
-                )
-            }
-            "reused" => Ok(RefreshState::Reused {
-                revoked: count(payload)?,
-            }),
-            _ => Ok(RefreshState::Unknown),
-        }
-    }
-
-    async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation> {
-        let now = Timestamp::now();
-        next.validate(now)?;
-        if presented.kind() != TokenKind::Refresh
-            || next.refresh.is_none()
-            || next.access.token.tag() != presented.tag()
-        {
-            return Err(Error::InvalidRequest(
-                "rotation needs a refresh token and a new pair for the same subject",
-            ));
-        }
-        let prefix = &self.inner.prefix;
-        let tag = presented.tag();
-        let mut invocation = scripts::ROTATE.prepare_invoke();
-        invocation
-            .key(prefix.index(tag))
-            .key(prefix.token(tag, presented.digest()))
-            .arg(prefix.token_key_prefix(tag))
-            .arg(presented.digest().as_bytes().as_slice())
-            .arg(next.family().as_bytes().as_slice())
-            .arg(USED_REFRESH_MEMORY);
-        add_tokens(&mut invocation, prefix, next, now);
-        let (reply, acknowledged): (Value, _) = self.issuing_script(invocation).await?;
-        let (status, payload) = status_and_count(reply)?;
-        match status.as_str() {
-            "rotated" => match acknowledged {
-                Some(acknowledged)
-                    if self
-                        .inner
-                        .durability
-                        .is_some_and(|d| acknowledged < d.replicas) =>
-                {
-                    Err(self.not_durable(next, acknowledged).await)
-                }
-                _ => Ok(Rotation::Rotated),
-            },
-            "reused" => Ok(Rotation::Reused {
-                revoked: count(payload)?,
-            }),
-            "unknown" => Ok(Rotation::Unknown),
-            "collision" => Err(Error::Collision),
-            "mismatch" => Err(Error::InvalidRequest(
-                "the new pair must continue the old family",
-            )),
-            _ => Err(Error::InvalidRequest("unexpected script reply")),
-        }
-    }
-
-    async fn revoke(&self, token: &Token) -> Result<usize> {
-        let Some(record) = self.lookup(token).await? else {
+    async fn revoke_v1(&self, token: &Token) -> Result<usize> {
+        let Some(record) = self.inner.lookup_v1(token).await? else {
             return Ok(0);
         };
         match record.kind {
-            TokenKind::Refresh => self.revoke_family_by_tag(token.tag(), record.family).await,
+            TokenKind::Refresh => self.revoke_family_v1(token.tag(), record.family).await,
             TokenKind::Access => {
                 let prefix = &self.inner.prefix;
                 let member = IndexMember {
@@ -545,7 +414,7 @@ impl TokenWriter for RedisStore {
                     kind: EntryKind::Access,
                     digest: *token.digest(),
                 };
-                let mut invocation = scripts::REVOKE_TOKEN.prepare_invoke();
+                let mut invocation = scripts::REVOKE_TOKEN_V1.prepare_invoke();
                 invocation
                     .key(prefix.index(token.tag()))
                     .key(prefix.token(token.tag(), token.digest()))
@@ -555,25 +424,9 @@ impl TokenWriter for RedisStore {
         }
     }
 
-    async fn revoke_family(&self, subject: &str, family: Uuid) -> Result<usize> {
-        self.revoke_family_by_tag(&SubjectTag::of(subject), family)
-            .await
-    }
-
-    async fn revoke_all(&self, subject: &str) -> Result<usize> {
-        let prefix = &self.inner.prefix;
-        let tag = SubjectTag::of(subject);
-        let mut invocation = scripts::REVOKE_ALL.prepare_invoke();
-        invocation
-            .key(prefix.index(&tag))
-            .key(prefix.generation(&tag))
-            .arg(prefix.token_key_prefix(&tag))
-            .arg(Generation::next_random().0.to_string())
-            .arg(u64::try_from(GENERATION_TTL.as_millis()).unwrap_or(u64::MAX));
-        self.script(invocation).await
-    }
-
-    async fn list(&self, subject: &str) -> Result<Vec<TokenRecord>> {
+    /// The format-1 tokens of a subject (issued before the bounded schema,
+    /// until they expire).
+    async fn list_v1(&self, subject: &str) -> Result<Vec<TokenRecord>> {
         let prefix = self.inner.prefix.clone();
         let tag = SubjectTag::of(subject);
         let index = prefix.index(&tag);
@@ -615,6 +468,284 @@ impl TokenWriter for RedisStore {
                 records.push(record);
             }
         }
+        Ok(records)
+    }
+}
+
+/// How many live tokens a revoked session's value held (by this host's
+/// clock, like every expiry check of a reader).
+fn live_in(value: Option<&[u8]>) -> Result<usize> {
+    let Some(bytes) = value else {
+        return Ok(0);
+    };
+    let session = codec::decode_session(bytes)?;
+    Ok(session.live_tokens(Uuid::nil(), Timestamp::now()).len())
+}
+
+/// Milliseconds until `at` (at least 1), for a key's TTL.
+fn ttl_ms(now: Timestamp, at: Timestamp) -> u64 {
+    u64::try_from(now.until(at).as_millis().max(1)).unwrap_or(u64::MAX)
+}
+
+/// Converts a reply value, reporting a mismatch as a Redis error.
+fn from_value<T: redis::FromRedisValue>(value: Value) -> Result<T> {
+    redis::from_redis_value(value).map_err(|error| Error::Redis(error.into()))
+}
+
+/// Reads a `{status, n}` script reply.
+fn status_and_count(value: Value) -> Result<(String, Value)> {
+    let mut items: Vec<Value> = from_value(value)?;
+    if items.len() != 2 {
+        return Err(Error::InvalidRequest("unexpected script reply"));
+    }
+    let payload = items.pop().unwrap_or(Value::Nil);
+    let status: String = from_value(items.pop().unwrap_or(Value::Nil))?;
+    Ok((status, payload))
+}
+
+#[async_trait]
+impl TokenReader for RedisStore {
+    async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
+        self.inner.lookup(token).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl TokenWriter for RedisStore {
+    async fn issue(&self, minted: &Minted, guard: Option<Generation>) -> Result<Issued> {
+        let now = Timestamp::now();
+        minted.validate(now)?;
+        let prefix = &self.inner.prefix;
+        let tag = minted.access.token.tag();
+        let family = minted.family();
+        let mut invocation = scripts::ISSUE.prepare_invoke();
+        invocation
+            .key(prefix.session(tag, family))
+            .key(prefix.sessions(tag))
+            .key(prefix.generation(tag))
+            .arg(
+                guard
+                    .map(|generation| generation.0.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(family.as_bytes().as_slice())
+            .arg(codec::encode_session(&minted.session(Vec::new())))
+            .arg(ttl_ms(now, minted.expires_at()))
+            .arg(self.inner.max_sessions)
+            .arg(prefix.session_key_prefix(tag))
+            .arg(MAX_EVICTIONS_PER_ISSUE);
+        let (reply, acknowledged): (Value, _) = self.issuing_script(invocation).await?;
+        let (status, payload) = status_and_count(reply)?;
+        match status.as_str() {
+            "ok" => {
+                let evicted: Vec<Vec<u8>> = from_value(payload)?;
+                let evicted = evicted
+                    .iter()
+                    .filter_map(|id| Uuid::from_slice(id).ok())
+                    .collect();
+                match acknowledged {
+                    Some(acknowledged)
+                        if self
+                            .inner
+                            .durability
+                            .is_some_and(|d| acknowledged < d.replicas) =>
+                    {
+                        Err(self.not_durable(minted, acknowledged).await)
+                    }
+                    _ => Ok(Issued { evicted }),
+                }
+            }
+            "superseded" => Err(Error::Superseded),
+            "collision" => Err(Error::Collision),
+            _ => Err(Error::InvalidRequest("unexpected script reply")),
+        }
+    }
+
+    async fn inspect_refresh(&self, presented: &Token) -> Result<RefreshState> {
+        if presented.kind() != TokenKind::Refresh {
+            return Err(Error::InvalidRequest("not a refresh token"));
+        }
+        // Format-1 refresh tokens (issued before the bounded schema) are
+        // refused: their holders sign in again. Nothing is looked up.
+        let Some(family) = presented.family() else {
+            return Ok(RefreshState::Unknown);
+        };
+        // One GET for every token, live, retired or forged: a script runs
+        // only to revoke a session whose rotated token came back.
+        let tag = presented.tag();
+        let Some(session) = self.inner.session(tag, family).await? else {
+            return Ok(RefreshState::Unknown);
+        };
+        if let Some(record) = session.token(
+            TokenKind::Refresh,
+            presented.digest(),
+            family,
+            Timestamp::now(),
+        ) {
+            return Ok(RefreshState::Live(record));
+        }
+        if session.was_used(presented.digest()) {
+            let revoked = self.revoke_session(tag, family).await?;
+            return Ok(RefreshState::Reused { revoked });
+        }
+        Ok(RefreshState::Unknown)
+    }
+
+    async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation> {
+        let now = Timestamp::now();
+        next.validate(now)?;
+        if presented.kind() != TokenKind::Refresh
+            || next.refresh.is_none()
+            || next.access.token.tag() != presented.tag()
+        {
+            return Err(Error::InvalidRequest(
+                "rotation needs a refresh token and a new pair for the same subject",
+            ));
+        }
+        let Some(family) = presented.family() else {
+            return Ok(Rotation::Unknown);
+        };
+        if next.family() != family {
+            return Err(Error::InvalidRequest(
+                "the new pair must continue the old family",
+            ));
+        }
+        let prefix = &self.inner.prefix;
+        let tag = presented.tag();
+        let session = next.session(Vec::new());
+        let mut invocation = scripts::ROTATE.prepare_invoke();
+        invocation
+            .key(prefix.session(tag, family))
+            .key(prefix.sessions(tag))
+            .arg(presented.digest().short().as_slice())
+            .arg(session.header())
+            .arg(session.holder())
+            .arg(ttl_ms(now, next.expires_at()))
+            .arg(USED_REFRESH_MEMORY)
+            .arg(family.as_bytes().as_slice())
+            .arg(now.as_unix_millis());
+        let (reply, acknowledged): (Value, _) = self.issuing_script(invocation).await?;
+        let (status, payload) = status_and_count(reply)?;
+        match status.as_str() {
+            "rotated" => match acknowledged {
+                Some(acknowledged)
+                    if self
+                        .inner
+                        .durability
+                        .is_some_and(|d| acknowledged < d.replicas) =>
+                {
+                    Err(self.not_durable(next, acknowledged).await)
+                }
+                _ => Ok(Rotation::Rotated),
+            },
+            "reused" => {
+                let value: Option<Vec<u8>> = from_value(payload)?;
+                Ok(Rotation::Reused {
+                    revoked: live_in(value.as_deref())?,
+                })
+            }
+            "unknown" => Ok(Rotation::Unknown),
+            _ => Err(Error::InvalidRequest("unexpected script reply")),
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<usize> {
+        let Some(family) = token.family() else {
+            return self.revoke_v1(token).await;
+        };
+        let Some(record) = self.inner.lookup(token).await? else {
+            return Ok(0);
+        };
+        match record.kind {
+            TokenKind::Refresh => self.revoke_session(token.tag(), family).await,
+            TokenKind::Access => {
+                let prefix = &self.inner.prefix;
+                let mut invocation = scripts::REVOKE_ACCESS.prepare_invoke();
+                invocation
+                    .key(prefix.session(token.tag(), family))
+                    .key(prefix.sessions(token.tag()))
+                    .arg(token.digest().short().as_slice())
+                    .arg(family.as_bytes().as_slice());
+                self.script(invocation).await
+            }
+        }
+    }
+
+    async fn revoke_family(&self, subject: &str, family: Uuid) -> Result<usize> {
+        let tag = SubjectTag::of(subject);
+        let revoked = self.revoke_session(&tag, family).await?;
+        if revoked > 0 {
+            return Ok(revoked);
+        }
+        // A session from before the bounded schema, until those expire.
+        self.revoke_family_v1(&tag, family).await
+    }
+
+    async fn revoke_all(&self, subject: &str) -> Result<usize> {
+        let prefix = &self.inner.prefix;
+        let tag = SubjectTag::of(subject);
+        let mut invocation = scripts::REVOKE_ALL.prepare_invoke();
+        invocation
+            .key(prefix.sessions(&tag))
+            .key(prefix.generation(&tag))
+            .key(prefix.index(&tag))
+            .arg(prefix.session_key_prefix(&tag))
+            .arg(Generation::next_random().0.to_string())
+            .arg(u64::try_from(GENERATION_TTL.as_millis()).unwrap_or(u64::MAX))
+            .arg(prefix.token_key_prefix(&tag));
+        let (values, legacy): (Vec<Vec<u8>>, i64) = self.script(invocation).await?;
+        let mut revoked = usize::try_from(legacy).unwrap_or(0);
+        for value in values {
+            revoked += live_in(Some(&value))?;
+        }
+        Ok(revoked)
+    }
+
+    async fn list(&self, subject: &str) -> Result<Vec<TokenRecord>> {
+        let prefix = self.inner.prefix.clone();
+        let tag = SubjectTag::of(subject);
+        let index = prefix.sessions(&tag);
+        let session_prefix = prefix.session_key_prefix(&tag);
+        // O(sessions), bounded by the cap.
+        let found: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .inner
+            .with_shared(|mut connection| async move {
+                let ids: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut connection)
+                    .await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let keys: Vec<Vec<u8>> = ids
+                    .iter()
+                    .map(|id| [session_prefix.as_slice(), id].concat())
+                    .collect();
+                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(ids.into_iter().zip(values).collect())
+            })
+            .await?;
+        let now = Timestamp::now();
+        let mut records = Vec::new();
+        for (id, value) in found {
+            let (Ok(family), Some(bytes)) = (Uuid::from_slice(&id), value) else {
+                continue;
+            };
+            let session = codec::decode_session(&bytes)?;
+            if session.subject == subject {
+                records.extend(session.live_tokens(family, now));
+            }
+        }
+        records.extend(self.list_v1(subject).await?);
         records.sort_by_key(|record| record.issued_at);
         Ok(records)
     }

@@ -20,21 +20,38 @@ macro_rules! script {
     };
 }
 
-script!(ISSUE, "lua/issue.lua", "Issue tokens of one subject.");
 script!(
-    INSPECT,
-    "lua/inspect.lua",
-    "Classify a presented refresh token."
+    ISSUE,
+    "lua/session_issue.lua",
+    "Issue a session within the subject's cap."
 );
-script!(ROTATE, "lua/rotate.lua", "Rotate a refresh token.");
 script!(
-    REVOKE_TOKEN,
-    "lua/revoke_token.lua",
-    "Revoke one access token."
+    ROTATE,
+    "lua/session_rotate.lua",
+    "Rotate a session's refresh token (check-and-set)."
 );
-script!(REVOKE_FAMILY, "lua/revoke_family.lua", "Revoke one family.");
+script!(
+    REVOKE_SESSION,
+    "lua/session_revoke.lua",
+    "Revoke one session."
+);
+script!(
+    REVOKE_ACCESS,
+    "lua/session_revoke_access.lua",
+    "Revoke a session's access token."
+);
 script!(
     REVOKE_ALL,
-    "lua/revoke_all.lua",
-    "Revoke a subject's tokens."
+    "lua/session_revoke_all.lua",
+    "Revoke a subject's sessions and format-1 tokens."
+);
+script!(
+    REVOKE_TOKEN_V1,
+    "lua/revoke_token.lua",
+    "Revoke one format-1 access token."
+);
+script!(
+    REVOKE_FAMILY_V1,
+    "lua/revoke_family.lua",
+    "Revoke one format-1 family."
 );

@@ -1,5 +1,10 @@
 -- Shared by every script of the token store (prepended by scripts.rs).
 --
+-- Sessions (format 2, the session_*.lua scripts): one key per session
+-- holding its record (codec.rs documents the header they slice), and a
+-- per-subject index `sidx` of session ids scored by the session key's
+-- expiry. The format-1 index below is only read and emptied now.
+--
 -- A subject's index (a sorted set) has one member per token:
 --   family (16 bytes) .. kind (1 byte: a = access, r = refresh,
 --   u = already-rotated refresh) .. digest (32 bytes)
@@ -35,24 +40,6 @@ local function touch(idx)
   end
 end
 
--- Whether `member` starts with `prefix` (a plain search: no substring is
--- allocated, which matters in the scans below).
-local function starts_with(member, prefix)
-  return string.find(member, prefix, 1, true) == 1
-end
-
--- The member whose digest is `digest`, or nil. A scan: only for tokens
--- whose family is unknown (a retired or foreign refresh token).
-local function find(idx, digest)
-  local length = 17 + #digest
-  for _, member in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-    if #member == length and string.find(member, digest, 18, true) == 18 then
-      return member
-    end
-  end
-  return nil
-end
-
 -- Removes every entry for which matches(member) holds, deleting the tokens
 -- of live ones; returns how many tokens were deleted.
 local function revoke_where(idx, token_prefix, matches)
@@ -74,21 +61,12 @@ local function revoke_family(idx, token_prefix, family)
   end)
 end
 
--- Whether any of KEYS[first..] exists (one EXISTS for all of them).
-local function any_exists(first)
-  return redis.call('EXISTS', unpack(KEYS, first)) > 0
-end
-
--- Stores the tokens KEYS[first_key..], whose (member, ttl ms, value)
--- triplets start at ARGV[first_arg], and indexes them. Each key expires at
--- now + ttl (PXAT) and its entry is scored by that same instant, so the
--- entry and its key go together.
-local function store(idx, first_key, first_arg, now)
-  for i = first_key, #KEYS do
-    local a = first_arg + (i - first_key) * 3
-    local member, ttl, value = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-    local expiry = ms(now + ttl)
-    redis.call('SET', KEYS[i], value, 'PXAT', expiry, 'NX')
-    redis.call('ZADD', idx, expiry, member)
+-- The big-endian unsigned integer of the 8 bytes of `s` at position `at`
+-- (1-based), as a Lua number (exact below 2^53: millisecond timestamps).
+local function be_u64(s, at)
+  local n = 0
+  for i = at, at + 7 do
+    n = n * 256 + string.byte(s, i)
   end
+  return n
 end
