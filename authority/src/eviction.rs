@@ -154,7 +154,8 @@ mod tests {
         check(&store)
             .await
             .expect("the default policy is noeviction");
-        redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        let reply = redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        assert_eq!(reply.trim(), "OK");
         match check(&store).await {
             Err(EvictionError::Evicting { policy, .. }) => assert_eq!(policy, "allkeys-lru"),
             other => panic!("expected Evicting, got {other:?}"),

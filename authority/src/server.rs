@@ -531,3 +531,114 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         tracing::info!("shutting down: finishing requests in flight");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    use warp::Filter as _;
+
+    use super::*;
+
+    fn limits(request_timeout: Duration) -> HttpLimits {
+        HttpLimits {
+            request_timeout,
+            ..HttpLimits::default()
+        }
+    }
+
+    fn filter() -> BoxedFilter<(warp::reply::Response,)> {
+        let slow = warp::path!("slow").then(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            warp::reply::Response::new("late".into())
+        });
+        let fast = warp::path!("fast").map(|| warp::reply::Response::new("ok".into()));
+        slow.or(fast)
+            .unify()
+            .or(warp::any().map(|| Problem::not_found("no such endpoint").into_response()))
+            .unify()
+            .boxed()
+    }
+
+    async fn call(
+        https: bool,
+        timeout: Duration,
+        request: Request<String>,
+    ) -> (http::response::Parts, String) {
+        let response = stack(filter(), limits(timeout), https)
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(Into::into)
+            .expect("body")
+            .to_bytes();
+        (parts, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(path: &str) -> Request<String> {
+        Request::get(path).body(String::new()).expect("request")
+    }
+
+    /// Every response, errors included, has `nosniff`; HSTS only when the
+    /// issuer is https.
+    #[tokio::test]
+    async fn security_headers_on_every_response() {
+        for path in ["/fast", "/nowhere"] {
+            let (parts, _) = call(false, Duration::from_secs(5), get(path)).await;
+            assert_eq!(parts.headers["x-content-type-options"], "nosniff", "{path}");
+            assert!(
+                !parts.headers.contains_key("strict-transport-security"),
+                "{path}"
+            );
+            let (parts, _) = call(true, Duration::from_secs(5), get(path)).await;
+            assert_eq!(parts.headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(
+                parts.headers["strict-transport-security"], "max-age=31536000",
+                "{path}"
+            );
+        }
+        let (parts, body) = call(false, Duration::from_secs(5), get("/nowhere")).await;
+        assert_eq!(parts.status, StatusCode::NOT_FOUND);
+        assert!(body.contains("not_found"), "{body}");
+    }
+
+    /// A handler slower than the request timeout: 503
+    /// `temporarily_unavailable` when the body had arrived, 408 when it
+    /// had not; both with the standard error body and `nosniff`.
+    #[tokio::test]
+    async fn request_timeout_answers_503_or_408() {
+        let started = Instant::now();
+        let (parts, body) = call(false, Duration::from_millis(100), get("/slow")).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("\"temporarily_unavailable\""), "{body}");
+        assert_eq!(parts.headers["x-content-type-options"], "nosniff");
+
+        let mut request = get("/slow");
+        request.extensions_mut().insert(BodyDone::default());
+        let (parts, body) = call(false, Duration::from_millis(100), request).await;
+        assert_eq!(parts.status, StatusCode::REQUEST_TIMEOUT);
+        assert!(body.contains("\"invalid_request\""), "{body}");
+
+        let (parts, body) = call(false, Duration::from_millis(100), get("/fast")).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "ok");
+    }
+
+    /// The body flag is set once the body has been read to its end.
+    #[tokio::test]
+    async fn tracked_bodies_report_their_end() {
+        let (body, done) = Tracked::new(String::new());
+        assert!(done.is_done(), "an empty body is complete");
+        drop(body);
+        let (body, done) = Tracked::new("grant_type=password".to_owned());
+        assert!(!done.is_done());
+        let bytes = body.collect().await.expect("body").to_bytes();
+        assert_eq!(&bytes[..], b"grant_type=password");
+        assert!(done.is_done());
+    }
+}
