@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use token_repository::{Scopes, TokenReader as _};
+use token_repository::Scopes;
 use zeroize::Zeroizing;
 
 use crate::admin::{self, NewClient, NewUser, UserChange};
@@ -236,9 +236,41 @@ async fn serve(mut config: Config) -> Result<(), String> {
                  and the client certificate one the server accepts?): {error}"
             ));
         }
-        // Not fatal: the server answers 503 and recovers when Redis comes.
+        // Not fatal: the server answers 503 and recovers when Redis comes
+        // (and /readyz checks the eviction policy then).
         tracing::warn!(%error, "Redis is not reachable yet; serving 503 until it is");
+    } else {
+        match crate::eviction::check(state.store()).await {
+            Ok(()) => {}
+            Err(crate::eviction::EvictionError::Unreachable(error)) => {
+                // Not fatal: the server answers 503 and recovers when Redis
+                // comes (and /readyz checks the policy then).
+                tracing::warn!(%error, "Redis is not reachable yet; serving 503 until it is");
+            }
+            Err(error) if state.config().allow_redis_eviction => {
+                tracing::warn!(%error, "starting anyway: ALLOW_REDIS_EVICTION=true");
+            }
+            Err(error) => {
+                tracing::error!(%error, "refusing to start (ALLOW_REDIS_EVICTION=true overrides)");
+                return Err(format!(
+                    "{error}; refusing to start (set ALLOW_REDIS_EVICTION=true to start anyway)"
+                ));
+            }
     }
+    }
+    let metrics_listener = match state.config().metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| format!("cannot listen on METRICS_ADDR {addr}: {error}"))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|error| format!("cannot read the bound address: {error}"))?;
+            tracing::info!("serving /metrics on http://{bound}");
+            Some(listener)
+        }
+        None => None,
+    };
     tracing::info!(config = ?state.config(), "starting");
     let connect = state.connect().clone();
     tokio::spawn(async move { connect.discover_all().await });
@@ -251,7 +283,15 @@ async fn serve(mut config: Config) -> Result<(), String> {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{bound}");
     let _ = stdout.flush();
-    server::run(listener, state, server::shutdown_signal()).await;
+    match metrics_listener {
+        Some(metrics) => {
+            tokio::join!(
+                server::run(listener, state.clone(), server::shutdown_signal()),
+                server::run_metrics(metrics, state, server::shutdown_signal()),
+            );
+        }
+        None => server::run(listener, state, server::shutdown_signal()).await,
+    }
     Ok(())
 }
 

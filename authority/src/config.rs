@@ -65,6 +65,15 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `HTTP_*` and `MAX_CONNECTIONS`: timeouts and limits of the HTTP
+    /// server.
+    pub http: HttpLimits,
+    /// `METRICS_ADDR`: a second listener serving `/metrics` only; when set,
+    /// the public listener no longer serves it.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `ALLOW_REDIS_EVICTION`: start (and report ready) even though Redis's
+    /// `maxmemory-policy` is not `noeviction`.
+    pub allow_redis_eviction: bool,
     /// Connected services: `CONNECT_*` and the file's `[[providers]]`.
     pub connect: ConnectConfig,
 }
@@ -87,6 +96,38 @@ impl Default for Argon2Config {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
+        }
+    }
+}
+
+/// Timeouts and limits of the HTTP server (against slow or idle clients
+/// holding connections open: slowloris).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_TIMEOUT_MS`: time a client has to send a request's
+    /// complete header; on an HTTP/1.1 keep-alive connection the clock also
+    /// runs while waiting for the next request.
+    pub header_timeout: Duration,
+    /// `HTTP_REQUEST_TIMEOUT_MS`: time from a request's header to its
+    /// response (reading the body included).
+    pub request_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS`: a connection on which nothing is read or
+    /// written for this long is closed (HTTP/1.1 and HTTP/2).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// `HTTP2_MAX_STREAMS`: concurrent streams per HTTP/2 connection.
+    pub http2_max_streams: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            http2_max_streams: 100,
         }
     }
 }
@@ -242,6 +283,41 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "text or json (level: RUST_LOG, default info)",
     ),
     (
+        "HTTP_HEADER_TIMEOUT_MS",
+        "10000",
+        "time to send a request header (and, on keep-alive, the next one)",
+    ),
+    (
+        "HTTP_REQUEST_TIMEOUT_MS",
+        "30000",
+        "time from a request header to its response (408 for a slow body, 503 otherwise)",
+    ),
+    (
+        "HTTP_IDLE_TIMEOUT_MS",
+        "60000",
+        "a connection with no bytes read or written for this long is closed",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "10000",
+        "open connections; further ones wait to be accepted",
+    ),
+    (
+        "HTTP2_MAX_STREAMS",
+        "100",
+        "concurrent streams per HTTP/2 connection",
+    ),
+    (
+        "METRICS_ADDR",
+        "-",
+        "serve /metrics on this address only (production: set it, keep it private)",
+    ),
+    (
+        "ALLOW_REDIS_EVICTION",
+        "false",
+        "start although Redis's maxmemory-policy is not noeviction",
+    ),
+    (
         "CONNECT_STATE_KEY",
         "-",
         "connected services: base64, >= 32 bytes, signs states (required with providers)",
@@ -393,6 +469,15 @@ impl Config {
                 "expected an http:// or https:// URL",
             ));
         }
+        let metrics_addr = get("METRICS_ADDR")
+            .map(|text| {
+                parse(Some(text), "METRICS_ADDR", "", |v| {
+                    v.parse()
+                        .map_err(|_| "expected an IP address and port, like 127.0.0.1:9090".into())
+                })
+            })
+            .transpose()?;
+        let http = http_limits(&get)?;
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let config = Self {
             redis_topology,
@@ -468,6 +553,13 @@ impl Config {
                 "json" => LogFormat::Json,
                 _ => return Err(ConfigError::new("LOG_FORMAT", "expected `text` or `json`")),
             },
+            http,
+            metrics_addr,
+            allow_redis_eviction: boolean(
+                get("ALLOW_REDIS_EVICTION"),
+                "ALLOW_REDIS_EVICTION",
+                false,
+            )?,
             connect: ConnectConfig::load(&|name| get(name).map(str::to_owned), providers)?,
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
@@ -520,9 +612,48 @@ impl fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("log_format", &self.log_format)
+            .field("http", &self.http)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("allow_redis_eviction", &self.allow_redis_eviction)
             .field("connect", &self.connect)
             .finish()
     }
+}
+
+/// The `HTTP_*` timeouts and `MAX_CONNECTIONS`.
+fn http_limits<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<HttpLimits, ConfigError> {
+    let defaults = HttpLimits::default();
+    let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        number(get(name), name, default, 100..=3_600_000).map(Duration::from_millis)
+    };
+    let limits = HttpLimits {
+        header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_timeout)?,
+        request_timeout: millis("HTTP_REQUEST_TIMEOUT_MS", defaults.request_timeout)?,
+        idle_timeout: millis("HTTP_IDLE_TIMEOUT_MS", defaults.idle_timeout)?,
+        max_connections: number(
+            get("MAX_CONNECTIONS"),
+            "MAX_CONNECTIONS",
+            defaults.max_connections,
+            1..=1_000_000,
+        )?,
+        http2_max_streams: number(
+            get("HTTP2_MAX_STREAMS"),
+            "HTTP2_MAX_STREAMS",
+            defaults.http2_max_streams,
+            1..=10_000,
+        )?,
+    };
+    // A request in progress may read and write nothing for a while (a slow
+    // Redis, a hash queue); it ends (answered or timed out) before the
+    // connection counts as idle.
+    if limits.idle_timeout < limits.request_timeout {
+        return Err(ConfigError::new(
+            "HTTP_IDLE_TIMEOUT_MS",
+            "must not be shorter than HTTP_REQUEST_TIMEOUT_MS",
+        ));
+    }
+    Ok(limits)
 }
 
 /// Reads a configuration file: `NAME → value` for the variables, and the
@@ -671,6 +802,44 @@ mod tests {
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.argon2, Argon2Config::default());
         assert_eq!(config.key_prefix.as_str(), "ts:");
+        assert_eq!(config.http, HttpLimits::default());
+        assert_eq!(config.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.http.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.http.max_connections, 10_000);
+        assert_eq!(config.metrics_addr, None);
+        assert!(!config.allow_redis_eviction);
+    }
+
+    /// The HTTP limits and the metrics listener are configurable; an idle
+    /// timeout shorter than the request timeout is refused.
+    #[test]
+    fn http_limits_and_metrics_address() {
+        let config = Config::from_values(&values(&[
+            ("HTTP_HEADER_TIMEOUT_MS", "2000"),
+            ("HTTP_REQUEST_TIMEOUT_MS", "5000"),
+            ("HTTP_IDLE_TIMEOUT_MS", "7000"),
+            ("MAX_CONNECTIONS", "12"),
+            ("HTTP2_MAX_STREAMS", "8"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+            ("ALLOW_REDIS_EVICTION", "true"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(config.http.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.http.idle_timeout, Duration::from_secs(7));
+        assert_eq!(config.http.max_connections, 12);
+        assert_eq!(config.http.http2_max_streams, 8);
+        assert_eq!(
+            config.metrics_addr.map(|addr| addr.to_string()).as_deref(),
+            Some("127.0.0.1:0")
+        );
+        assert!(config.allow_redis_eviction);
+        let error = Config::from_values(&values(&[("HTTP_IDLE_TIMEOUT_MS", "1000")])).unwrap_err();
+        assert_eq!(error.variable, "HTTP_IDLE_TIMEOUT_MS");
+        let error = Config::from_values(&values(&[("MAX_CONNECTIONS", "0")])).unwrap_err();
+        assert_eq!(error.variable, "MAX_CONNECTIONS");
+        let error = Config::from_values(&values(&[("METRICS_ADDR", "metrics")])).unwrap_err();
+        assert_eq!(error.variable, "METRICS_ADDR");
     }
 
     /// Errors name the variable and the expected form.

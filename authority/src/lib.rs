@@ -26,6 +26,7 @@
 //! - [`authenticate`]: client and bearer authentication.
 //! - [`credentials`]: reading Basic / body client credentials and bearer
 //!   tokens out of requests.
+//! - [`eviction`]: Redis must not evict keys (`maxmemory-policy`).
 //! - [`form`]: strict form-urlencoded parsing.
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
@@ -47,6 +48,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod credentials;
+pub mod eviction;
 pub mod form;
 pub mod logging;
 pub mod metrics;

@@ -14,6 +14,7 @@
 //! | `authority_redis_errors_total` | counter | — |
 //! | `authority_redis_pool_connections` | gauge | `state` (`open`, `idle`, `waiting`) |
 //! | `authority_http_requests_total` | counter | `status` (the status class: `2xx` … `5xx`) |
+//! | `authority_http_connections` | gauge | — (open HTTP connections, both listeners) |
 //! | `authority_connect_callbacks_total` | counter | `provider` (configured names, `-`), `outcome` (`connected` or the failure reason) |
 //! | `authority_connect_tokens_served_total` | counter | `provider`, `source` (`stored`, `refreshed`) |
 //! | `authority_connect_refreshes_total` | counter | `provider`, `outcome` (`refreshed`, `rejected`, `failed`) |
@@ -98,6 +99,10 @@ fn describe() {
     metrics::describe_counter!(
         "authority_http_requests_total",
         "HTTP responses by status class."
+    );
+    metrics::describe_gauge!(
+        "authority_http_connections",
+        "Open HTTP connections (MAX_CONNECTIONS bounds them per listener)."
     );
     metrics::describe_counter!(
         "authority_connect_callbacks_total",
@@ -198,6 +203,16 @@ pub fn response(status: http::StatusCode) {
         _ => "5xx",
     };
     metrics::counter!("authority_http_requests_total", "status" => class).increment(1);
+}
+
+/// An HTTP connection was accepted.
+pub fn connection_opened() {
+    metrics::gauge!("authority_http_connections").increment(1.0);
+}
+
+/// An HTTP connection was closed.
+pub fn connection_closed() {
+    metrics::gauge!("authority_http_connections").decrement(1.0);
 }
 
 /// One connect callback for `provider` ended with `outcome`.

@@ -237,6 +237,17 @@ impl Problem {
         Self::new(StatusCode::CONFLICT, "conflict", description)
     }
 
+    /// 408 `invalid_request`: the client did not send its request body
+    /// within the request timeout.
+    #[must_use]
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "the request body was not received in time",
+        )
+    }
+
     /// 413 `invalid_request`: the body exceeds the limit.
     pub fn too_large() -> Self {
         Self::new(

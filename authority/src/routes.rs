@@ -62,6 +62,8 @@ pub const OPENAPI: &str = include_str!("../openapi.yaml");
 /// The authority's HTTP API.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let limit = state.config().max_body_bytes;
+    // With METRICS_ADDR set, /metrics is served on that listener only.
+    let separate_metrics = state.config().metrics_addr.is_some();
     let state = warp::any().map(move || state.clone());
     let headers = warp::header::headers_cloned();
 
@@ -223,13 +225,12 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         warp::path!("metrics")
             .and(warp::get())
             .and(state)
-            .map(|state: AppState| {
-                let mut response = Response::new(crate::metrics::render(&state).into());
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                response
+            .map(move |state: AppState| {
+                if separate_metrics {
+                    Problem::not_found("no such endpoint").into_response()
+                } else {
+                    metrics_response(&state)
+                }
             });
 
     let openapi = warp::path!("openapi.yaml").and(warp::get()).map(|| {
@@ -259,6 +260,27 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(warp::path::full().map(|path: warp::path::FullPath| unrouted(path.as_str())))
         .unify()
         .boxed()
+}
+
+/// What the metrics listener (`METRICS_ADDR`) serves: `GET /metrics`, and
+/// 404 for everything else.
+pub fn metrics_routes(state: AppState) -> BoxedFilter<(Response,)> {
+    warp::path!("metrics")
+        .and(warp::get())
+        .map(move || metrics_response(&state))
+        .or(warp::any().map(|| Problem::not_found("no such endpoint").into_response()))
+        .unify()
+        .boxed()
+}
+
+/// The Prometheus exposition.
+fn metrics_response(state: &AppState) -> Response {
+    let mut response = Response::new(crate::metrics::render(state).into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// The connected-services routes ([`crate::connect::handlers`]).

@@ -8,26 +8,50 @@
 //! authority and the services it calls; a panic in a handler becomes a
 //! generic 500 instead of a dropped connection.
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::time::Duration;
+//! Every response carries `X-Content-Type-Options: nosniff`, and
+//! `Strict-Transport-Security` when the issuer is an `https://` URL.
+//!
+//! Connections are bounded against slow and idle clients (slowloris):
+//! a client must send a request's header within `HTTP_HEADER_TIMEOUT_MS`
+//! (also the keep-alive wait for the next one), get its response within
+//! `HTTP_REQUEST_TIMEOUT_MS` (408 when its body was still arriving, 503
+//! otherwise), and a connection that reads and writes nothing for
+//! `HTTP_IDLE_TIMEOUT_MS` is closed. At most `MAX_CONNECTIONS` are open at
+//! once: past it, new connections wait in the listen backlog until one
+//! closes. HTTP/2 connections carry at most `HTTP2_MAX_STREAMS` streams.
 
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tower::ServiceBuilder;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+use warp::filters::BoxedFilter;
 
+use crate::config::HttpLimits;
 use crate::metrics;
-use crate::routes::routes;
+use crate::problem::Problem;
+use crate::routes::{metrics_routes, routes};
 use crate::state::AppState;
 
 /// The peer address of a connection, in request extensions (read by
@@ -38,6 +62,10 @@ pub struct PeerAddr(pub SocketAddr);
 /// How long open connections may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `Strict-Transport-Security` for an `https://` issuer: one year, this
+/// host only (subdomains may be other people's services).
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+
 /// Serves the API on `listener` until `shutdown` completes, then finishes
 /// the requests in flight (up to 30 s) and returns.
 pub async fn run(
@@ -46,7 +74,42 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let _ = metrics::install();
-    let service = ServiceBuilder::new()
+    serve(listener, routes(state.clone()), &state, shutdown).await;
+}
+
+/// Serves `/metrics` alone on `listener` (`METRICS_ADDR`) until
+/// `shutdown` completes; with the same limits and headers as the API.
+pub async fn run_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let _ = metrics::install();
+    serve(listener, metrics_routes(state.clone()), &state, shutdown).await;
+}
+
+/// The tower stack around a warp filter tree: security headers, request
+/// ids, tracing and metrics, panic catching, the request timeout.
+/// Requests are expected to carry their [`PeerAddr`] (optional) and
+/// [`BodyDone`] (optional) extensions.
+pub fn stack<B>(
+    filter: BoxedFilter<(warp::reply::Response,)>,
+    limits: HttpLimits,
+    https: bool,
+) -> impl Service<
+    Request<B>,
+    Response = Response<impl Body<Data = Bytes, Error = impl Into<tower::BoxError>>>,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send,
+> + Clone
++ Send
+where
+    B: Body + Send + Sync + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + Sync,
+{
+    ServiceBuilder::new()
+        .map_response(move |response| security_headers(response, https))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
@@ -57,10 +120,62 @@ pub async fn run(
                 .on_failure(()),
         )
         .layer(CatchPanicLayer::custom(panic_response))
-        .service(warp::service(routes(state)));
+        .layer(RequestTimeoutLayer(limits.request_timeout))
+        .service(warp::service(filter))
+}
+
+/// Adds `X-Content-Type-Options: nosniff` (and HSTS when `https`).
+fn security_headers<B>(mut response: Response<B>, https: bool) -> Response<B> {
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if https {
+        headers.insert(http::header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
+    response
+}
+
+/// The accept loop: bounded connections, timeouts, graceful shutdown.
+async fn serve(
+    listener: TcpListener,
+    filter: BoxedFilter<(warp::reply::Response,)>,
+    state: &AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let limits = state.config().http;
+    let https = state.issuer().starts_with("https://");
+    let service = stack(filter, limits, https);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_streams);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(
+                    limit = limits.max_connections,
+                    "connection limit reached; new connections wait"
+                );
+                tokio::select! {
+                    permit = Arc::clone(&connections).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -73,19 +188,36 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let service =
-            tower::util::MapRequest::new(service.clone(), move |mut request: Request<_>| {
-                request.extensions_mut().insert(PeerAddr(peer));
-                request
-            });
-        let connection = auto::Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+        let activity = Activity::new();
+        let requested = Arc::clone(&activity);
+        let service = tower::util::MapRequest::new(service.clone(), move |request: Request<_>| {
+            requested.request();
+            let (mut parts, body) = request.into_parts();
+            let (body, done) = Tracked::new(body);
+            parts.extensions.insert(PeerAddr(peer));
+            parts.extensions.insert(done);
+            Request::from_parts(parts, body)
+        });
+        let io = TokioIo::new(Watched {
+            stream,
+            activity: Arc::clone(&activity),
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection closed with an error");
+            let _permit = permit;
+            metrics::connection_opened();
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, "connection closed with an error");
+                },
+                () = activity.expired(limits.header_timeout, limits.idle_timeout) => {
+                    tracing::debug!(%peer, "closing a silent connection");
+                }
             }
+            metrics::connection_closed();
         });
     }
     drop(listener);
@@ -94,6 +226,236 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// When a connection last read or wrote, and whether it has sent a
+/// complete request header yet.
+#[derive(Debug)]
+struct Activity {
+    opened: Instant,
+    /// Milliseconds since `opened` of the last read or write.
+    last: AtomicU64,
+    requested: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            last: AtomicU64::new(0),
+            requested: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(elapsed, Ordering::Relaxed);
+    }
+
+    fn request(&self) {
+        self.requested.store(true, Ordering::Relaxed);
+    }
+
+    /// Completes when the connection should be closed: no complete request
+    /// header within `header_timeout` of opening (hyper's own header timer
+    /// starts only once it has recognised HTTP/1), or nothing read or
+    /// written for `idle_timeout`.
+    async fn expired(&self, header_timeout: Duration, idle_timeout: Duration) {
+        tokio::time::sleep(header_timeout).await;
+        if !self.requested.load(Ordering::Relaxed) {
+            return;
+        }
+        loop {
+            let last = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let deadline = last + idle_timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// A TCP stream that records its reads and writes in an [`Activity`].
+#[derive(Debug)]
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Whether a request's body has been read to its end, in the request's
+/// extensions: tells a client too slow to send its body (408) from a
+/// server too slow to answer (503).
+#[derive(Debug, Clone, Default)]
+pub struct BodyDone(Arc<AtomicBool>);
+
+impl BodyDone {
+    fn is_done(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A request body that sets its [`BodyDone`] when read to the end.
+#[derive(Debug)]
+pub struct Tracked<B> {
+    inner: B,
+    done: BodyDone,
+}
+
+impl<B: Body> Tracked<B> {
+    /// Wraps `inner`; the flag is already set for an empty body.
+    pub fn new(inner: B) -> (Self, BodyDone) {
+        let done = BodyDone::default();
+        if inner.is_end_stream() {
+            done.0.store(true, Ordering::Relaxed);
+        }
+        (
+            Self {
+                inner,
+                done: done.clone(),
+            },
+            done,
+        )
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done.0.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Bounds the time from a request's header to its response.
+#[derive(Debug, Clone, Copy)]
+struct RequestTimeoutLayer(Duration);
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            limit: self.0,
+        }
+    }
+}
+
+/// See [`RequestTimeoutLayer`]: past the limit, 408 `invalid_request` when
+/// the body had not fully arrived (the client is slow), otherwise 503
+/// `temporarily_unavailable` (the server is). The handler is dropped, so
+/// its work stops at its next await.
+#[derive(Debug, Clone)]
+struct RequestTimeout<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, B> Service<Request<B>> for RequestTimeout<S>
+where
+    S: Service<Request<B>, Response = warp::reply::Response>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+{
+    type Response = warp::reply::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let done = request.extensions().get::<BodyDone>().cloned();
+        let limit = self.limit;
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, response).await {
+                Ok(response) => response,
+                Err(_) if done.is_some_and(|done| !done.is_done()) => {
+                    tracing::info!(?limit, "request body not received in time");
+                    Ok(Problem::request_timeout().into_response())
+                }
+                Err(_) => {
+                    tracing::warn!(?limit, "request not answered in time");
+                    Ok(
+                        Problem::unavailable_because("the request took too long; retry later")
+                            .into_response(),
+                    )
+                }
+            }
+        })
     }
 }
 
@@ -167,5 +529,116 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             _ = terminate.recv() => {}
         }
         tracing::info!("shutting down: finishing requests in flight");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    use warp::Filter as _;
+
+    use super::*;
+
+    fn limits(request_timeout: Duration) -> HttpLimits {
+        HttpLimits {
+            request_timeout,
+            ..HttpLimits::default()
+        }
+    }
+
+    fn filter() -> BoxedFilter<(warp::reply::Response,)> {
+        let slow = warp::path!("slow").then(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            warp::reply::Response::new("late".into())
+        });
+        let fast = warp::path!("fast").map(|| warp::reply::Response::new("ok".into()));
+        slow.or(fast)
+            .unify()
+            .or(warp::any().map(|| Problem::not_found("no such endpoint").into_response()))
+            .unify()
+            .boxed()
+    }
+
+    async fn call(
+        https: bool,
+        timeout: Duration,
+        request: Request<String>,
+    ) -> (http::response::Parts, String) {
+        let response = stack(filter(), limits(timeout), https)
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(Into::into)
+            .expect("body")
+            .to_bytes();
+        (parts, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(path: &str) -> Request<String> {
+        Request::get(path).body(String::new()).expect("request")
+    }
+
+    /// Every response, errors included, has `nosniff`; HSTS only when the
+    /// issuer is https.
+    #[tokio::test]
+    async fn security_headers_on_every_response() {
+        for path in ["/fast", "/nowhere"] {
+            let (parts, _) = call(false, Duration::from_secs(5), get(path)).await;
+            assert_eq!(parts.headers["x-content-type-options"], "nosniff", "{path}");
+            assert!(
+                !parts.headers.contains_key("strict-transport-security"),
+                "{path}"
+            );
+            let (parts, _) = call(true, Duration::from_secs(5), get(path)).await;
+            assert_eq!(parts.headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(
+                parts.headers["strict-transport-security"], "max-age=31536000",
+                "{path}"
+            );
+        }
+        let (parts, body) = call(false, Duration::from_secs(5), get("/nowhere")).await;
+        assert_eq!(parts.status, StatusCode::NOT_FOUND);
+        assert!(body.contains("not_found"), "{body}");
+    }
+
+    /// A handler slower than the request timeout: 503
+    /// `temporarily_unavailable` when the body had arrived, 408 when it
+    /// had not; both with the standard error body and `nosniff`.
+    #[tokio::test]
+    async fn request_timeout_answers_503_or_408() {
+        let started = Instant::now();
+        let (parts, body) = call(false, Duration::from_millis(100), get("/slow")).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("\"temporarily_unavailable\""), "{body}");
+        assert_eq!(parts.headers["x-content-type-options"], "nosniff");
+
+        let mut request = get("/slow");
+        request.extensions_mut().insert(BodyDone::default());
+        let (parts, body) = call(false, Duration::from_millis(100), request).await;
+        assert_eq!(parts.status, StatusCode::REQUEST_TIMEOUT);
+        assert!(body.contains("\"invalid_request\""), "{body}");
+
+        let (parts, body) = call(false, Duration::from_millis(100), get("/fast")).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "ok");
+    }
+
+    /// The body flag is set once the body has been read to its end.
+    #[tokio::test]
+    async fn tracked_bodies_report_their_end() {
+        let (body, done) = Tracked::new(String::new());
+        assert!(done.is_done(), "an empty body is complete");
+        drop(body);
+        let (body, done) = Tracked::new("grant_type=password".to_owned());
+        assert!(!done.is_done());
+        let bytes = body.collect().await.expect("body").to_bytes();
+        assert_eq!(&bytes[..], b"grant_type=password");
+        assert!(done.is_done());
     }
 }
