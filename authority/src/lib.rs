@@ -39,6 +39,7 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod accounts;
+pub mod address;
 pub mod admin;
 pub mod api;
 pub mod authenticate;
@@ -48,6 +49,7 @@ pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod form;
+pub mod keynames;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;
