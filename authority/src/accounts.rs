@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use token_repository::{KeyPrefix, RedisStore, Scopes, Timestamp};
+use tokio::sync::OnceCell;
 
 use crate::keynames::{DeploymentKey, NameKind};
 
@@ -269,7 +269,11 @@ impl Accounts {
         let users = self.migrate_kind::<User>().await?;
         let clients = self.migrate_kind::<Client>().await?;
         if users + clients > 0 {
-            tracing::info!(users, clients, "migrated account key names to keyed digests");
+            tracing::info!(
+                users,
+                clients,
+                "migrated account key names to keyed digests"
+            );
         }
         self.store
             .with_shared(|mut connection| async move {

@@ -150,7 +150,11 @@ mod tests {
             "fewer entries than proxies"
         );
         assert_eq!(
-            client_address(peer(), &forwarded(&["[2001:db8::1]:443", "192.0.2.1:80"]), Some(2)),
+            client_address(
+                peer(),
+                &forwarded(&["[2001:db8::1]:443", "192.0.2.1:80"]),
+                Some(2)
+            ),
             ip("2001:db8::1")
         );
         assert_eq!(
@@ -168,7 +172,13 @@ mod tests {
     /// An unparseable entry is unknown, never the proxy's own address.
     #[test]
     fn unparseable_entries_are_unknown_not_the_proxy() {
-        for garbage in ["unknown", "", "203.0.113.7 evil", "_hidden", "1.2.3.4, nonsense"] {
+        for garbage in [
+            "unknown",
+            "",
+            "203.0.113.7 evil",
+            "_hidden",
+            "1.2.3.4, nonsense",
+        ] {
             assert_eq!(
                 client_address(peer(), &forwarded(&[garbage]), Some(1)),
                 ClientAddress::Unknown,
@@ -191,7 +201,10 @@ mod tests {
         let other = ip("2001:db8:1:3::1").throttle_network(64);
         assert_eq!(a, b);
         assert_ne!(a, other);
-        assert_eq!(a.map(|net| net.to_string()).as_deref(), Some("2001:db8:1:2::/64"));
+        assert_eq!(
+            a.map(|net| net.to_string()).as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
         assert_eq!(
             ip("2001:db8:1:2::1").throttle_network(48),
             ip("2001:db8:1:3::1").throttle_network(48)
@@ -201,7 +214,10 @@ mod tests {
             ip("2001:db8::2").throttle_network(128)
         );
         assert_eq!(
-            ip("192.0.2.1").throttle_network(64).map(|net| net.to_string()).as_deref(),
+            ip("192.0.2.1")
+                .throttle_network(64)
+                .map(|net| net.to_string())
+                .as_deref(),
             Some("192.0.2.1/32")
         );
         assert_eq!(ClientAddress::Unknown.throttle_network(64), None);

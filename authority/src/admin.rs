@@ -385,11 +385,7 @@ pub async fn create_client(
 }
 
 /// The stored form of a client secret: its keyed SHA-256 digest.
-async fn secret_digest(
-    state: &AppState,
-    client_id: &str,
-    secret: &str,
-) -> Result<String, Problem> {
+async fn secret_digest(state: &AppState, client_id: &str, secret: &str) -> Result<String, Problem> {
     state
         .accounts()
         .deployment_key()

@@ -429,12 +429,7 @@ impl Config {
                 1..=86_400,
             )?,
             trust_forwarded_for: boolean(get("TRUST_FORWARDED_FOR"), "TRUST_FORWARDED_FOR", false)?,
-            trusted_proxy_hops: number(
-                get("TRUSTED_PROXY_HOPS"),
-                "TRUSTED_PROXY_HOPS",
-                1,
-                1..=16,
-            )?,
+            trusted_proxy_hops: number(get("TRUSTED_PROXY_HOPS"), "TRUSTED_PROXY_HOPS", 1, 1..=16)?,
             ipv6_throttle_prefix: number(
                 get("IPV6_THROTTLE_PREFIX"),
                 "IPV6_THROTTLE_PREFIX",

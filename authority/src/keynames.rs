@@ -24,8 +24,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac as _};
 use rand::TryRng as _;
 use sha2::Sha256;
-use tokio::sync::OnceCell;
 use token_repository::RedisStore;
+use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;

@@ -58,8 +58,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// The peer address of the connection, when the server recorded it.
-fn peer() -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible>
-+ Clone {
+fn peer()
+-> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible> + Clone
+{
     warp::ext::optional::<PeerAddr>().map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr))
 }
 

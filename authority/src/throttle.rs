@@ -160,7 +160,9 @@ impl Throttle {
         Ok(replies
             .iter()
             .zip(&counters)
-            .filter(|((count, _), (_, limit))| count.is_some_and(|count| count >= u64::from(*limit)))
+            .filter(|((count, _), (_, limit))| {
+                count.is_some_and(|count| count >= u64::from(*limit))
+            })
             .map(|((_, ttl), _)| Duration::from_millis(u64::try_from(*ttl).unwrap_or(1000).max(1)))
             .max())
     }

@@ -286,8 +286,12 @@ fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Z
             Ok(Some((old, new))) if old.password_hash != new.password_hash => {
                 tracing::info!(username = ?username, "password hash upgraded to the configured parameters");
             }
-            Ok(_) => tracing::debug!(username = ?username, "password changed meanwhile; hash not upgraded"),
-            Err(error) => tracing::warn!(%error, username = ?username, "could not upgrade a password hash"),
+            Ok(_) => {
+                tracing::debug!(username = ?username, "password changed meanwhile; hash not upgraded")
+            }
+            Err(error) => {
+                tracing::warn!(%error, username = ?username, "could not upgrade a password hash")
+            }
         }
     });
 }
