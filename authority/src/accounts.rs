@@ -1,16 +1,23 @@
 //! User accounts and registered clients, stored in Redis next to the tokens.
 //!
-//! Each account is one JSON string key (`P user:<name>`, `P client:<id>`)
-//! plus a membership in a set used for listing. Updates are
+//! Each account is one JSON string key (`P user:H(name)`, `P client:H(id)`,
+//! named by a keyed digest: see [`crate::keynames`]) plus a membership in a
+//! set used for listing. Key names of older versions (`P user:<name>`) are
+//! migrated once, before the first account operation of a process, until
+//! `P keynames-v2` says it is done. Updates are
 //! compare-and-set on the whole record, so two admins changing one account
 //! never lose a write, and no request can leave half an account behind: a
 //! record is written whole or not at all.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use token_repository::{KeyPrefix, RedisStore, Scopes, Timestamp};
+use tokio::sync::OnceCell;
+
+use crate::keynames::{DeploymentKey, NameKind};
 
 /// Errors of the account store.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +78,14 @@ impl fmt::Debug for User {
 pub struct Client {
     /// Public id.
     pub client_id: String,
-    /// argon2id hash of the secret (PHC string).
+    /// The secret's keyed SHA-256 digest (`$hmac-sha256$…`, see
+    /// [`crate::keynames`]); older records hold an argon2id hash (PHC
+    /// string), replaced by a digest at its next successful use.
     pub secret_hash: String,
+    /// The secret before the last rotation, valid until its grace period
+    /// ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
     /// Scopes the client may request for itself (`client_credentials`).
     pub scopes: Scopes,
     /// May call the introspection endpoint.
@@ -90,6 +103,23 @@ pub struct Client {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+}
+
+/// A rotated-out client secret that still verifies for a while.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// Its digest (or hash), like [`Client::secret_hash`].
+    pub secret_hash: String,
+    /// When it stops verifying.
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for PreviousSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreviousSecret")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -140,14 +170,17 @@ pub fn valid_client_id(client_id: &str) -> bool {
 
 /// One kind of account record: where it lives and what it is.
 trait Record: Serialize + DeserializeOwned + Send + Sync {
-    fn key(prefix: &KeyPrefix, id: &str) -> String;
+    const KIND: NameKind;
+    /// The key of the record named `name` (a digest, or a legacy id).
+    fn key(prefix: &KeyPrefix, name: &str) -> String;
     fn set(prefix: &KeyPrefix) -> String;
     fn id(&self) -> &str;
 }
 
 impl Record for User {
-    fn key(prefix: &KeyPrefix, id: &str) -> String {
-        prefix.user(id)
+    const KIND: NameKind = NameKind::User;
+    fn key(prefix: &KeyPrefix, name: &str) -> String {
+        prefix.user(name)
     }
     fn set(prefix: &KeyPrefix) -> String {
         prefix.users()
@@ -158,8 +191,9 @@ impl Record for User {
 }
 
 impl Record for Client {
-    fn key(prefix: &KeyPrefix, id: &str) -> String {
-        prefix.client(id)
+    const KIND: NameKind = NameKind::Client;
+    fn key(prefix: &KeyPrefix, name: &str) -> String {
+        prefix.client(name)
     }
     fn set(prefix: &KeyPrefix) -> String {
         prefix.clients()
@@ -176,13 +210,129 @@ const UPDATE_ATTEMPTS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct Accounts {
     store: RedisStore,
+    key: Arc<DeploymentKey>,
+    migrated: Arc<OnceCell<()>>,
 }
 
 impl Accounts {
     /// Accounts in the Redis of `store`, under its prefix.
     #[must_use]
     pub fn new(store: RedisStore) -> Self {
-        Self { store }
+        Self {
+            key: Arc::new(DeploymentKey::new(store.clone())),
+            store,
+            migrated: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The deployment key that names the account keys.
+    #[must_use]
+    pub fn deployment_key(&self) -> &Arc<DeploymentKey> {
+        &self.key
+    }
+
+    /// The key of record `id` of kind `T`, after the one-time migration of
+    /// plaintext key names.
+    async fn key_of<T: Record>(&self, id: &str) -> Result<String, AccountError> {
+        self.migrated
+            .get_or_try_init(|| self.migrate_key_names())
+            .await?;
+        let name = self.key.name(T::KIND, id).await?;
+        Ok(T::key(self.store.prefix(), &name))
+    }
+
+    /// Moves the records of older versions from `P user:<name>` and
+    /// `P client:<id>` to their hashed names, unless `P keynames-v2` says
+    /// this was done. Safe to run by several authorities at once: a record
+    /// is copied with `SET NX` and its old key deleted only while it still
+    /// holds what was copied.
+    ///
+    /// # Errors
+    ///
+    /// Store failures (the next operation tries again).
+    pub async fn migrate_key_names(&self) -> Result<(), AccountError> {
+        let marker = self.store.prefix().keynames_migrated();
+        let done: bool = {
+            let marker = marker.clone();
+            self.store
+                .with_shared(|mut connection| async move {
+                    redis::cmd("EXISTS")
+                        .arg(&marker)
+                        .query_async(&mut connection)
+                        .await
+                })
+                .await?
+        };
+        if done {
+            return Ok(());
+        }
+        let users = self.migrate_kind::<User>().await?;
+        let clients = self.migrate_kind::<Client>().await?;
+        if users + clients > 0 {
+            tracing::info!(
+                users,
+                clients,
+                "migrated account key names to keyed digests"
+            );
+        }
+        self.store
+            .with_shared(|mut connection| async move {
+                redis::cmd("SET")
+                    .arg(&marker)
+                    .arg(1)
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn migrate_kind<T: Record>(&self) -> Result<usize, AccountError> {
+        let prefix = self.store.prefix().clone();
+        let set = T::set(&prefix);
+        let ids: Vec<String> = self
+            .store
+            .with_shared(|mut connection| async move {
+                redis::cmd("SMEMBERS")
+                    .arg(&set)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let mut moved = 0;
+        for id in ids {
+            let legacy = T::key(&prefix, &id);
+            let hashed = T::key(&prefix, &self.key.name(T::KIND, &id).await?);
+            let raw: Option<String> = {
+                let legacy = legacy.clone();
+                self.store
+                    .with_shared(|mut connection| async move {
+                        redis::cmd("GET")
+                            .arg(&legacy)
+                            .query_async(&mut connection)
+                            .await
+                    })
+                    .await?
+            };
+            let Some(json) = raw else { continue };
+            {
+                let json = json.clone();
+                self.store
+                    .with_shared(|mut connection| async move {
+                        redis::cmd("SET")
+                            .arg(&hashed)
+                            .arg(&json)
+                            .arg("NX")
+                            .query_async::<Option<String>>(&mut connection)
+                            .await
+                    })
+                    .await?;
+            }
+            if crate::cas::delete_if(&self.store, &legacy, &json).await? {
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 
     /// The user `username`, if any.
@@ -297,7 +447,7 @@ impl Accounts {
     }
 
     async fn get<T: Record>(&self, id: &str) -> Result<Option<(T, String)>, AccountError> {
-        let key = T::key(self.store.prefix(), id);
+        let key = self.key_of::<T>(id).await?;
         let raw: Option<String> = self
             .store
             .with_shared(|mut connection| async move {
@@ -316,7 +466,7 @@ impl Accounts {
     }
 
     async fn create<T: Record>(&self, record: &T) -> Result<bool, AccountError> {
-        let key = T::key(self.store.prefix(), record.id());
+        let key = self.key_of::<T>(record.id()).await?;
         let set = T::set(self.store.prefix());
         let id = record.id().to_owned();
         let json = serde_json::to_string(record).map_err(|_| AccountError::Corrupt(id.clone()))?;
@@ -355,7 +505,7 @@ impl Accounts {
             change(&mut new);
             let new_json =
                 serde_json::to_string(&new).map_err(|_| AccountError::Corrupt(id.to_owned()))?;
-            let key = T::key(self.store.prefix(), id);
+            let key = self.key_of::<T>(id).await?;
             let swapped =
                 crate::cas::replace(&self.store, &key, &old_json, &new_json, None).await?;
             if swapped {
@@ -370,7 +520,7 @@ impl Accounts {
             let Some((old, old_json)) = self.get::<T>(id).await? else {
                 return Ok(None);
             };
-            let key = T::key(self.store.prefix(), id);
+            let key = self.key_of::<T>(id).await?;
             if crate::cas::delete_if(&self.store, &key, &old_json).await? {
                 let set = T::set(self.store.prefix());
                 let owned_id = id.to_owned();
@@ -391,22 +541,31 @@ impl Accounts {
     }
 
     async fn list<T: Record>(&self) -> Result<Vec<T>, AccountError> {
-        let prefix = self.store.prefix().clone();
-        let set = T::set(&prefix);
+        let set = T::set(self.store.prefix());
+        let mut ids: Vec<String> = self
+            .store
+            .with_shared(|mut connection| async move {
+                redis::cmd("SMEMBERS")
+                    .arg(&set)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        ids.sort();
+        let mut keyed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = self.key_of::<T>(&id).await?;
+            keyed.push((id, key));
+        }
         let raw: Vec<(String, Option<String>)> = self
             .store
             .with_shared(|mut connection| async move {
-                let mut ids: Vec<String> = redis::cmd("SMEMBERS")
-                    .arg(&set)
-                    .query_async(&mut connection)
-                    .await?;
-                ids.sort();
-                let mut found = Vec::with_capacity(ids.len());
+                let mut found = Vec::with_capacity(keyed.len());
                 // One key at a time keeps this cluster-safe; lists are admin
                 // operations, not a hot path.
-                for id in ids {
+                for (id, key) in keyed {
                     let value: Option<String> = redis::cmd("GET")
-                        .arg(T::key(&prefix, &id))
+                        .arg(&key)
                         .query_async(&mut connection)
                         .await?;
                     found.push((id, value));
@@ -461,6 +620,7 @@ mod tests {
             introspect: false,
             view_access_tokens: false,
             allowed_ips: Vec::new(),
+            previous_secret: None,
             disabled: false,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),

@@ -15,7 +15,9 @@ use serde::Serialize;
 use token_repository::{Scopes, Timestamp, TokenWriter as _};
 use zeroize::Zeroizing;
 
-use crate::accounts::{Client, User, client_subject, valid_client_id, valid_username};
+use crate::accounts::{
+    Client, PreviousSecret, User, client_subject, valid_client_id, valid_username,
+};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -232,7 +234,7 @@ pub async fn create_user(state: &AppState, new: NewUser) -> Result<User, Problem
     if !created {
         return Err(Problem::conflict("a user with this username exists"));
     }
-    tracing::info!(username = %user.username, subject = %user.subject, "user created");
+    tracing::info!(username = ?user.username, subject = %user.subject, "user created");
     Ok(user)
 }
 
@@ -287,7 +289,7 @@ pub async fn change_user(
     } else {
         0
     };
-    tracing::info!(%username, revoked, "user changed");
+    tracing::info!(username = ?username, revoked, "user changed");
     Ok((new, revoked))
 }
 
@@ -310,7 +312,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
     // Connected services: forget the user's provider tokens (and revoke
     // them at the providers).
     state.connect().forget_all(&user.subject).await;
-    tracing::info!(%username, revoked, "user removed");
+    tracing::info!(username = ?username, revoked, "user removed");
     Ok(revoked)
 }
 
@@ -360,7 +362,8 @@ pub async fn create_client(
     let now = Timestamp::now();
     let client = Client {
         client_id: client_id.to_owned(),
-        secret_hash: hash(state, secret.clone()).await?,
+        secret_hash: secret_digest(state, client_id, &secret).await?,
+        previous_secret: None,
         scopes: new.scopes,
         introspect: new.introspect,
         view_access_tokens: new.view_access_tokens,
@@ -377,7 +380,64 @@ pub async fn create_client(
     if !created {
         return Err(Problem::conflict("a client with this id exists"));
     }
-    tracing::info!(%client_id, "client registered");
+    tracing::info!(client_id = ?client_id, "client registered");
+    Ok((client, secret))
+}
+
+/// The stored form of a client secret: its keyed SHA-256 digest.
+async fn secret_digest(state: &AppState, client_id: &str, secret: &str) -> Result<String, Problem> {
+    state
+        .accounts()
+        .deployment_key()
+        .secret_digest(client_id, secret)
+        .await
+        .map_err(|error| Problem::from_store(&error))
+}
+
+/// The longest grace period of a rotated-out client secret (30 days).
+pub const MAX_SECRET_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Gives a client a new generated secret; answers the client and the
+/// secret (shown this once). For `grace`, the old secret keeps verifying
+/// too (a secret rotated out earlier stops at once); without, it stops at
+/// once. The client's tokens stay valid.
+///
+/// # Errors
+///
+/// 400 for a grace period over [`MAX_SECRET_GRACE`], 404 for an unknown
+/// client, 503 when unavailable.
+pub async fn rotate_secret(
+    state: &AppState,
+    client_id: &str,
+    grace: std::time::Duration,
+) -> Result<(Client, Zeroizing<String>), Problem> {
+    if grace > MAX_SECRET_GRACE {
+        return Err(Problem::invalid_request(
+            "the grace period is at most 2592000 seconds (30 days)",
+        ));
+    }
+    let secret = new_secret()?;
+    let digest = secret_digest(state, client_id, &secret).await?;
+    let expires_at = Timestamp::now().saturating_add(grace);
+    let Some((_, client)) = state
+        .accounts()
+        .update_client(client_id, |client| {
+            client.previous_secret = (!grace.is_zero()).then(|| PreviousSecret {
+                secret_hash: client.secret_hash.clone(),
+                expires_at,
+            });
+            client.secret_hash.clone_from(&digest);
+        })
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+    else {
+        return Err(Problem::not_found("no such client"));
+    };
+    tracing::info!(
+        client_id = ?client_id,
+        grace_seconds = grace.as_secs(),
+        "client secret rotated"
+    );
     Ok((client, secret))
 }
 
@@ -475,7 +535,7 @@ pub async fn remove_client(state: &AppState, client_id: &str) -> Result<usize, P
         return Err(Problem::not_found("no such client"));
     }
     let revoked = revoke_all(state, &client_subject(client_id)).await?;
-    tracing::info!(%client_id, revoked, "client removed");
+    tracing::info!(client_id = ?client_id, revoked, "client removed");
     Ok(revoked)
 }
 

@@ -1,48 +1,45 @@
 //! Authenticating callers: clients by their secret, token holders by their
 //! bearer token.
 //!
-//! Client secrets are argon2id hashes like passwords, but a client presents
-//! its secret on every call (introspection, revocation), and `token-bench`
-//! (row 5) measured what that costs: each introspection waited for a
-//! hashing thread behind the logins, 18 ms idle and 200–350 ms (p99) while
-//! logins were saturated. A secret that verified is therefore remembered
-//! ([`VerifiedClients`]): the next call with the same secret, against the
-//! same stored hash, is accepted without hashing. This is safe because
-//! client secrets are always generated (256 random bits, never chosen by a
-//! person): remembering a keyed SHA-256 fingerprint of one gives nothing a
-//! guess could be checked against faster than the secret itself. The client
-//! record is still read on every call, so disabling, removing or changing a
-//! client takes effect at once; wrong secrets always pay the full hash.
-
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+//! Client secrets are always generated (256 random bits, never chosen by a
+//! person), so a slow hash adds nothing to them: they are stored as a keyed
+//! SHA-256 digest ([`crate::keynames::DeploymentKey::secret_digest`]) and
+//! compared in constant time, which costs microseconds. (argon2 hashing
+//! them made every wrong or unknown client secret a full hash on the
+//! threads logins wait for: `/oauth/introspect` with wrong secrets at 54
+//! requests/s raised every login from 40 ms to 1.2 s.) Records of older
+//! versions hold an argon2 hash; it is checked once more, and replaced by
+//! the digest when the secret matches. Failed client authentication is
+//! throttled per client id and per address ([`crate::throttle`]).
 
 use http::HeaderMap;
-use rand::TryRng as _;
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use token_repository::{TokenKind, TokenReader as _, TokenRecord};
+use token_repository::{Timestamp, TokenKind, TokenReader as _, TokenRecord};
 use zeroize::Zeroizing;
 
 use crate::accounts::Client;
+use crate::address::ClientAddress;
 use crate::credentials::{ClientCredentials, bearer_token};
+use crate::keynames::SECRET_DIGEST_PREFIX;
+use crate::metrics;
 use crate::password::Verification;
 use crate::problem::Problem;
 use crate::state::AppState;
 
 /// The client a request authenticated as, if it presented a secret.
 ///
-/// Unknown clients are verified against the dummy hash, so they take as
-/// long as a wrong secret. A disabled client fails like a wrong secret.
+/// Unknown clients are checked against a digest too, so they take as long
+/// as a wrong secret. A disabled client fails like a wrong secret.
 ///
 /// # Errors
 ///
-/// 401 `invalid_client` for wrong, unknown or disabled clients; 503 when
+/// 401 `invalid_client` for wrong, unknown or disabled clients, 429 once
+/// the failures of the client id or the address pass their limit; 503 when
 /// the stores or the hashing pool are unavailable.
 pub async fn client(
     state: &AppState,
     credentials: ClientCredentials,
+    address: ClientAddress,
 ) -> Result<Option<Client>, Problem> {
     let ClientCredentials::Secret {
         client_id, secret, ..
@@ -55,43 +52,103 @@ pub async fn client(
         .client(&client_id)
         .await
         .map_err(|error| Problem::from_accounts(&error))?;
-    if let Some(client) = client.as_ref().filter(|client| !client.disabled)
-        && state
-            .verified_clients()
-            .recalls(&client.client_id, &client.secret_hash, &secret)
-    {
-        tracing::debug!(client_id = %client.client_id, "client authenticated (remembered secret)");
-        return Ok(Some(client.clone()));
-    }
-    let remembered = client.as_ref().map(|client| {
-        (
-            client.secret_hash.clone(),
-            Zeroizing::new(secret.to_string()),
-        )
-    });
-    let verification = state
-        .hasher()
-        .verify(
-            secret,
-            client.as_ref().map(|client| client.secret_hash.as_str()),
-        )
+    let key = state.accounts().deployment_key();
+    let digest = key
+        .secret_digest(&client_id, &secret)
         .await
-        .map_err(|error| Problem::from_hash(&error))?;
-    match (client, verification) {
-        (Some(client), Verification::Match { .. }) if !client.disabled => {
-            tracing::debug!(client_id = %client.client_id, "client authenticated");
-            if let Some((secret_hash, secret)) = remembered {
-                state
-                    .verified_clients()
-                    .remember(&client.client_id, &secret_hash, &secret);
+        .map_err(|error| Problem::from_store(&error))?;
+    let now = Timestamp::now();
+    let mut matched = false;
+    let mut legacy = Vec::new();
+    if let Some(client) = &client {
+        let previous = client
+            .previous_secret
+            .as_ref()
+            .filter(|previous| now < previous.expires_at)
+            .map(|previous| previous.secret_hash.as_str());
+        for stored in std::iter::once(client.secret_hash.as_str()).chain(previous) {
+            if stored.starts_with(SECRET_DIGEST_PREFIX) {
+                matched |= bool::from(stored.as_bytes().ct_eq(digest.as_bytes()));
+            } else {
+                legacy.push(stored.to_owned());
             }
+        }
+    }
+    if !matched && !legacy.is_empty() {
+        matched = verify_legacy(state, &client_id, &secret, &legacy, &digest, address).await?;
+    }
+    match client {
+        Some(client) if matched && !client.disabled => {
+            tracing::debug!(client_id = ?client.client_id, "client authenticated");
             Ok(Some(client))
         }
         _ => {
-            tracing::info!(%client_id, "client authentication failed");
-            Err(Problem::invalid_client())
+            tracing::info!(client_id = ?client_id, %address, "client authentication failed");
+            let throttled = state
+                .throttle()
+                .client_failed(&client_id, address)
+                .await
+                .map_err(|error| Problem::from_store(&error))?;
+            match throttled {
+                Some(wait) => {
+                    metrics::throttled();
+                    Err(Problem::throttled(wait))
+                }
+                None => Err(Problem::invalid_client()),
+            }
         }
     }
+}
+
+/// Checks `secret` against argon2 hashes of older versions (unless the
+/// client's failures are past their limit), and on a match stores the
+/// digest instead of the hash that matched.
+async fn verify_legacy(
+    state: &AppState,
+    client_id: &str,
+    secret: &Zeroizing<String>,
+    hashes: &[String],
+    digest: &str,
+    address: ClientAddress,
+) -> Result<bool, Problem> {
+    if let Some(wait) = state
+        .throttle()
+        .client_blocked(client_id, address)
+        .await
+        .map_err(|error| Problem::from_store(&error))?
+    {
+        metrics::throttled();
+        return Err(Problem::throttled(wait));
+    }
+    for hash in hashes {
+        let verification = state
+            .hasher()
+            .verify(secret.clone(), Some(hash))
+            .await
+            .map_err(|error| Problem::from_hash(&error))?;
+        if matches!(verification, Verification::Match { .. }) {
+            let upgraded = state
+                .accounts()
+                .update_client(client_id, |client| {
+                    if client.secret_hash == *hash {
+                        digest.clone_into(&mut client.secret_hash);
+                    }
+                    if let Some(previous) = client
+                        .previous_secret
+                        .as_mut()
+                        .filter(|previous| previous.secret_hash == *hash)
+                    {
+                        digest.clone_into(&mut previous.secret_hash);
+                    }
+                })
+                .await;
+            if let Err(error) = upgraded {
+                tracing::warn!(%error, client_id = ?client_id, "client secret hash not upgraded");
+            }
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Like [`client`], but a secret is required.
@@ -102,8 +159,9 @@ pub async fn client(
 pub async fn required_client(
     state: &AppState,
     credentials: ClientCredentials,
+    address: ClientAddress,
 ) -> Result<Client, Problem> {
-    client(state, credentials)
+    client(state, credentials, address)
         .await?
         .ok_or_else(Problem::invalid_client)
 }
@@ -141,122 +199,5 @@ pub async fn bearer_with_scope(
         Ok(record)
     } else {
         Err(Problem::insufficient_scope(scope))
-    }
-}
-
-/// How long a verified client secret is remembered.
-const REMEMBER_FOR: Duration = Duration::from_secs(3600);
-/// How many clients are remembered at most.
-const REMEMBERED_CLIENTS: usize = 4096;
-
-/// Client secrets that verified recently, as keyed fingerprints (see the
-/// module documentation). Shared by every request of one authority.
-pub struct VerifiedClients {
-    /// A random key of this process: fingerprints mean nothing elsewhere.
-    key: Zeroizing<[u8; 32]>,
-    entries: Mutex<HashMap<String, Remembered>>,
-}
-
-struct Remembered {
-    /// The stored hash the secret verified against: a new secret (a new
-    /// hash) is never recalled.
-    secret_hash: String,
-    fingerprint: [u8; 32],
-    at: Instant,
-}
-
-impl std::fmt::Debug for VerifiedClients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let entries = self.entries.lock().map_or(0, |entries| entries.len());
-        f.debug_struct("VerifiedClients")
-            .field("entries", &entries)
-            .finish_non_exhaustive()
-    }
-}
-
-impl VerifiedClients {
-    /// An empty set with a fresh random key.
-    ///
-    /// # Errors
-    ///
-    /// When the OS random generator fails.
-    pub fn new() -> Result<Self, rand::rngs::SysError> {
-        let mut key = Zeroizing::new([0_u8; 32]);
-        rand::rngs::SysRng.try_fill_bytes(&mut key[..])?;
-        Ok(Self {
-            key,
-            entries: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn fingerprint(&self, client_id: &str, secret: &str) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update(self.key.as_slice());
-        hasher.update(client_id.as_bytes());
-        hasher.update([0]);
-        hasher.update(secret.as_bytes());
-        hasher.finalize().into()
-    }
-
-    /// Whether `secret` verified for `client_id` against `secret_hash`
-    /// within the last hour.
-    #[must_use]
-    pub fn recalls(&self, client_id: &str, secret_hash: &str, secret: &str) -> bool {
-        let fingerprint = self.fingerprint(client_id, secret);
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.get(client_id).is_some_and(|entry| {
-            entry.at.elapsed() < REMEMBER_FOR
-                && entry.secret_hash == secret_hash
-                && bool::from(entry.fingerprint.ct_eq(&fingerprint))
-        })
-    }
-
-    /// Remembers that `secret` verified for `client_id` against
-    /// `secret_hash`.
-    pub fn remember(&self, client_id: &str, secret_hash: &str, secret: &str) {
-        let fingerprint = self.fingerprint(client_id, secret);
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= REMEMBERED_CLIENTS && !entries.contains_key(client_id) {
-            entries.retain(|_, entry| entry.at.elapsed() < REMEMBER_FOR);
-            if entries.len() >= REMEMBERED_CLIENTS {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            client_id.to_owned(),
-            Remembered {
-                secret_hash: secret_hash.to_owned(),
-                fingerprint,
-                at: Instant::now(),
-            },
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A remembered secret is recalled only for the same client, the same
-    /// stored hash and the same secret.
-    #[test]
-    fn recalls_only_the_same_secret_and_hash() -> Result<(), rand::rngs::SysError> {
-        let verified = VerifiedClients::new()?;
-        assert!(!verified.recalls("web", "$hash-1", "tsc_secret"));
-        verified.remember("web", "$hash-1", "tsc_secret");
-        assert!(verified.recalls("web", "$hash-1", "tsc_secret"));
-        assert!(
-            !verified.recalls("web", "$hash-1", "tsc_secreT"),
-            "another secret"
-        );
-        assert!(
-            !verified.recalls("web", "$hash-2", "tsc_secret"),
-            "a changed secret hash"
-        );
-        assert!(
-            !verified.recalls("other", "$hash-1", "tsc_secret"),
-            "another client"
-        );
-        Ok(())
     }
 }

@@ -124,6 +124,15 @@ enum ClientCommand {
         #[arg(long = "allow-ip", value_name = "CIDR")]
         allow_ips: Vec<String>,
     },
+    /// Give a client a new generated secret; prints it once.
+    RotateSecret {
+        /// Client id.
+        client_id: String,
+        /// Seconds the old secret keeps verifying too (default: none, it
+        /// stops at once; at most 30 days).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        grace: u64,
+    },
     /// Remove a client (revokes its own tokens).
     Remove {
         /// Client id.
@@ -411,6 +420,19 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
             };
             let (client, secret) = admin::create_client(state, &client_id, new).await?;
             println!("client_id: {}", client.client_id);
+            println!("client_secret: {}", secret.as_str());
+            eprintln!("The secret is shown only now; store it safely.");
+        }
+        ClientCommand::RotateSecret { client_id, grace } => {
+            let grace = std::time::Duration::from_secs(grace);
+            let (client, secret) = admin::rotate_secret(state, &client_id, grace).await?;
+            match &client.previous_secret {
+                Some(previous) => println!(
+                    "secret rotated; the old one verifies until {} (Unix seconds)",
+                    previous.expires_at.as_unix_secs()
+                ),
+                None => println!("secret rotated; the old one no longer verifies"),
+            }
             println!("client_secret: {}", secret.as_str());
             eprintln!("The secret is shown only now; store it safely.");
         }

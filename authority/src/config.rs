@@ -61,6 +61,13 @@ pub struct Config {
     /// `TRUST_FORWARDED_FOR`: take the client address from the last entry
     /// of `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// `TRUSTED_PROXY_HOPS`: how many proxies of our own append to
+    /// `X-Forwarded-For`; the client address is the entry that many places
+    /// from the end (with `TRUST_FORWARDED_FOR`).
+    pub trusted_proxy_hops: usize,
+    /// `IPV6_THROTTLE_PREFIX`: IPv6 clients are throttled per network of
+    /// this prefix length (a /64 is usually one subscriber).
+    pub ipv6_throttle_prefix: u8,
     /// `MAX_BODY_BYTES`: request body limit.
     pub max_body_bytes: u64,
     /// `LOG_FORMAT`: `text` or `json`.
@@ -275,6 +282,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "TRUST_FORWARDED_FOR",
         "false",
         "use X-Forwarded-For for the client address",
+    ),
+    (
+        "TRUSTED_PROXY_HOPS",
+        "1",
+        "with TRUST_FORWARDED_FOR: proxies of yours appending to X-Forwarded-For",
+    ),
+    (
+        "IPV6_THROTTLE_PREFIX",
+        "64",
+        "IPv6 clients are throttled per network of this prefix length",
     ),
     ("MAX_BODY_BYTES", "16384", "request body limit"),
     (
@@ -542,6 +559,13 @@ impl Config {
                 1..=86_400,
             )?,
             trust_forwarded_for: boolean(get("TRUST_FORWARDED_FOR"), "TRUST_FORWARDED_FOR", false)?,
+            trusted_proxy_hops: number(get("TRUSTED_PROXY_HOPS"), "TRUSTED_PROXY_HOPS", 1, 1..=16)?,
+            ipv6_throttle_prefix: number(
+                get("IPV6_THROTTLE_PREFIX"),
+                "IPV6_THROTTLE_PREFIX",
+                64,
+                1..=128,
+            )?,
             max_body_bytes: number(
                 get("MAX_BODY_BYTES"),
                 "MAX_BODY_BYTES",
@@ -610,6 +634,8 @@ impl fmt::Debug for Config {
             .field("address_max_failures", &self.address_max_failures)
             .field("login_failure_window", &self.login_failure_window)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("trusted_proxy_hops", &self.trusted_proxy_hops)
+            .field("ipv6_throttle_prefix", &self.ipv6_throttle_prefix)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("log_format", &self.log_format)
             .field("http", &self.http)

@@ -40,6 +40,7 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod accounts;
+pub mod address;
 pub mod admin;
 pub mod api;
 pub mod authenticate;
@@ -50,6 +51,7 @@ pub mod connect;
 pub mod credentials;
 pub mod eviction;
 pub mod form;
+pub mod keynames;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;

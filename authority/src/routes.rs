@@ -43,6 +43,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/clients/{client_id}"),
     ("PATCH", "/v1/admin/clients/{client_id}"),
     ("DELETE", "/v1/admin/clients/{client_id}"),
+    ("POST", "/v1/admin/clients/{client_id}/secret"),
     ("GET", "/v1/connect"),
     ("GET", "/v1/connect/callback"),
     ("GET", "/v1/connect/tokens"),
@@ -55,6 +56,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.yaml"),
 ];
+
+/// The peer address of the connection, when the server recorded it.
+fn peer()
+-> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible> + Clone
+{
+    warp::ext::optional::<PeerAddr>().map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr))
+}
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
@@ -71,10 +79,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(state.clone())
         .and(headers)
-        .and(
-            warp::ext::optional::<PeerAddr>()
-                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
-        )
+        .and(peer())
         .and(body(limit))
         .then(
             |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
@@ -91,24 +96,36 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(state.clone())
         .and(headers)
+        .and(peer())
         .and(body(limit))
-        .then(|state, headers, body: Result<Bytes, Problem>| async move {
-            match body {
-                Ok(body) => revoke::handle(state, headers, body).await,
-                Err(problem) => problem.into_response(),
-            }
-        });
+        .then(
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
+                match body {
+                    Ok(body) => {
+                        let address = state.client_address(peer, &headers);
+                        revoke::handle(state, headers, address, body).await
+                    }
+                    Err(problem) => problem.into_response(),
+                }
+            },
+        );
     let introspect = warp::path!("oauth" / "introspect")
         .and(warp::post())
         .and(state.clone())
         .and(headers)
+        .and(peer())
         .and(body(limit))
-        .then(|state, headers, body: Result<Bytes, Problem>| async move {
-            match body {
-                Ok(body) => introspect::handle(state, headers, body).await,
-                Err(problem) => problem.into_response(),
-            }
-        });
+        .then(
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
+                match body {
+                    Ok(body) => {
+                        let address = state.client_address(peer, &headers);
+                        introspect::handle(state, headers, address, body).await
+                    }
+                    Err(problem) => problem.into_response(),
+                }
+            },
+        );
     let metadata = warp::path!(".well-known" / "oauth-authorization-server")
         .and(warp::get())
         .and(state.clone())
@@ -205,12 +222,19 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         )
         .map(|id: String, operation: fn(String) -> Operation| operation(id))
         .boxed();
+    let client_secret = warp::path!("v1" / "admin" / "clients" / String / "secret")
+        .and_then(decoded)
+        .and(warp::post())
+        .map(Operation::RotateClientSecret)
+        .boxed();
     let administration = admin_route(users)
         .or(admin_route(user))
         .unify()
         .or(admin_route(clients))
         .unify()
         .or(admin_route(client))
+        .unify()
+        .or(admin_route(client_secret))
         .unify()
         .boxed();
 
@@ -339,14 +363,11 @@ where
         .untuple_one()
         .and(state.clone())
         .and(headers.clone())
-        .and(
-            warp::ext::optional::<PeerAddr>()
-                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
-        )
+        .and(peer())
         .and(raw_query())
         .then(
             |subject, provider, state: AppState, headers: HeaderMap, peer, query| async move {
-                let address = state.client_address(peer, &headers);
+                let address = state.client_address(peer, &headers).ip();
                 connect::service_token(state, headers, address, subject, provider, query).await
             },
         );

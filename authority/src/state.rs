@@ -1,17 +1,17 @@
 //! What every handler shares: configuration, stores, the hasher.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use token_repository::RedisStore;
 
 use crate::accounts::Accounts;
-use crate::authenticate::VerifiedClients;
+use crate::address::{self, ClientAddress};
 use crate::config::Config;
 use crate::connect::Connect;
 use crate::password::{HashError, Hasher};
-use crate::throttle::Throttle;
+use crate::throttle::{Limits, Throttle};
 
 /// The authority's shared state. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -28,7 +28,6 @@ struct Inner {
     hasher: Hasher,
     throttle: Throttle,
     connect: Connect,
-    verified_clients: VerifiedClients,
 }
 
 /// Why the authority could not be set up.
@@ -43,9 +42,6 @@ pub enum SetupError {
     /// Connected services could not be set up.
     #[error("connected services: {0}")]
     Connect(String),
-    /// The OS random generator failed.
-    #[error("random generator: {0}")]
-    Random(#[from] rand::rngs::SysError),
 }
 
 impl AppState {
@@ -61,24 +57,28 @@ impl AppState {
             .unwrap_or_else(|| format!("http://{}", config.listen_addr));
         let store = RedisStore::new(config.redis())?;
         let hasher = Hasher::new(config.argon2, config.hash_workers, config.hash_queue)?;
+        let accounts = Accounts::new(store.clone());
         let throttle = Throttle::new(
             store.clone(),
-            config.login_max_failures,
-            config.address_max_failures,
-            config.login_failure_window,
+            accounts.deployment_key().clone(),
+            Limits {
+                per_name: config.login_max_failures,
+                per_address: config.address_max_failures,
+                window: config.login_failure_window,
+                ipv6_prefix: config.ipv6_throttle_prefix,
+            },
         );
         let connect =
             Connect::new(&config.connect, store.clone(), &issuer).map_err(SetupError::Connect)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                accounts: Accounts::new(store.clone()),
+                accounts,
                 connect,
                 config,
                 issuer,
                 store,
                 hasher,
                 throttle,
-                verified_clients: VerifiedClients::new()?,
             }),
         })
     }
@@ -121,34 +121,24 @@ impl AppState {
         &self.inner.connect
     }
 
-    /// Client secrets verified recently.
-    #[must_use]
-    pub fn verified_clients(&self) -> &VerifiedClients {
-        &self.inner.verified_clients
-    }
-
     /// Failed-login throttling.
     #[must_use]
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
     }
 
-    /// The client's address: the peer, or the last `X-Forwarded-For` entry
-    /// (the one our own proxy appended) when configured to trust it.
+    /// The client's address: the peer, or the `X-Forwarded-For` entry our
+    /// own proxies appended when configured to trust them (see
+    /// [`crate::address`]).
     #[must_use]
-    pub fn client_address(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        if self.inner.config.trust_forwarded_for {
-            let forwarded = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(','))
-                .next_back()
-                .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
-            if forwarded.is_some() {
-                return forwarded;
-            }
-        }
-        peer.map(|peer| peer.ip())
+    pub fn client_address(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> ClientAddress {
+        let config = &self.inner.config;
+        address::client_address(
+            peer,
+            headers,
+            config
+                .trust_forwarded_for
+                .then_some(config.trusted_proxy_hops),
+        )
     }
 }

@@ -19,16 +19,23 @@
 //! one `sidx` entry. Nothing per token is O(subject).
 //!
 //! The authority's own keys (one key per object; none is ever touched
-//! together with another in one command):
+//! together with another in one command). `H(…)` is a keyed digest (22
+//! base64url characters of an HMAC-SHA256 under the deployment key, which
+//! is stored in `P keyname-secret`): Redis broadcasts key names to every
+//! client that tracks keys, so names carry no username, client id or
+//! address.
 //!
 //! | key                 | type   | holds                                           | TTL                  |
 //! |---------------------|--------|-------------------------------------------------|----------------------|
-//! | `P user:<name>`     | string | a user account (JSON, password as argon2id hash) | none                 |
-//! | `P users`           | set    | all usernames                                    | none                 |
-//! | `P client:<id>`     | string | a client (JSON, secret as argon2id hash)         | none                 |
+//! | `P keyname-secret`  | string | the deployment key (32 random bytes, base64url; `SET NX` by the first authority) | none |
+//! | `P keynames-v2`     | string | marks the migration of plaintext account key names as done | none |
+//! | `P user:H(name)`    | string | a user account (JSON, password as argon2id hash) | none                 |
+//! | `P users`           | set    | all usernames (members are never broadcast)      | none                 |
+//! | `P client:H(id)`    | string | a client (JSON, secret as a keyed SHA-256 digest) | none                |
 //! | `P clients`         | set    | all client ids                                   | none                 |
-//! | `P thr:u:<hash>`    | string | failed logins of one username (hashed)           | the throttling window |
-//! | `P thr:a:<addr>`    | string | failed logins from one client address            | the throttling window |
+//! | `P thr:u:H(name)`   | string | failed logins of one username                    | the throttling window |
+//! | `P thr:c:H(id)`     | string | failed authentications of one client id         | the throttling window |
+//! | `P thr:a:H(net)`    | string | failed logins and client authentications from one address (IPv4) or network (IPv6, a /64 by default), or of requests whose forwarded address is unknown | the throttling window |
 //!
 //! Connected services (the authority's OAuth client side; `<p>` is a
 //! configured provider name, `N` a state nonce):
@@ -168,10 +175,11 @@ impl KeyPrefix {
         format!("{}gen:{{{}}}", self.0, tag.to_key_text()).into_bytes()
     }
 
-    /// `P user:<username>` — a user account.
+    /// `P user:<name>` — a user account, by the keyed digest of its
+    /// username (or, before migration, the username itself).
     #[must_use]
-    pub fn user(&self, username: &str) -> String {
-        format!("{}user:{username}", self.0)
+    pub fn user(&self, name: &str) -> String {
+        format!("{}user:{name}", self.0)
     }
 
     /// `P users` — the set of all usernames.
@@ -180,10 +188,11 @@ impl KeyPrefix {
         format!("{}users", self.0)
     }
 
-    /// `P client:<id>` — a registered client.
+    /// `P client:<name>` — a registered client, by the keyed digest of
+    /// its id (or, before migration, the id itself).
     #[must_use]
-    pub fn client(&self, client_id: &str) -> String {
-        format!("{}client:{client_id}", self.0)
+    pub fn client(&self, name: &str) -> String {
+        format!("{}client:{name}", self.0)
     }
 
     /// `P clients` — the set of all client ids.
@@ -198,10 +207,32 @@ impl KeyPrefix {
         format!("{}thr:u:{username_hash}", self.0)
     }
 
-    /// `P thr:a:<address>` — failed-login counter of one client address.
+    /// `P thr:a:<hash>` — failure counter of one client address or
+    /// network (hashed).
     #[must_use]
-    pub fn throttle_address(&self, address: &str) -> String {
-        format!("{}thr:a:{address}", self.0)
+    pub fn throttle_address(&self, address_hash: &str) -> String {
+        format!("{}thr:a:{address_hash}", self.0)
+    }
+
+    /// `P thr:c:<hash>` — failed-authentication counter of one client id
+    /// (hashed).
+    #[must_use]
+    pub fn throttle_client(&self, client_hash: &str) -> String {
+        format!("{}thr:c:{client_hash}", self.0)
+    }
+
+    /// `P keyname-secret` — the deployment key that names account and
+    /// throttling keys.
+    #[must_use]
+    pub fn keyname_secret(&self) -> String {
+        format!("{}keyname-secret", self.0)
+    }
+
+    /// `P keynames-v2` — set once plaintext account key names have been
+    /// migrated to keyed digests.
+    #[must_use]
+    pub fn keynames_migrated(&self) -> String {
+        format!("{}keynames-v2", self.0)
     }
 
     /// `P conn:{T}:<provider>` — a subject's connection to an external

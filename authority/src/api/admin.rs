@@ -41,6 +41,15 @@ pub enum Operation {
     ChangeClient(String),
     /// `DELETE /v1/admin/clients/{id}`
     RemoveClient(String),
+    /// `POST /v1/admin/clients/{id}/secret`
+    RotateClientSecret(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateSecretBody {
+    #[serde(default, deserialize_with = "present")]
+    grace_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -112,7 +121,7 @@ pub async fn handle(
 ) -> Response {
     let result = async {
         let caller = authenticate::bearer_with_scope(&state, &headers, ADMIN_SCOPE).await?;
-        tracing::info!(admin = %caller.username, token_id = %caller.id, ?operation, "admin operation");
+        tracing::info!(admin = ?caller.username, token_id = %caller.id, ?operation, "admin operation");
         run(&state, &headers, operation, &body).await
     };
     result.await.unwrap_or_else(Problem::into_response)
@@ -239,6 +248,27 @@ async fn run(
             json(
                 StatusCode::OK,
                 &serde_json::json!({ "client": ClientView::from(&client), "tokens_revoked": revoked }),
+            )
+        }
+        Operation::RotateClientSecret(client_id) => {
+            // An empty body is no grace period.
+            let body: RotateSecretBody = if body.iter().all(u8::is_ascii_whitespace) {
+                RotateSecretBody::default()
+            } else {
+                parse(headers, body)?
+            };
+            let grace = std::time::Duration::from_secs(body.grace_seconds.unwrap_or(0));
+            let (client, secret) = admin::rotate_secret(state, &client_id, grace).await?;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "client_id": client.client_id,
+                    "client_secret": secret.as_str(),
+                    "previous_secret_expires_at": client
+                        .previous_secret
+                        .as_ref()
+                        .map(|previous| previous.expires_at.as_unix_secs()),
+                }),
             )
         }
         Operation::RemoveClient(client_id) => {

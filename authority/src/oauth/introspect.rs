@@ -8,6 +8,7 @@ use serde::Serialize;
 use token_repository::{Token, TokenKind, TokenReader as _};
 use warp::reply::Response;
 
+use crate::address::ClientAddress;
 use crate::authenticate;
 use crate::credentials::client_credentials;
 use crate::form::Form;
@@ -35,8 +36,13 @@ struct Active<'a> {
 }
 
 /// Handles one introspection request.
-pub async fn handle(state: AppState, headers: HeaderMap, body: bytes::Bytes) -> Response {
-    match introspect(&state, &headers, &body).await {
+pub async fn handle(
+    state: AppState,
+    headers: HeaderMap,
+    address: ClientAddress,
+    body: bytes::Bytes,
+) -> Response {
+    match introspect(&state, &headers, address, &body).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     }
@@ -49,14 +55,15 @@ fn inactive() -> Response {
 async fn introspect(
     state: &AppState,
     headers: &HeaderMap,
+    address: ClientAddress,
     body: &[u8],
 ) -> Result<Response, Problem> {
     let form = Form::from_request(headers, body)
         .map_err(|error| Problem::invalid_request(error.to_string()))?;
     let credentials = client_credentials(headers, &form)?;
-    let client = authenticate::required_client(state, credentials).await?;
+    let client = authenticate::required_client(state, credentials, address).await?;
     if !client.introspect {
-        tracing::info!(client_id = %client.client_id, "introspection refused: not permitted");
+        tracing::info!(client_id = ?client.client_id, "introspection refused: not permitted");
         return Err(Problem::forbidden("this client may not introspect tokens"));
     }
     let text = form

@@ -9,6 +9,7 @@ use http::{HeaderMap, StatusCode};
 use token_repository::{Token, TokenReader as _, TokenWriter as _};
 use warp::reply::Response;
 
+use crate::address::ClientAddress;
 use crate::authenticate;
 use crate::credentials::{ClientCredentials, client_credentials};
 use crate::form::Form;
@@ -16,14 +17,24 @@ use crate::problem::{Problem, json};
 use crate::state::AppState;
 
 /// Handles one revocation request.
-pub async fn handle(state: AppState, headers: HeaderMap, body: bytes::Bytes) -> Response {
-    match revoke(&state, &headers, &body).await {
+pub async fn handle(
+    state: AppState,
+    headers: HeaderMap,
+    address: ClientAddress,
+    body: bytes::Bytes,
+) -> Response {
+    match revoke(&state, &headers, address, &body).await {
         Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
         Err(problem) => problem.into_response(),
     }
 }
 
-async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Problem> {
+async fn revoke(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: ClientAddress,
+    body: &[u8],
+) -> Result<(), Problem> {
     let form = Form::from_request(headers, body)
         .map_err(|error| Problem::invalid_request(error.to_string()))?;
     let credentials = client_credentials(headers, &form)?;
@@ -33,7 +44,7 @@ async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     let text = form
         .get("token")
         .ok_or_else(|| Problem::invalid_request("token is required"))?;
-    let client = authenticate::client(state, credentials).await?;
+    let client = authenticate::client(state, credentials, address).await?;
     let Ok(token) = Token::parse(text) else {
         return Ok(());
     };

@@ -1,8 +1,6 @@
 //! `POST /oauth/token` (RFC 6749): the `password`, `client_credentials` and
 //! `refresh_token` grants.
 
-use std::net::IpAddr;
-
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use token_repository::{
@@ -12,7 +10,8 @@ use token_repository::{
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
-use crate::accounts::{Client, client_subject};
+use crate::accounts::{Client, User, client_subject};
+use crate::address::ClientAddress;
 use crate::authenticate;
 use crate::credentials::{ClientCredentials, client_credentials};
 use crate::form::Form;
@@ -36,7 +35,7 @@ struct TokenResponse<'a> {
 pub async fn handle(
     state: AppState,
     headers: HeaderMap,
-    address: Option<IpAddr>,
+    address: ClientAddress,
     body: bytes::Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
@@ -65,7 +64,7 @@ pub async fn handle(
 async fn grant(
     state: &AppState,
     headers: &HeaderMap,
-    address: Option<IpAddr>,
+    address: ClientAddress,
     form: &Form,
 ) -> Result<Minted, Problem> {
     let credentials = client_credentials(headers, form)?;
@@ -81,8 +80,10 @@ async fn grant(
     match form.get("grant_type") {
         None => Err(Problem::invalid_request("grant_type is required")),
         Some("password") => password(state, form, credentials, requested, address).await,
-        Some("client_credentials") => client_credentials_grant(state, credentials, requested).await,
-        Some("refresh_token") => refresh(state, form, credentials, requested).await,
+        Some("client_credentials") => {
+            client_credentials_grant(state, credentials, requested, address).await
+        }
+        Some("refresh_token") => refresh(state, form, credentials, requested, address).await,
         Some(_) => Err(Problem::unsupported_grant_type()),
     }
 }
@@ -159,7 +160,7 @@ async fn password(
     form: &Form,
     credentials: ClientCredentials,
     requested: Option<Scopes>,
-    address: Option<IpAddr>,
+    address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let username = form
         .get("username")
@@ -170,59 +171,39 @@ async fn password(
             .ok_or_else(|| Problem::invalid_request("password is required"))?
             .to_owned(),
     );
-    let client = authenticate::client(state, credentials).await?;
+    let client = authenticate::client(state, credentials, address).await?;
+    // Counted before the password is checked: concurrent guesses each get
+    // a count of their own, so no more than the limit are ever checked.
     if let Some(wait) = state
         .throttle()
-        .blocked(&username, address)
+        .begin_login(&username, address)
         .await
         .map_err(|error| Problem::from_store(&error))?
     {
-        tracing::info!(%username, ?address, "login throttled");
+        tracing::info!(username = ?username, %address, "login throttled");
         metrics::throttled();
         return Err(Problem::throttled(wait));
     }
-    let user = state
-        .accounts()
-        .user(&username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
-    // Read before checking the password: a sign-out-everywhere (password
-    // change, disabling) between the check and the issue refuses the issue.
-    // Unknown users read one too, so that both paths cost the same.
-    let subject = user.as_ref().map_or_else(
-        || format!("unknown:{username}"),
-        |user| user.subject.clone(),
-    );
-    let generation = state
-        .store()
-        .generation(&subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    let verification = state
-        .hasher()
-        .verify(
-            password.clone(),
-            user.as_ref().map(|user| user.password_hash.as_str()),
-        )
-        .await
-        .map_err(|error| Problem::from_hash(&error))?;
-    let (user, needs_rehash) = match (user, verification) {
-        (Some(user), Verification::Match { needs_rehash }) if !user.disabled => {
-            (user, needs_rehash)
-        }
-        _ => {
-            tracing::info!(%username, ?address, "login failed");
-            state
-                .throttle()
-                .record_failure(&username, address)
-                .await
-                .map_err(|error| Problem::from_store(&error))?;
+    let checked = check_password(state, &username, password.clone()).await;
+    let (user, needs_rehash) = match checked {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            tracing::info!(username = ?username, %address, "login failed");
             return Err(Problem::invalid_grant("invalid username or password"));
         }
+        Err(problem) => {
+            // Not decided (the store or the hashing pool failed): the
+            // attempt does not count.
+            if let Err(error) = state.throttle().login_undecided(&username, address).await {
+                tracing::warn!(%error, "a failed login attempt stays counted");
+            }
+            return Err(problem);
+        }
     };
+    let (user, generation) = user;
     state
         .throttle()
-        .reset(&username)
+        .login_succeeded(&username, address)
         .await
         .map_err(|error| Problem::from_store(&error))?;
     if needs_rehash {
@@ -252,6 +233,47 @@ async fn password(
     Ok(minted)
 }
 
+/// The user `username` and the revocation generation read before the
+/// check, when `password` is right; `None` for a wrong password, an
+/// unknown or a disabled user.
+async fn check_password(
+    state: &AppState,
+    username: &str,
+    password: Zeroizing<String>,
+) -> Result<Option<((User, Generation), bool)>, Problem> {
+    let user = state
+        .accounts()
+        .user(username)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
+    // Read before checking the password: a sign-out-everywhere (password
+    // change, disabling) between the check and the issue refuses the issue.
+    // Unknown users read one too, so that both paths cost the same.
+    let subject = user.as_ref().map_or_else(
+        || format!("unknown:{username}"),
+        |user| user.subject.clone(),
+    );
+    let generation = state
+        .store()
+        .generation(&subject)
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    let verification = state
+        .hasher()
+        .verify(
+            password,
+            user.as_ref().map(|user| user.password_hash.as_str()),
+        )
+        .await
+        .map_err(|error| Problem::from_hash(&error))?;
+    Ok(match (user, verification) {
+        (Some(user), Verification::Match { needs_rehash }) if !user.disabled => {
+            Some(((user, generation), needs_rehash))
+        }
+        _ => None,
+    })
+}
+
 /// Replaces a hash made with old parameters, in the background, unless the
 /// password changed meanwhile.
 fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Zeroizing<String>) {
@@ -259,7 +281,7 @@ fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Z
         let new_hash = match state.hasher().hash(password).await {
             Ok(hash) => hash,
             Err(error) => {
-                tracing::warn!(%error, %username, "could not upgrade a password hash");
+                tracing::warn!(%error, username = ?username, "could not upgrade a password hash");
                 return;
             }
         };
@@ -273,10 +295,14 @@ fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Z
             .await;
         match result {
             Ok(Some((old, new))) if old.password_hash != new.password_hash => {
-                tracing::info!(%username, "password hash upgraded to the configured parameters");
+                tracing::info!(username = ?username, "password hash upgraded to the configured parameters");
             }
-            Ok(_) => tracing::debug!(%username, "password changed meanwhile; hash not upgraded"),
-            Err(error) => tracing::warn!(%error, %username, "could not upgrade a password hash"),
+            Ok(_) => {
+                tracing::debug!(username = ?username, "password changed meanwhile; hash not upgraded")
+            }
+            Err(error) => {
+                tracing::warn!(%error, username = ?username, "could not upgrade a password hash")
+            }
         }
     });
 }
@@ -286,6 +312,7 @@ async fn client_credentials_grant(
     state: &AppState,
     credentials: ClientCredentials,
     requested: Option<Scopes>,
+    address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let ClientCredentials::Secret { client_id, .. } = &credentials else {
         return Err(Problem::invalid_client());
@@ -295,7 +322,7 @@ async fn client_credentials_grant(
         .generation(&client_subject(client_id))
         .await
         .map_err(|error| Problem::from_store(&error))?;
-    let client: Client = authenticate::required_client(state, credentials).await?;
+    let client: Client = authenticate::required_client(state, credentials, address).await?;
     let scopes = narrow(requested, &client.scopes)?;
     let (access_ttl, _) = lifetimes(state, false);
     let minted = Grant {
@@ -322,6 +349,7 @@ async fn refresh(
     form: &Form,
     credentials: ClientCredentials,
     requested: Option<Scopes>,
+    address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let text = form
         .get("refresh_token")
@@ -331,7 +359,7 @@ async fn refresh(
     if presented.kind() != TokenKind::Refresh {
         return Err(invalid());
     }
-    let client = authenticate::client(state, credentials).await?;
+    let client = authenticate::client(state, credentials, address).await?;
     let record = match state
         .store()
         .inspect_refresh(&presented)
