@@ -439,7 +439,11 @@ impl Provider {
             .get_or_try_init(|| async {
                 let config = &self.config;
                 let discovered = match &config.issuer {
-                    Some(issuer) => Some(client.discover(issuer).await?),
+                    Some(issuer) => Some(
+                        client
+                            .discover_for(issuer, config.revocation_url.is_none())
+                            .await?,
+                    ),
                     None => None,
                 };
                 let pick = |explicit: &Option<String>, found: Option<&String>| {
@@ -451,12 +455,14 @@ impl Provider {
                 };
                 let authorization = pick(
                     &config.authorize_url,
-                    discovered.as_ref().map(|d| &d.authorization_endpoint),
+                    discovered
+                        .as_ref()
+                        .and_then(|d| d.authorization_endpoint.as_ref()),
                 )?
                 .ok_or(ProviderError::Invalid("no authorization endpoint"))?;
                 let token = pick(
                     &config.token_url,
-                    discovered.as_ref().map(|d| &d.token_endpoint),
+                    discovered.as_ref().and_then(|d| d.token_endpoint.as_ref()),
                 )?
                 .ok_or(ProviderError::Invalid("no token endpoint"))?;
                 let revocation = pick(
