@@ -1,11 +1,13 @@
-//! The authority as an OAuth 2.0 client: OpenID Connect discovery, the
-//! authorization-code exchange with PKCE, refresh, and revocation (RFC
-//! 7009), over HTTP with bounded timeouts.
+//! The authority as an OAuth 2.0 client: OpenID Connect discovery with
+//! RFC 8414 metadata as the fallback, the authorization-code exchange with
+//! PKCE, refresh, and revocation (RFC 7009), over HTTP with bounded
+//! timeouts.
 //!
 //! Every call has a total deadline (`CONNECT_PROVIDER_TIMEOUT_MS`) and a
 //! bounded response size; redirects are not followed. Request bodies carry
-//! secrets and are never logged; provider error codes are reduced to
-//! `[a-z_]` before anyone sees them.
+//! secrets and are never logged; a provider error code is kept only when it
+//! has the OAuth shape, `[a-z_]{1,64}` ([`error_code`]), before anyone sees
+//! it.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The provider registry: which external services users may connect, from
 //! the `[[providers]]` tables of the configuration file, and their
-//! endpoints (explicit, or from OpenID Connect discovery).
+//! endpoints (explicit, or from OpenID Connect discovery or RFC 8414
+//! metadata).
 //!
 //! ```toml
 //! [[providers]]
@@ -19,6 +20,11 @@
 //! keepalive_after = 604800                        # refresh idle connections after a week
 //! enabled = true
 //! ```
+//!
+//! Discovery reads the OpenID Connect discovery document, or RFC 8414
+//! authorization server metadata for a provider without one, and RFC 8414
+//! metadata for a revocation endpoint the discovery document lacks (see
+//! [`ProviderClient::discover_for`]).
 //!
 //! Explicit URLs override discovered ones (a revocation endpoint the
 //! provider does not advertise, say). Discovery happens on first use and is
