@@ -33,6 +33,15 @@ const QUIET = bool('OIDC_QUIET', false);
 // adds prompt=consent to such authorize requests (like most commercial IdPs behave);
 // OIDC_STRICT_OFFLINE_ACCESS=1 keeps the stock behaviour.
 const STRICT_OFFLINE_ACCESS = bool('OIDC_STRICT_OFFLINE_ACCESS', false);
+// Which metadata documents are published (oidc-provider itself serves only OpenID discovery):
+//   oidc                /.well-known/openid-configuration, complete (the default)
+//   rfc8414-revocation  the discovery document without revocation_endpoint, which only the RFC 8414
+//                       document /.well-known/oauth-authorization-server has (as Django OAuth Toolkit does)
+//   rfc8414             no OpenID discovery (404), only the RFC 8414 document (a plain OAuth 2.0 server)
+const METADATA = env.OIDC_METADATA || 'oidc';
+if (!['oidc', 'rfc8414-revocation', 'rfc8414'].includes(METADATA)) {
+  throw new Error('OIDC_METADATA must be oidc, rfc8414-revocation or rfc8414');
+}
 
 const DEFAULT_CLIENTS = [{
   client_id: 'test-client',
@@ -272,6 +281,23 @@ async function adminRoute(provider, req, res, url) {
   }
 }
 
+// ---------------------------------------------------------------- metadata documents (OIDC_METADATA)
+const DISCOVERY = '/.well-known/openid-configuration';
+const RFC8414 = '/.well-known/oauth-authorization-server';
+function publishMetadata(provider) {
+  provider.use(async (ctx, next) => {
+    const path = ctx.path;
+    if (path === DISCOVERY && METADATA === 'rfc8414') {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found' };
+      return;
+    }
+    if (path === RFC8414 && METADATA !== 'oidc') ctx.path = DISCOVERY; // same fields, RFC 8414 names
+    await next();
+    if (path === DISCOVERY && METADATA === 'rfc8414-revocation' && ctx.body) delete ctx.body.revocation_endpoint;
+  });
+}
+
 // ---------------------------------------------------------------- wiring
 function observe(provider) {
   provider.on('grant.success', (ctx) => {
@@ -331,6 +357,7 @@ const server = createServer();
 server.listen(PORT, HOST, () => {
   const issuer = `http://${HOST}:${server.address().port}`;
   const provider = new Provider(issuer, configuration());
+  publishMetadata(provider);
   observe(provider);
   const callback = provider.callback();
   server.on('request', (req, res) => {

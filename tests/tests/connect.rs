@@ -883,3 +883,180 @@ async fn misconfigured_providers_stop_the_start_up() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("CONNECT_STATE_KEY"), "{stderr}");
 }
+
+/// `expires` equal to the provider's token lifetime cannot be met (a
+/// fresh token is already some milliseconds old when handed out): it is
+/// refused with the largest `expires` that can be, before any refresh at
+/// the provider, however often it is asked. One second less refreshes
+/// and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expires_at_the_token_lifetime_is_refused_before_refreshing() {
+    let setup = Setup::start(&[("OIDC_ACCESS_TOKEN_TTL", "5")], "");
+    let authority = setup.authority(BIN, &[]);
+    let alice = connected::user(&authority, "alice").await;
+    connected::connect(&authority, &alice).await;
+    let stored = setup.decrypt(&alice.subject, KEY_1).await;
+    assert_eq!(stored.lifetime(), Duration::from_secs(5));
+
+    let mut descriptions = Vec::new();
+    for _ in 0..2 {
+        let response = provider_token(&authority, &alice, 5).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = json_of(response).await;
+        assert_eq!(body["error"], "invalid_request");
+        descriptions.push(body["error_description"].as_str().map(str::to_owned));
+    }
+    assert_eq!(
+        setup.provider.stat("refresh_grants").await,
+        0,
+        "refused before refreshing"
+    );
+    for description in descriptions {
+        let description = description.expect("description");
+        assert!(description.contains("expires <= 4"), "{description}");
+    }
+
+    // Once the stored token has less than 4 s left, expires=4 refreshes
+    // and the fresh 5 s token serves it.
+    let under = wait_until(Duration::from_secs(10), || {
+        (Timestamp::now().as_unix_millis() + 4_000 > stored.expires_at).then_some(())
+    });
+    assert!(under.is_some());
+    let response = provider_token(&authority, &alice, 4).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_of(response).await;
+    assert_ne!(body["access_token"], stored.access_token.as_str());
+    assert!(
+        body["expires_in"].as_u64().expect("expires_in") >= 4,
+        "{body}"
+    );
+    assert_eq!(setup.provider.stat("refresh_grants").await, 1);
+}
+
+/// A provider whose OpenID discovery document has no revocation endpoint
+/// but whose RFC 8414 metadata has one (as Django OAuth Toolkit does):
+/// with an issuer-only configuration, disconnecting revokes the grant
+/// there instead of answering "unsupported".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_endpoint_from_rfc8414_metadata() {
+    let setup = Setup::start(&[("OIDC_METADATA", "rfc8414-revocation")], "");
+    let issuer = setup.provider.issuer();
+    let http = reqwest::Client::new();
+    let document = |path: &'static str| {
+        let request = http.get(format!("{issuer}{path}"));
+        async move {
+            json_of(request.send().await.expect("metadata")).await["revocation_endpoint"].clone()
+        }
+    };
+    assert_eq!(
+        document("/.well-known/openid-configuration").await,
+        Value::Null
+    );
+    assert!(
+        document("/.well-known/oauth-authorization-server")
+            .await
+            .is_string()
+    );
+
+    let authority = setup.authority(BIN, &[]);
+    let alice = connected::user(&authority, "alice").await;
+    connected::connect(&authority, &alice).await;
+    let refresh = setup
+        .decrypt(&alice.subject, KEY_1)
+        .await
+        .refresh_token
+        .clone()
+        .expect("refresh token");
+    let response = authority
+        .http
+        .delete(authority.url(&format!("/v1/connect/{PROVIDER}")))
+        .bearer_auth(&alice.bearer)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await["provider_revocation"], "revoked");
+    assert_eq!(setup.provider.stat("revoked_refresh_tokens").await, 1);
+    assert_eq!(setup.provider.introspect(&refresh).await["active"], false);
+}
+
+/// An OAuth 2.0 provider without OpenID discovery, publishing only RFC
+/// 8414 metadata: the authority finds its endpoints there, connects,
+/// serves tokens and revokes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_with_only_rfc8414_metadata() {
+    let setup = Setup::start(&[("OIDC_METADATA", "rfc8414")], "");
+    let authority = setup.authority(BIN, &[]);
+    let alice = connected::user(&authority, "alice").await;
+    let (_, page) = connected::connect(&authority, &alice).await;
+    assert_eq!(page, format!("{SUCCESS_URL}?provider={PROVIDER}"));
+    let response = provider_token(&authority, &alice, 10).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = authority
+        .http
+        .delete(authority.url(&format!("/v1/connect/{PROVIDER}")))
+        .bearer_auth(&alice.bearer)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(json_of(response).await["provider_revocation"], "revoked");
+}
+
+/// When the provider refuses the authorization request or the code
+/// exchange, its OAuth error code reaches the failure page as `error=`;
+/// its free-text description never does, nor a code of another shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_error_codes_reach_the_failure_page() {
+    // prompt=none without a session at the provider: the real provider
+    // refuses the authorization request with login_required.
+    let setup = Setup::start(&[], "authorize_params = { prompt = \"none\" }");
+    let authority = setup.authority(BIN, &[]);
+    let alice = connected::user(&authority, "alice").await;
+    let browser = Browser::new();
+    let url = connected::authorize_url(&authority, &alice).await;
+    let callback = browser.authorize(&url, "alice").await;
+    assert_eq!(
+        parameter(callback.as_str(), "error").as_deref(),
+        Some("login_required")
+    );
+    assert!(
+        parameter(callback.as_str(), "error_description").is_some(),
+        "the provider explains in free text, which is not passed on"
+    );
+    let (status, page) = browser.visit(callback.as_str()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.expect("Location"),
+        format!("{}&error=login_required", failure("provider_error", true))
+    );
+
+    // Crafted redirects with a genuine state each.
+    let redirect = |query: String| format!("{}?{query}", authority.url("/v1/connect/callback"));
+    let issuer = setup.provider.issuer();
+    let cases = [
+        (
+            "error=invalid_scope&error_description=Unknown%20scope%20%3Cb%3Eadmin%3C%2Fb%3E",
+            format!("{}&error=invalid_scope", failure("provider_error", true)),
+        ),
+        (
+            "error=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            failure("provider_error", true),
+        ),
+        ("error=Server%20Error", failure("provider_error", true)),
+        ("error=access_denied", failure("access_denied", true)),
+        // The provider refuses a code it never issued: invalid_grant.
+        (
+            "code=not-a-code",
+            format!("{}&error=invalid_grant", failure("exchange_failed", true)),
+        ),
+    ];
+    for (query, expected) in cases {
+        let url = connected::authorize_url(&authority, &alice).await;
+        let state = parameter(&url, "state").expect("state");
+        let (_, page) = browser
+            .visit(&redirect(format!("{query}&state={state}&iss={issuer}")))
+            .await;
+        assert_eq!(page.as_deref(), Some(expected.as_str()), "{query}");
+    }
+    assert!(setup.stored(&alice.subject).await.is_none());
+}

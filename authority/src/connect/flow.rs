@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use token_repository::Timestamp;
 
-use super::oauth_client::ProviderError;
+use super::oauth_client::{self, ProviderError};
 use super::providers::{Endpoints, Provider};
 use super::record::{Connection, Stored};
 use super::state::StateError;
-use super::{Callback, Connect, ConnectError, Failure, Offer, expiry};
+use super::{Callback, Connect, ConnectError, Failure, Offer, Refusal, expiry};
 use crate::metrics;
 
 /// Query values: all but unreserved characters escaped.
@@ -23,21 +23,25 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 impl Connect {
     /// The page a callback sends the browser to: the success page with
     /// `provider=`, or the failure page with `reason=` (and `provider=`
-    /// when known). `None` when connected services are not configured.
+    /// when known, `error=` with the provider's OAuth error code when it
+    /// refused with one). `None` when connected services are not
+    /// configured.
     #[must_use]
-    pub fn result_page(
-        &self,
-        outcome: &Result<String, (Failure, Option<String>)>,
-    ) -> Option<String> {
+    pub fn result_page(&self, outcome: &Result<String, Refusal>) -> Option<String> {
         let (base, pairs): (&Option<String>, Vec<(&str, &str)>) = match outcome {
             Ok(provider) => (
                 &self.inner.success_url,
                 vec![("provider", provider.as_str())],
             ),
-            Err((failure, provider)) => {
-                let mut pairs = vec![("reason", failure.code())];
-                if let Some(provider) = provider {
+            Err(refusal) => {
+                let mut pairs = vec![("reason", refusal.failure.code())];
+                if let Some(provider) = &refusal.provider {
                     pairs.push(("provider", provider.as_str()));
+                }
+                // Checked again here: only a code of the OAuth shape ever
+                // reaches the page.
+                if let Some(error) = refusal.error.as_deref().and_then(oauth_client::error_code) {
+                    pairs.push(("error", error));
                 }
                 (&self.inner.failure_url, pairs)
             }
@@ -140,24 +144,25 @@ impl Connect {
     ///
     /// # Errors
     ///
-    /// The [`Failure`] and, when the state named one, the provider.
-    pub async fn complete(&self, callback: &Callback) -> Result<String, (Failure, Option<String>)> {
+    /// The [`Refusal`]: the [`Failure`], the provider when the state named
+    /// one, and the provider's error code when it refused with one.
+    pub async fn complete(&self, callback: &Callback) -> Result<String, Refusal> {
         let outcome = self.complete_inner(callback).await;
         match &outcome {
             Ok(provider) => metrics::connect_callback(provider, "connected"),
-            Err((failure, provider)) => {
-                metrics::connect_callback(provider.as_deref().unwrap_or("-"), failure.code());
+            Err(refusal) => {
+                metrics::connect_callback(
+                    refusal.provider.as_deref().unwrap_or("-"),
+                    refusal.failure.code(),
+                );
             }
         }
         outcome
     }
 
-    async fn complete_inner(
-        &self,
-        callback: &Callback,
-    ) -> Result<String, (Failure, Option<String>)> {
+    async fn complete_inner(&self, callback: &Callback) -> Result<String, Refusal> {
         let (Some(signer), Some(keys)) = (&self.inner.signer, &self.inner.keys) else {
-            return Err((Failure::InvalidState, None));
+            return Err(Refusal::new(Failure::InvalidState, None));
         };
         let now = Timestamp::now();
         let claims = match callback
@@ -165,21 +170,21 @@ impl Connect {
             .as_deref()
             .map(|state| signer.verify(state, now))
         {
-            None => return Err((Failure::InvalidState, None)),
+            None => return Err(Refusal::new(Failure::InvalidState, None)),
             Some(Err(StateError::Expired)) => {
                 tracing::info!("connect callback with an expired state");
-                return Err((Failure::ExpiredState, None));
+                return Err(Refusal::new(Failure::ExpiredState, None));
             }
             Some(Err(error)) => {
                 tracing::warn!(%error, "connect callback with an invalid state");
-                return Err((Failure::InvalidState, None));
+                return Err(Refusal::new(Failure::InvalidState, None));
             }
             Some(Ok(claims)) => claims,
         };
         let name = claims.provider.clone();
-        let fail = |failure: Failure| (failure, Some(name.clone()));
+        let fail = |failure: Failure| Refusal::new(failure, Some(name.clone()));
         let Some(provider) = self.inner.registry.get(&claims.provider).cloned() else {
-            return Err((Failure::InvalidState, None));
+            return Err(Refusal::new(Failure::InvalidState, None));
         };
         match self
             .inner
@@ -198,12 +203,15 @@ impl Connect {
             }
         }
         if let Some(error) = &callback.error {
-            tracing::info!(subject = %claims.subject, provider = %name, error = %oauth_code(error), "the provider answered with an error");
-            return Err(fail(if error == "access_denied" {
-                Failure::AccessDenied
+            let code = oauth_client::error_code(error);
+            tracing::info!(subject = %claims.subject, provider = %name, error = %code.unwrap_or("-"), "the provider answered with an error");
+            return Err(if code == Some("access_denied") {
+                fail(Failure::AccessDenied)
             } else {
-                Failure::ProviderError
-            }));
+                // The code, never `error_description`: the provider's free
+                // text has no place in a URL the application displays.
+                fail(Failure::ProviderError).with_error(code)
+            });
         }
         if !provider.config.enabled {
             return Err(fail(Failure::ProviderDisabled));
@@ -239,10 +247,10 @@ impl Connect {
             .await
             .map_err(|error| {
                 tracing::warn!(provider = %name, %error, "code exchange failed");
-                fail(match error {
-                    ProviderError::Unavailable(_) => Failure::ProviderUnavailable,
-                    _ => Failure::ExchangeFailed,
-                })
+                match error {
+                    ProviderError::Unavailable(_) => fail(Failure::ProviderUnavailable),
+                    _ => fail(Failure::ExchangeFailed).with_error(error.provider_code()),
+                }
             })?;
         let now = Timestamp::now();
         let connection = Connection {
@@ -283,14 +291,6 @@ impl Connect {
     }
 }
 
-/// An OAuth error code as it may be logged: `[a-z_]`, 64 at most.
-fn oauth_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_lowercase() || *c == '_')
-        .take(64)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -323,15 +323,62 @@ mod tests {
         );
         assert_eq!(
             connect
-                .result_page(&Err((Failure::ReplayedState, Some("orcid".into()))))
+                .result_page(&Err(Refusal::new(
+                    Failure::ReplayedState,
+                    Some("orcid".into())
+                )))
                 .as_deref(),
             Some("/failed?lang=en&reason=replayed_state&provider=orcid")
         );
         assert_eq!(
             connect
-                .result_page(&Err((Failure::InvalidState, None)))
+                .result_page(&Err(Refusal::new(Failure::InvalidState, None)))
                 .as_deref(),
             Some("/failed?lang=en&reason=invalid_state")
+        );
+    }
+
+    /// The provider's own error code reaches the failure page when it has
+    /// the OAuth shape; free text, markup or an overlong value never does.
+    #[test]
+    fn provider_error_codes_are_passed_on() {
+        let connect = connect("/done", "https://app.example/failed");
+        let page = |code: &str| {
+            connect
+                .result_page(&Err(Refusal::new(
+                    Failure::ProviderError,
+                    Some("orcid".into()),
+                )
+                .with_error(Some(code))))
+                .expect("configured")
+        };
+        assert_eq!(
+            page("invalid_scope"),
+            "https://app.example/failed?reason=provider_error&provider=orcid&error=invalid_scope"
+        );
+        assert_eq!(
+            page("login_required"),
+            "https://app.example/failed?reason=provider_error&provider=orcid&error=login_required"
+        );
+        let plain = "https://app.example/failed?reason=provider_error&provider=orcid";
+        for bad in [
+            "",
+            "Invalid scope",
+            "invalid scope",
+            "invalid_scope&x=1",
+            "<script>",
+            "invalid-scope",
+            "INVALID_SCOPE",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(page(bad), plain, "{bad:?}");
+        }
+        // Set by hand past `with_error`, still not passed on.
+        let mut refusal = Refusal::new(Failure::ExchangeFailed, None);
+        refusal.error = Some("x y".into());
+        assert_eq!(
+            connect.result_page(&Err(refusal)).as_deref(),
+            Some("https://app.example/failed?reason=exchange_failed")
         );
     }
 }

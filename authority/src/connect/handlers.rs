@@ -45,9 +45,7 @@ pub fn problem(error: ConnectError) -> Problem {
         ConnectError::UnknownProvider => Problem::not_found("no such provider"),
         ConnectError::NotConnected => Problem::not_connected(),
         ConnectError::Reconnect(description) => Problem::reconnect_required(description),
-        ConnectError::TooLong { max_secs } => Problem::invalid_request(format!(
-            "the provider grants tokens for at most {max_secs} seconds; ask for expires <= {max_secs}"
-        )),
+        error @ ConnectError::TooLong { .. } => Problem::invalid_request(error.to_string()),
         ConnectError::Busy => {
             Problem::unavailable_because("a refresh of this connection is in progress; retry")
         }

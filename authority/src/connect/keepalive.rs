@@ -15,12 +15,28 @@ use std::future::Future;
 
 use token_repository::Timestamp;
 
+use super::store::IndexEntry;
 use super::{Connect, ConnectError, KeepAliveReport, Need, Refreshed, minus};
+
+/// Refreshes one pass attempts at most.
+pub const PASS_REFRESHES: usize = 100;
+/// Index entries one pass reads at most, skipped ones included.
+pub const PASS_SCAN: usize = 1_000;
+/// Index entries read per round trip.
+const PAGE: usize = 100;
 
 impl Connect {
     /// One keep-alive pass: refreshes connections of providers with a
     /// `keepalive_after` whose tokens were last obtained longer ago than
-    /// that (at most 100 per pass), under the same lock as every refresh.
+    /// that, under the same lock as every refresh.
+    ///
+    /// A pass attempts at most [`PASS_REFRESHES`] refreshes and reads at
+    /// most [`PASS_SCAN`] index entries, oldest first, and the next pass
+    /// goes on after the last entry this one read, back at the oldest once
+    /// it reaches the end. Entries it skips (a provider with a longer
+    /// `keepalive_after`, a lock taken) and entries whose refresh keeps
+    /// failing (they stay the oldest) so never hold up the rest: every due
+    /// connection is tried within `due / PASS_REFRESHES + 1` passes.
     ///
     /// # Errors
     ///
@@ -37,62 +53,121 @@ impl Connect {
             return Ok(report);
         };
         let now = Timestamp::now();
-        for entry in self.inner.store.due(minus(now, shortest), 100).await? {
-            let Some(provider) = self.inner.registry.get(&entry.provider).cloned() else {
-                continue;
-            };
-            let Some(after) = provider.config.keepalive_after else {
-                continue;
-            };
-            let since = minus(now, after);
-            if entry.refreshed_at >= since.as_unix_millis() {
-                continue;
-            }
-            let Some(lock) = self
+        let mut cursor = self
+            .inner
+            .keepalive_cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let result = self
+            .keep_alive_pass(now, minus(now, shortest), &mut cursor, &mut report)
+            .await;
+        // Kept even after a failure: the next pass goes on from there.
+        *self
+            .inner
+            .keepalive_cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cursor;
+        result.map(|()| report)
+    }
+
+    /// Reads the index after `cursor` and refreshes what is due, within the
+    /// pass bounds; leaves `cursor` at the last entry read, or `None` at
+    /// the end of the index.
+    async fn keep_alive_pass(
+        &self,
+        now: Timestamp,
+        before: Timestamp,
+        cursor: &mut Option<IndexEntry>,
+        report: &mut KeepAliveReport,
+    ) -> Result<(), ConnectError> {
+        let (mut attempts, mut scanned) = (0, 0);
+        loop {
+            let page = self
                 .inner
                 .store
-                .try_lock(&entry.subject, &entry.provider, self.inner.lock_ttl)
-                .await?
-            else {
-                continue; // a refresh is in progress right now
-            };
-            let result = self
-                .refresh_locked(&entry.subject, &provider, Need::RefreshedSince(since))
-                .await;
-            if let Err(error) = self.inner.store.unlock(lock).await {
-                tracing::warn!(%error, "cannot release a refresh lock; it expires by itself");
+                .due_after(before, cursor.as_ref(), PAGE)
+                .await?;
+            let last_page = page.len() < PAGE;
+            for entry in page {
+                scanned += 1;
+                if self.keep_alive_entry(&entry, now, report).await? {
+                    attempts += 1;
+                }
+                *cursor = Some(entry);
+                if attempts >= PASS_REFRESHES || scanned >= PASS_SCAN {
+                    return Ok(());
+                }
             }
-            match result {
-                Ok(Refreshed::Served(_, true)) => report.refreshed += 1,
-                Ok(Refreshed::Skipped(connection) | Refreshed::Served(connection, false)) => {
-                    // Refreshed elsewhere: correct the index.
-                    let refreshed = Timestamp::from_unix_millis(connection.refreshed_at);
-                    self.inner
-                        .store
-                        .index(&entry.subject, &entry.provider, refreshed)
-                        .await?;
-                }
-                Ok(Refreshed::Changed) => {}
-                Err(ConnectError::NotConnected) => {
-                    self.inner
-                        .store
-                        .unindex(&entry.subject, &entry.provider)
-                        .await?;
-                }
-                Err(ConnectError::Reconnect(_)) => {
-                    report.rejected += 1;
-                    self.inner
-                        .store
-                        .unindex(&entry.subject, &entry.provider)
-                        .await?;
-                }
-                Err(error) => {
-                    report.failed += 1;
-                    tracing::warn!(subject = %entry.subject, provider = %entry.provider, %error, "keep-alive refresh failed; retried next pass");
-                }
+            if last_page {
+                *cursor = None;
+                return Ok(());
             }
         }
-        Ok(report)
+    }
+
+    /// Refreshes one index entry if its provider's `keepalive_after` says
+    /// it is due; answers whether a refresh was attempted.
+    async fn keep_alive_entry(
+        &self,
+        entry: &IndexEntry,
+        now: Timestamp,
+        report: &mut KeepAliveReport,
+    ) -> Result<bool, ConnectError> {
+        let Some(provider) = self.inner.registry.get(&entry.provider).cloned() else {
+            return Ok(false);
+        };
+        let Some(after) = provider.config.keepalive_after else {
+            return Ok(false);
+        };
+        let since = minus(now, after);
+        if entry.refreshed_at >= since.as_unix_millis() {
+            return Ok(false);
+        }
+        let Some(lock) = self
+            .inner
+            .store
+            .try_lock(&entry.subject, &entry.provider, self.inner.lock_ttl)
+            .await?
+        else {
+            return Ok(false); // a refresh is in progress right now
+        };
+        let result = self
+            .refresh_locked(&entry.subject, &provider, Need::RefreshedSince(since))
+            .await;
+        if let Err(error) = self.inner.store.unlock(lock).await {
+            tracing::warn!(%error, "cannot release a refresh lock; it expires by itself");
+        }
+        match result {
+            Ok(Refreshed::Served(_, true)) => report.refreshed += 1,
+            Ok(Refreshed::Skipped(connection) | Refreshed::Served(connection, false)) => {
+                // Refreshed elsewhere: correct the index.
+                let refreshed = Timestamp::from_unix_millis(connection.refreshed_at);
+                self.inner
+                    .store
+                    .index(&entry.subject, &entry.provider, refreshed)
+                    .await?;
+            }
+            Ok(Refreshed::Changed) => {}
+            Err(ConnectError::NotConnected) => {
+                self.inner
+                    .store
+                    .unindex(&entry.subject, &entry.provider)
+                    .await?;
+            }
+            Err(ConnectError::Reconnect(_)) => {
+                report.rejected += 1;
+                self.inner
+                    .store
+                    .unindex(&entry.subject, &entry.provider)
+                    .await?;
+            }
+            Err(error) => {
+                report.failed += 1;
+                tracing::warn!(subject = %entry.subject, provider = %entry.provider, %error, "keep-alive refresh failed; retried next round");
+            }
+        }
+        Ok(true)
     }
 }
 

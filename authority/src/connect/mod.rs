@@ -84,10 +84,15 @@ pub enum ConnectError {
     /// again.
     #[error("{0}")]
     Reconnect(&'static str),
-    /// More validity was asked for than the provider grants.
-    #[error("the provider grants tokens for at most {max_secs} seconds")]
+    /// More validity was asked for than a token fresh from the provider
+    /// can still have when it is handed out.
+    #[error("the provider's tokens live {lifetime_secs} seconds; ask for expires <= {max_secs}")]
     TooLong {
-        /// The provider's token lifetime, seconds.
+        /// The provider's token lifetime, whole seconds.
+        lifetime_secs: u64,
+        /// The largest `expires` a refresh can satisfy: whole seconds
+        /// strictly less than the lifetime (a token is never handed out
+        /// at the instant it was issued).
         max_secs: u64,
     },
     /// Another replica's refresh did not finish within the wait bound.
@@ -225,6 +230,42 @@ impl Failure {
     }
 }
 
+/// Why a callback did not connect, as the failure page is told:
+/// `reason=<failure>`, `provider=<name>` when the state named one, and
+/// `error=<code>` with the provider's own OAuth error code when the
+/// provider refused the authorization request or the code exchange with
+/// one (never its free-text description).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason.
+    pub failure: Failure,
+    /// The provider the state named, if genuine.
+    pub provider: Option<String>,
+    /// The provider's RFC 6749 error code (`invalid_scope`, …): only
+    /// `[a-z_]{1,64}`, see [`oauth_client::error_code`].
+    pub error: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal for `failure`, naming `provider` (none: the state named
+    /// none, or was not genuine).
+    #[must_use]
+    pub fn new(failure: Failure, provider: Option<String>) -> Self {
+        Self {
+            failure,
+            provider,
+            error: None,
+        }
+    }
+
+    /// The same, with the provider's error code when it is one.
+    #[must_use]
+    pub fn with_error(mut self, code: Option<&str>) -> Self {
+        self.error = code.and_then(oauth_client::error_code).map(str::to_owned);
+        self
+    }
+}
+
 /// The query of a callback.
 #[derive(Debug, Default)]
 pub struct Callback {
@@ -308,6 +349,9 @@ struct Inner {
     failure_url: Option<String>,
     lock_ttl: Duration,
     keepalive_interval: Duration,
+    /// Where the next keep-alive pass goes on in the index (this
+    /// replica's; `None`: from the oldest).
+    keepalive_cursor: std::sync::Mutex<Option<store::IndexEntry>>,
 }
 
 /// Unix milliseconds to seconds.
@@ -348,6 +392,7 @@ impl Connect {
                 failure_url: config.failure_url.clone(),
                 lock_ttl: config.provider_timeout + LOCK_MARGIN,
                 keepalive_interval: config.keepalive_interval,
+                keepalive_cursor: std::sync::Mutex::new(None),
             }),
         })
     }

@@ -1,11 +1,13 @@
-//! The authority as an OAuth 2.0 client: OpenID Connect discovery, the
-//! authorization-code exchange with PKCE, refresh, and revocation (RFC
-//! 7009), over HTTP with bounded timeouts.
+//! The authority as an OAuth 2.0 client: OpenID Connect discovery with
+//! RFC 8414 metadata as the fallback, the authorization-code exchange with
+//! PKCE, refresh, and revocation (RFC 7009), over HTTP with bounded
+//! timeouts.
 //!
 //! Every call has a total deadline (`CONNECT_PROVIDER_TIMEOUT_MS`) and a
 //! bounded response size; redirects are not followed. Request bodies carry
-//! secrets and are never logged; provider error codes are reduced to
-//! `[a-z_]` before anyone sees them.
+//! secrets and are never logged; a provider error code is kept only when it
+//! has the OAuth shape, `[a-z_]{1,64}` ([`error_code`]), before anyone sees
+//! it.
 
 use std::fmt;
 use std::time::Duration;
@@ -40,12 +42,25 @@ pub enum ProviderError {
     Invalid(&'static str),
 }
 
+/// The code of a refusal whose answer had no usable OAuth error code.
+const NO_CODE: &str = "invalid_response";
+
 impl ProviderError {
     /// Whether the provider refused the grant itself (`invalid_grant`): the
     /// refresh token (or code) is dead and only the user can fix it.
     #[must_use]
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, Self::Rejected { error } if error == "invalid_grant")
+    }
+
+    /// The OAuth error code the provider refused with, when it sent a
+    /// usable one (see [`error_code`]).
+    #[must_use]
+    pub fn provider_code(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { error } if error != NO_CODE => Some(error),
+            _ => None,
+        }
     }
 }
 
@@ -108,16 +123,20 @@ struct RawError {
     error: Option<String>,
 }
 
-/// What OpenID Connect discovery says (the parts the authority uses).
+/// What OpenID Connect discovery or RFC 8414 authorization server
+/// metadata says (the parts the authority uses; both documents name them
+/// alike).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Discovered {
     /// Must equal the configured issuer.
     pub issuer: String,
-    /// The authorization endpoint.
-    pub authorization_endpoint: String,
-    /// The token endpoint.
-    pub token_endpoint: String,
-    /// The revocation endpoint, if any.
+    /// The authorization endpoint (an explicit `authorize_url` may stand
+    /// in for a missing one).
+    pub authorization_endpoint: Option<String>,
+    /// The token endpoint (likewise `token_url`).
+    pub token_endpoint: Option<String>,
+    /// The revocation endpoint, if any: from the discovery document, or
+    /// from RFC 8414 metadata when only that publishes it.
     pub revocation_endpoint: Option<String>,
     /// Whether callbacks always carry `iss` (RFC 9207).
     #[serde(default)]
@@ -135,18 +154,42 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Keeps an OAuth error code readable and harmless: `[a-z_]`, 64 at most.
+/// `code` when it has the shape of an OAuth error code (RFC 6749 §4.1.2.1,
+/// §5.2 and their extensions: `invalid_scope`, `login_required`, …):
+/// 1 to 64 of `[a-z_]`. Anything else (free text, markup, another
+/// alphabet) is not passed on, logged or shown anywhere.
+#[must_use]
+pub fn error_code(code: &str) -> Option<&str> {
+    (!code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    .then_some(code)
+}
+
+/// The provider's error code, or `invalid_response` when it sent none of
+/// the OAuth shape.
 fn sanitize_code(code: &str) -> String {
-    let clean: String = code
-        .chars()
-        .filter(|c| c.is_ascii_lowercase() || *c == '_')
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "invalid_response".to_owned()
-    } else {
-        clean
+    error_code(code).unwrap_or(NO_CODE).to_owned()
+}
+
+/// Where RFC 8414 metadata of `issuer` may be, in the order tried: the
+/// well-known suffix between host and path (RFC 8414 §3.1), then, for an
+/// issuer with a path, after it.
+fn metadata_urls(issuer: &str) -> Result<Vec<Url>, ProviderError> {
+    const SUFFIX: &str = "/.well-known/oauth-authorization-server";
+    let mut url =
+        Url::parse(issuer).map_err(|_| ProviderError::Invalid("the issuer is not a URL"))?;
+    url.set_query(None);
+    url.set_fragment(None);
+    let path = url.path().trim_end_matches('/').to_owned();
+    let mut inserted = url.clone();
+    inserted.set_path(&format!("{SUFFIX}{path}"));
+    let mut urls = vec![inserted];
+    if !path.is_empty() {
+        url.set_path(&format!("{path}{SUFFIX}"));
+        urls.push(url);
     }
+    Ok(urls)
 }
 
 /// HTTP calls to providers.
@@ -242,34 +285,63 @@ impl ProviderClient {
         Ok((status, body))
     }
 
-    /// Fetches `issuer`'s OpenID Connect discovery document and checks that
-    /// it names the same issuer (OpenID Connect Discovery §4.3).
+    /// Fetches `issuer`'s OpenID Connect discovery document, with RFC 8414
+    /// metadata as the fallback (see [`Self::discover_for`]); also looks
+    /// for a revocation endpoint the discovery document lacks.
     ///
     /// # Errors
     ///
-    /// [`ProviderError`] when it cannot be fetched or does not fit.
+    /// [`ProviderError`] when neither can be fetched or one does not fit.
     pub async fn discover(&self, issuer: &str) -> Result<Discovered, ProviderError> {
-        let url = format!("{issuer}/.well-known/openid-configuration");
-        let (status, body) = self
-            .send(self.http.get(url).header("accept", "application/json"))
-            .await?;
-        if status >= 500 {
-            return Err(ProviderError::Unavailable(format!(
-                "discovery answered {status}"
-            )));
-        }
-        if status != 200 {
-            return Err(ProviderError::Invalid(
-                "the discovery document could not be fetched",
-            ));
-        }
-        let discovered: Discovered = serde_json::from_slice(&body)
-            .map_err(|_| ProviderError::Invalid("the discovery document is not valid"))?;
-        if discovered.issuer.trim_end_matches('/') != issuer {
-            return Err(ProviderError::Invalid(
-                "the discovery document names another issuer",
-            ));
-        }
+        self.discover_for(issuer, true).await
+    }
+
+    /// Fetches `issuer`'s OpenID Connect discovery document
+    /// (`/.well-known/openid-configuration`) and checks that it names the
+    /// same issuer (OpenID Connect Discovery §4.3). A provider that
+    /// publishes none (a 4xx) is read from its RFC 8414 authorization
+    /// server metadata instead. When the discovery document has no
+    /// `revocation_endpoint` and `want_revocation` (no explicit
+    /// `revocation_url`), RFC 8414 metadata is read for one: many
+    /// providers (Django OAuth Toolkit among them) publish it only there.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::Unavailable`] when a document could not be fetched
+    /// for now (retried on the next use), [`ProviderError::Invalid`] when
+    /// neither is published or one does not fit.
+    pub async fn discover_for(
+        &self,
+        issuer: &str,
+        want_revocation: bool,
+    ) -> Result<Discovered, ProviderError> {
+        let discovery = format!("{issuer}/.well-known/openid-configuration");
+        let discovered = match self.metadata(issuer, &discovery).await? {
+            Some(mut discovered) => {
+                if want_revocation && discovered.revocation_endpoint.is_none() {
+                    match self.authorization_server_metadata(issuer).await {
+                        Ok(Some(metadata)) => {
+                            if metadata.revocation_endpoint.is_some() {
+                                tracing::info!(%issuer, "revocation endpoint from RFC 8414 metadata");
+                            }
+                            discovered.revocation_endpoint = metadata.revocation_endpoint;
+                        }
+                        Ok(None) => {}
+                        // Not for now: discovery is retried on next use.
+                        Err(error @ ProviderError::Unavailable(_)) => return Err(error),
+                        Err(error) => {
+                            tracing::warn!(%issuer, %error, "RFC 8414 metadata unusable; no revocation endpoint");
+                        }
+                    }
+                }
+                discovered
+            }
+            None => self.authorization_server_metadata(issuer).await?.ok_or(
+                ProviderError::Invalid(
+                    "the issuer publishes neither OpenID Connect discovery nor RFC 8414 metadata",
+                ),
+            )?,
+        };
         if discovered
             .code_challenge_methods_supported
             .as_ref()
@@ -278,6 +350,52 @@ impl ProviderClient {
             tracing::warn!(%issuer, "the provider does not advertise PKCE S256; sending it anyway");
         }
         Ok(discovered)
+    }
+
+    /// `issuer`'s RFC 8414 authorization server metadata: at
+    /// `/.well-known/oauth-authorization-server` inserted between the host
+    /// and the issuer's path (RFC 8414 §3.1), then, for an issuer with a
+    /// path, appended to it (where Keycloak, for one, serves it). `None`
+    /// when neither is published.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError`] when it cannot be fetched for now or does not fit.
+    pub async fn authorization_server_metadata(
+        &self,
+        issuer: &str,
+    ) -> Result<Option<Discovered>, ProviderError> {
+        for url in metadata_urls(issuer)? {
+            if let Some(found) = self.metadata(issuer, url.as_str()).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A metadata document at `url` that must name `issuer` (OpenID
+    /// Connect Discovery §4.3, RFC 8414 §3.3); `None` when the server
+    /// answers that there is none (a 4xx).
+    async fn metadata(&self, issuer: &str, url: &str) -> Result<Option<Discovered>, ProviderError> {
+        let (status, body) = self
+            .send(self.http.get(url).header("accept", "application/json"))
+            .await?;
+        if status >= 500 || status == 429 {
+            return Err(ProviderError::Unavailable(format!(
+                "a metadata document answered {status}"
+            )));
+        }
+        if status != 200 {
+            return Ok(None);
+        }
+        let discovered: Discovered = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::Invalid("a metadata document is not valid"))?;
+        if discovered.issuer.trim_end_matches('/') != issuer {
+            return Err(ProviderError::Invalid(
+                "a metadata document names another issuer",
+            ));
+        }
+        Ok(Some(discovered))
     }
 
     /// A POST to the token endpoint with client authentication.
@@ -460,13 +578,15 @@ mod tests {
         let rejected =
             ProviderClient::token_answer(400, br#"{"error":"invalid_grant"}"#).unwrap_err();
         assert!(rejected.is_invalid_grant());
+        assert_eq!(rejected.provider_code(), Some("invalid_grant"));
         let odd = ProviderClient::token_answer(401, br#"{"error":"<script>Bad"}"#).unwrap_err();
         assert_eq!(
             odd,
             ProviderError::Rejected {
-                error: "scriptad".into()
+                error: "invalid_response".into()
             }
         );
+        assert_eq!(odd.provider_code(), None, "not the provider's code");
         assert!(matches!(
             ProviderClient::token_answer(502, b"").unwrap_err(),
             ProviderError::Unavailable(_)
@@ -511,6 +631,43 @@ mod tests {
         assert!(matches!(error, ProviderError::Unavailable(_)), "{error}");
         assert!(started.elapsed() < Duration::from_secs(3));
         holder.abort();
+    }
+
+    /// RFC 8414 metadata is looked for where §3.1 puts it, then, for an
+    /// issuer with a path, where Keycloak and others serve it.
+    #[test]
+    fn metadata_locations() {
+        let urls = |issuer: &str| -> Vec<String> {
+            metadata_urls(issuer)
+                .expect("URL")
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            urls("https://idp.example"),
+            ["https://idp.example/.well-known/oauth-authorization-server"]
+        );
+        assert_eq!(
+            urls("https://idp.example:8443/realms/rds"),
+            [
+                "https://idp.example:8443/.well-known/oauth-authorization-server/realms/rds",
+                "https://idp.example:8443/realms/rds/.well-known/oauth-authorization-server",
+            ]
+        );
+        assert!(metadata_urls("not a url").is_err());
+    }
+
+    /// OAuth error codes are passed on only in their own shape.
+    #[test]
+    fn error_codes() {
+        for good in ["invalid_scope", "access_denied", "login_required", "x"] {
+            assert_eq!(error_code(good), Some(good));
+        }
+        for bad in ["", "Invalid", "invalid scope", "a-b", "é", &"a".repeat(65)] {
+            assert_eq!(error_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(error_code(&"a".repeat(64)).map(str::len), Some(64));
     }
 
     /// An unreachable provider fails within the timeout, as unavailable.

@@ -1,6 +1,7 @@
 //! The provider registry: which external services users may connect, from
 //! the `[[providers]]` tables of the configuration file, and their
-//! endpoints (explicit, or from OpenID Connect discovery).
+//! endpoints (explicit, or from OpenID Connect discovery or RFC 8414
+//! metadata).
 //!
 //! ```toml
 //! [[providers]]
@@ -24,6 +25,11 @@
 //! Endpoints (issuer, authorize, token, revocation, and the discovered ones)
 //! must be `https://`, unless the host is loopback (`127.0.0.1`, `[::1]`,
 //! `localhost`) or the provider sets `allow_insecure_http = true`.
+//!
+//! Discovery reads the OpenID Connect discovery document, or RFC 8414
+//! authorization server metadata for a provider without one, and RFC 8414
+//! metadata for a revocation endpoint the discovery document lacks (see
+//! [`ProviderClient::discover_for`]).
 //!
 //! Explicit URLs override discovered ones (a revocation endpoint the
 //! provider does not advertise, say). Discovery happens on first use and is
@@ -468,7 +474,11 @@ impl Provider {
             .get_or_try_init(|| async {
                 let config = &self.config;
                 let discovered = match &config.issuer {
-                    Some(issuer) => Some(client.discover(issuer).await?),
+                    Some(issuer) => Some(
+                        client
+                            .discover_for(issuer, config.revocation_url.is_none())
+                            .await?,
+                    ),
                     None => None,
                 };
                 let pick = |explicit: &Option<String>, found: Option<&String>| {
@@ -480,12 +490,14 @@ impl Provider {
                 };
                 let authorization = pick(
                     &config.authorize_url,
-                    discovered.as_ref().map(|d| &d.authorization_endpoint),
+                    discovered
+                        .as_ref()
+                        .and_then(|d| d.authorization_endpoint.as_ref()),
                 )?
                 .ok_or(ProviderError::Invalid("no authorization endpoint"))?;
                 let token = pick(
                     &config.token_url,
-                    discovered.as_ref().map(|d| &d.token_endpoint),
+                    discovered.as_ref().and_then(|d| d.token_endpoint.as_ref()),
                 )?
                 .ok_or(ProviderError::Invalid("no token endpoint"))?;
                 let revocation = pick(

@@ -73,9 +73,10 @@ impl Connect {
                     Refreshed::Served(connection, refreshed) => {
                         let now = Timestamp::now();
                         if !connection.valid_for(now, at_least) {
-                            return Err(ConnectError::TooLong {
-                                max_secs: connection.lifetime().as_secs(),
-                            });
+                            // Only when the provider shortened its tokens
+                            // since the last refresh: `refreshable` let
+                            // through only what a fresh token satisfies.
+                            return Err(too_long(connection.lifetime()));
                         }
                         metrics::connect_token(
                             name,
@@ -323,7 +324,12 @@ impl Connect {
     }
 }
 
-/// Checks that a refresh can give a token valid for `at_least`.
+/// Checks that a refresh can give a token valid for `at_least`, before
+/// the provider is asked: a token lives `lifetime` from the moment the
+/// authority receives it and is handed out some milliseconds later, so
+/// only `at_least < lifetime` can be met. This is the same comparison the
+/// answer is checked with after the refresh (`valid_for`), so a request
+/// at the boundary is refused here instead of costing a refresh first.
 fn refreshable(connection: &Connection, at_least: Duration) -> Result<(), ConnectError> {
     if connection.refresh_token.is_none() {
         return Err(ConnectError::Reconnect(
@@ -331,12 +337,21 @@ fn refreshable(connection: &Connection, at_least: Duration) -> Result<(), Connec
         ));
     }
     let lifetime = connection.lifetime();
-    if !lifetime.is_zero() && at_least > lifetime {
-        return Err(ConnectError::TooLong {
-            max_secs: lifetime.as_secs(),
-        });
+    if !lifetime.is_zero() && at_least >= lifetime {
+        return Err(too_long(lifetime));
     }
     Ok(())
+}
+
+/// The refusal of an `expires` a token of `lifetime` cannot satisfy: the
+/// largest whole number of seconds strictly less than the lifetime is
+/// what may be asked for.
+fn too_long(lifetime: Duration) -> ConnectError {
+    let millis = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+    ConnectError::TooLong {
+        lifetime_secs: lifetime.as_secs(),
+        max_secs: millis.saturating_sub(1) / 1000,
+    }
 }
 
 fn serve(connection: &Connection, now: Timestamp, refreshed: bool) -> ServedToken {
@@ -368,11 +383,33 @@ mod tests {
             connected_at: 1_000,
             refreshed_at: 1_000,
         };
-        assert!(refreshable(&connection, Duration::from_secs(60)).is_ok());
+        assert!(refreshable(&connection, Duration::from_secs(59)).is_ok());
+        // A fresh 60 s token is already some milliseconds old when handed
+        // out: 60 s is refused before the provider is called, as the
+        // check after a refresh would refuse it (after the refresh).
+        for asked in [60, 61] {
+            assert!(matches!(
+                refreshable(&connection, Duration::from_secs(asked)),
+                Err(ConnectError::TooLong {
+                    lifetime_secs: 60,
+                    max_secs: 59
+                })
+            ));
+        }
+        let fresh = Timestamp::from_unix_millis(connection.refreshed_at + 1);
+        assert!(!connection.valid_for(fresh, Duration::from_secs(60)));
+        assert!(connection.valid_for(fresh, Duration::from_secs(59)));
         assert!(matches!(
-            refreshable(&connection, Duration::from_secs(61)),
-            Err(ConnectError::TooLong { max_secs: 60 })
+            too_long(Duration::from_millis(60_500)),
+            ConnectError::TooLong {
+                lifetime_secs: 60,
+                max_secs: 60
+            }
         ));
+        assert_eq!(
+            too_long(Duration::from_secs(60)).to_string(),
+            "the provider's tokens live 60 seconds; ask for expires <= 59"
+        );
         let mut no_refresh = connection;
         no_refresh.refresh_token = None;
         assert!(matches!(

@@ -12,12 +12,36 @@
 //! the newer state. The lock is `SET NX PX` with a random owner token,
 //! released only by its owner (compare-and-delete).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRng as _;
 use token_repository::{Error, KeyPrefix, RedisStore, Result, SubjectTag, Timestamp};
+
+/// A page of the keep-alive index after a cursor, in one round trip.
+/// `ARGV`: the cursor's member (empty: from the start) and score, the
+/// exclusive upper score, the page size. Every entry ranked before the
+/// cursor scores at most the cursor's score, which was below an earlier
+/// bound and so is below this one: the cursor's rank is the offset within
+/// the range. A cursor that moved (refreshed) starts the page at the
+/// first entry of its old score.
+static DUE_AFTER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local offset = 0 \
+         if ARGV[1] ~= '' then \
+           local score = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+           if score and tonumber(score) == tonumber(ARGV[2]) then \
+             offset = redis.call('ZRANK', KEYS[1], ARGV[1]) + 1 \
+           else \
+             offset = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. ARGV[2]) \
+           end \
+         end \
+         return redis.call('ZRANGE', KEYS[1], '-inf', '(' .. ARGV[3], 'BYSCORE', \
+           'LIMIT', offset, ARGV[4], 'WITHSCORES')",
+    )
+});
 
 /// A held refresh lock.
 #[derive(Debug)]
@@ -252,6 +276,54 @@ impl ConnectionStore {
                     .arg(limit)
                     .arg("WITHSCORES")
                     .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(member, score)| {
+                let (provider, subject) = member.split_once(':')?;
+                Some(IndexEntry {
+                    provider: provider.to_owned(),
+                    subject: subject.to_owned(),
+                    refreshed_at: score,
+                })
+            })
+            .collect())
+    }
+
+    /// Up to `limit` indexed connections last refreshed before `before`,
+    /// in index order (oldest first), starting after `after` (none: from
+    /// the oldest). When `after` has moved since (refreshed meanwhile),
+    /// the page starts at the first entry of its old score, so nothing is
+    /// passed over; some may be seen twice.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn due_after(
+        &self,
+        before: Timestamp,
+        after: Option<&IndexEntry>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>> {
+        let index = self.prefix().connections();
+        let (member, score) = after.map_or((String::new(), 0), |entry| {
+            (
+                Self::member(&entry.subject, &entry.provider),
+                entry.refreshed_at,
+            )
+        });
+        let found: Vec<(String, u64)> = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(DUE_AFTER
+                    .key(&index)
+                    .arg(&member)
+                    .arg(score)
+                    .arg(before.as_unix_millis())
+                    .arg(limit)
+                    .invoke_async(&mut connection)
                     .await?)
             })
             .await?;
