@@ -6,8 +6,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use token_test_harness::binary;
+use std::time::{Duration, Instant};
+
+use token_service_tests::Authority;
+use token_test_harness::{RedisServer, binary};
 use yaml_rust2::{Yaml, YamlLoader};
+
+const AUTHORITY: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
 
 fn docker_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docker"))
@@ -239,4 +244,79 @@ fn secrets_come_from_files_not_the_image() {
             "a secret in the image: {line}"
         );
     }
+}
+
+/// The compose Redis's settings from `docker/compose.yaml` (read directly,
+/// no Docker needed) as `redis.conf` lines, without the ACL file and the
+/// directory, which the harness sets.
+fn compose_redis_settings() -> Vec<String> {
+    let text = std::fs::read_to_string(docker_dir().join("compose.yaml")).expect("compose.yaml");
+    let compose = YamlLoader::load_from_str(&text).expect("yaml").remove(0);
+    let command: Vec<&str> = compose["services"]["redis"]["command"]
+        .as_vec()
+        .expect("redis command")
+        .iter()
+        .map(|word| word.as_str().expect("a string"))
+        .collect();
+    assert_eq!(command.first(), Some(&"redis-server"), "{command:?}");
+    command[1..]
+        .chunks(2)
+        .filter_map(|pair| {
+            let name = pair[0].strip_prefix("--").expect("--flag value pairs");
+            let value = pair.get(1).copied().unwrap_or_default();
+            match name {
+                "aclfile" | "dir" => None,
+                _ if value.is_empty() => Some(format!("{name} \"\"")),
+                _ => Some(format!("{name} {value}")),
+            }
+        })
+        .collect()
+}
+
+/// A Redis run with the compose file's settings keeps accounts, clients and
+/// tokens when its process dies (SIGKILL) and comes back: the AOF is
+/// written before Redis answers, so a crash of the process loses nothing
+/// acknowledged (a crash of the machine can lose the last second, see the
+/// README's "Durability and backups"). The authority reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_redis_settings_keep_accounts_across_a_crash() {
+    let mut builder = RedisServer::builder();
+    for line in compose_redis_settings() {
+        builder = builder.config_line(line);
+    }
+    let mut redis = builder.start();
+    let authority = Authority::start(AUTHORITY, &redis, &[]);
+    authority.add_user("alice", "alice's password", &["read"]);
+    let secret = authority.add_client("backend", &["read"], false);
+    let login = authority.login("alice", "alice's password").await;
+    let access = login["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+
+    redis.restart();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = authority.get_with("/v1/me", &access).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token issued before the crash is gone ({status})\n{}",
+            authority.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = authority.login("alice", "alice's password").await;
+    assert!(again["access_token"].is_string());
+    let client = authority
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "backend"),
+            ("client_secret", secret.as_str()),
+        ])
+        .await;
+    assert_eq!(client.status(), 200, "the client was lost");
 }
