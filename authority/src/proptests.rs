@@ -254,7 +254,7 @@ proptest! {
     ) {
         let keys = Keyring::parse(KEYS, "CONNECT_KEYS").expect("keys");
         if let Ok(stored) = Stored::parse(&text) {
-            prop_assert_eq!(Stored::parse(&stored.to_text()).expect("reparse"), stored.clone());
+            prop_assert_eq!(&Stored::parse(&stored.to_text()).expect("reparse"), &stored);
             let subject = stored.subject().to_owned();
             prop_assert!(stored.open(&keys, &subject, &provider).is_err());
         }
