@@ -62,5 +62,8 @@ pub mod server;
 pub mod state;
 pub mod throttle;
 
+#[cfg(test)]
+mod proptests;
+
 pub use config::Config;
 pub use state::AppState;

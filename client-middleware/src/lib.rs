@@ -102,6 +102,8 @@ mod extract;
 mod layer;
 mod metrics;
 mod principal;
+#[cfg(test)]
+mod proptests;
 mod scope;
 
 pub use cache::{CacheConfig, CacheStats, TokenCache};

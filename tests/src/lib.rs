@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! - [`acl`]: the compose demo's Redis ACL template rendered with fresh
+//!   passwords.
 //! - [`process`]: run one of the workspace's binaries as a child process,
 //!   learn its address from its `listening on` line, kill it on drop.
 //! - [`authority`]: the real `token-authority` binary as a process, its CLI,
@@ -21,6 +23,7 @@
 //! - [`tokens`]: issue tokens straight into a harness Redis with the
 //!   repository's writer.
 
+pub mod acl;
 pub mod authority;
 pub mod connected;
 pub mod oidc;

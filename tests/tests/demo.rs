@@ -152,3 +152,58 @@ async fn demo_walk_through() {
         assert!(refuses(port), "port {port} still listening after Ctrl-C");
     }
 }
+
+/// `scripts/demo` says what it builds and how long that takes before the
+/// build starts, and lets cargo show its progress (no `--quiet`): a first
+/// build of about 10 minutes must not look like a hung terminal. Cargo is
+/// replaced by a recorder (`CARGO`), so nothing is built here.
+#[test]
+fn demo_script_announces_and_shows_its_build() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let recorded = dir.path().join("args");
+    let fake = dir.path().join("cargo");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\necho FAKE-CARGO-RAN >&2\nexit 3\n",
+            recorded.display()
+        ),
+    )
+    .expect("write the fake cargo");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/demo");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("CARGO", &fake)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/demo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "the build's failure is the script's: {stderr}"
+    );
+    let ran = stderr.find("FAKE-CARGO-RAN").expect("cargo ran");
+    let note = &stderr[..ran];
+    for what in [
+        "token-authority",
+        "protected-service",
+        "token-demo",
+        "10 minutes",
+    ] {
+        assert!(
+            note.contains(what),
+            "not said before the build: {what}\n{stderr}"
+        );
+    }
+    let args = std::fs::read_to_string(&recorded).expect("recorded arguments");
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(args.first(), Some(&"build"), "{args:?}");
+    assert!(args.contains(&"--release"), "{args:?}");
+    assert!(
+        !args.iter().any(|arg| *arg == "--quiet" || *arg == "-q"),
+        "the build hides its progress: {args:?}"
+    );
+}

@@ -1,7 +1,9 @@
 //! The OpenAPI contract, checked from outside: schemathesis generates
 //! requests from `authority/openapi.yaml` against the real authority binary
 //! and checks every answer (no 5xx, status codes, content types, headers
-//! and bodies as documented, schema-violating requests refused).
+//! and bodies as documented, schema-violating requests refused); and
+//! `openapi-spec-validator` accepts the document as OpenAPI 3 (code
+//! generators and API gateways read it).
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +13,34 @@ use token_test_harness::{RedisServer, binary};
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
 const PASSWORD: &str = "schemathesis admin password";
+
+const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../authority/openapi.yaml");
+
+/// The document is valid OpenAPI 3 by `openapi-spec-validator` (the OpenAPI
+/// schema, plus every `$ref` resolving): a YAML slip such as an unquoted
+/// comma in a flow mapping (`{type: integer, description: a, b.}` makes a
+/// stray key `b.`) is refused. The tool is required, never skipped.
+#[test]
+fn document_is_valid_openapi() {
+    let validator = binary::find(
+        "openapi-spec-validator",
+        "OPENAPI_SPEC_VALIDATOR",
+        "Install it: `pip install openapi-spec-validator==0.9.0` (CI does this in .ci/run)",
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    let output = Command::new(validator)
+        .args(["--schema", "3.0", DOCUMENT])
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        output.status.success(),
+        "authority/openapi.yaml is not valid OpenAPI 3.0:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("OK"), "{report}");
+}
 
 /// Runs `st run` with `args` against the authority's document.
 fn schemathesis(authority: &Authority, token: &str, args: &[&str]) -> (bool, String) {

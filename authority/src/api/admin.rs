@@ -280,3 +280,7 @@ async fn run(
         }
     })
 }
+
+#[cfg(test)]
+#[path = "admin_proptests.rs"]
+mod proptests;

@@ -1,7 +1,9 @@
 //! `token-demo`: the compose demo's topology without Docker.
 //!
 //! Starts a private `redis-server` with `docker/redis-users.acl` (the
-//! default user off, an `authority` user, a read-only `token-client` user),
+//! default user off, an `authority` user, a read-only `token-client` user)
+//! rendered with passwords generated for this run (the file holds only
+//! `#<sha256>` placeholders),
 //! the authority and the example protected service on free loopback ports,
 //! creates an admin and a demo user, prints the URLs, the credentials and a
 //! curl walk-through, and stops everything on Ctrl-C or SIGTERM.
@@ -12,20 +14,17 @@
 //! ```
 //!
 //! Binaries default to `token-authority` and `protected-service` next to
-//! this executable; the ACL file to `docker/redis-users.acl` of the source
-//! tree. The last line printed is `ready`; everything before it is
+//! this executable; the ACL template to `docker/redis-users.acl` of the
+//! source tree. The last line printed is `ready`; everything before it is
 //! `key: value` lines (`authority`, `service`, `redis`, `admin`, `user`) and
 //! the walk-through, so scripts and tests can read them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use token_service_tests::acl::{self, AUTHORITY_USER, CLIENT_USER, RenderedAcl};
 use token_service_tests::process::ServiceProcess;
 use token_test_harness::RedisServer;
-
-/// The demo passwords of the ACL file's users (replace them in deployment).
-const AUTHORITY_REDIS_PASSWORD: &str = "authority-demo-password";
-const CLIENT_REDIS_PASSWORD: &str = "token-client-demo-password";
 
 struct Options {
     authority: PathBuf,
@@ -42,7 +41,7 @@ fn options() -> Result<Options, String> {
     let mut options = Options {
         authority: here.join("token-authority"),
         service: here.join("protected-service"),
-        acl: Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/redis-users.acl"),
+        acl: PathBuf::from(acl::TEMPLATE),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -61,7 +60,7 @@ fn options() -> Result<Options, String> {
     for (what, path) in [
         ("authority", &options.authority),
         ("service", &options.service),
-        ("ACL file", &options.acl),
+        ("ACL template", &options.acl),
     ] {
         if !path.exists() {
             return Err(format!(
@@ -71,15 +70,6 @@ fn options() -> Result<Options, String> {
         }
     }
     Ok(options)
-}
-
-/// A password nobody else has: 128 bits from the OS generator.
-fn password() -> Result<String, String> {
-    let mut bytes = [0_u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
-        .map_err(|error| format!("cannot read /dev/urandom: {error}"))?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// Runs the authority's admin CLI with `env`, feeding `stdin`.
@@ -131,18 +121,19 @@ fn run() -> Result<(), String> {
             _ => return Err("cannot listen for Ctrl-C".to_owned()),
         }
     };
+    let users = RenderedAcl::render(&options.acl)?;
     let redis = RedisServer::builder()
-        .acl_file(&options.acl)
+        .acl_file(users.path())
         .try_start()
         .map_err(|error| error.to_string())?;
-    let authority_url = redis.url_as("authority", AUTHORITY_REDIS_PASSWORD);
-    let client_url = redis.url_as("token-client", CLIENT_REDIS_PASSWORD);
+    let authority_url = redis.url_as(AUTHORITY_USER, &users.authority_password);
+    let client_url = redis.url_as(CLIENT_USER, &users.client_password);
     let authority_env = [
         ("REDIS_URL", authority_url.as_str()),
         ("LISTEN_ADDR", "127.0.0.1:0"),
     ];
-    let admin_password = password()?;
-    let user_password = password()?;
+    let admin_password = acl::password()?;
+    let user_password = acl::password()?;
     cli(
         &options.authority,
         &authority_env,
@@ -189,9 +180,11 @@ fn run() -> Result<(), String> {
     println!("authority: {a}");
     println!("service: {s}");
     println!(
-        "redis: redis://127.0.0.1:{} (users authority, token-client; see docker/redis-users.acl)",
+        "redis: redis://127.0.0.1:{} (users authority, token-client; passwords generated for this run)",
         redis.port()
     );
+    println!("redis-authority: {authority_url}");
+    println!("redis-token-client: {client_url}");
     println!("admin: admin {admin_password}");
     println!("user: alice {user_password}");
     println!();
