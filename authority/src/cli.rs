@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use token_repository::Scopes;
+use token_repository::{Scopes, TokenReader as _};
 use zeroize::Zeroizing;
 
 use crate::admin::{self, NewClient, NewUser, UserChange};
