@@ -184,15 +184,16 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config) -> Result<(), String> {
-    let admin_state = |config| AppState::new(config).map_err(|error| error.to_string());
     match command {
         Command::Serve => serve(config).await,
-        Command::User(command) => user(&admin_state(config)?, command).await.map_err(describe),
-        Command::Client(command) => client(&admin_state(config)?, command)
+        Command::User(command) => user(&admin_state(config).await?, command)
+            .await
+            .map_err(describe),
+        Command::Client(command) => client(&admin_state(config).await?, command)
             .await
             .map_err(describe),
         Command::Connect(ConnectCommand::Reencrypt) => {
-            let state = admin_state(config)?;
+            let state = admin_state(config).await?;
             let report = state
                 .connect()
                 .reencrypt()
@@ -217,6 +218,34 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
+/// The state for an admin command; a TLS certificate problem with Redis is
+/// reported naming the variable (other errors surface in the command).
+async fn admin_state(config: Config) -> Result<AppState, String> {
+    let state = AppState::new(config).map_err(|error| error.to_string())?;
+    if let Err(error) = state.store().ping().await {
+        refuse_rejected_tls(&state, &error)?;
+    }
+    Ok(state)
+}
+
+/// A TLS handshake with Redis that failed on a certificate does not heal
+/// by waiting: an error naming the variable to fix.
+fn refuse_rejected_tls(state: &AppState, error: &token_repository::Error) -> Result<(), String> {
+    if !error.is_tls_rejected() {
+        return Ok(());
+    }
+    let variable = if state.config().redis_tls.is_some() {
+        "REDIS_CA_FILE"
+    } else {
+        "REDIS_URL"
+    };
+    Err(format!(
+        "{variable}: the TLS handshake with Redis failed on a certificate \
+         (is REDIS_CA_FILE the CA that signed the server's certificate, \
+         and the client certificate one the server accepts?): {error}"
+    ))
+}
+
 fn describe(problem: Problem) -> String {
     format!("{} ({})", problem.description(), problem.code())
 }
@@ -232,19 +261,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
     config.listen_addr = bound;
     let state = AppState::new(config).map_err(|error| error.to_string())?;
     if let Err(error) = state.store().ping().await {
-        if error.is_tls_rejected() {
-            // A certificate problem does not heal by waiting: refuse to start.
-            let variable = if state.config().redis_tls.is_some() {
-                "REDIS_CA_FILE"
-            } else {
-                "REDIS_URL"
-            };
-            return Err(format!(
-                "{variable}: the TLS handshake with Redis failed on a certificate \
-                 (is REDIS_CA_FILE the CA that signed the server's certificate, \
-                 and the client certificate one the server accepts?): {error}"
-            ));
-        }
+        refuse_rejected_tls(&state, &error)?;
         // Not fatal: the server answers 503 and recovers when Redis comes
         // (and /readyz checks the eviction policy then).
         tracing::warn!(%error, "Redis is not reachable yet; serving 503 until it is");
@@ -265,7 +282,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
                     "{error}; refusing to start (set ALLOW_REDIS_EVICTION=true to start anyway)"
                 ));
             }
-    }
+        }
     }
     let metrics_listener = match state.config().metrics_addr {
         Some(addr) => {

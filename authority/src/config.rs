@@ -946,7 +946,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let certificates =
             token_test_harness::TestCertificates::generate(&dir).expect("certificates");
-        let path = |path: &std::path::Path| path.to_str().expect("utf-8").to_owned();
+        let path = |path: &Path| path.to_str().expect("utf-8").to_owned();
         let ca = path(&certificates.ca_cert);
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate\n").expect("write");

@@ -89,3 +89,64 @@ async fn https_discovery_trusts_connect_ca_file() {
     let error = webpki_only.discover(&issuer).await.unwrap_err();
     assert!(matches!(error, ProviderError::Unavailable(_)), "{error}");
 }
+
+/// Answers every request on a loopback port with the JSON `body(port)`,
+/// until aborted; answers the port.
+async fn json_responder(body: impl Fn(u16) -> String) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = body(port);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = vec![0_u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    (port, task)
+}
+
+/// A discovery document (from a loopback issuer, allowed over http://)
+/// naming a plain http:// token endpoint on another host: the provider's
+/// endpoints are refused, unless it sets `allow_insecure_http`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_discovered_endpoints_are_refused() {
+    use token_authority::connect::providers::{Provider, parse};
+
+    let (port, responder) = json_responder(|port| {
+        serde_json::json!({
+            "issuer": format!("http://127.0.0.1:{port}"),
+            "authorization_endpoint": "https://idp.example/authorize",
+            "token_endpoint": "http://idp.example/token",
+        })
+        .to_string()
+    })
+    .await;
+    let issuer = format!("http://127.0.0.1:{port}");
+    let client = ProviderClient::new(Duration::from_secs(5)).expect("client");
+    for (extra, allowed) in [("", false), ("allow_insecure_http = true\n", true)] {
+        let text = format!(
+            "[[providers]]\nname = \"p\"\nissuer = \"{issuer}\"\nclient_id = \"c\"\nclient_secret = \"s\"\n{extra}"
+        );
+        let table: toml::Table = text.parse().expect("toml");
+        let tables = vec![table["providers"][0].as_table().expect("table").clone()];
+        let config = parse(&tables, &|_| None).expect("a loopback issuer is fine");
+        let provider = Provider::new(config[0].clone(), "http://127.0.0.1/cb");
+        let endpoints = provider.endpoints(&client).await;
+        if allowed {
+            let endpoints = endpoints.expect("allowed for tests");
+            assert_eq!(endpoints.token.as_str(), "http://idp.example/token");
+        } else {
+            let error = endpoints.unwrap_err();
+            assert!(matches!(error, ProviderError::Invalid(_)), "{error}");
+        }
+    }
+    responder.abort();
+}

@@ -149,7 +149,9 @@ fn a_wrong_ca_stops_the_authority_naming_the_variable() {
     );
 
     let listed = run_until_exit(&["user", "list"], &wrong, Duration::from_secs(30));
-    assert!(!listed.status.success());
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(!listed.status.success(), "{stderr}");
+    assert!(stderr.contains("REDIS_CA_FILE"), "{stderr}");
 
     let output = run_until_exit(&["serve"], &base, Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&output.stderr);
