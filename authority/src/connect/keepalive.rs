@@ -18,9 +18,9 @@ use token_repository::Timestamp;
 use super::store::IndexEntry;
 use super::{Connect, ConnectError, KeepAliveReport, Need, Refreshed, minus};
 
-/// Refreshes one pass attempts at most.
+/// The most refreshes one keep-alive pass attempts.
 pub const PASS_REFRESHES: usize = 100;
-/// Index entries one pass reads at most, skipped ones included.
+/// The most index entries one keep-alive pass reads, skipped ones included.
 pub const PASS_SCAN: usize = 1_000;
 /// Index entries read per round trip.
 const PAGE: usize = 100;
