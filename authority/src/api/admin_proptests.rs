@@ -173,7 +173,7 @@ proptest! {
         scope in any::<Option<String>>(),
         introspect in any::<Option<bool>>(),
         view_access_tokens in any::<Option<bool>>(),
-        allowed_ips in any::<Option<Vec<String>>>(),
+        allowed_ips in proptest::option::of(prop::collection::vec(any::<String>(), 0..8)),
         disabled in any::<Option<bool>>(),
     ) {
         let mut create = Map::new();
