@@ -223,6 +223,45 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     assert!(authority.process().is_running());
 }
 
+/// A connection that has been answered and then sends nothing is closed
+/// after the idle timeout, even with a long header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(
+        BIN,
+        &redis,
+        &[
+            ("HTTP_HEADER_TIMEOUT_MS", "60000"),
+            ("HTTP_REQUEST_TIMEOUT_MS", "1000"),
+            ("HTTP_IDLE_TIMEOUT_MS", "2000"),
+        ],
+    );
+    let mut stream = TcpStream::connect(addr_of(&authority))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: authority\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buffer = [0_u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answered = Instant::now();
+    assert!(
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+    let closed = closed_by_server(&mut stream, answered + Duration::from_secs(15))
+        .await
+        .expect("the idle connection was closed");
+    let idle = closed.duration_since(answered);
+    assert!(idle >= Duration::from_millis(1900), "closed after {idle:?}");
+}
+
 /// A request whose body does not arrive within the request timeout gets
 /// 408 with the standard error body, and the connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
