@@ -159,14 +159,19 @@ async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_warning = None;
     loop {
         let permit = match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                tracing::warn!(
-                    limit = limits.max_connections,
-                    "connection limit reached; new connections wait"
-                );
+                // At most one line per 10 s while saturated.
+                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        "connection limit reached; new connections wait"
+                    );
+                }
                 tokio::select! {
                     permit = Arc::clone(&connections).acquire_owned() => match permit {
                         Ok(permit) => permit,
