@@ -161,4 +161,27 @@ mod tests {
             other => panic!("expected Evicting, got {other:?}"),
         }
     }
+
+    /// On a Redis Cluster every master is checked: one evicting master
+    /// out of three fails the check, and is named.
+    #[tokio::test]
+    async fn every_cluster_master_is_checked() {
+        let cluster = token_test_harness::RedisCluster::start();
+        let store =
+            RedisStore::new(RedisConfig::cluster(cluster.urls()).timeout(Duration::from_secs(2)))
+                .expect("store");
+        let found = policies(&store).await.expect("policies");
+        assert_eq!(found.len(), cluster.nodes().len(), "{found:?}");
+        check(&store).await.expect("noeviction everywhere");
+        let last = &cluster.nodes()[cluster.nodes().len() - 1];
+        let reply = last.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-random"]);
+        assert_eq!(reply.trim(), "OK");
+        match check(&store).await {
+            Err(EvictionError::Evicting { node, policy }) => {
+                assert_eq!(policy, "allkeys-random");
+                assert!(node.contains(&last.port().to_string()), "{node}");
+            }
+            other => panic!("expected Evicting, got {other:?}"),
+        }
+    }
 }

@@ -159,14 +159,19 @@ async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_warning = None;
     loop {
         let permit = match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                tracing::warn!(
-                    limit = limits.max_connections,
-                    "connection limit reached; new connections wait"
-                );
+                // At most one line per 10 s while saturated.
+                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        "connection limit reached; new connections wait"
+                    );
+                }
                 tokio::select! {
                     permit = Arc::clone(&connections).acquire_owned() => match permit {
                         Ok(permit) => permit,
@@ -262,17 +267,21 @@ impl Activity {
     /// starts only once it has recognised HTTP/1), or nothing read or
     /// written for `idle_timeout`.
     async fn expired(&self, header_timeout: Duration, idle_timeout: Duration) {
-        tokio::time::sleep(header_timeout).await;
-        if !self.requested.load(Ordering::Relaxed) {
-            return;
-        }
+        let header_deadline = self.opened + header_timeout;
         loop {
             let last = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let deadline = last + idle_timeout;
-            if Instant::now() >= deadline {
+            let idle_deadline = last + idle_timeout;
+            let requested = self.requested.load(Ordering::Relaxed);
+            let now = Instant::now();
+            if now >= idle_deadline || (!requested && now >= header_deadline) {
                 return;
             }
-            tokio::time::sleep_until(deadline.into()).await;
+            let next = if requested {
+                idle_deadline
+            } else {
+                idle_deadline.min(header_deadline)
+            };
+            tokio::time::sleep_until(next.into()).await;
         }
     }
 }

@@ -17,6 +17,9 @@
 //! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
 //! | `TOKEN_CACHE_STALENESS_MS` | `30000`                  | the cache's staleness bound                           |
 //! | `LOG_FORMAT`               | `text`                   | `text` or `json` (one object per line) on stderr      |
+//! | `HTTP_HEADER_TIMEOUT_MS`   | `10000`                  | time to send a request header (also keep-alive idle)  |
+//! | `HTTP_REQUEST_TIMEOUT_MS`  | `30000`                  | time from a request header to its response, then 503  |
+//! | `MAX_CONNECTIONS`          | `10000`                  | open connections; further ones wait to be accepted    |
 //!
 //! Once listening it prints exactly one line to stdout,
 //! `listening on http://<addr>`; logs go to stderr (`RUST_LOG`). It stops
@@ -32,7 +35,12 @@
 //!
 //! Every request gets an `X-Request-Id` (the caller's, or a fresh UUID),
 //! echoed in the response and recorded on its log span, so a request
-//! traced through the authority keeps one id here too.
+//! traced through the authority keeps one id here too. Every response
+//! carries `X-Content-Type-Options: nosniff`.
+//!
+//! It is served by [`serve`] rather than `axum::serve`, which has no
+//! timeouts: copy that function to protect your service against clients
+//! that open connections and send slowly or nothing (slowloris).
 //!
 //! ```sh
 //! REDIS_URL=redis://token-client:secret@127.0.0.1:6379/ \
@@ -70,6 +78,19 @@ struct Config {
     prefix: KeyPrefix,
     cache: bool,
     staleness: Duration,
+    limits: Limits,
+}
+
+/// Connection limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// A client must send a request's whole header within this (and, on a
+    /// kept-alive connection, the next one); else the connection is closed.
+    header_timeout: Duration,
+    /// A request not answered within this gets 503.
+    request_timeout: Duration,
+    /// Open connections at most; past it new ones wait to be accepted.
+    max_connections: usize,
 }
 
 impl Config {
@@ -91,6 +112,26 @@ impl Config {
         let staleness = staleness.parse().map(Duration::from_millis).map_err(|_| {
             format!("TOKEN_CACHE_STALENESS_MS must be milliseconds, not {staleness:?}")
         })?;
+        let millis = |name: &str, default: &str| {
+            let text = var(name, default);
+            match text.parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(format!("{name} must be milliseconds, not {text:?}")),
+            }
+        };
+        let max_connections = var("MAX_CONNECTIONS", "10000");
+        let limits = Limits {
+            header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", "10000")?,
+            request_timeout: millis("HTTP_REQUEST_TIMEOUT_MS", "30000")?,
+            max_connections: match max_connections.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(format!(
+                        "MAX_CONNECTIONS must be a positive number, not {max_connections:?}"
+                    ));
+                }
+            },
+        };
         // REDIS_URL_FILE: the URL (with its password) in a secret file.
         let mut settings: Vec<(&str, String)> = Vec::new();
         if let Some(path) = std::env::var_os("REDIS_URL_FILE") {
@@ -134,14 +175,15 @@ impl Config {
             prefix,
             cache,
             staleness,
+            limits,
         })
     }
 }
 
 /// The routes: `/whoami` and `/admin` behind the required layer (`/admin`
 /// also behind the scope guard), `/public` behind the optional one; request
-/// ids and a log span around everything.
-fn app(auth: TokenAuthLayer, metrics: PrometheusHandle) -> Router {
+/// ids, a log span, `nosniff` and the request timeout around everything.
+fn app(auth: TokenAuthLayer, metrics: PrometheusHandle, request_timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/whoami", get(whoami))
@@ -164,8 +206,99 @@ fn app(auth: TokenAuthLayer, metrics: PrometheusHandle) -> Router {
                         .make_span_with(request_span)
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
-                .layer(PropagateRequestIdLayer::new(request_id)),
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(axum::middleware::from_fn(
+                    move |request: axum::extract::Request, next: axum::middleware::Next| {
+                        within(request_timeout, next.run(request))
+                    },
+                )),
         )
+        .layer(axum::middleware::map_response(nosniff))
+}
+
+/// Browsers must not guess another content type than the one sent.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The response of `handler`, or 503 (RFC 6750 shape) past `limit`.
+async fn within(
+    limit: Duration,
+    handler: impl Future<Output = axum::response::Response>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(limit, handler).await {
+        Ok(response) => response,
+        Err(_) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the request took too long; retry later",
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// `axum::serve` with limits: HTTP/1.1 with a header-read timeout (hyper's,
+/// which needs a timer), at most `max_connections` open (a semaphore
+/// around `accept`: excess clients wait in the listen backlog), and a
+/// graceful drain (up to 30 s) once `shutdown` completes.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = async {
+                let slot = slots.clone().acquire_owned().await;
+                (slot, listener.accept().await)
+            } => accepted,
+        };
+        let (stream, slot) = match accepted {
+            (Ok(slot), Ok((stream, _))) => (stream, slot),
+            (_, Err(error)) => {
+                // Out of file descriptors, say: back off briefly.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            (Err(_), _) => break,
+        };
+        let connection = graceful.watch(
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())),
+        );
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; closing them");
+    }
 }
 
 /// The span of one request: method, path and request id.
@@ -231,10 +364,15 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|error| format!("cannot write to stdout: {error}"))?;
     drop(stdout);
     tracing::info!(%addr, cache = config.cache, staleness = ?config.staleness, "protected service started");
-    axum::serve(listener, app(auth, metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|error| format!("server failed: {error}"))
+    let limits = config.limits;
+    serve(
+        listener,
+        app(auth, metrics, limits.request_timeout),
+        limits,
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed at the call,

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use token_service_tests::Authority;
+use token_service_tests::protected::{Options, ProtectedService};
 use token_test_harness::{RedisServer, wait_until_async};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
+const SERVICE: &str = env!("CARGO_BIN_EXE_protected-service");
 const ACL_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/redis-users.acl");
 
 /// A fresh client, so that every request opens its own connection.
@@ -47,22 +49,23 @@ async fn closed_by_server(stream: &mut TcpStream, deadline: Instant) -> Option<I
     }
 }
 
-/// 500 connections that send half a request header (or nothing at all) do
-/// not stop a normal request from being answered within a second, and the
-/// server closes every one of them after the header timeout (2 s here).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slowloris_connections_neither_block_nor_linger() {
-    let redis = RedisServer::start();
-    let authority = Authority::start(BIN, &redis, &[("HTTP_HEADER_TIMEOUT_MS", "2000")]);
-    let addr = addr_of(&authority);
-
+/// Opens `count` connections to `addr` that send half a request header
+/// (every fifth sends nothing), asserts that a normal request to
+/// `healthz` is answered within a second meanwhile, and that the server
+/// closes every slow connection after `header_timeout` (not before).
+async fn assert_slow_clients_are_shed(
+    addr: SocketAddr,
+    healthz: &str,
+    count: usize,
+    header_timeout: Duration,
+) {
     let mut slow = Vec::new();
-    for index in 0..500 {
+    for index in 0..count {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let opened = Instant::now();
         if index % 5 != 0 {
             stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: authority\r\nX-Slow: ")
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: service\r\nX-Slow: ")
                 .await
                 .expect("partial header");
         }
@@ -71,18 +74,19 @@ async fn slowloris_connections_neither_block_nor_linger() {
 
     let started = Instant::now();
     let response = client()
-        .get(authority.url("/healthz"))
+        .get(healthz)
         .send()
         .await
-        .expect("healthz while 500 connections dawdle");
+        .expect("healthz while slow connections dawdle");
     let elapsed = started.elapsed();
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert!(
         elapsed < Duration::from_secs(1),
         "answered after {elapsed:?}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + header_timeout + Duration::from_secs(18);
     let waits = slow.into_iter().map(|(mut stream, opened)| {
         tokio::spawn(async move {
             closed_by_server(&mut stream, deadline)
@@ -95,22 +99,80 @@ async fn slowloris_connections_neither_block_nor_linger() {
         lifetimes.push(wait.await.expect("task"));
     }
     let open = lifetimes.iter().filter(|life| life.is_none()).count();
-    assert_eq!(
-        open, 0,
-        "{open} of 500 slow connections still open after 20 s"
-    );
+    assert_eq!(open, 0, "{open} of {count} slow connections never closed");
     let shortest = lifetimes.iter().flatten().min().copied();
     assert!(
-        shortest.is_some_and(|life| life >= Duration::from_millis(1900)),
+        shortest.is_some_and(|life| life >= header_timeout - Duration::from_millis(100)),
         "a connection was closed before the header timeout: {shortest:?}"
     );
     // And the server is still serving.
-    let response = client()
-        .get(authority.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
+    let response = client().get(healthz).send().await.expect("healthz");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// 500 connections that send half a request header (or nothing at all) do
+/// not stop a normal request from being answered within a second, and the
+/// server closes every one of them after the header timeout (2 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_neither_block_nor_linger() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(BIN, &redis, &[("HTTP_HEADER_TIMEOUT_MS", "2000")]);
+    assert_slow_clients_are_shed(
+        addr_of(&authority),
+        &authority.url("/healthz"),
+        500,
+        Duration::from_secs(2),
+    )
+    .await;
+}
+
+/// The example service (what users copy) sheds slow clients the same way,
+/// and makes connections past its cap wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_service_sheds_slow_clients() {
+    let redis = RedisServer::start();
+    let options = Options::new(redis.url()).env("HTTP_HEADER_TIMEOUT_MS", "2000");
+    let mut service = ProtectedService::start(SERVICE, &options);
+    let addr = service_addr(&mut service);
+    assert_slow_clients_are_shed(
+        addr,
+        &format!("http://{addr}/healthz"),
+        300,
+        Duration::from_secs(2),
+    )
+    .await;
+
+    let mut capped = ProtectedService::start(
+        SERVICE,
+        &Options::new(redis.url())
+            .env("MAX_CONNECTIONS", "2")
+            .env("HTTP_HEADER_TIMEOUT_MS", "60000"),
+    );
+    let addr = service_addr(&mut capped);
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let url = format!("http://{addr}/healthz");
+    let waiting = tokio::spawn(async move { client().get(url).send().await });
+    let early = tokio::time::timeout(Duration::from_millis(500), async {
+        while !waiting.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(early.is_err(), "a third connection was served at once");
+    drop(idle.pop());
+    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot is free")
+        .expect("task")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+fn service_addr(service: &mut ProtectedService) -> SocketAddr {
+    service.process().addr()
 }
 
 /// Past `MAX_CONNECTIONS`, a new connection waits (neither refused nor
@@ -159,6 +221,45 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(authority.process().is_running());
+}
+
+/// A connection that has been answered and then sends nothing is closed
+/// after the idle timeout, even with a long header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(
+        BIN,
+        &redis,
+        &[
+            ("HTTP_HEADER_TIMEOUT_MS", "60000"),
+            ("HTTP_REQUEST_TIMEOUT_MS", "1000"),
+            ("HTTP_IDLE_TIMEOUT_MS", "2000"),
+        ],
+    );
+    let mut stream = TcpStream::connect(addr_of(&authority))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: authority\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buffer = [0_u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answered = Instant::now();
+    assert!(
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+    let closed = closed_by_server(&mut stream, answered + Duration::from_secs(15))
+        .await
+        .expect("the idle connection was closed");
+    let idle = closed.duration_since(answered);
+    assert!(idle >= Duration::from_millis(1900), "closed after {idle:?}");
 }
 
 /// A request whose body does not arrive within the request timeout gets
