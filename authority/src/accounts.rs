@@ -176,13 +176,25 @@ const UPDATE_ATTEMPTS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct Accounts {
     store: RedisStore,
+    #[cfg(test)]
+    faults: std::sync::Arc<crate::faults::Faults>,
 }
 
 impl Accounts {
     /// Accounts in the Redis of `store`, under its prefix.
     #[must_use]
     pub fn new(store: RedisStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            #[cfg(test)]
+            faults: std::sync::Arc::default(),
+        }
+    }
+
+    /// The injected faults (tests only).
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
     }
 
     /// The user `username`, if any.
@@ -191,7 +203,10 @@ impl Accounts {
     ///
     /// Store failures, unreadable records.
     pub async fn user(&self, username: &str) -> Result<Option<User>, AccountError> {
-        Ok(self.get::<User>(username).await?.map(|(user, _)| user))
+        let user = self.get::<User>(username).await?.map(|(user, _)| user);
+        #[cfg(test)]
+        self.faults.after_user_read.point().await;
+        Ok(user)
     }
 
     /// The client `client_id`, if any.
@@ -266,7 +281,21 @@ impl Accounts {
     ///
     /// Store failures, [`AccountError::Contended`].
     pub async fn delete_user(&self, username: &str) -> Result<Option<User>, AccountError> {
-        self.delete(username).await
+        self.delete(username, |_: &User| true).await
+    }
+
+    /// Deletes the user if `condition` holds for its current record;
+    /// answers whether it deleted.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, [`AccountError::Contended`].
+    pub async fn delete_user_if(
+        &self,
+        username: &str,
+        condition: impl Fn(&User) -> bool + Send + Sync,
+    ) -> Result<bool, AccountError> {
+        Ok(self.delete(username, condition).await?.is_some())
     }
 
     /// Deletes a client; answers the deleted record.
@@ -275,7 +304,7 @@ impl Accounts {
     ///
     /// Store failures, [`AccountError::Contended`].
     pub async fn delete_client(&self, client_id: &str) -> Result<Option<Client>, AccountError> {
-        self.delete(client_id).await
+        self.delete(client_id, |_: &Client| true).await
     }
 
     /// All users, by username.
@@ -365,11 +394,18 @@ impl Accounts {
         Err(AccountError::Contended(id.to_owned()))
     }
 
-    async fn delete<T: Record>(&self, id: &str) -> Result<Option<T>, AccountError> {
+    async fn delete<T: Record>(
+        &self,
+        id: &str,
+        condition: impl Fn(&T) -> bool + Send + Sync,
+    ) -> Result<Option<T>, AccountError> {
         for _ in 0..UPDATE_ATTEMPTS {
             let Some((old, old_json)) = self.get::<T>(id).await? else {
                 return Ok(None);
             };
+            if !condition(&old) {
+                return Ok(None);
+            }
             let key = T::key(self.store.prefix(), id);
             if crate::cas::delete_if(&self.store, &key, &old_json).await? {
                 let set = T::set(self.store.prefix());

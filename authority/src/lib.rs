@@ -30,6 +30,7 @@
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
 //! - [`cas`]: compare-and-set on single keys.
+//! - [`backup`]: export and import of accounts and connections.
 //! - [`connect`]: connected services: the authority as an OAuth client of
 //!   external providers, their tokens encrypted at rest.
 //! - [`password`]: argon2id on a bounded blocking pool.
@@ -42,11 +43,14 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod authenticate;
+pub mod backup;
 pub mod cas;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod credentials;
+#[cfg(test)]
+pub(crate) mod faults;
 pub mod form;
 pub mod logging;
 pub mod metrics;
