@@ -212,6 +212,8 @@ pub struct Accounts {
     store: RedisStore,
     key: Arc<DeploymentKey>,
     migrated: Arc<OnceCell<()>>,
+    #[cfg(test)]
+    faults: std::sync::Arc<crate::faults::Faults>,
 }
 
 impl Accounts {
@@ -222,7 +224,15 @@ impl Accounts {
             key: Arc::new(DeploymentKey::new(store.clone())),
             store,
             migrated: Arc::new(OnceCell::new()),
+            #[cfg(test)]
+            faults: std::sync::Arc::default(),
         }
+    }
+
+    /// The injected faults (tests only).
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
     }
 
     /// The deployment key that names the account keys.
@@ -341,7 +351,10 @@ impl Accounts {
     ///
     /// Store failures, unreadable records.
     pub async fn user(&self, username: &str) -> Result<Option<User>, AccountError> {
-        Ok(self.get::<User>(username).await?.map(|(user, _)| user))
+        let user = self.get::<User>(username).await?.map(|(user, _)| user);
+        #[cfg(test)]
+        self.faults.after_user_read.point().await;
+        Ok(user)
     }
 
     /// The client `client_id`, if any.
@@ -416,7 +429,21 @@ impl Accounts {
     ///
     /// Store failures, [`AccountError::Contended`].
     pub async fn delete_user(&self, username: &str) -> Result<Option<User>, AccountError> {
-        self.delete(username).await
+        self.delete(username, |_: &User| true).await
+    }
+
+    /// Deletes the user if `condition` holds for its current record;
+    /// answers whether it deleted.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, [`AccountError::Contended`].
+    pub async fn delete_user_if(
+        &self,
+        username: &str,
+        condition: impl Fn(&User) -> bool + Send + Sync,
+    ) -> Result<bool, AccountError> {
+        Ok(self.delete(username, condition).await?.is_some())
     }
 
     /// Deletes a client; answers the deleted record.
@@ -425,7 +452,7 @@ impl Accounts {
     ///
     /// Store failures, [`AccountError::Contended`].
     pub async fn delete_client(&self, client_id: &str) -> Result<Option<Client>, AccountError> {
-        self.delete(client_id).await
+        self.delete(client_id, |_: &Client| true).await
     }
 
     /// All users, by username.
@@ -515,11 +542,18 @@ impl Accounts {
         Err(AccountError::Contended(id.to_owned()))
     }
 
-    async fn delete<T: Record>(&self, id: &str) -> Result<Option<T>, AccountError> {
+    async fn delete<T: Record>(
+        &self,
+        id: &str,
+        condition: impl Fn(&T) -> bool + Send + Sync,
+    ) -> Result<Option<T>, AccountError> {
         for _ in 0..UPDATE_ATTEMPTS {
             let Some((old, old_json)) = self.get::<T>(id).await? else {
                 return Ok(None);
             };
+            if !condition(&old) {
+                return Ok(None);
+            }
             let key = self.key_of::<T>(id).await?;
             if crate::cas::delete_if(&self.store, &key, &old_json).await? {
                 let set = T::set(self.store.prefix());

@@ -6,6 +6,15 @@
 //! revocation second, so a login racing with the change either sees the new
 //! account or has its tokens revoked (the store's revocation generation
 //! refuses a grant that checked the old password).
+//!
+//! Every change is safe to retry: when the revocation fails (503), the
+//! account is already changed, and a retry of the same request finds nothing
+//! left to change. So revocation follows from what the request asks for, not
+//! from what it changed: a request that sets a password, disables, or sets
+//! scopes revokes every time. Removal first disables the account, then
+//! revokes, forgets the connected services and deletes the record last: a
+//! removal that failed half-way leaves a disabled account that a retry
+//! finds and finishes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -188,6 +197,12 @@ async fn hash(state: &AppState, secret: Zeroizing<String>) -> Result<String, Pro
 }
 
 async fn revoke_all(state: &AppState, subject: &str) -> Result<usize, Problem> {
+    #[cfg(test)]
+    if state.accounts().faults().revocation_fails() {
+        return Err(Problem::from_store(&token_repository::Error::Timeout(
+            std::time::Duration::ZERO,
+        )));
+    }
     let revoked = state
         .store()
         .revoke_all(subject)
@@ -281,10 +296,13 @@ pub async fn change_user(
     else {
         return Err(Problem::not_found("no such user"));
     };
+    // What the request asks for, not what it changed: a retry after a failed
+    // revocation changes nothing and must still revoke.
+    let weakening = new_hash.is_some() || change.disabled == Some(true) || change.scopes.is_some();
     let weakened = new.password_hash != old.password_hash
         || (new.disabled && !old.disabled)
         || new.scopes != old.scopes;
-    let revoked = if weakened {
+    let revoked = if weakening || weakened {
         revoke_all(state, &new.subject).await?
     } else {
         0
@@ -294,24 +312,47 @@ pub async fn change_user(
 }
 
 /// Removes a user and revokes its tokens; answers how many. Its connected
-/// services are forgotten too.
+/// services are forgotten too (and revoked at the providers).
+///
+/// Retry-safe: the user is disabled first, its tokens revoked and its
+/// connections forgotten next, and the record deleted last, so a removal
+/// that failed with 503 left a disabled user that the retry finds and
+/// finishes. Once the record is gone the removal is complete, and another
+/// one answers 404.
 ///
 /// # Errors
 ///
 /// 404 for an unknown user, 503 when unavailable.
 pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Problem> {
-    let Some(user) = state
+    let Some((_, user)) = state
         .accounts()
-        .delete_user(username)
+        .update_user(username, |user| user.disabled = true)
         .await
         .map_err(|error| Problem::from_accounts(&error))?
     else {
         return Err(Problem::not_found("no such user"));
     };
     let revoked = revoke_all(state, &user.subject).await?;
-    // Connected services: forget the user's provider tokens (and revoke
-    // them at the providers).
-    state.connect().forget_all(&user.subject).await;
+    state
+        .connect()
+        .forget_all(&user.subject)
+        .await
+        .map_err(|error| match error {
+            crate::connect::ConnectError::Store(error) => Problem::from_store(&error),
+            _ => Problem::unavailable_because(
+                "the user's connected services could not all be forgotten; try again",
+            ),
+        })?;
+    // Only the record we disabled: a user created again under the name
+    // meanwhile (another subject) is not removed.
+    let removed = state
+        .accounts()
+        .delete_user_if(username, |current| current.subject == user.subject)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
+    if !removed {
+        tracing::info!(username = ?username, "user removed meanwhile by another request");
+    }
     tracing::info!(username = ?username, revoked, "user removed");
     Ok(revoked)
 }
@@ -510,8 +551,10 @@ pub async fn change_client(
     else {
         return Err(Problem::not_found("no such client"));
     };
+    // What the request asks for, not what it changed (see the module).
+    let weakening = change.disabled == Some(true) || change.scopes.is_some();
     let weakened = (new.disabled && !old.disabled) || new.scopes != old.scopes;
-    let revoked = if weakened {
+    let revoked = if weakening || weakened {
         revoke_all(state, &new.subject()).await?
     } else {
         0
@@ -521,13 +564,16 @@ pub async fn change_client(
 
 /// Removes a client and revokes its own tokens.
 ///
+/// Retry-safe like [`remove_user`]: disabled first, revoked next, the
+/// record deleted last.
+///
 /// # Errors
 ///
 /// 404 for an unknown client, 503 when unavailable.
 pub async fn remove_client(state: &AppState, client_id: &str) -> Result<usize, Problem> {
     if state
         .accounts()
-        .delete_client(client_id)
+        .update_client(client_id, |client| client.disabled = true)
         .await
         .map_err(|error| Problem::from_accounts(&error))?
         .is_none()
@@ -535,6 +581,11 @@ pub async fn remove_client(state: &AppState, client_id: &str) -> Result<usize, P
         return Err(Problem::not_found("no such client"));
     }
     let revoked = revoke_all(state, &client_subject(client_id)).await?;
+    state
+        .accounts()
+        .delete_client(client_id)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
     tracing::info!(client_id = ?client_id, revoked, "client removed");
     Ok(revoked)
 }
@@ -564,4 +615,195 @@ pub async fn clients(state: &AppState) -> Result<Vec<Client>, Problem> {
         .clients()
         .await
         .map_err(|error| Problem::from_accounts(&error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use http::StatusCode;
+    use token_test_harness::RedisServer;
+
+    use super::*;
+    use crate::faults::{live, login, state, token};
+
+    const PASSWORD: &str = "a-long-password";
+
+    async fn alice(state: &AppState) {
+        create_user(
+            state,
+            NewUser {
+                username: "alice".into(),
+                password: Zeroizing::new(PASSWORD.into()),
+                name: None,
+                email: None,
+                scopes: Scopes::parse("read write").expect("scopes"),
+            },
+        )
+        .await
+        .expect("user");
+    }
+
+    async fn access_token(state: &AppState) -> String {
+        let (status, body) = login(state, "alice", PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+        let access = body["access_token"].as_str().expect("access").to_owned();
+        assert!(live(state, &access).await);
+        access
+    }
+
+    fn fail_next_revocation(state: &AppState) {
+        state
+            .accounts()
+            .faults()
+            .failing_revocations
+            .store(1, Ordering::SeqCst);
+    }
+
+    /// A disable or scope change whose revocation failed (503) revokes when
+    /// retried, although the retry finds nothing left to change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retried_user_changes_revoke() {
+        let redis = RedisServer::start();
+        let state = state(&redis);
+        alice(&state).await;
+
+        let access = access_token(&state).await;
+        let disable = || UserChange {
+            disabled: Some(true),
+            ..UserChange::default()
+        };
+        fail_next_revocation(&state);
+        let failed = change_user(&state, "alice", disable())
+            .await
+            .expect_err("revocation fails");
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(user(&state, "alice").await.expect("user").disabled);
+        assert!(live(&state, &access).await, "nothing revoked yet");
+        let (_, revoked) = change_user(&state, "alice", disable())
+            .await
+            .expect("retry");
+        assert!(revoked >= 2, "{revoked}");
+        assert!(!live(&state, &access).await, "the retry revoked");
+
+        let enable = UserChange {
+            disabled: Some(false),
+            ..UserChange::default()
+        };
+        let (_, revoked) = change_user(&state, "alice", enable).await.expect("enable");
+        assert_eq!(revoked, 0, "enabling weakens nothing");
+        let access = access_token(&state).await;
+        let narrow = || UserChange {
+            scopes: Some(Scopes::parse("read").expect("scopes")),
+            ..UserChange::default()
+        };
+        fail_next_revocation(&state);
+        let failed = change_user(&state, "alice", narrow())
+            .await
+            .expect_err("revocation fails");
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(live(&state, &access).await);
+        change_user(&state, "alice", narrow()).await.expect("retry");
+        assert!(!live(&state, &access).await, "the retry revoked");
+    }
+
+    /// A removal whose revocation failed leaves a disabled user that the
+    /// retry finds and removes, revoking its tokens; after that, 404.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retried_user_removal_completes() {
+        let redis = RedisServer::start();
+        let state = state(&redis);
+        alice(&state).await;
+        let access = access_token(&state).await;
+
+        fail_next_revocation(&state);
+        let failed = remove_user(&state, "alice")
+            .await
+            .expect_err("revocation fails");
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(live(&state, &access).await);
+        assert!(user(&state, "alice").await.expect("kept").disabled);
+        let (status, _) = login(&state, "alice", PASSWORD).await;
+        assert_eq!(status, 400, "a half-removed user cannot log in");
+
+        let revoked = remove_user(&state, "alice").await.expect("retry");
+        assert!(revoked >= 2, "{revoked}");
+        assert!(!live(&state, &access).await);
+        assert_eq!(
+            user(&state, "alice").await.expect_err("gone").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            remove_user(&state, "alice")
+                .await
+                .expect_err("gone")
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    /// The same for clients: a retried disable or removal revokes the
+    /// client's own tokens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retried_client_changes_revoke() {
+        let redis = RedisServer::start();
+        let state = state(&redis);
+        let new = NewClient {
+            scopes: Scopes::parse("jobs").expect("scopes"),
+            ..NewClient::default()
+        };
+        let (_, secret) = create_client(&state, "worker", new).await.expect("client");
+        let client_token = |state: AppState, secret: Zeroizing<String>| async move {
+            let (status, body) = token(
+                &state,
+                &format!(
+                    "grant_type=client_credentials&client_id=worker&client_secret={}",
+                    secret.as_str()
+                ),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["access_token"].as_str().expect("access").to_owned()
+        };
+
+        let access = client_token(state.clone(), secret.clone()).await;
+        let disable = || ClientChange {
+            disabled: Some(true),
+            ..ClientChange::default()
+        };
+        fail_next_revocation(&state);
+        let failed = change_client(&state, "worker", disable())
+            .await
+            .expect_err("revocation fails");
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(live(&state, &access).await);
+        change_client(&state, "worker", disable())
+            .await
+            .expect("retry");
+        assert!(!live(&state, &access).await, "the retry revoked");
+
+        let enable = ClientChange {
+            disabled: Some(false),
+            ..ClientChange::default()
+        };
+        change_client(&state, "worker", enable)
+            .await
+            .expect("enable");
+        let access = client_token(state.clone(), secret).await;
+        fail_next_revocation(&state);
+        let failed = remove_client(&state, "worker")
+            .await
+            .expect_err("revocation fails");
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(live(&state, &access).await);
+        remove_client(&state, "worker").await.expect("retry");
+        assert!(!live(&state, &access).await, "the retry revoked");
+        assert_eq!(
+            remove_client(&state, "worker")
+                .await
+                .expect_err("gone")
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+    }
 }

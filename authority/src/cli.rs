@@ -11,6 +11,7 @@ use token_repository::{Scopes, TokenReader as _};
 use zeroize::Zeroizing;
 
 use crate::admin::{self, NewClient, NewUser, UserChange};
+use crate::backup;
 use crate::config::{Config, VARIABLES};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -42,6 +43,24 @@ enum Command {
     /// Connected services.
     #[command(subcommand)]
     Connect(ConnectCommand),
+    /// Write every user, client and connected-service connection as JSON
+    /// lines, exactly as stored (password and secret hashes, encrypted
+    /// connection envelopes; no tokens). For backups and for moving to
+    /// another Redis. The output holds hashes: keep it as safe as Redis.
+    Export {
+        /// Write to this new file (created with mode 0600) instead of
+        /// standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read an export into an empty deployment (refused, with nothing
+    /// written, when it holds any user, client or connection). Connections
+    /// work afterwards with the same CONNECT_KEYS and provider names.
+    Import {
+        /// Read this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +234,8 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Export { output } => export(&admin_state(config)?, output).await,
+        Command::Import { input } => import(&admin_state(config)?, input).await,
     }
 }
 
@@ -244,6 +265,58 @@ fn refuse_rejected_tls(state: &AppState, error: &token_repository::Error) -> Res
          (is REDIS_CA_FILE the CA that signed the server's certificate, \
          and the client certificate one the server accepts?): {error}"
     ))
+}
+
+async fn export(state: &AppState, output: Option<PathBuf>) -> Result<(), String> {
+    let report = match output {
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
+                .open(&path)
+                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let report = backup::export(state, &mut writer)
+                .await
+                .map_err(|error| error.to_string())?;
+            writer
+                .into_inner()
+                .map_err(|error| error.to_string())?
+                .sync_all()
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            report
+        }
+        None => {
+            let mut writer = std::io::BufWriter::new(std::io::stdout().lock());
+            backup::export(state, &mut writer)
+                .await
+                .map_err(|error| error.to_string())?
+        }
+    };
+    eprintln!(
+        "exported {} users, {} clients, {} connections",
+        report.users, report.clients, report.connections
+    );
+    Ok(())
+}
+
+async fn import(state: &AppState, input: Option<PathBuf>) -> Result<(), String> {
+    let report = match input {
+        Some(path) => {
+            let file = std::fs::File::open(&path)
+                .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+            backup::import(state, std::io::BufReader::new(file)).await
+        }
+        None => backup::import(state, std::io::stdin().lock()).await,
+    }
+    .map_err(|error| error.to_string())?;
+    eprintln!(
+        "imported {} users, {} clients, {} connections",
+        report.users, report.clients, report.connections
+    );
+    Ok(())
 }
 
 fn describe(problem: Problem) -> String {

@@ -31,6 +31,7 @@
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
 //! - [`cas`]: compare-and-set on single keys.
+//! - [`backup`]: export and import of accounts and connections.
 //! - [`connect`]: connected services: the authority as an OAuth client of
 //!   external providers, their tokens encrypted at rest.
 //! - [`password`]: argon2id on a bounded blocking pool.
@@ -44,12 +45,15 @@ pub mod address;
 pub mod admin;
 pub mod api;
 pub mod authenticate;
+pub mod backup;
 pub mod cas;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod eviction;
+#[cfg(test)]
+pub(crate) mod faults;
 pub mod form;
 pub mod keynames;
 pub mod logging;

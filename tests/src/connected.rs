@@ -122,6 +122,19 @@ impl Setup {
         Authority::start_with_config(binary, &self.redis.url(), &env, Some(&self.config_path()))
     }
 
+    /// Starts an authority like [`Self::authority`] on another Redis
+    /// (`redis_url`), with the same keys and providers.
+    #[must_use]
+    pub fn authority_on(&self, binary: &str, redis_url: &str, extra: &[(&str, &str)]) -> Authority {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(extra);
+        Authority::start_with_config(binary, redis_url, &env, Some(&self.config_path()))
+    }
+
     /// The raw stored value of `subject`'s connection to [`PROVIDER`].
     pub async fn stored(&self, subject: &str) -> Option<String> {
         let key = KeyPrefix::default().connection(&SubjectTag::of(subject), PROVIDER);

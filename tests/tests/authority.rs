@@ -266,6 +266,81 @@ async fn refresh_tokens_are_bound_to_their_client() {
     assert_eq!(owner.status(), 200);
 }
 
+/// Refresh tokens are active at introspection only to the client they were
+/// issued to: a resource server that checks `active` alone must not accept a
+/// 14-day refresh token as an access token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_of_refresh_tokens() {
+    let redis = RedisServer::start();
+    let authority = start(&redis);
+    authority.add_user("alice", PASSWORD, &["read"]);
+    let gateway = authority.add_client("gateway", &[], true);
+    let web = authority.add_client("web", &[], true);
+    let introspect = |token: String, client: &'static str, secret: String| {
+        let http = authority.http.clone();
+        let url = authority.url("/oauth/introspect");
+        async move {
+            let response = http
+                .post(url)
+                .header("authorization", basic(client, &secret))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .expect("introspect");
+            assert_eq!(response.status(), 200);
+            json_of(response).await
+        }
+    };
+    // Issued without a client: inactive to every caller.
+    let tokens = authority.login("alice", PASSWORD).await;
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(
+        introspect(refresh, "gateway", gateway.clone()).await,
+        json!({ "active": false })
+    );
+    assert_eq!(
+        introspect(access, "gateway", gateway.clone()).await["active"],
+        true
+    );
+    // Issued to web: active to web, inactive to gateway.
+    let response = authority
+        .token(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("client_id", "web"),
+            ("client_secret", &web),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let bound = json_of(response).await["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(
+        introspect(bound.clone(), "gateway", gateway.clone()).await,
+        json!({ "active": false })
+    );
+    let own = introspect(bound.clone(), "web", web.clone()).await;
+    assert_eq!(own["active"], true, "{own}");
+    assert_eq!(own["client_id"], "web");
+    assert!(own.get("token_type").is_none(), "{own}");
+    // The refresh token still works for its client.
+    let rotated = authority
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &bound),
+            ("client_id", "web"),
+            ("client_secret", &web),
+        ])
+        .await;
+    assert_eq!(rotated.status(), 200);
+}
+
 /// Revocation (RFC 7009) and introspection (RFC 7662): active tokens are
 /// described, revoked and unknown ones answer exactly {"active": false}.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,16 +311,25 @@ impl Connect {
     }
 
     /// Forgets every connection of `subject` (the user was removed),
-    /// revoking at the providers; failures are logged.
-    pub async fn forget_all(&self, subject: &str) {
+    /// revoking at the providers (a provider that cannot be reached keeps
+    /// its grant: logged). Tries every provider and answers the first
+    /// failure to forget one, so that the removal is retried.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures, a refresh in progress ([`ConnectError::Busy`]).
+    pub async fn forget_all(&self, subject: &str) -> Result<(), ConnectError> {
+        let mut failed = None;
         for provider in self.inner.registry.all() {
             match self.disconnect(subject, &provider.config.name).await {
                 Ok(_) | Err(ConnectError::NotConnected) => {}
                 Err(error) => {
                     tracing::warn!(%subject, provider = %provider.config.name, %error, "cannot forget a connection");
+                    failed.get_or_insert(error);
                 }
             }
         }
+        failed.map_or(Ok(()), Err)
     }
 }
 

@@ -255,6 +255,34 @@ impl ConnectionStore {
             .await
     }
 
+    /// When the connection was last refreshed according to the keep-alive
+    /// index (`None`: not indexed).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn indexed_at(&self, subject: &str, provider: &str) -> Result<Option<Timestamp>> {
+        let index = self.prefix().connections();
+        let member = Self::member(subject, provider);
+        let score: Option<f64> = self
+            .store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("ZSCORE")
+                    .arg(&index)
+                    .arg(&member)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await?;
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "scores are Unix milliseconds written by `index`"
+        )]
+        let millis = score.map(|millis| millis.max(0.0) as u64);
+        Ok(millis.map(Timestamp::from_unix_millis))
+    }
+
     /// Up to `limit` indexed connections last refreshed before `before`,
     /// oldest first.
     ///

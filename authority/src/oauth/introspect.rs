@@ -2,6 +2,12 @@
 //! Rust middleware. Callers authenticate as a client allowed to introspect.
 //! Unknown, expired, revoked and malformed tokens all answer
 //! `{"active": false}` and nothing else.
+//!
+//! Refresh tokens are active only to the client they were issued to
+//! (RFC 7662 §2.2 leaves this to the server): a resource server that checks
+//! nothing but `active` must never accept a long-lived refresh token as if it
+//! were an access token. Refresh tokens issued without a client are inactive
+//! to every caller.
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -80,6 +86,11 @@ async fn introspect(
     else {
         return Ok(inactive());
     };
+    if record.kind == TokenKind::Refresh
+        && record.client_id.as_deref() != Some(client.client_id.as_str())
+    {
+        return Ok(inactive());
+    }
     Ok(json(
         StatusCode::OK,
         &Active {

@@ -241,23 +241,36 @@ async fn check_password(
     username: &str,
     password: Zeroizing<String>,
 ) -> Result<Option<((User, Generation), bool)>, Problem> {
-    let user = state
+    // The first read only names the subject. Its revocation generation is
+    // read next, and the record whose password is checked after that: a
+    // password change or disabling that lands anywhere in between is either
+    // seen by the second read or bumps the generation, which refuses the
+    // issue. (Checking the first read's hash would let the old password
+    // succeed after a change: the generation read after the change's
+    // revocation no longer guards anything.) Unknown users take the same
+    // path, so that both cost the same.
+    let subject = state
         .accounts()
         .user(username)
         .await
-        .map_err(|error| Problem::from_accounts(&error))?;
-    // Read before checking the password: a sign-out-everywhere (password
-    // change, disabling) between the check and the issue refuses the issue.
-    // Unknown users read one too, so that both paths cost the same.
-    let subject = user.as_ref().map_or_else(
-        || format!("unknown:{username}"),
-        |user| user.subject.clone(),
-    );
+        .map_err(|error| Problem::from_accounts(&error))?
+        .map_or_else(|| format!("unknown:{username}"), |user| user.subject);
     let generation = state
         .store()
         .generation(&subject)
         .await
         .map_err(|error| Problem::from_store(&error))?;
+    let user = state
+        .accounts()
+        .user(username)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
+    if user.as_ref().is_some_and(|user| user.subject != subject) {
+        // Removed and created again between the reads.
+        return Err(Problem::invalid_grant(
+            "the credentials changed while the request was processed; try again",
+        ));
+    }
     let verification = state
         .hasher()
         .verify(
@@ -436,4 +449,62 @@ fn log_issue(grant: &'static str, minted: &Minted) {
         family = %record.family,
         "tokens issued"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use token_test_harness::RedisServer;
+    use zeroize::Zeroizing;
+
+    use crate::admin::{self, NewUser, UserChange};
+    use crate::faults::{login, state};
+
+    /// A password change that lands after a login read the user record
+    /// (paused there by the store) leaves the old password without a token:
+    /// the login checks the record it reads after the revocation generation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_change_between_the_reads_refuses_the_old_password() {
+        let redis = RedisServer::start();
+        let state = state(&redis);
+        admin::create_user(
+            &state,
+            NewUser {
+                username: "alice".into(),
+                password: Zeroizing::new("old-password".into()),
+                name: None,
+                email: None,
+                scopes: token_repository::Scopes::empty(),
+            },
+        )
+        .await
+        .expect("user");
+        assert_eq!(login(&state, "alice", "old-password").await.0, 200);
+
+        let (reached, release) = state.accounts().faults().after_user_read.arm();
+        let racing = tokio::spawn({
+            let state = state.clone();
+            async move { login(&state, "alice", "old-password").await }
+        });
+        tokio::time::timeout(Duration::from_secs(30), reached)
+            .await
+            .expect("the login reads the user in time")
+            .expect("pause reached");
+        let change = UserChange {
+            password: Some(Zeroizing::new("new-password".into())),
+            ..UserChange::default()
+        };
+        admin::change_user(&state, "alice", change)
+            .await
+            .expect("password changed");
+        release.send(()).expect("login still waiting");
+        let (status, body) = racing.await.expect("login task");
+        assert_eq!(status, 400, "the old password yielded tokens");
+        assert_eq!(body["error"], "invalid_grant");
+        assert!(body.get("access_token").is_none());
+
+        let (status, body) = login(&state, "alice", "new-password").await;
+        assert_eq!(status, 200, "{body}");
+    }
 }

@@ -1,0 +1,357 @@
+//! Export and import (`token-authority export` / `import`): users, clients
+//! and connected-service connections as JSON lines, exactly as stored —
+//! password and secret hashes, connections as their sealed (encrypted)
+//! envelopes — never a plaintext secret, and never tokens (after an import
+//! everyone logs in again).
+//!
+//! For backups and for moving between Redis deployments. Everything goes
+//! through the stores' own functions ([`crate::accounts::Accounts`],
+//! [`crate::connect::store::ConnectionStore`]), not raw key names, so the
+//! format does not depend on the key schema.
+//!
+//! An import goes into an empty deployment only: it refuses (and writes
+//! nothing) when the target holds any user, client or connection, and it
+//! checks the whole input before writing anything. Connections decrypt at
+//! the target only with the same `CONNECT_KEYS` and provider names.
+//!
+//! Format: a first line `{"kind":"export","version":1}`, then one object a
+//! line: `{"kind":"user","record":{…}}`, `{"kind":"client","record":{…}}`,
+//! `{"kind":"connection","subject":…,"provider":…,"value":"<stored
+//! envelope>","indexed_at":<ms or null>}`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use token_repository::Timestamp;
+
+use crate::accounts::{AccountError, Client, User, valid_client_id, valid_username};
+use crate::connect::record::Stored;
+use crate::state::AppState;
+
+/// The format version written and understood.
+pub const VERSION: u32 = 1;
+
+/// Why an export or import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] token_repository::Error),
+    /// The account store failed.
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+    /// Reading the input or writing the output failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line of the input is not a valid entry (nothing was written).
+    #[error("line {line}: {message}")]
+    Invalid {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong (never the line's content: it holds hashes).
+        message: String,
+    },
+    /// The target already holds accounts or connections (nothing was
+    /// written).
+    #[error(
+        "the target is not empty ({users} users, {clients} clients, {connections} connections); \
+         import only into an empty deployment"
+    )]
+    NotEmpty {
+        /// Users found.
+        users: usize,
+        /// Clients found.
+        clients: usize,
+        /// Connections found.
+        connections: usize,
+    },
+    /// A record appeared in the target while importing (a concurrent
+    /// writer); what was imported before it stays.
+    #[error("{0} appeared in the target during the import")]
+    Conflict(String),
+}
+
+/// One line of an export.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum Entry {
+    /// The first line.
+    Export { version: u32 },
+    /// A user, as stored.
+    User { record: User },
+    /// A client, as stored.
+    Client { record: Client },
+    /// A connection: its stored value (sealed envelope or reconnect
+    /// marker) and its keep-alive position.
+    Connection {
+        subject: String,
+        provider: String,
+        value: String,
+        indexed_at: Option<u64>,
+    },
+}
+
+/// What an export or import covered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Users.
+    pub users: usize,
+    /// Clients.
+    pub clients: usize,
+    /// Connections.
+    pub connections: usize,
+}
+
+fn line(output: &mut impl Write, entry: &Entry) -> Result<(), BackupError> {
+    serde_json::to_writer(&mut *output, entry).map_err(std::io::Error::from)?;
+    output.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes every user, client and connection to `output`.
+///
+/// # Errors
+///
+/// Store failures, unreadable records, write failures.
+pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report, BackupError> {
+    let mut report = Report::default();
+    line(output, &Entry::Export { version: VERSION })?;
+    for record in state.accounts().users().await? {
+        line(output, &Entry::User { record })?;
+        report.users += 1;
+    }
+    for record in state.accounts().clients().await? {
+        line(output, &Entry::Client { record })?;
+        report.clients += 1;
+    }
+    let connections = state.connect().store();
+    for key in connections.keys().await? {
+        let Some((_, provider)) = key.rsplit_once(':') else {
+            continue;
+        };
+        let Some(value) = connections.get_key(&key).await? else {
+            continue; // disconnected meanwhile
+        };
+        let Ok(stored) = Stored::parse(&value) else {
+            tracing::warn!(%provider, "an unreadable connection record is not exported");
+            continue;
+        };
+        let subject = stored.subject().to_owned();
+        let indexed_at = connections
+            .indexed_at(&subject, provider)
+            .await?
+            .map(Timestamp::as_unix_millis);
+        line(
+            output,
+            &Entry::Connection {
+                subject,
+                provider: provider.to_owned(),
+                value,
+                indexed_at,
+            },
+        )?;
+        report.connections += 1;
+    }
+    output.flush()?;
+    Ok(report)
+}
+
+/// Checked input, ready to write.
+#[derive(Default)]
+struct Plan {
+    users: Vec<User>,
+    clients: Vec<Client>,
+    connections: Vec<(String, String, String, Option<u64>)>,
+}
+
+fn invalid(line: usize, message: impl Into<String>) -> BackupError {
+    BackupError::Invalid {
+        line,
+        message: message.into(),
+    }
+}
+
+fn valid_provider(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+}
+
+/// Reads and checks the whole input.
+fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
+    let mut plan = Plan::default();
+    let mut seen = BTreeSet::new();
+    let mut header = false;
+    for (index, text) in input.lines().enumerate() {
+        let number = index + 1;
+        let text = text?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        // serde's message may quote the input; only its category is shown.
+        let entry: Entry = serde_json::from_str(&text).map_err(|error| {
+            invalid(
+                number,
+                format!("not an export entry ({:?} error)", error.classify()),
+            )
+        })?;
+        if !header {
+            match entry {
+                Entry::Export { version: VERSION } => {
+                    header = true;
+                    continue;
+                }
+                Entry::Export { version } => {
+                    return Err(invalid(
+                        number,
+                        format!("format version {version} is not supported (only {VERSION})"),
+                    ));
+                }
+                _ => return Err(invalid(number, "the export header line is missing")),
+            }
+        }
+        match entry {
+            Entry::Export { .. } => return Err(invalid(number, "a second header line")),
+            Entry::User { record } => {
+                if !valid_username(&record.username) || record.subject.is_empty() {
+                    return Err(invalid(
+                        number,
+                        "a user with an invalid username or subject",
+                    ));
+                }
+                if !seen.insert(format!("user {}", record.username)) {
+                    return Err(invalid(number, format!("user {:?} twice", record.username)));
+                }
+                plan.users.push(record);
+            }
+            Entry::Client { record } => {
+                if !valid_client_id(&record.client_id) {
+                    return Err(invalid(number, "a client with an invalid id"));
+                }
+                if !seen.insert(format!("client {}", record.client_id)) {
+                    return Err(invalid(
+                        number,
+                        format!("client {:?} twice", record.client_id),
+                    ));
+                }
+                plan.clients.push(record);
+            }
+            Entry::Connection {
+                subject,
+                provider,
+                value,
+                indexed_at,
+            } => {
+                if !valid_provider(&provider) {
+                    return Err(invalid(
+                        number,
+                        "a connection with an invalid provider name",
+                    ));
+                }
+                match Stored::parse(&value) {
+                    Ok(stored) if stored.subject() == subject => {}
+                    _ => {
+                        return Err(invalid(
+                            number,
+                            "a connection whose stored value is unreadable or names another subject",
+                        ));
+                    }
+                }
+                if !seen.insert(format!("connection {subject} {provider}")) {
+                    return Err(invalid(number, format!("connection to {provider:?} twice")));
+                }
+                plan.connections
+                    .push((subject, provider, value, indexed_at));
+            }
+        }
+    }
+    if !header {
+        return Err(invalid(1, "empty input: no export header line"));
+    }
+    Ok(plan)
+}
+
+/// Writes an export read from `input` into the (empty) target.
+///
+/// # Errors
+///
+/// [`BackupError::Invalid`] for bad input and [`BackupError::NotEmpty`] for
+/// a target with data (both before anything is written); store failures.
+pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, BackupError> {
+    let plan = plan(input)?;
+    let users = state.accounts().users().await?.len();
+    let clients = state.accounts().clients().await?.len();
+    let connections = state.connect().store().keys().await?.len();
+    if users + clients + connections > 0 {
+        return Err(BackupError::NotEmpty {
+            users,
+            clients,
+            connections,
+        });
+    }
+    let mut report = Report::default();
+    for user in &plan.users {
+        if !state.accounts().create_user(user).await? {
+            return Err(BackupError::Conflict(format!("user {:?}", user.username)));
+        }
+        report.users += 1;
+    }
+    for client in &plan.clients {
+        if !state.accounts().create_client(client).await? {
+            return Err(BackupError::Conflict(format!(
+                "client {:?}",
+                client.client_id
+            )));
+        }
+        report.clients += 1;
+    }
+    let store = state.connect().store();
+    for (subject, provider, value, indexed_at) in &plan.connections {
+        store
+            .put(
+                subject,
+                provider,
+                value,
+                indexed_at.map(Timestamp::from_unix_millis),
+            )
+            .await?;
+        report.connections += 1;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bad input is refused with its line number and without echoing it.
+    #[test]
+    fn input_is_checked_before_anything_is_written() {
+        let header = "{\"kind\":\"export\",\"version\":1}\n";
+        assert!(matches!(
+            plan("{\"kind\":\"export\",\"version\":2}\n".as_bytes()),
+            Err(BackupError::Invalid { line: 1, .. })
+        ));
+        assert!(matches!(
+            plan("".as_bytes()),
+            Err(BackupError::Invalid { .. })
+        ));
+        let secret = format!("{header}{{\"kind\":\"user\",\"record\":\"$argon2id$secret\"}}\n");
+        let error = plan(secret.as_bytes()).err().expect("refused");
+        assert!(matches!(error, BackupError::Invalid { line: 2, .. }));
+        assert!(!error.to_string().contains("secret"), "{error}");
+        let foreign = format!(
+            "{header}{{\"kind\":\"connection\",\"subject\":\"a\",\"provider\":\"p\",\
+             \"value\":\"{{\\\"t\\\":\\\"reconnect\\\",\\\"sub\\\":\\\"b\\\",\\\"reason\\\":\\\"x\\\",\\\"at\\\":1}}\",\
+             \"indexed_at\":null}}\n"
+        );
+        assert!(matches!(
+            plan(foreign.as_bytes()),
+            Err(BackupError::Invalid { line: 2, .. })
+        ));
+        let own = foreign.replace("\\\"sub\\\":\\\"b\\\"", "\\\"sub\\\":\\\"a\\\"");
+        assert_eq!(plan(own.as_bytes()).expect("valid").connections.len(), 1);
+    }
+}
