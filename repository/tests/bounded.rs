@@ -364,3 +364,72 @@ async fn issuing_past_the_cap_evicts_the_oldest_session() {
     }
     assert_eq!(store.list("alice").await.expect("list").len(), 6);
 }
+
+/// Tokens issued before the bounded schema (format 1, one key per token),
+/// written as that version wrote them: access tokens validate and are
+/// revoked (alone, or by sign-out-everywhere); refresh tokens are refused
+/// without being looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_1_tokens_validate_until_they_expire_and_refresh_is_refused() {
+    use token_repository::codec;
+    use token_repository::keys::{EntryKind, IndexMember};
+
+    let redis = RedisServer::start();
+    let store = RedisStore::new(RedisConfig::new(redis.url()).timeout(Duration::from_secs(2)))
+        .expect("store");
+    let prefix = store.prefix().clone();
+    let mut connection = redis::Client::open(redis.admin_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let tag = SubjectTag::of("legacy");
+    let minted = grant("legacy").mint().expect("mint");
+    let family = minted.family();
+    let mut old = Vec::new();
+    for kind in [TokenKind::Access, TokenKind::Refresh, TokenKind::Access] {
+        let token = Token::generate_v1(kind, &tag).expect("randomness");
+        let mut record = minted.access.record.clone();
+        record.kind = kind;
+        record.id = token.id();
+        let member = IndexMember {
+            family,
+            kind: EntryKind::live(kind),
+            digest: *token.digest(),
+        };
+        let () = redis::pipe()
+            .cmd("SET")
+            .arg(prefix.token(&tag, token.digest()))
+            .arg(codec::encode(&record))
+            .arg("PX")
+            .arg(600_000)
+            .ignore()
+            .cmd("ZADD")
+            .arg(prefix.index(&tag))
+            .arg(record.expires_at.as_unix_millis())
+            .arg(member.encode())
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .expect("write format-1 token");
+        old.push(token);
+    }
+    let parsed = Token::parse(old[0].expose_secret()).expect("format-1 text parses");
+    assert_eq!(parsed.family(), None);
+    let record = store.lookup(&parsed).await.expect("lookup").expect("live");
+    assert_eq!(record.subject, "legacy");
+    assert_eq!(store.list("legacy").await.expect("list").len(), 3);
+    assert_eq!(
+        store.inspect_refresh(&old[1]).await.expect("inspect"),
+        RefreshState::Unknown,
+        "format-1 refresh tokens are refused"
+    );
+    assert_eq!(store.revoke(&old[0]).await.expect("revoke"), 1);
+    assert!(store.lookup(&old[0]).await.expect("lookup").is_none());
+    // A new session beside the old tokens; sign-out-everywhere takes both.
+    store.issue(&minted, None).await.expect("issue");
+    assert_eq!(store.revoke_all("legacy").await.expect("revoke all"), 4);
+    for token in old.iter().chain([&minted.access.token]) {
+        assert!(store.lookup(token).await.expect("lookup").is_none());
+    }
+}
