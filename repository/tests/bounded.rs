@@ -433,3 +433,101 @@ async fn format_1_tokens_validate_until_they_expire_and_refresh_is_refused() {
         assert!(store.lookup(token).await.expect("lookup").is_none());
     }
 }
+
+/// Redis `used_memory` per live access + refresh pair stays under 400 B
+/// (bench row 7a's goal), with the bench's method and record contents: ten
+/// sessions per user, UUID subjects, everyday names. 20 000 pairs here
+/// (`BOUNDED_PAIRS` overrides, e.g. 1000000 as in the bench); prints the
+/// `MEMORY USAGE` breakdown of one session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_costs_less_than_400_bytes() {
+    let pairs: usize = std::env::var("BOUNDED_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let redis = RedisServer::start();
+    let store = RedisStore::new(
+        RedisConfig::new(redis.url())
+            .timeout(Duration::from_secs(5))
+            .pool_size(32),
+    )
+    .expect("store");
+    store.ping().await.expect("ping");
+    let used = |redis: &RedisServer| -> f64 {
+        redis
+            .cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("used_memory")
+    };
+    let before = used(&redis);
+    let users: Vec<Grant> = (0..pairs / 10)
+        .map(|index| Grant {
+            subject: Uuid::new_v4().to_string(),
+            username: format!("user{index:06}"),
+            name: Some(format!("Firstname Lastname {index}")),
+            email: Some(format!("user{index:06}@example.com")),
+            scopes: Scopes::parse("read write").expect("scopes"),
+            client_id: Some("web".into()),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Some(Duration::from_secs(1_209_600)),
+        })
+        .collect();
+    let users = std::sync::Arc::new(users);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let store = store.clone();
+        let users = users.clone();
+        tasks.spawn(async move {
+            for index in (worker..users.len() * 10).step_by(32) {
+                let minted = users[index % users.len()].mint().expect("mint");
+                store.issue(&minted, None).await.expect("issue");
+            }
+        });
+    }
+    while let Some(task) = tasks.join_next().await {
+        task.expect("issuer");
+    }
+    let after = used(&redis);
+    #[allow(clippy::cast_precision_loss)]
+    let per_pair = (after - before) / (users.len() * 10) as f64;
+    let sample = users[0].mint().expect("mint");
+    store.issue(&sample, None).await.expect("issue");
+    let tag = SubjectTag::of(&users[0].subject);
+    let key = store.prefix().session(&tag, sample.family());
+    let index = store.prefix().sessions(&tag);
+    let mut connection = redis::Client::open(redis.admin_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let mut usage = |key: Vec<u8>| {
+        let mut connection = connection.clone();
+        async move {
+            let usage: u64 = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut connection)
+                .await
+                .expect("MEMORY USAGE");
+            usage
+        }
+    };
+    let session_usage = usage(key.clone()).await;
+    let index_usage = usage(index.clone()).await;
+    let value_len: usize = redis::cmd("STRLEN")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .expect("STRLEN");
+    eprintln!(
+        "{} pairs: {per_pair:.0} B/pair of used_memory; MEMORY USAGE: session key {session_usage} B \
+         (key name {} B, value {value_len} B), index {index_usage} B for 11 sessions",
+        users.len() * 10,
+        key.len(),
+    );
+    assert!(per_pair < 400.0, "{per_pair:.0} B per pair");
+}
