@@ -502,7 +502,7 @@ async fn a_pair_costs_less_than_400_bytes() {
         .get_multiplexed_async_connection()
         .await
         .expect("connection");
-    let mut usage = |key: Vec<u8>| {
+    let usage = |key: Vec<u8>| {
         let mut connection = connection.clone();
         async move {
             let usage: u64 = redis::cmd("MEMORY")
