@@ -90,20 +90,17 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     );
     context.report.notes.push(format!(
         "Row 7 breakdown (`MEMORY USAGE` of one user's keys; excludes the expires table and hash-table slots): \
-         access key {:.0} B (key name {} B, record {} B), refresh key {:.0} B (key name {} B, record {} B), \
-         index {:.0} B for {} entries = {:.0} B per pair (member {} B + score); \
-         the rest, {:.0} B per pair, is Redis's per-key bookkeeping (expires entries, dict slots).",
-        sample.access_usage,
-        sample.access_key_len,
-        sample.access_value_len,
-        sample.refresh_usage,
-        sample.refresh_key_len,
-        sample.refresh_value_len,
+         session key {:.0} B per pair (key name {} B, session record {} B: holder, both tokens' truncated digests and expiries), \
+         index {:.0} B for {} sessions = {:.0} B per pair (member {} B + score); \
+         the rest, {:.0} B per pair, is Redis's per-key bookkeeping (expires entry, dict slots).",
+        sample.session_usage,
+        sample.session_key_len,
+        sample.session_value_len,
         sample.index_usage,
         sample.index_entries,
         sample.index_per_pair,
         sample.member_len,
-        per_pair - sample.access_usage - sample.refresh_usage - sample.index_per_pair,
+        per_pair - sample.session_usage - sample.index_per_pair,
     ));
     Ok(())
 }
@@ -111,12 +108,9 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
 /// What one user's keys weigh.
 #[derive(Debug, Default)]
 struct Sample {
-    access_usage: f64,
-    access_key_len: usize,
-    access_value_len: usize,
-    refresh_usage: f64,
-    refresh_key_len: usize,
-    refresh_value_len: usize,
+    session_usage: f64,
+    session_key_len: usize,
+    session_value_len: usize,
     index_usage: f64,
     index_entries: usize,
     index_per_pair: f64,
@@ -133,14 +127,14 @@ async fn breakdown(url: &str) -> Result<Sample, String> {
     let (_, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")
-        .arg("ts:idx:*")
+        .arg("ts:sidx:*")
         .arg("COUNT")
         .arg(1000)
         .query_async(&mut connection)
         .await
         .map_err(|error| error.to_string())?;
     let index = keys.first().ok_or("no index key found")?;
-    let tag = &index[b"ts:idx:".len()..];
+    let tag = &index[b"ts:sidx:".len()..];
     let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
         .arg(index.as_slice())
         .arg(0)
@@ -167,58 +161,31 @@ async fn breakdown(url: &str) -> Result<Sample, String> {
             Ok::<_, String>((crate::load::u64_to_f64(usage.unwrap_or(0)), key.len(), len))
         }
     };
-    let mut sample = Sample::default();
-    let (mut access, mut refresh) = (Vec::new(), Vec::new());
+    let mut sessions = Vec::new();
     for member in &members {
-        // family (16) + kind (1) + digest (32)
-        let Some((&kind, digest)) = member.get(16..).and_then(|rest| rest.split_first()) else {
-            continue;
-        };
-        let mut key = b"ts:tok:".to_vec();
+        // session id: 16 raw bytes
+        let mut key = b"ts:s:".to_vec();
         key.extend_from_slice(tag);
         key.push(b':');
-        key.extend_from_slice(digest);
-        let measured = usage(key).await?;
-        match kind {
-            b'a' => access.push(measured),
-            b'r' => refresh.push(measured),
-            _ => {}
-        }
+        key.extend_from_slice(member);
+        sessions.push(usage(key).await?);
     }
-    let average = |items: &[(f64, usize, usize)]| {
-        let n = crate::load::u64_to_f64(u64::try_from(items.len().max(1)).unwrap_or(1));
-        (
-            items.iter().map(|item| item.0).sum::<f64>() / n,
-            items.first().map_or(0, |item| item.1),
-            items.first().map_or(0, |item| item.2),
-        )
+    let n = crate::load::u64_to_f64(u64::try_from(sessions.len().max(1)).unwrap_or(1));
+    let mut sample = Sample {
+        session_usage: sessions.iter().map(|item| item.0).sum::<f64>() / n,
+        session_key_len: sessions.first().map_or(0, |item| item.1),
+        session_value_len: sessions.first().map_or(0, |item| item.2),
+        ..Sample::default()
     };
-    (
-        sample.access_usage,
-        sample.access_key_len,
-        sample.access_value_len,
-    ) = average(&access);
-    (
-        sample.refresh_usage,
-        sample.refresh_key_len,
-        sample.refresh_value_len,
-    ) = average(&refresh);
     let (index_usage, _, _) = usage(index.clone()).await?;
     sample.index_usage = index_usage;
     sample.index_entries = members.len();
-    let pairs = crate::load::u64_to_f64(u64::try_from(access.len().max(1)).unwrap_or(1));
-    sample.index_per_pair = index_usage / pairs;
+    sample.index_per_pair = index_usage / n;
     sample.member_len = members.first().map_or(0, Vec::len);
     let member_bytes = crate::load::u64_to_f64(u64::try_from(sample.member_len + 8).unwrap_or(0));
     sample.raw_bytes_per_pair = crate::load::u64_to_f64(
-        u64::try_from(
-            sample.access_key_len
-                + sample.access_value_len
-                + sample.refresh_key_len
-                + sample.refresh_value_len,
-        )
-        .unwrap_or(0),
-    ) + 2.0 * member_bytes
-        + crate::load::u64_to_f64(u64::try_from(index.len()).unwrap_or(0)) / pairs;
+        u64::try_from(sample.session_key_len + sample.session_value_len).unwrap_or(0),
+    ) + member_bytes
+        + crate::load::u64_to_f64(u64::try_from(index.len()).unwrap_or(0)) / n;
     Ok(sample)
 }

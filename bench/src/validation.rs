@@ -98,7 +98,7 @@ const CLIENT_ACL: &[&str] = &[
     ">bench-client-password",
     "resetkeys",
     "resetchannels",
-    "%R~ts:tok:*",
+    "%R~ts:s:*",
     "-@all",
     "+get",
     "+ping",
@@ -326,7 +326,7 @@ fn prepare(context: &Context) -> Result<Fixture, String> {
     let (minted, cookies) = setup;
     let token_keys = minted
         .iter()
-        .map(|m| prefix.token(m.access.token.tag(), m.access.token.digest()))
+        .map(|m| prefix.session(m.access.token.tag(), m.family()))
         .collect();
     let bearer: Vec<String> = minted
         .iter()

@@ -364,3 +364,170 @@ async fn issuing_past_the_cap_evicts_the_oldest_session() {
     }
     assert_eq!(store.list("alice").await.expect("list").len(), 6);
 }
+
+/// Tokens issued before the bounded schema (format 1, one key per token),
+/// written as that version wrote them: access tokens validate and are
+/// revoked (alone, or by sign-out-everywhere); refresh tokens are refused
+/// without being looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_1_tokens_validate_until_they_expire_and_refresh_is_refused() {
+    use token_repository::codec;
+    use token_repository::keys::{EntryKind, IndexMember};
+
+    let redis = RedisServer::start();
+    let store = RedisStore::new(RedisConfig::new(redis.url()).timeout(Duration::from_secs(2)))
+        .expect("store");
+    let prefix = store.prefix().clone();
+    let mut connection = redis::Client::open(redis.admin_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let tag = SubjectTag::of("legacy");
+    let minted = grant("legacy").mint().expect("mint");
+    let family = minted.family();
+    let mut old = Vec::new();
+    for kind in [TokenKind::Access, TokenKind::Refresh, TokenKind::Access] {
+        let token = Token::generate_v1(kind, &tag).expect("randomness");
+        let mut record = minted.access.record.clone();
+        record.kind = kind;
+        record.id = token.id();
+        let member = IndexMember {
+            family,
+            kind: EntryKind::live(kind),
+            digest: *token.digest(),
+        };
+        let () = redis::pipe()
+            .cmd("SET")
+            .arg(prefix.token(&tag, token.digest()))
+            .arg(codec::encode(&record))
+            .arg("PX")
+            .arg(600_000)
+            .ignore()
+            .cmd("ZADD")
+            .arg(prefix.index(&tag))
+            .arg(record.expires_at.as_unix_millis())
+            .arg(member.encode())
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .expect("write format-1 token");
+        old.push(token);
+    }
+    let parsed = Token::parse(old[0].expose_secret()).expect("format-1 text parses");
+    assert_eq!(parsed.family(), None);
+    let record = store.lookup(&parsed).await.expect("lookup").expect("live");
+    assert_eq!(record.subject, "legacy");
+    assert_eq!(store.list("legacy").await.expect("list").len(), 3);
+    assert_eq!(
+        store.inspect_refresh(&old[1]).await.expect("inspect"),
+        RefreshState::Unknown,
+        "format-1 refresh tokens are refused"
+    );
+    assert_eq!(store.revoke(&old[0]).await.expect("revoke"), 1);
+    assert!(store.lookup(&old[0]).await.expect("lookup").is_none());
+    // A new session beside the old tokens; sign-out-everywhere takes both.
+    store.issue(&minted, None).await.expect("issue");
+    assert_eq!(store.revoke_all("legacy").await.expect("revoke all"), 4);
+    for token in old.iter().chain([&minted.access.token]) {
+        assert!(store.lookup(token).await.expect("lookup").is_none());
+    }
+}
+
+/// Redis `used_memory` per live access + refresh pair stays under 400 B
+/// (bench row 7a's goal), with the bench's method and record contents: ten
+/// sessions per user, UUID subjects, everyday names. 20 000 pairs here
+/// (`BOUNDED_PAIRS` overrides, e.g. 1000000 as in the bench); prints the
+/// `MEMORY USAGE` breakdown of one session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_costs_less_than_400_bytes() {
+    let pairs: usize = std::env::var("BOUNDED_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let redis = RedisServer::start();
+    let store = RedisStore::new(
+        RedisConfig::new(redis.url())
+            .timeout(Duration::from_secs(5))
+            .pool_size(32),
+    )
+    .expect("store");
+    store.ping().await.expect("ping");
+    let used = |redis: &RedisServer| -> f64 {
+        redis
+            .cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("used_memory")
+    };
+    let before = used(&redis);
+    let users: Vec<Grant> = (0..pairs / 10)
+        .map(|index| Grant {
+            subject: Uuid::new_v4().to_string(),
+            username: format!("user{index:06}"),
+            name: Some(format!("Firstname Lastname {index}")),
+            email: Some(format!("user{index:06}@example.com")),
+            scopes: Scopes::parse("read write").expect("scopes"),
+            client_id: Some("web".into()),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Some(Duration::from_secs(1_209_600)),
+        })
+        .collect();
+    let users = std::sync::Arc::new(users);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let store = store.clone();
+        let users = users.clone();
+        tasks.spawn(async move {
+            for index in (worker..users.len() * 10).step_by(32) {
+                let minted = users[index % users.len()].mint().expect("mint");
+                store.issue(&minted, None).await.expect("issue");
+            }
+        });
+    }
+    while let Some(task) = tasks.join_next().await {
+        task.expect("issuer");
+    }
+    let after = used(&redis);
+    #[allow(clippy::cast_precision_loss)]
+    let per_pair = (after - before) / (users.len() * 10) as f64;
+    let sample = users[0].mint().expect("mint");
+    store.issue(&sample, None).await.expect("issue");
+    let tag = SubjectTag::of(&users[0].subject);
+    let key = store.prefix().session(&tag, sample.family());
+    let index = store.prefix().sessions(&tag);
+    let mut connection = redis::Client::open(redis.admin_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let usage = |key: Vec<u8>| {
+        let mut connection = connection.clone();
+        async move {
+            let usage: u64 = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut connection)
+                .await
+                .expect("MEMORY USAGE");
+            usage
+        }
+    };
+    let session_usage = usage(key.clone()).await;
+    let index_usage = usage(index.clone()).await;
+    let value_len: usize = redis::cmd("STRLEN")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .expect("STRLEN");
+    eprintln!(
+        "{} pairs: {per_pair:.0} B/pair of used_memory; MEMORY USAGE: session key {session_usage} B \
+         (key name {} B, value {value_len} B), index {index_usage} B for 11 sessions",
+        users.len() * 10,
+        key.len(),
+    );
+    assert!(per_pair < 400.0, "{per_pair:.0} B per pair");
+}

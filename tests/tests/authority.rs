@@ -1346,8 +1346,9 @@ async fn metrics_after_real_traffic() {
         r#"authority_token_requests_refused_total{grant="refresh_token",reason="invalid_grant"} 1"#,
         r#"authority_token_requests_refused_total{grant="password",reason="invalid_grant"} 2"#,
         r#"authority_token_requests_refused_total{grant="password",reason="temporarily_unavailable"} 1"#,
-        // The old access token, the new access token and the new refresh token.
-        r#"authority_tokens_revoked_total{reason="refresh_reuse"} 3"#,
+        // The new access token and the new refresh token (the rotation
+        // retired the old access token).
+        r#"authority_tokens_revoked_total{reason="refresh_reuse"} 2"#,
         r#"authority_tokens_revoked_total{reason="revocation_endpoint"} 1"#,
         "authority_logins_throttled_total 1",
         r#"authority_login_duration_seconds_bucket{outcome="success","#,
