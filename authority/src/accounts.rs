@@ -213,7 +213,7 @@ pub struct Accounts {
     key: Arc<DeploymentKey>,
     migrated: Arc<OnceCell<()>>,
     #[cfg(test)]
-    faults: std::sync::Arc<crate::faults::Faults>,
+    faults: Arc<crate::faults::Faults>,
 }
 
 impl Accounts {
@@ -225,7 +225,7 @@ impl Accounts {
             store,
             migrated: Arc::new(OnceCell::new()),
             #[cfg(test)]
-            faults: std::sync::Arc::default(),
+            faults: Arc::default(),
         }
     }
 

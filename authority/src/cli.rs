@@ -234,8 +234,8 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Export { output } => export(&admin_state(config)?, output).await,
-        Command::Import { input } => import(&admin_state(config)?, input).await,
+        Command::Export { output } => export(&admin_state(config).await?, output).await,
+        Command::Import { input } => import(&admin_state(config).await?, input).await,
     }
 }
 

@@ -93,7 +93,7 @@ pub(crate) async fn token(
     let response = crate::oauth::token::handle(
         state.clone(),
         headers,
-        None,
+        crate::address::ClientAddress::Ip(std::net::Ipv4Addr::LOCALHOST.into()),
         bytes::Bytes::from(body.to_owned()),
     )
     .await;

@@ -113,6 +113,7 @@ fn provider(name: &str, stub: &str, keepalive_after: Duration) -> ProviderConfig
         authorize_params: Vec::new(),
         enabled: true,
         keepalive_after: Some(keepalive_after),
+        allow_insecure_http: false,
     }
 }
 
