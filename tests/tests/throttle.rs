@@ -194,7 +194,7 @@ async fn wrong_client_secrets_do_not_slow_logins() {
                     continue;
                 }
                 attempt += 1;
-                let client = if attempt % 2 == 0 {
+                let client = if attempt.is_multiple_of(2) {
                     "gateway"
                 } else {
                     "nobody"
