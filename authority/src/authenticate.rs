@@ -91,7 +91,7 @@ pub async fn client(
                 .map_err(|error| Problem::from_store(&error))?;
             match throttled {
                 Some(wait) => {
-                    metrics::throttled();
+                    metrics::client_auth_throttled();
                     Err(Problem::throttled(wait))
                 }
                 None => Err(Problem::invalid_client()),
@@ -117,7 +117,7 @@ async fn verify_legacy(
         .await
         .map_err(|error| Problem::from_store(&error))?
     {
-        metrics::throttled();
+        metrics::client_auth_throttled();
         return Err(Problem::throttled(wait));
     }
     for hash in hashes {

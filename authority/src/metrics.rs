@@ -10,6 +10,7 @@
 //! | `authority_token_requests_refused_total` | counter | `grant`, `reason` (the RFC 6749 error code) |
 //! | `authority_tokens_revoked_total` | counter | `reason` (`revocation_endpoint`, `session`, `sign_out_everywhere`, `account_change`, `refresh_reuse`) |
 //! | `authority_logins_throttled_total` | counter | — |
+//! | `authority_client_auth_throttled_total` | counter | — |
 //! | `authority_login_duration_seconds` | histogram | `outcome` (`success`, `failure`) |
 //! | `authority_redis_errors_total` | counter | — |
 //! | `authority_redis_pool_connections` | gauge | `state` (`open`, `idle`, `waiting`) |
@@ -82,6 +83,10 @@ fn describe() {
     metrics::describe_counter!(
         "authority_logins_throttled_total",
         "Logins refused by failed-login throttling."
+    );
+    metrics::describe_counter!(
+        "authority_client_auth_throttled_total",
+        "Client authentications refused by failed-authentication throttling."
     );
     metrics::describe_histogram!(
         "authority_login_duration_seconds",
@@ -179,6 +184,11 @@ pub fn sessions_evicted(count: usize) {
 /// One login refused by throttling.
 pub fn throttled() {
     metrics::counter!("authority_logins_throttled_total").increment(1);
+}
+
+/// One client authentication refused by throttling.
+pub fn client_auth_throttled() {
+    metrics::counter!("authority_client_auth_throttled_total").increment(1);
 }
 
 /// One password grant took `elapsed`.

@@ -311,10 +311,10 @@ fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Z
                 tracing::info!(username = ?username, "password hash upgraded to the configured parameters");
             }
             Ok(_) => {
-                tracing::debug!(username = ?username, "password changed meanwhile; hash not upgraded")
+                tracing::debug!(username = ?username, "password changed meanwhile; hash not upgraded");
             }
             Err(error) => {
-                tracing::warn!(%error, username = ?username, "could not upgrade a password hash")
+                tracing::warn!(%error, username = ?username, "could not upgrade a password hash");
             }
         }
     });
