@@ -474,16 +474,11 @@ impl Accounts {
     }
 
     async fn get<T: Record>(&self, id: &str) -> Result<Option<(T, String)>, AccountError> {
-        let key = self.key_of::<T>(id).await?;
-        let raw: Option<String> = self
-            .store
-            .with_shared(|mut connection| async move {
-                redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let mut raw = self.get_raw(self.key_of::<T>(id).await?).await?;
+        if raw.is_none() && self.key.reload().await?.1 {
+            // The deployment key changed under us: look again by the new name.
+            raw = self.get_raw(self.key_of::<T>(id).await?).await?;
+        }
         raw.map(|text| {
             serde_json::from_str(&text)
                 .map(|record| (record, text))
@@ -492,7 +487,21 @@ impl Accounts {
         .transpose()
     }
 
+    async fn get_raw(&self, key: String) -> Result<Option<String>, AccountError> {
+        Ok(self
+            .store
+            .with_shared(|mut connection| async move {
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?)
+    }
+
     async fn create<T: Record>(&self, record: &T) -> Result<bool, AccountError> {
+        // Never create a record under a name only this process would find.
+        self.key.reload().await?;
         let key = self.key_of::<T>(record.id()).await?;
         let set = T::set(self.store.prefix());
         let id = record.id().to_owned();

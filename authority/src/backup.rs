@@ -14,8 +14,10 @@
 //! checks the whole input before writing anything. Connections decrypt at
 //! the target only with the same `CONNECT_KEYS` and provider names.
 //!
-//! Format: a first line `{"kind":"export","version":1}`, then one object a
-//! line: `{"kind":"user","record":{…}}`, `{"kind":"client","record":{…}}`,
+//! Format: a first line `{"kind":"export","version":2}`, the deployment
+//! key (`{"kind":"deployment_key","key":…}`: client secret digests verify
+//! only under it, so an export is as secret as the Redis it came from), then
+//! one object a line: `{"kind":"user","record":{…}}`, `{"kind":"client","record":{…}}`,
 //! `{"kind":"connection","subject":…,"provider":…,"value":"<stored
 //! envelope>","indexed_at":<ms or null>}`.
 
@@ -30,7 +32,7 @@ use crate::connect::record::Stored;
 use crate::state::AppState;
 
 /// The format version written and understood.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Why an export or import failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,9 @@ pub enum BackupError {
 enum Entry {
     /// The first line.
     Export { version: u32 },
+    /// The deployment key (format 2): client secret digests verify, and
+    /// account key names resolve, only under it.
+    DeploymentKey { key: String },
     /// A user, as stored.
     User { record: User },
     /// A client, as stored.
@@ -117,6 +122,13 @@ fn line(output: &mut impl Write, entry: &Entry) -> Result<(), BackupError> {
 pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report, BackupError> {
     let mut report = Report::default();
     line(output, &Entry::Export { version: VERSION })?;
+    let key = state.accounts().deployment_key().export().await?;
+    line(
+        output,
+        &Entry::DeploymentKey {
+            key: key.to_string(),
+        },
+    )?;
     for record in state.accounts().users().await? {
         line(output, &Entry::User { record })?;
         report.users += 1;
@@ -160,6 +172,7 @@ pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report,
 /// Checked input, ready to write.
 #[derive(Default)]
 struct Plan {
+    deployment_key: Option<String>,
     users: Vec<User>,
     clients: Vec<Client>,
     connections: Vec<(String, String, String, Option<u64>)>,
@@ -199,14 +212,16 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
         })?;
         if !header {
             match entry {
-                Entry::Export { version: VERSION } => {
+                Entry::Export {
+                    version: 1 | VERSION,
+                } => {
                     header = true;
                     continue;
                 }
                 Entry::Export { version } => {
                     return Err(invalid(
                         number,
-                        format!("format version {version} is not supported (only {VERSION})"),
+                        format!("format version {version} is not supported (1 to {VERSION})"),
                     ));
                 }
                 _ => return Err(invalid(number, "the export header line is missing")),
@@ -214,6 +229,11 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
         }
         match entry {
             Entry::Export { .. } => return Err(invalid(number, "a second header line")),
+            Entry::DeploymentKey { key } => {
+                if plan.deployment_key.replace(key).is_some() {
+                    return Err(invalid(number, "a second deployment key"));
+                }
+            }
             Entry::User { record } => {
                 if !valid_username(&record.username) || record.subject.is_empty() {
                     return Err(invalid(
@@ -290,6 +310,14 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
             clients,
             connections,
         });
+    }
+    if let Some(key) = &plan.deployment_key {
+        state
+            .accounts()
+            .deployment_key()
+            .install(key)
+            .await
+            .map_err(AccountError::from)?;
     }
     let mut report = Report::default();
     for user in &plan.users {

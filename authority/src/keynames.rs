@@ -8,8 +8,9 @@
 //!
 //! The key is 32 random bytes stored once in Redis under
 //! `P keyname-secret` (`SET NX`: the first authority to start creates it,
-//! every other one reads the same), read on first use and cached for the
-//! life of the process. The middleware's ACL user cannot read it, so it
+//! every other one reads the same), read on first use and cached; read again
+//! when an account lookup misses or a record is created, so that processes
+//! agree on it after a Redis that lost its data made a new one. The middleware's ACL user cannot read it, so it
 //! cannot test a guessed name against a key name. Deleting it makes every
 //! account unreachable: back it up with the data.
 //!
@@ -18,6 +19,7 @@
 //! secrets carry 256 random bits, so a slow hash adds nothing to them.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,7 +27,6 @@ use hmac::{Hmac, Mac as _};
 use rand::TryRng as _;
 use sha2::Sha256;
 use token_repository::RedisStore;
-use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -34,13 +35,13 @@ type HmacSha256 = Hmac<Sha256>;
 /// use.
 pub struct DeploymentKey {
     store: RedisStore,
-    key: OnceCell<Zeroizing<[u8; 32]>>,
+    key: RwLock<Option<Arc<Zeroizing<[u8; 32]>>>>,
 }
 
 impl fmt::Debug for DeploymentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeploymentKey")
-            .field("loaded", &self.key.initialized())
+            .field("loaded", &self.cached().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +73,7 @@ impl DeploymentKey {
     pub fn new(store: RedisStore) -> Self {
         Self {
             store,
-            key: OnceCell::new(),
+            key: RwLock::new(None),
         }
     }
 
@@ -83,46 +84,116 @@ impl DeploymentKey {
     /// Store failures (callers fail closed), or a stored key that is not 32
     /// bytes of base64url (a corrupt deployment: refusing is safer than
     /// replacing it).
-    pub async fn key(&self) -> token_repository::Result<&[u8; 32]> {
-        let key = self
-            .key
-            .get_or_try_init(|| async {
-                let mut fresh = Zeroizing::new([0_u8; 32]);
-                rand::rngs::SysRng
-                    .try_fill_bytes(&mut fresh[..])
-                    .map_err(|error| corrupt(&format!("random generator: {error}")))?;
-                let encoded = Zeroizing::new(URL_SAFE_NO_PAD.encode(&fresh[..]));
-                let name = self.store.prefix().keyname_secret();
-                let stored: Option<String> = self
-                    .store
-                    .with_shared(|mut connection| async move {
-                        let _: Option<String> = redis::cmd("SET")
-                            .arg(&name)
-                            .arg(encoded.as_str())
-                            .arg("NX")
-                            .query_async(&mut connection)
-                            .await?;
-                        redis::cmd("GET")
-                            .arg(&name)
-                            .query_async(&mut connection)
-                            .await
-                    })
+    pub async fn key(&self) -> token_repository::Result<Arc<Zeroizing<[u8; 32]>>> {
+        if let Some(key) = self.cached() {
+            return Ok(key);
+        }
+        self.reload().await.map(|(key, _)| key)
+    }
+
+    /// Reads the key from Redis again (creating it when Redis has none) and
+    /// answers it and whether it differs from the cached one. Callers use it
+    /// when a lookup misses or before they create a record: a Redis that
+    /// lost its data (restarted without persistence) gets a new key from
+    /// whichever process comes first, and a process that kept the old one
+    /// in memory would otherwise name keys nobody else finds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::key`].
+    pub async fn reload(&self) -> token_repository::Result<(Arc<Zeroizing<[u8; 32]>>, bool)> {
+        let mut fresh = Zeroizing::new([0_u8; 32]);
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut fresh[..])
+            .map_err(|error| corrupt(&format!("random generator: {error}")))?;
+        let encoded = Zeroizing::new(URL_SAFE_NO_PAD.encode(&fresh[..]));
+        let name = self.store.prefix().keyname_secret();
+        let stored: Option<String> = self
+            .store
+            .with_shared(|mut connection| async move {
+                let _: Option<String> = redis::cmd("SET")
+                    .arg(&name)
+                    .arg(encoded.as_str())
+                    .arg("NX")
+                    .query_async(&mut connection)
                     .await?;
-                let stored = Zeroizing::new(stored.unwrap_or_default());
-                let bytes = Zeroizing::new(
-                    URL_SAFE_NO_PAD
-                        .decode(stored.as_bytes())
-                        .map_err(|_| corrupt("the stored key-name secret is not base64url"))?,
-                );
-                let mut key = Zeroizing::new([0_u8; 32]);
-                if bytes.len() != key.len() {
-                    return Err(corrupt("the stored key-name secret is not 32 bytes"));
-                }
-                key.copy_from_slice(&bytes);
-                Ok(key)
+                redis::cmd("GET")
+                    .arg(&name)
+                    .query_async(&mut connection)
+                    .await
             })
             .await?;
-        Ok(key)
+        let stored = Zeroizing::new(stored.unwrap_or_default());
+        let bytes = Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(stored.as_bytes())
+                .map_err(|_| corrupt("the stored key-name secret is not base64url"))?,
+        );
+        let mut key = Zeroizing::new([0_u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(corrupt("the stored key-name secret is not 32 bytes"));
+        }
+        key.copy_from_slice(&bytes);
+        let key = Arc::new(key);
+        let mut cached = self.key.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = cached.as_ref().is_some_and(|old| old[..] != key[..]);
+        if changed {
+            tracing::warn!(
+                "the deployment key in Redis changed (Redis lost its data?); using the new one"
+            );
+        }
+        *cached = Some(Arc::clone(&key));
+        Ok((key, changed))
+    }
+
+    /// The key as base64url, for `token-authority export`: the client
+    /// secret digests and the key names of an export are only usable with
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::key`].
+    pub async fn export(&self) -> token_repository::Result<Zeroizing<String>> {
+        Ok(Zeroizing::new(
+            URL_SAFE_NO_PAD.encode(&self.key().await?[..]),
+        ))
+    }
+
+    /// Replaces the stored key with `encoded` (base64url of 32 bytes), for
+    /// `token-authority import` into an empty deployment, and caches it.
+    ///
+    /// # Errors
+    ///
+    /// A malformed key, or store failures.
+    pub async fn install(&self, encoded: &str) -> token_repository::Result<()> {
+        let valid = URL_SAFE_NO_PAD
+            .decode(encoded.as_bytes())
+            .is_ok_and(|bytes| bytes.len() == 32);
+        if !valid {
+            return Err(corrupt(
+                "the deployment key to install is not 32 bytes of base64url",
+            ));
+        }
+        let name = self.store.prefix().keyname_secret();
+        let value = Zeroizing::new(encoded.to_owned());
+        self.store
+            .with_shared(|mut connection| async move {
+                redis::cmd("SET")
+                    .arg(&name)
+                    .arg(value.as_str())
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await?;
+        self.reload().await.map(|_| ())
+    }
+
+    fn cached(&self) -> Option<Arc<Zeroizing<[u8; 32]>>> {
+        self.key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Arc::clone)
     }
 
     fn mac(key: &[u8; 32], label: &[u8]) -> HmacSha256 {
@@ -140,7 +211,7 @@ impl DeploymentKey {
     ///
     /// As [`Self::key`].
     pub async fn name(&self, kind: NameKind, text: &str) -> token_repository::Result<String> {
-        let mut mac = Self::mac(self.key().await?, kind.label());
+        let mut mac = Self::mac(&*self.key().await?, kind.label());
         mac.update(text.as_bytes());
         Ok(URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16]))
     }
@@ -156,7 +227,7 @@ impl DeploymentKey {
         client_id: &str,
         secret: &str,
     ) -> token_repository::Result<String> {
-        let mut mac = Self::mac(self.key().await?, b"client-secret");
+        let mut mac = Self::mac(&*self.key().await?, b"client-secret");
         mac.update(client_id.as_bytes());
         mac.update(&[0]);
         mac.update(secret.as_bytes());

@@ -15,7 +15,6 @@ use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
 const SERVICE: &str = env!("CARGO_BIN_EXE_protected-service");
-const ACL_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/redis-users.acl");
 
 /// A fresh client, so that every request opens its own connection.
 fn client() -> reqwest::Client {
@@ -448,8 +447,9 @@ async fn readyz_fails_while_redis_may_evict() {
 /// (`INFO`): the authority starts as that user and reports ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_acl_user_can_read_the_policy() {
-    let redis = RedisServer::builder().acl_file(ACL_FILE).start();
-    let url = redis.url_as("authority", "authority-demo-password");
+    let acl = token_service_tests::acl::RenderedAcl::new();
+    let redis = RedisServer::builder().acl_file(acl.path()).start();
+    let url = redis.url_as("authority", &acl.authority_password);
     let authority = Authority::start_with_url(BIN, &url, &[]);
     let ready = client()
         .get(authority.url("/readyz"))
