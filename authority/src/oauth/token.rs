@@ -1,5 +1,5 @@
-//! `POST /oauth/token` (RFC 6749): the `password`, `client_credentials` and
-//! `refresh_token` grants.
+//! `POST /oauth/token` (RFC 6749): the `password`, `client_credentials`,
+//! `refresh_token` and `authorization_code` ([`super::code`]) grants.
 
 use std::net::IpAddr;
 
@@ -69,8 +69,14 @@ async fn grant(
     form: &Form,
 ) -> Result<Minted, Problem> {
     let credentials = client_credentials(headers, form)?;
-    if matches!(credentials, ClientCredentials::IdOnly(_)) {
-        // Every registered client is confidential: naming one is not enough.
+    if matches!(credentials, ClientCredentials::IdOnly(_))
+        && !matches!(
+            form.get("grant_type"),
+            Some("authorization_code" | "refresh_token")
+        )
+    {
+        // Only public clients name themselves without a secret, and only
+        // for the code and refresh grants.
         return Err(Problem::invalid_client());
     }
     let requested = form
@@ -80,7 +86,15 @@ async fn grant(
         .map_err(|error| Problem::invalid_scope(error.to_string()))?;
     match form.get("grant_type") {
         None => Err(Problem::invalid_request("grant_type is required")),
+        Some("password") if !state.config().password_grant => {
+            Err(Problem::unsupported_grant_type())
+        }
         Some("password") => password(state, form, credentials, requested, address).await,
+        Some("authorization_code") => {
+            let minted = super::code::exchange(state, form, credentials).await?;
+            log_issue("authorization_code", &minted);
+            Ok(minted)
+        }
         Some("client_credentials") => client_credentials_grant(state, credentials, requested).await,
         Some("refresh_token") => refresh(state, form, credentials, requested).await,
         Some(_) => Err(Problem::unsupported_grant_type()),
@@ -320,7 +334,12 @@ async fn refresh(
     if presented.kind() != TokenKind::Refresh {
         return Err(invalid());
     }
-    let client = authenticate::client(state, credentials).await?;
+    let client = match credentials {
+        ClientCredentials::IdOnly(client_id) => {
+            Some(super::code::public_client(state, &client_id).await?)
+        }
+        credentials => authenticate::client(state, credentials).await?,
+    };
     let record = match state
         .store()
         .inspect_refresh(&presented)
