@@ -373,10 +373,6 @@ where
 {
     use crate::oauth::authorize;
     use crate::web::{account, problem_page, signin};
-    let page_body = move || {
-        body(limit)
-            .map(|body: Result<Bytes, Problem>| body.map_err(|problem| problem_page(&problem)))
-    };
     let authorize_route = warp::path!("oauth" / "authorize")
         .and(warp::get())
         .and(state.clone())
@@ -387,11 +383,11 @@ where
         .and(warp::post())
         .and(state.clone())
         .and(headers.clone())
-        .and(page_body())
-        .then(|state, headers, body: Result<Bytes, Response>| async move {
+        .and(body(limit))
+        .then(|state, headers, body: Result<Bytes, Problem>| async move {
             match body {
                 Ok(body) => authorize::consent(state, headers, body).await,
-                Err(response) => response,
+                Err(problem) => problem_page(&problem),
             }
         });
     let signin_form = warp::path!("signin")
@@ -408,15 +404,15 @@ where
             warp::ext::optional::<PeerAddr>()
                 .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
         )
-        .and(page_body())
+        .and(body(limit))
         .then(
-            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Response>| async move {
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
                 match body {
                     Ok(body) => {
                         let address = state.client_address(peer, &headers);
                         signin::submit(state, headers, address, body).await
                     }
-                    Err(response) => response,
+                    Err(problem) => problem_page(&problem),
                 }
             },
         );
@@ -424,11 +420,11 @@ where
         .and(warp::post())
         .and(state.clone())
         .and(headers.clone())
-        .and(page_body())
-        .then(|state, headers, body: Result<Bytes, Response>| async move {
+        .and(body(limit))
+        .then(|state, headers, body: Result<Bytes, Problem>| async move {
             match body {
                 Ok(body) => signin::logout(state, headers, body).await,
-                Err(response) => response,
+                Err(problem) => problem_page(&problem),
             }
         });
     let account_page = warp::path!("account")
@@ -445,15 +441,15 @@ where
             warp::ext::optional::<PeerAddr>()
                 .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
         )
-        .and(page_body())
+        .and(body(limit))
         .then(
-            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Response>| async move {
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
                 match body {
                     Ok(body) => {
                         let address = state.client_address(peer, &headers);
                         account::submit(state, headers, address, body).await
                     }
-                    Err(response) => response,
+                    Err(problem) => problem_page(&problem),
                 }
             },
         );

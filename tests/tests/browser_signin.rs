@@ -237,6 +237,15 @@ async fn code_flow_with_the_oauth2_crate() {
     assert_eq!(account.status(), 303, "the browser session ended too");
 }
 
+/// A refused exchange: name, form, HTTP Basic credentials, expected
+/// status and error.
+type Case<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, &'a str)>,
+    (u16, &'a str),
+);
+
 /// Exchanges `code` with `form` (and HTTP Basic `auth`); answers the
 /// status and the error code ("" on success).
 async fn exchange(
@@ -296,7 +305,7 @@ async fn code_exchange_checks_client_redirect_and_verifier() {
         ("redirect_uri", "https://web.example/cb"),
         ("code_verifier", verifier),
     ];
-    let cases: Vec<(&str, Vec<(&str, &str)>, Option<(&str, &str)>, (u16, &str))> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "wrong verifier",
             vec![
