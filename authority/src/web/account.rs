@@ -342,17 +342,17 @@ pub async fn submit(
     address: Option<std::net::IpAddr>,
     body: Bytes,
 ) -> Response {
-    let session = match super::session(&state, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return to_signin(),
-        Err(problem) => return problem_page(&problem),
-    };
     let Ok(form) = Form::from_request(&headers, &body) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "Request refused",
             "The form could not be read.",
         );
+    };
+    let session = match super::session(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return to_signin(),
+        Err(problem) => return problem_page(&problem),
     };
     if !session.csrf_ok(form.get("csrf")) {
         return error_page(
