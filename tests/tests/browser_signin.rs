@@ -834,3 +834,123 @@ async fn password_grant_can_be_disabled_and_metadata_shows_the_code_flow() {
     assert!(grants.contains(&"authorization_code".into()));
     assert!(!grants.contains(&"password".into()));
 }
+
+/// The account page's password change: the current password is required
+/// (a wrong one changes nothing), the new one works, every other session
+/// ends (a password-grant token, another browser) and this browser stays
+/// signed in with a new session; the profile form saves name and e-mail;
+/// a consent can be withdrawn, so the consent page comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_page_changes_password_profile_and_consents() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(BIN, &redis, &[]);
+    authority.add_user("gina", PASSWORD, &["read"]);
+    add_public_client(&authority, "notes", &["http://127.0.0.1/cb"], &[]);
+    let browser = Browser::new();
+    assert_eq!(
+        browser.sign_in(&authority, "gina", PASSWORD).await.status(),
+        303
+    );
+    let elsewhere = Browser::new();
+    assert_eq!(
+        elsewhere
+            .sign_in(&authority, "gina", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let api = authority.login("gina", PASSWORD).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let csrf = hidden_value(&browser.account(&authority).await, "csrf").expect("csrf");
+
+    let post = |form: Vec<(&'static str, String)>| {
+        let browser = browser.clone();
+        let url = authority.url("/account");
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let response = browser.post(&url, &form).await;
+            assert_eq!(response.status(), 303);
+            location(&response)
+        }
+    };
+    let new_password = "a brand new password";
+    let wrong = post(vec![
+        ("csrf", csrf.clone()),
+        ("action", "password".into()),
+        ("current_password", "not the password".into()),
+        ("new_password", new_password.into()),
+        ("confirm_password", new_password.into()),
+    ])
+    .await;
+    assert_eq!(wrong, "/account?failed=password");
+    assert_eq!(
+        authority.get_with("/v1/me", &api).await.status(),
+        200,
+        "nothing changed"
+    );
+
+    let done = post(vec![
+        ("csrf", csrf.clone()),
+        ("action", "password".into()),
+        ("current_password", PASSWORD.into()),
+        ("new_password", new_password.into()),
+        ("confirm_password", new_password.into()),
+    ])
+    .await;
+    assert_eq!(done, "/account?done=password");
+    assert_eq!(
+        authority.get_with("/v1/me", &api).await.status(),
+        401,
+        "other sessions end"
+    );
+    assert_eq!(
+        elsewhere.get(&authority.url("/account")).await.status(),
+        303
+    );
+    let response = browser.get(&authority.url(&done)).await;
+    assert_eq!(response.status(), 200, "this browser stays signed in");
+    let page = response.text().await.expect("page");
+    assert!(
+        page.contains("Your password was changed"),
+        "this browser stays signed in"
+    );
+    let _ = authority.login("gina", new_password).await;
+
+    let csrf = hidden_value(&page, "csrf").expect("a new session, a new token");
+    let saved = post(vec![
+        ("csrf", csrf.clone()),
+        ("action", "profile".into()),
+        ("name", "Gina <Example>".into()),
+        ("email", "gina@example.com".into()),
+    ])
+    .await;
+    assert_eq!(saved, "/account?done=profile");
+    let page = browser.account(&authority).await;
+    assert!(
+        page.contains("value=\"Gina &lt;Example&gt;\""),
+        "escaped: {page}"
+    );
+
+    // Consent, withdrawn: the consent page comes back.
+    let verifier = "w".repeat(43);
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&oauth2::PkceCodeVerifier::new(
+        verifier.clone(),
+    ));
+    let authorize = authority.url(&format!(
+        "/oauth/authorize?response_type=code&client_id=notes&code_challenge={}&code_challenge_method=S256",
+        challenge.as_str()
+    ));
+    let back = authorize_in_browser(&authority, &browser, &authorize, None).await;
+    assert!(back.starts_with("http://127.0.0.1/cb?code="), "{back}");
+    assert_eq!(browser.get(&authorize).await.status(), 303, "remembered");
+    let withdrawn = post(vec![
+        ("csrf", csrf),
+        ("action", "revoke_consent".into()),
+        ("client_id", "notes".into()),
+    ])
+    .await;
+    assert_eq!(withdrawn, "/account?done=consent_revoked");
+    assert_eq!(browser.get(&authorize).await.status(), 200, "asked again");
+}
