@@ -97,6 +97,19 @@ pub struct Client {
     /// Networks it may fetch provider tokens from; empty: any address.
     #[serde(default)]
     pub allowed_ips: Vec<ipnet::IpNet>,
+    /// Where `/oauth/authorize` may send the browser back (authorization
+    /// code flow); matched exactly, loopback ones on any port
+    /// ([`crate::oauth::redirect`]). Empty: no code flow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// A public client (a native or single-page app): it has no secret
+    /// (the stored hash is of a secret nobody was given), names itself with
+    /// `client_id` and proves itself with PKCE.
+    #[serde(default)]
+    pub public: bool,
+    /// A first-party application: the user is not asked for consent.
+    #[serde(default)]
+    pub first_party: bool,
     /// A disabled client cannot authenticate.
     pub disabled: bool,
     /// When it was registered.
@@ -145,6 +158,9 @@ impl fmt::Debug for Client {
             .field("introspect", &self.introspect)
             .field("view_access_tokens", &self.view_access_tokens)
             .field("allowed_ips", &self.allowed_ips)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("public", &self.public)
+            .field("first_party", &self.first_party)
             .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
@@ -664,6 +680,9 @@ mod tests {
             view_access_tokens: false,
             allowed_ips: Vec::new(),
             previous_secret: None,
+            redirect_uris: Vec::new(),
+            public: false,
+            first_party: false,
             disabled: false,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),

@@ -76,6 +76,13 @@ pub struct NewClient {
     pub view_access_tokens: bool,
     /// Networks it may fetch them from (empty: any).
     pub allowed_ips: Vec<IpNet>,
+    /// Redirect URIs of the authorization code flow (checked with
+    /// [`crate::oauth::redirect::check_registration`]).
+    pub redirect_uris: Vec<String>,
+    /// A public client: no secret, PKCE only.
+    pub public: bool,
+    /// A first-party application: no consent page.
+    pub first_party: bool,
 }
 
 /// Changes to a client; `None` leaves a field as it is.
@@ -142,6 +149,12 @@ pub struct ClientView {
     pub view_access_tokens: bool,
     /// Networks it may fetch them from (empty: any).
     pub allowed_ips: Vec<String>,
+    /// Redirect URIs of the authorization code flow.
+    pub redirect_uris: Vec<String>,
+    /// A public client (no secret, PKCE only).
+    pub public: bool,
+    /// A first-party application (no consent page).
+    pub first_party: bool,
     /// Whether authentication is refused.
     pub disabled: bool,
     /// Registration time, Unix seconds.
@@ -156,6 +169,9 @@ impl From<&Client> for ClientView {
             introspect: client.introspect,
             view_access_tokens: client.view_access_tokens,
             allowed_ips: client.allowed_ips.iter().map(ToString::to_string).collect(),
+            redirect_uris: client.redirect_uris.clone(),
+            public: client.public,
+            first_party: client.first_party,
             disabled: client.disabled,
             created_at: client.created_at.as_unix_secs(),
         }
@@ -384,21 +400,32 @@ pub async fn users(state: &AppState) -> Result<Vec<User>, Problem> {
         .map_err(|error| Problem::from_accounts(&error))
 }
 
-/// Registers a client; answers it and its secret (shown this once).
+/// Registers a client; answers it and its secret (shown this once; none
+/// for a public client).
 ///
 /// # Errors
 ///
-/// 400 for an invalid id, 409 when taken, 503 when unavailable.
+/// 400 for an invalid id or redirect URI, 409 when taken, 503 when
+/// unavailable.
 pub async fn create_client(
     state: &AppState,
     client_id: &str,
     new: NewClient,
-) -> Result<(Client, Zeroizing<String>), Problem> {
+) -> Result<(Client, Option<Zeroizing<String>>), Problem> {
     if !valid_client_id(client_id) {
         return Err(Problem::invalid_request(
             "client_id must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
         ));
     }
+    crate::oauth::redirect::check_registration(&new.redirect_uris)
+        .map_err(Problem::invalid_request)?;
+    if new.public && new.redirect_uris.is_empty() {
+        return Err(Problem::invalid_request(
+            "a public client needs at least one redirect URI",
+        ));
+    }
+    // A public client gets a secret too, hashed and never shown: nobody can
+    // authenticate with it, and every client record has the same shape.
     let secret = new_secret()?;
     let now = Timestamp::now();
     let client = Client {
@@ -409,6 +436,9 @@ pub async fn create_client(
         introspect: new.introspect,
         view_access_tokens: new.view_access_tokens,
         allowed_ips: new.allowed_ips,
+        redirect_uris: new.redirect_uris,
+        public: new.public,
+        first_party: new.first_party,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -421,7 +451,8 @@ pub async fn create_client(
     if !created {
         return Err(Problem::conflict("a client with this id exists"));
     }
-    tracing::info!(client_id = ?client_id, "client registered");
+    tracing::info!(client_id = ?client_id, public = client.public, "client registered");
+    let secret = (!client.public).then_some(secret);
     Ok((client, secret))
 }
 

@@ -142,6 +142,16 @@ enum ClientCommand {
         /// tokens from (repeatable; none: any address).
         #[arg(long = "allow-ip", value_name = "CIDR")]
         allow_ips: Vec<String>,
+        /// A redirect URI for the authorization code flow (repeatable;
+        /// matched exactly, loopback `http://127.0.0.1/…` on any port).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (native or browser app): no secret, PKCE only.
+        #[arg(long)]
+        public: bool,
+        /// A first-party application: users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
     /// Give a client a new generated secret; prints it once.
     RotateSecret {
@@ -501,17 +511,27 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
             introspect,
             view_access_tokens,
             allow_ips,
+            redirect_uris,
+            public,
+            first_party,
         } => {
             let new = NewClient {
                 scopes: scopes(granted)?,
                 introspect,
                 view_access_tokens,
                 allowed_ips: admin::parse_networks(&allow_ips)?,
+                redirect_uris,
+                public,
+                first_party,
             };
             let (client, secret) = admin::create_client(state, &client_id, new).await?;
             println!("client_id: {}", client.client_id);
-            println!("client_secret: {}", secret.as_str());
-            eprintln!("The secret is shown only now; store it safely.");
+            if let Some(secret) = secret {
+                println!("client_secret: {}", secret.as_str());
+                eprintln!("The secret is shown only now; store it safely.");
+            } else {
+                eprintln!("A public client: it has no secret and must use PKCE.");
+            }
         }
         ClientCommand::RotateSecret { client_id, grace } => {
             let grace = std::time::Duration::from_secs(grace);

@@ -83,6 +83,11 @@ pub struct Config {
     pub allow_redis_eviction: bool,
     /// Connected services: `CONNECT_*` and the file's `[[providers]]`.
     pub connect: ConnectConfig,
+    /// `BROWSER_SESSION_TTL`: lifetime of a browser session at the
+    /// authority (sign-in page, `/account`, `/oauth/authorize`).
+    pub browser_session_ttl: Duration,
+    /// `PASSWORD_GRANT`: whether `grant_type=password` is accepted.
+    pub password_grant: bool,
 }
 
 /// Argon2id cost parameters for password and client-secret hashes.
@@ -380,6 +385,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "300",
         "seconds between keep-alive passes",
     ),
+    (
+        "BROWSER_SESSION_TTL",
+        "28800",
+        "seconds a browser stays signed in at the authority",
+    ),
+    (
+        "PASSWORD_GRANT",
+        "enabled",
+        "enabled or disabled: whether grant_type=password is accepted",
+    ),
 ];
 
 /// Prefix of the per-provider secret variables
@@ -585,6 +600,22 @@ impl Config {
                 false,
             )?,
             connect: ConnectConfig::load(&|name| get(name).map(str::to_owned), providers)?,
+            browser_session_ttl: seconds(
+                get("BROWSER_SESSION_TTL"),
+                "BROWSER_SESSION_TTL",
+                28_800,
+                60..=2_592_000,
+            )?,
+            password_grant: match get("PASSWORD_GRANT").unwrap_or("enabled") {
+                "enabled" => true,
+                "disabled" => false,
+                _ => {
+                    return Err(ConfigError::new(
+                        "PASSWORD_GRANT",
+                        "expected `enabled` or `disabled`",
+                    ));
+                }
+            },
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
             return Err(ConfigError::new(
@@ -637,6 +668,8 @@ impl fmt::Debug for Config {
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("ipv6_throttle_prefix", &self.ipv6_throttle_prefix)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("browser_session_ttl", &self.browser_session_ttl)
+            .field("password_grant", &self.password_grant)
             .field("log_format", &self.log_format)
             .field("http", &self.http)
             .field("metrics_addr", &self.metrics_addr)

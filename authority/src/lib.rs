@@ -20,7 +20,9 @@
 //! - [`routes`]: the warp filter tree, body limits, rejection handling.
 //! - [`server`]: [`server::run`] with graceful shutdown.
 //! - [`oauth`]: token (RFC 6749), revocation (RFC 7009), introspection
-//!   (RFC 7662), metadata (RFC 8414).
+//!   (RFC 7662), metadata (RFC 8414), the authorization endpoint and codes.
+//! - [`web`]: the sign-in, consent and account pages and the browser
+//!   session.
 //! - [`api`]: `/v1/me`, sessions, the admin API, health.
 //! - [`admin`]: account administration shared by the admin API and the CLI.
 //! - [`authenticate`]: client and bearer authentication.
@@ -65,6 +67,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod throttle;
+pub mod web;
 
 #[cfg(test)]
 mod proptests;

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `authority_tokens_issued_total` | counter | `grant` |
 //! | `authority_token_requests_refused_total` | counter | `grant`, `reason` (the RFC 6749 error code) |
-//! | `authority_tokens_revoked_total` | counter | `reason` (`revocation_endpoint`, `session`, `sign_out_everywhere`, `account_change`, `refresh_reuse`) |
+//! | `authority_tokens_revoked_total` | counter | `reason` (`revocation_endpoint`, `session`, `sign_out_everywhere`, `account_change`, `refresh_reuse`, `code_reuse`, `browser_sign_out`) |
 //! | `authority_logins_throttled_total` | counter | — |
 //! | `authority_client_auth_throttled_total` | counter | — |
 //! | `authority_login_duration_seconds` | histogram | `outcome` (`success`, `failure`) |
@@ -153,6 +153,7 @@ pub fn grant_label(grant_type: Option<&str>) -> &'static str {
         Some("password") => "password",
         Some("client_credentials") => "client_credentials",
         Some("refresh_token") => "refresh_token",
+        Some("authorization_code") => "authorization_code",
         Some(_) => "other",
         None => "none",
     }

@@ -51,6 +51,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/connect/{provider}"),
     ("GET", "/v1/connect/{provider}/token"),
     ("GET", "/v1/users/{subject}/connect/{provider}/token"),
+    ("GET", "/oauth/authorize"),
+    ("POST", "/oauth/consent"),
+    ("GET", "/signin"),
+    ("POST", "/signin"),
+    ("POST", "/logout"),
+    ("GET", "/account"),
+    ("POST", "/account"),
+    ("GET", "/connect/start"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -239,6 +247,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed();
 
     let connected = connect_routes(&state, &headers);
+    let browser = browser_routes(&state, &headers, limit);
 
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
@@ -272,6 +281,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(administration)
         .unify()
         .or(connected)
+        .unify()
+        .or(browser)
         .unify()
         .or(healthz)
         .unify()
@@ -329,6 +340,7 @@ where
     let callback = warp::path!("v1" / "connect" / "callback")
         .and(warp::get())
         .and(state.clone())
+        .and(headers.clone())
         .and(raw_query())
         .then(connect::callback);
     let list = warp::path!("v1" / "connect" / "tokens")
@@ -383,6 +395,127 @@ where
         .or(token)
         .unify()
         .or(service_token)
+        .unify()
+        .boxed()
+}
+
+/// The browser's routes: `/oauth/authorize`, the sign-in, consent and
+/// account pages ([`crate::web`]).
+fn browser_routes<S, H>(state: &S, headers: &H, limit: u64) -> BoxedFilter<(Response,)>
+where
+    S: Filter<Extract = (AppState,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    H: Filter<Extract = (HeaderMap,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    use crate::oauth::authorize;
+    use crate::web::{account, problem_page, signin};
+    let authorize_route = warp::path!("oauth" / "authorize")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(authorize::authorize);
+    let consent = warp::path!("oauth" / "consent")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(body(limit))
+        .then(|state, headers, body: Result<Bytes, Problem>| async move {
+            match body {
+                Ok(body) => authorize::consent(state, headers, body).await,
+                Err(problem) => problem_page(&problem),
+            }
+        });
+    let signin_form = warp::path!("signin")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(signin::form);
+    let signin_submit = warp::path!("signin")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(
+            warp::ext::optional::<PeerAddr>()
+                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
+        )
+        .and(body(limit))
+        .then(
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
+                match body {
+                    Ok(body) => {
+                        let address = state.client_address(peer, &headers);
+                        signin::submit(state, headers, address, body).await
+                    }
+                    Err(problem) => problem_page(&problem),
+                }
+            },
+        );
+    let logout = warp::path!("logout")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(body(limit))
+        .then(|state, headers, body: Result<Bytes, Problem>| async move {
+            match body {
+                Ok(body) => signin::logout(state, headers, body).await,
+                Err(problem) => problem_page(&problem),
+            }
+        });
+    let account_page = warp::path!("account")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(account::show);
+    let account_forms = warp::path!("account")
+        .and(warp::post())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(
+            warp::ext::optional::<PeerAddr>()
+                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
+        )
+        .and(body(limit))
+        .then(
+            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
+                match body {
+                    Ok(body) => {
+                        let address = state.client_address(peer, &headers);
+                        account::submit(state, headers, address, body).await
+                    }
+                    Err(problem) => problem_page(&problem),
+                }
+            },
+        );
+    let connect_start = warp::path!("connect" / "start")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(crate::connect::handlers::start);
+    authorize_route
+        .or(consent)
+        .unify()
+        .or(signin_form)
+        .unify()
+        .or(signin_submit)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(account_page)
+        .unify()
+        .or(account_forms)
+        .unify()
+        .or(connect_start)
         .unify()
         .boxed()
 }

@@ -47,6 +47,20 @@
 //! | `P cstate:<N>`      | string | marks a `state` as used (single use)             | the state's remaining lifetime (`SET NX PX`) |
 //! | `P conns`           | zset   | every connection (`<p>:<subject>`), scored by its last refresh (ms), for the keep-alive | none |
 //!
+//! Browser sign-in and the authorization code flow (`C` is the base64url
+//! SHA-256 of an authorization code; never the code itself, never a name):
+//!
+//! | key                 | type   | holds                                           | TTL                  |
+//! |---------------------|--------|-------------------------------------------------|----------------------|
+//! | `P code:{C}`        | string | an authorization code's grant (JSON: client, redirect URI, scope, PKCE challenge, subject, session family) | 60 s |
+//! | `P code:{C}:used`   | string | the same, once redeemed: a second use revokes what the first issued | 10 minutes |
+//! | `P consent:{T}`     | hash   | the subject's consents: client id → granted scope | none (until revoked) |
+//!
+//! A browser session is itself a session of the subject (a refresh-kind
+//! token issued to the reserved client `#browser`, its text the cookie),
+//! so it lives in `P s:{T}:F` and `P sidx:{T}` like any other, and
+//! sign-out-everywhere ends it.
+//!
 //! (written without the space: `ts:s:{T}:F`.) `{T}` is a Redis Cluster
 //! hash tag: all keys of one subject live in one slot, so every script that
 //! touches a session and its subject's index runs on one node. A token
@@ -265,6 +279,25 @@ impl KeyPrefix {
     #[must_use]
     pub fn connections(&self) -> String {
         format!("{}conns", self.0)
+    }
+
+    /// `P code:{C}` — an authorization code's grant, by the code's digest
+    /// (base64url SHA-256).
+    #[must_use]
+    pub fn authorization_code(&self, code_digest: &str) -> String {
+        format!("{}code:{{{code_digest}}}", self.0)
+    }
+
+    /// `P code:{C}:used` — a redeemed code (same slot as the code).
+    #[must_use]
+    pub fn used_authorization_code(&self, code_digest: &str) -> String {
+        format!("{}code:{{{code_digest}}}:used", self.0)
+    }
+
+    /// `P consent:{T}` — a subject's remembered consents, client id → scope.
+    #[must_use]
+    pub fn consents(&self, tag: &SubjectTag) -> String {
+        format!("{}consent:{{{}}}", self.0, tag.to_key_text())
     }
 
     /// `P tok:*` — the ACL key pattern a token client's read-only user needs

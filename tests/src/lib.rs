@@ -11,6 +11,7 @@
 //!   learn its address from its `listening on` line, kill it on drop.
 //! - [`authority`]: the real `token-authority` binary as a process, its CLI,
 //!   and a client for its endpoints.
+//! - [`browser`]: a cookie-keeping HTTP browser for the authority's pages.
 //! - [`oidc`]: the local OpenID Connect provider (`tests/oidc-provider`) as
 //!   a process, and a cookie-jar "browser" for its authorization flow.
 //! - [`connected`]: a connected-services setup (Redis, provider, the
@@ -25,6 +26,7 @@
 
 pub mod acl;
 pub mod authority;
+pub mod browser;
 pub mod connected;
 pub mod oidc;
 pub mod process;

@@ -274,21 +274,66 @@ impl Browser {
         Self { http }
     }
 
-    /// Goes through the provider's authorization flow from
-    /// `authorize_url`, logging in as `login` when asked (consent is
-    /// automatic), and answers the URL the provider finally redirects to
-    /// (the authority's callback with `code` and `state`, or `error`).
+    /// Goes through the whole connect flow from `authorize_url` (the
+    /// authority's `/connect/start` link of `GET /v1/connect`, or a
+    /// provider URL): signs in at the authority as `login` (password
+    /// [`crate::connected::PASSWORD`]) when its sign-in page comes, logs in
+    /// at the provider as `login` when asked (consent is automatic), and
+    /// answers the URL the provider finally redirects to (the authority's
+    /// callback with `code` and `state`, or `error`), without visiting it.
     ///
     /// # Panics
     ///
     /// When the provider answers anything unexpected.
     pub async fn authorize(&self, authorize_url: &str, login: &str) -> Url {
-        let mut url = Url::parse(authorize_url).expect("authorize URL");
-        let provider = url.origin();
-        for _ in 0..12 {
+        self.walk(authorize_url, login, false).await
+    }
+
+    /// Like [`Self::authorize`], but stops at the provider's authorization
+    /// URL (the first URL away from the authority), which carries the
+    /// state bound to this browser's session.
+    ///
+    /// # Panics
+    ///
+    /// As [`Self::authorize`].
+    pub async fn provider_url(&self, start_url: &str, login: &str) -> Url {
+        self.walk(start_url, login, true).await
+    }
+
+    async fn walk(&self, start: &str, login: &str, stop_at_provider: bool) -> Url {
+        let mut url = Url::parse(start).expect("authorize URL");
+        let first = url.origin();
+        let mut provider = None;
+        for _ in 0..16 {
             let response = self.http.get(url.clone()).send().await.expect("GET");
             let next = match response.status() {
                 StatusCode::SEE_OTHER | StatusCode::FOUND => location(&response, &url),
+                StatusCode::OK if url.path() == "/signin" => {
+                    let html = response.text().await.expect("sign-in page");
+                    let field = |name: &str| {
+                        crate::browser::hidden_value(&html, name)
+                            .unwrap_or_else(|| panic!("the sign-in form has {name}"))
+                    };
+                    let post = url.join("/signin").expect("sign-in URL");
+                    let response = self
+                        .http
+                        .post(post.clone())
+                        .form(&[
+                            ("username", login),
+                            ("password", crate::connected::PASSWORD),
+                            ("csrf", &field("csrf")),
+                            ("return_to", &field("return_to")),
+                        ])
+                        .send()
+                        .await
+                        .expect("POST sign-in");
+                    assert_eq!(
+                        response.status(),
+                        StatusCode::SEE_OTHER,
+                        "sign-in at the authority"
+                    );
+                    location(&response, &post)
+                }
                 StatusCode::OK if url.path().starts_with("/interaction/") => {
                     let login_url = url
                         .join(&format!("{}/login", url.path()))
@@ -312,12 +357,41 @@ impl Browser {
                     response.text().await.unwrap_or_default()
                 ),
             };
-            if next.origin() != provider {
+            if next.origin() != first && provider.is_none() {
+                if stop_at_provider {
+                    return next;
+                }
+                provider = Some(next.origin());
+            }
+            let at_callback = next.path().ends_with("/callback");
+            let elsewhere =
+                next.origin() != first && provider.as_ref().is_some_and(|p| *p != next.origin());
+            if at_callback || elsewhere {
                 return next;
             }
             url = next;
         }
         panic!("the authorization flow did not end at a callback");
+    }
+
+    /// `GET url` of a page that must answer 200: its HTML.
+    ///
+    /// # Panics
+    ///
+    /// Otherwise.
+    pub async fn page(&self, url: &str) -> String {
+        let response = self.http.get(url).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        response.text().await.expect("page")
+    }
+
+    /// `POST url` with a form, without following redirects.
+    ///
+    /// # Panics
+    ///
+    /// On transport errors.
+    pub async fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(url).form(form).send().await.expect("POST")
     }
 
     /// `GET url` without following redirects: status and `Location`.

@@ -744,7 +744,16 @@ async fn metadata_document() {
     );
     assert_eq!(
         metadata["grant_types_supported"],
-        json!(["password", "client_credentials", "refresh_token"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password"
+        ])
+    );
+    assert_eq!(
+        metadata["authorization_endpoint"],
+        format!("{issuer}/oauth/authorize")
     );
 }
 

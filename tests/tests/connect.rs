@@ -107,7 +107,15 @@ async fn browser_flow_connects_and_serves_the_token() {
     assert_eq!(offer["name"], PROVIDER);
     assert_eq!(offer["display_name"], "Test IdP");
     assert_eq!(offer["logo_url"], "https://idp.test/logo.svg");
-    let url = offer["authorize_url"].as_str().expect("authorize URL");
+    // GET /v1/connect hands out a link to the authority; a browser signed
+    // in as alice turns it into the provider's URL, bound to its session.
+    let link = offer["authorize_url"].as_str().expect("authorize URL");
+    assert!(
+        link.starts_with(&authority.url("/connect/start?ticket=")),
+        "{link}"
+    );
+    let url = Browser::new().provider_url(link, "alice").await;
+    let url = url.as_str();
     assert!(url.starts_with(&format!("{}/auth?", setup.provider.issuer())));
     assert_eq!(
         parameter(url, "code_challenge_method").as_deref(),
@@ -541,13 +549,19 @@ async fn replayed_and_tampered_states_are_refused() {
     let authority = setup.authority(BIN, &[]);
     let alice = connected::user(&authority, "alice").await;
     let mallory = connected::user(&authority, "mallory").await;
+    let alices = Browser::new();
     let browser = Browser::new();
 
-    // Replay: the same callback twice.
-    let (callback, page) = connected::connect(&authority, &alice).await;
-    assert_eq!(page, format!("{SUCCESS_URL}?provider={PROVIDER}"));
+    // Replay: the same callback twice (in the browser that started it).
+    let url = connected::authorize_url(&authority, &alice).await;
+    let callback = alices.authorize(&url, "alice").await.to_string();
+    let (_, page) = alices.visit(&callback).await;
+    assert_eq!(
+        page.as_deref(),
+        Some(format!("{SUCCESS_URL}?provider={PROVIDER}").as_str())
+    );
     let before = connection_keys(&setup.redis.url()).await;
-    let (_, replay) = browser.visit(&callback).await;
+    let (_, replay) = alices.visit(&callback).await;
     assert_eq!(
         replay.as_deref(),
         Some(failure("replayed_state", true).as_str())
@@ -615,7 +629,9 @@ async fn replayed_and_tampered_states_are_refused() {
     // The user refuses at the provider: the provider redirects with
     // error=access_denied and the (valid) state.
     let carol = connected::user(&authority, "carol").await;
-    let url = connected::authorize_url(&authority, &carol).await;
+    let link = connected::authorize_url(&authority, &carol).await;
+    let browser = Browser::new();
+    let url = browser.provider_url(&link, "carol").await.to_string();
     let state = parameter(&url, "state").expect("state");
     let denied = format!(
         "{}?error=access_denied&state={state}&iss={}",
@@ -637,10 +653,11 @@ async fn expired_states_are_refused() {
     let setup = Setup::start(&[], "");
     let authority = setup.authority(BIN, &[("CONNECT_STATE_TTL", "1")]);
     let alice = connected::user(&authority, "alice").await;
-    let issued = Instant::now();
-    let url = connected::authorize_url(&authority, &alice).await;
+    let link = connected::authorize_url(&authority, &alice).await;
     let browser = Browser::new();
-    let callback = browser.authorize(&url, "alice").await;
+    let url = browser.provider_url(&link, "alice").await;
+    let issued = Instant::now();
+    let callback = browser.authorize(url.as_str(), "alice").await;
     let expired = wait_until(Duration::from_secs(10), || {
         (issued.elapsed() > Duration::from_millis(1100)).then_some(())
     });

@@ -65,6 +65,31 @@ async fn demo_walk_through() {
     let (_, alice_password) = summary["user"].split_once(' ').expect("user line");
     let (_, admin_password) = summary["admin"].split_once(' ').expect("admin line");
     token_repository::redis::install_crypto_provider();
+    // The account page is printed, and asks for a sign-in; the demo app
+    // is registered (a well-formed authorization request reaches the
+    // sign-in page, not an error page).
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let account = no_redirects
+        .get(&summary["account"])
+        .send()
+        .await
+        .expect("account page");
+    assert_eq!(account.status(), 303);
+    let authorize = no_redirects
+        .get(format!(
+            "{authority}/oauth/authorize?response_type=code&client_id=demo-app\
+             &redirect_uri=http%3A%2F%2F127.0.0.1%3A8400%2Fcallback\
+             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(authorize.status(), 303);
+    let target = authorize.headers()["location"].to_str().expect("location");
+    assert!(target.starts_with("/signin?"), "{target}");
     let http = reqwest::Client::new();
     let login = |username: &'static str, password: String| {
         let request = http.post(format!("{authority}/oauth/token")).form(&[

@@ -90,6 +90,12 @@ struct CreateClientBody {
     view_access_tokens: bool,
     #[serde(default)]
     allowed_ips: Vec<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    first_party: bool,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +211,9 @@ async fn run(
                     introspect: body.introspect,
                     view_access_tokens: body.view_access_tokens,
                     allowed_ips: parse_networks(&body.allowed_ips)?,
+                    redirect_uris: body.redirect_uris,
+                    public: body.public,
+                    first_party: body.first_party,
                 },
             )
             .await?;
@@ -213,11 +222,14 @@ async fn run(
                 StatusCode::CREATED,
                 &serde_json::json!({
                     "client_id": view.client_id,
-                    "client_secret": secret.as_str(),
+                    "client_secret": secret.as_ref().map(|secret| secret.as_str()),
                     "scope": view.scope,
                     "introspect": view.introspect,
                     "view_access_tokens": view.view_access_tokens,
                     "allowed_ips": view.allowed_ips,
+                    "redirect_uris": view.redirect_uris,
+                    "public": view.public,
+                    "first_party": view.first_party,
                     "disabled": view.disabled,
                     "created_at": view.created_at,
                 }),

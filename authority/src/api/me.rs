@@ -35,7 +35,9 @@ pub async fn me(state: AppState, headers: HeaderMap) -> Response {
 #[derive(Serialize)]
 struct SessionToken {
     id: Uuid,
-    kind: TokenKind,
+    /// `access`, `refresh`, or `browser` (a browser session at the
+    /// authority, [`crate::web`]).
+    kind: &'static str,
     session: Uuid,
     client_id: Option<String>,
     scope: String,
@@ -47,7 +49,11 @@ struct SessionToken {
 fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
     SessionToken {
         id: record.id,
-        kind: record.kind,
+        kind: if is_browser(record) {
+            "browser"
+        } else {
+            record.kind.as_str()
+        },
         session: record.family,
         client_id: record.client_id.clone(),
         scope: record.scopes.to_string(),
@@ -55,6 +61,11 @@ fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
         expires_at: record.expires_at.as_unix_secs(),
         current: record.id == caller.id,
     }
+}
+
+/// Whether `record` belongs to a browser session itself.
+fn is_browser(record: &TokenRecord) -> bool {
+    record.client_id.as_deref() == Some(crate::web::BROWSER_CLIENT)
 }
 
 /// `GET /v1/sessions`: the caller's live tokens.
@@ -66,8 +77,13 @@ pub async fn sessions(state: AppState, headers: HeaderMap) -> Response {
             .list(&caller.subject)
             .await
             .map_err(|error| Problem::from_store(&error))?;
-        let tokens: Vec<SessionToken> =
-            records.iter().map(|record| view(record, &caller)).collect();
+        // A browser session's own access token is never handed out: not
+        // listed.
+        let tokens: Vec<SessionToken> = records
+            .iter()
+            .filter(|record| !is_browser(record) || record.kind == TokenKind::Refresh)
+            .map(|record| view(record, &caller))
+            .collect();
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "tokens": tokens }),

@@ -84,7 +84,7 @@ impl Connect {
         let mut offers = Vec::with_capacity(enabled.len());
         for (provider, endpoints) in enabled.into_iter().zip(endpoints) {
             let authorize_url = match endpoints {
-                Ok(endpoints) => Some(self.authorize_url(provider, &endpoints, subject, username)?),
+                Ok(_) => Some(self.ticket_url(provider, subject, username)?),
                 Err(error) => {
                     tracing::warn!(provider = %provider.config.name, %error, "provider unavailable; offered without a URL");
                     None
@@ -100,10 +100,13 @@ impl Connect {
         Ok(offers)
     }
 
-    fn authorize_url(
+    /// A link to `ISSUER/connect/start` for `subject`: a signed ticket
+    /// (the state format, unbound, so never accepted by the callback) that
+    /// a browser signed in as the same user turns into a flow bound to its
+    /// session.
+    fn ticket_url(
         &self,
         provider: &Provider,
-        endpoints: &Endpoints,
         subject: &str,
         username: &str,
     ) -> Result<String, ConnectError> {
@@ -112,9 +115,100 @@ impl Connect {
             .signer
             .as_ref()
             .ok_or(ConnectError::NotConfigured)?;
+        let ticket = signer
+            .issue_ticket(subject, username, &provider.config.name, Timestamp::now())
+            .map_err(|error| ConnectError::Internal(format!("random generator: {error}")))?;
+        Ok(format!(
+            "{}?ticket={}",
+            self.inner.start_url,
+            percent_encoding::utf8_percent_encode(&ticket.state, QUERY_VALUE)
+        ))
+    }
+
+    /// Checks a `GET /v1/connect` link ticket: answers the subject and the
+    /// provider it was made for.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::UnknownProvider`] for a malformed, forged or expired
+    /// ticket (or one naming no provider).
+    pub fn ticket(&self, ticket: &str) -> Result<(String, String), ConnectError> {
+        let signer = self
+            .inner
+            .signer
+            .as_ref()
+            .ok_or(ConnectError::NotConfigured)?;
+        let claims = signer
+            .verify(ticket, Timestamp::now())
+            .map_err(|_| ConnectError::UnknownProvider)?;
+        if claims.browser.is_some() {
+            return Err(ConnectError::UnknownProvider);
+        }
+        Ok((claims.subject, claims.provider))
+    }
+
+    /// Whether the callback with `state` should return to the account page
+    /// (a genuine, unexpired state of a flow started there).
+    #[must_use]
+    pub fn returns_to_account(&self, state: Option<&str>) -> bool {
+        match (&self.inner.signer, state) {
+            (Some(signer), Some(state)) => signer
+                .verify(state, Timestamp::now())
+                .is_ok_and(|claims| claims.to_account),
+            _ => false,
+        }
+    }
+
+    /// The provider's authorization URL for a flow started by the browser
+    /// session `browser` (its binding) of `subject`: the state is bound to
+    /// that session; with `to_account` the callback returns to `/account`.
+    ///
+    /// # Errors
+    ///
+    /// Unknown or disabled provider, the provider unreachable, not
+    /// configured.
+    pub async fn start_in_browser(
+        &self,
+        provider: &str,
+        subject: &str,
+        username: &str,
+        browser: &str,
+        to_account: bool,
+    ) -> Result<String, ConnectError> {
+        let provider = self.provider(provider)?;
+        if !provider.config.enabled {
+            return Err(ConnectError::UnknownProvider);
+        }
+        let endpoints = self.endpoints(&provider).await?;
+        self.authorize_url(
+            &provider, &endpoints, subject, username, browser, to_account,
+        )
+    }
+
+    fn authorize_url(
+        &self,
+        provider: &Provider,
+        endpoints: &Endpoints,
+        subject: &str,
+        username: &str,
+        browser: &str,
+        to_account: bool,
+    ) -> Result<String, ConnectError> {
+        let signer = self
+            .inner
+            .signer
+            .as_ref()
+            .ok_or(ConnectError::NotConfigured)?;
         let config = &provider.config;
         let issued = signer
-            .issue(subject, username, &config.name, Timestamp::now())
+            .issue_bound(
+                subject,
+                username,
+                &config.name,
+                Timestamp::now(),
+                Some(browser),
+                to_account,
+            )
             .map_err(|error| ConnectError::Internal(format!("random generator: {error}")))?;
         let mut url = endpoints.authorization.clone();
         {
@@ -186,6 +280,19 @@ impl Connect {
         let Some(provider) = self.inner.registry.get(&claims.provider).cloned() else {
             return Err(Refusal::new(Failure::InvalidState, None));
         };
+        // The state must come back in the browser session that started
+        // the flow: a URL sent to someone else connects nothing.
+        let bound = match (&claims.browser, &callback.browser) {
+            (Some(expected), Some(presented)) => bool::from(subtle::ConstantTimeEq::ct_eq(
+                expected.as_bytes(),
+                presented.as_bytes(),
+            )),
+            _ => false,
+        };
+        if !bound {
+            tracing::warn!(subject = %claims.subject, provider = %name, "connect state presented by another browser session; refused");
+            return Err(fail(Failure::SessionMismatch));
+        }
         match self
             .inner
             .store
@@ -252,6 +359,24 @@ impl Connect {
                     _ => fail(Failure::ExchangeFailed).with_error(error.provider_code()),
                 }
             })?;
+        // Reconnecting with another provider account is refused, not
+        // swapped silently: the account page says so.
+        if let (
+            Ok(super::Current::Live {
+                connection: old, ..
+            }),
+            Some(new),
+        ) = (
+            self.read(&claims.subject, &name).await,
+            tokens.id_token_subject.as_deref(),
+        ) && old
+            .provider_subject
+            .as_deref()
+            .is_some_and(|old| old != new)
+        {
+            tracing::warn!(subject = %claims.subject, provider = %name, "reconnect with another provider account; the existing connection is kept");
+            return Err(fail(Failure::AccountMismatch));
+        }
         let now = Timestamp::now();
         let connection = Connection {
             username: claims.username.clone(),
@@ -262,6 +387,7 @@ impl Connect {
             scope: tokens.scope.clone(),
             connected_at: now.as_unix_millis(),
             refreshed_at: now.as_unix_millis(),
+            provider_subject: tokens.id_token_subject.clone(),
         };
         let stored = Stored::seal(keys, &claims.subject, &name, &connection).map_err(|error| {
             tracing::error!(%error, "cannot encrypt a connection");

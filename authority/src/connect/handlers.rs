@@ -143,26 +143,55 @@ pub async fn offers(state: AppState, headers: HeaderMap) -> Response {
 }
 
 /// `GET /v1/connect/callback?code&state` (or `?error&state`): completes a
-/// connection and sends the browser to the success or failure page (303).
-pub async fn callback(state: AppState, query: String) -> Response {
-    let callback = Form::parse(query.as_bytes()).map_or_else(
+/// connection and sends the browser to the success or failure page (303),
+/// or, for flows started on the account page, back there. A state
+/// presented by a browser without the session that started the flow gets
+/// an error page (403) and connects nothing.
+pub async fn callback(state: AppState, headers: HeaderMap, query: String) -> Response {
+    let mut callback = Form::parse(query.as_bytes()).map_or_else(
         |_| Callback::default(),
         |form| Callback {
             code: form.get("code").map(|code| Zeroizing::new(code.to_owned())),
             state: form.get("state").map(str::to_owned),
             error: form.get("error").map(str::to_owned),
             iss: form.get("iss").map(str::to_owned),
+            browser: None,
         },
     );
     let connect = state.connect();
     if connect.registry().is_empty() {
         return Problem::not_found("connected services are not configured").into_response();
     }
+    callback.browser = match crate::web::session(&state, &headers).await {
+        Ok(session) => session.map(|session| session.binding()),
+        Err(problem) => return crate::web::problem_page(&problem),
+    };
     let outcome = connect.complete(&callback).await;
-    let Some(location) = connect
-        .result_page(&outcome)
-        .and_then(|page| HeaderValue::from_str(&page).ok())
-    else {
+    if let Err((super::Failure::SessionMismatch, _)) = &outcome {
+        return crate::web::error_page(
+            StatusCode::FORBIDDEN,
+            "Connection refused",
+            "This connection was started in another browser session, so nothing was connected. \
+             If you want to connect a service, start from your own account page.",
+        );
+    }
+    let to_account = connect.returns_to_account(callback.state.as_deref());
+    let page = if to_account {
+        Some(match &outcome {
+            Ok(provider) => format!(
+                "/account?done=connected&provider={}",
+                crate::web::query_encode(provider)
+            ),
+            Err((failure, provider)) => format!(
+                "/account?failed={}&provider={}",
+                failure.code(),
+                crate::web::query_encode(provider.as_deref().unwrap_or_default())
+            ),
+        })
+    } else {
+        connect.result_page(&outcome)
+    };
+    let Some(location) = page.and_then(|page| HeaderValue::from_str(&page).ok()) else {
         return Problem::internal(&"the connect result pages are not configured").into_response();
     };
     let mut response = Response::new(Vec::<u8>::new().into());
@@ -175,6 +204,59 @@ pub async fn callback(state: AppState, query: String) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// `GET /connect/start?ticket=…`: the link `GET /v1/connect` hands out.
+/// Opened in a browser signed in as the user it was made for, it starts
+/// the provider's flow bound to that browser session; not signed in, the
+/// sign-in page comes first; signed in as someone else, an error page.
+pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Response {
+    use crate::web::{error_page, problem_page, query_encode, see_other};
+    let connect = state.connect();
+    let ticket = Form::parse(query.as_bytes())
+        .ok()
+        .and_then(|form| form.get("ticket").map(str::to_owned));
+    let Some((subject, provider)) = ticket
+        .as_deref()
+        .and_then(|ticket| connect.ticket(ticket).ok())
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Link not valid",
+            "This connect link is malformed or has expired. Ask for a new one.",
+        );
+    };
+    let session = match crate::web::session(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return see_other(&format!(
+                "/signin?return_to={}",
+                query_encode(&format!("/connect/start?{query}"))
+            ));
+        }
+        Err(problem) => return problem_page(&problem),
+    };
+    if session.record.subject != subject {
+        tracing::warn!(signed_in = %session.record.subject, link_for = %subject, %provider, "connect link opened by another user; refused");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Connection refused",
+            "This connect link was made for another account than the one signed in here (session_mismatch). Nothing was connected.",
+        );
+    }
+    match connect
+        .start_in_browser(
+            &provider,
+            &session.record.subject,
+            &session.record.username,
+            &session.binding(),
+            false,
+        )
+        .await
+    {
+        Ok(url) => see_other(&url),
+        Err(error) => problem_page(&problem(error)),
+    }
 }
 
 /// `GET /v1/connect/tokens`: the bearer's connections, without tokens.

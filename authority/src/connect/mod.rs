@@ -151,6 +151,9 @@ pub struct ConnectionView {
     /// When the tokens were last obtained (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refreshed_at: Option<u64>,
+    /// The provider account connected (the ID token's `sub`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// A provider access token handed out.
@@ -209,6 +212,12 @@ pub enum Failure {
     ProviderUnavailable,
     /// Redis or another internal failure.
     ServerError,
+    /// The state is bound to another browser session than the one that
+    /// presented it (or to none: an unbound state).
+    SessionMismatch,
+    /// The user signed in at the provider as another account than the one
+    /// connected; the existing connection is kept.
+    AccountMismatch,
 }
 
 impl Failure {
@@ -226,6 +235,8 @@ impl Failure {
             Self::ExchangeFailed => "exchange_failed",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::ServerError => "server_error",
+            Self::SessionMismatch => "session_mismatch",
+            Self::AccountMismatch => "account_mismatch",
         }
     }
 }
@@ -277,6 +288,9 @@ pub struct Callback {
     pub error: Option<String>,
     /// `iss` (RFC 9207).
     pub iss: Option<String>,
+    /// The binding of the browser session that presented it
+    /// ([`crate::web::BrowserSession::binding`]), if signed in.
+    pub browser: Option<String>,
 }
 
 /// Counts of a re-encryption run.
@@ -352,6 +366,8 @@ struct Inner {
     /// Where the next keep-alive pass goes on in the index (this
     /// replica's; `None`: from the oldest).
     keepalive_cursor: std::sync::Mutex<Option<store::IndexEntry>>,
+    /// `ISSUER/connect/start`: where `GET /v1/connect`'s links point.
+    start_url: String,
 }
 
 /// Unix milliseconds to seconds.
@@ -393,6 +409,7 @@ impl Connect {
                 lock_ttl: config.provider_timeout + LOCK_MARGIN,
                 keepalive_interval: config.keepalive_interval,
                 keepalive_cursor: std::sync::Mutex::new(None),
+                start_url: format!("{issuer}/connect/start"),
             }),
         })
     }
@@ -479,6 +496,7 @@ impl Connect {
             refreshable: None,
             connected_at: None,
             refreshed_at: None,
+            account: None,
         };
         match current {
             Current::Absent => {}
@@ -503,6 +521,7 @@ impl Connect {
                 view.refreshable = Some(connection.refresh_token.is_some());
                 view.connected_at = Some(secs(connection.connected_at));
                 view.refreshed_at = Some(secs(connection.refreshed_at));
+                view.account.clone_from(&connection.provider_subject);
             }
         }
         view

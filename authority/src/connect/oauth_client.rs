@@ -76,6 +76,25 @@ pub struct TokenResponse {
     pub refresh_token: Option<Zeroizing<String>>,
     /// The granted scope, if the provider said.
     pub scope: Option<String>,
+    /// The `sub` of the ID token, when the provider sent one (OpenID
+    /// Connect). Read from the token endpoint's own TLS answer (OpenID
+    /// Connect Core §3.1.3.7 lets the code flow skip the signature), and
+    /// only used to tell provider accounts apart.
+    pub id_token_subject: Option<String>,
+}
+
+/// The `sub` claim of a JWT's payload, without checking the signature.
+fn jwt_subject(jwt: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    claims["sub"]
+        .as_str()
+        .filter(|sub| !sub.is_empty() && sub.len() <= 255)
+        .map(str::to_owned)
 }
 
 impl fmt::Debug for TokenResponse {
@@ -116,6 +135,7 @@ struct RawTokenResponse {
     expires_in: Option<Seconds>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    id_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -468,6 +488,7 @@ impl ProviderClient {
                 .filter(|token| !token.is_empty())
                 .map(Zeroizing::new),
             scope: raw.scope,
+            id_token_subject: raw.id_token.as_deref().and_then(jwt_subject),
         })
     }
 

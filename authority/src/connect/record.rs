@@ -38,6 +38,10 @@ pub struct Connection {
     pub connected_at: u64,
     /// When the current tokens were obtained (connect or last refresh).
     pub refreshed_at: u64,
+    /// The provider account (the ID token's `sub`), when the provider sent
+    /// an ID token at the connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_subject: Option<String>,
 }
 
 impl Drop for Connection {
@@ -237,6 +241,7 @@ mod tests {
             scope: Some("openid".into()),
             connected_at: 1_000,
             refreshed_at: 4_000,
+            provider_subject: None,
         }
     }
 

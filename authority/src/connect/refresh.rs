@@ -160,6 +160,7 @@ impl Connect {
                     scope: tokens.scope.clone().or_else(|| connection.scope.clone()),
                     connected_at: connection.connected_at,
                     refreshed_at: now.as_unix_millis(),
+                    provider_subject: connection.provider_subject.clone(),
                 };
                 // Re-encrypting on every write is the key-rotation path.
                 let sealed = Stored::seal(keys, subject, name, &next)
@@ -391,6 +392,7 @@ mod tests {
             scope: None,
             connected_at: 1_000,
             refreshed_at: 1_000,
+            provider_subject: None,
         };
         assert!(refreshable(&connection, Duration::from_secs(59)).is_ok());
         // A fresh 60 s token is already some milliseconds old when handed

@@ -40,6 +40,9 @@ use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Least lifetime of a link ticket ([`StateSigner::issue_ticket`]).
+pub const TICKET_TTL: Duration = Duration::from_secs(600);
+
 /// The longest state text accepted (longer ones are not ours).
 const MAX_STATE_LEN: usize = 2048;
 /// Domain separation of the two uses of the key.
@@ -82,6 +85,16 @@ pub struct StateClaims {
     /// Expiry, Unix milliseconds.
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// The browser session the flow is bound to (base64url SHA-256 of its
+    /// token, [`crate::web::BrowserSession::binding`]): the callback
+    /// refuses the state in a browser without that session. Absent in the
+    /// link tickets of `GET /v1/connect`, which are no states.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    /// The flow was started on the account page: the callback returns
+    /// there.
+    #[serde(rename = "a", default, skip_serializing_if = "std::ops::Not::not")]
+    pub to_account: bool,
 }
 
 impl fmt::Debug for StateClaims {
@@ -164,6 +177,44 @@ impl StateSigner {
         provider: &str,
         now: Timestamp,
     ) -> Result<IssuedState, rand::rngs::SysError> {
+        self.issue_bound(subject, username, provider, now, None, false)
+    }
+
+    /// A link ticket of `GET /v1/connect` (the state format, unbound, so
+    /// the callback refuses it), valid for [`TICKET_TTL`] or the state
+    /// lifetime, whichever is longer: the user may have to sign in first.
+    ///
+    /// # Errors
+    ///
+    /// When the OS random generator fails.
+    pub fn issue_ticket(
+        &self,
+        subject: &str,
+        username: &str,
+        provider: &str,
+        now: Timestamp,
+    ) -> Result<IssuedState, rand::rngs::SysError> {
+        let ttl = self.ttl.max(TICKET_TTL);
+        let later = now.saturating_add(ttl.saturating_sub(self.ttl));
+        self.issue_bound(subject, username, provider, later, None, false)
+    }
+
+    /// [`Self::issue`], bound to the browser session `browser` (see
+    /// [`StateClaims::browser`]), returning to the account page when
+    /// `to_account`.
+    ///
+    /// # Errors
+    ///
+    /// When the OS random generator fails.
+    pub fn issue_bound(
+        &self,
+        subject: &str,
+        username: &str,
+        provider: &str,
+        now: Timestamp,
+        browser: Option<&str>,
+        to_account: bool,
+    ) -> Result<IssuedState, rand::rngs::SysError> {
         let mut nonce = [0_u8; 16];
         rand::rngs::SysRng.try_fill_bytes(&mut nonce)?;
         let claims = StateClaims {
@@ -173,6 +224,8 @@ impl StateSigner {
             username: username.to_owned(),
             provider: provider.to_owned(),
             expires_at: now.saturating_add(self.ttl).as_unix_millis(),
+            browser: browser.map(str::to_owned),
+            to_account,
         };
         // Serialising plain strings and integers cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();

@@ -1,5 +1,5 @@
-//! `POST /oauth/token` (RFC 6749): the `password`, `client_credentials` and
-//! `refresh_token` grants.
+//! `POST /oauth/token` (RFC 6749): the `password`, `client_credentials`,
+//! `refresh_token` and `authorization_code` ([`super::code`]) grants.
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -68,8 +68,14 @@ async fn grant(
     form: &Form,
 ) -> Result<Minted, Problem> {
     let credentials = client_credentials(headers, form)?;
-    if matches!(credentials, ClientCredentials::IdOnly(_)) {
-        // Every registered client is confidential: naming one is not enough.
+    if matches!(credentials, ClientCredentials::IdOnly(_))
+        && !matches!(
+            form.get("grant_type"),
+            Some("authorization_code" | "refresh_token")
+        )
+    {
+        // Only public clients name themselves without a secret, and only
+        // for the code and refresh grants.
         return Err(Problem::invalid_client());
     }
     let requested = form
@@ -79,7 +85,15 @@ async fn grant(
         .map_err(|error| Problem::invalid_scope(error.to_string()))?;
     match form.get("grant_type") {
         None => Err(Problem::invalid_request("grant_type is required")),
+        Some("password") if !state.config().password_grant => {
+            Err(Problem::unsupported_grant_type())
+        }
         Some("password") => password(state, form, credentials, requested, address).await,
+        Some("authorization_code") => {
+            let minted = super::code::exchange(state, form, credentials, address).await?;
+            log_issue("authorization_code", &minted);
+            Ok(minted)
+        }
         Some("client_credentials") => {
             client_credentials_grant(state, credentials, requested, address).await
         }
@@ -372,7 +386,12 @@ async fn refresh(
     if presented.kind() != TokenKind::Refresh {
         return Err(invalid());
     }
-    let client = authenticate::client(state, credentials, address).await?;
+    let client = match credentials {
+        ClientCredentials::IdOnly(client_id) => {
+            Some(super::code::public_client(state, &client_id).await?)
+        }
+        credentials => authenticate::client(state, credentials, address).await?,
+    };
     let record = match state
         .store()
         .inspect_refresh(&presented)

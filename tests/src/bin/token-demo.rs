@@ -166,6 +166,21 @@ fn run() -> Result<(), String> {
         ],
         &format!("{user_password}\n"),
     )?;
+    // A demo application of the code flow: a public client with a loopback
+    // redirect URI (any port), as a native app registers.
+    cli(
+        &options.authority,
+        &authority_env,
+        &[
+            "client",
+            "add",
+            "demo-app",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+        ],
+        "",
+    )?;
     let authority = ServiceProcess::start_with_args(&options.authority, &["serve"], &authority_env);
     let service = ServiceProcess::start(
         &options.service,
@@ -185,6 +200,8 @@ fn run() -> Result<(), String> {
     );
     println!("redis-authority: {authority_url}");
     println!("redis-token-client: {client_url}");
+    println!("account: {a}/account");
+    println!("app: demo-app (public client, redirect http://127.0.0.1/callback on any port)");
     println!("admin: admin {admin_password}");
     println!("user: alice {user_password}");
     println!();
@@ -199,6 +216,19 @@ fn run() -> Result<(), String> {
         "curl -s $A/oauth/revoke -d token=$T                          # revoke at the authority"
     );
     println!("curl -si $S/whoami -H \"Authorization: Bearer $T\" | head -1 # 401 at once");
+    println!();
+    println!("# The code flow (sign in as alice in a browser at the printed URL):");
+    println!(
+        "V=$(openssl rand -hex 32); C=$(printf %s $V | openssl dgst -sha256 -binary | basenc --base64url | tr -d =)"
+    );
+    println!(
+        "echo \"$A/oauth/authorize?response_type=code&client_id=demo-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A8400%2Fcallback&scope=read&state=demo&code_challenge=$C&code_challenge_method=S256\""
+    );
+    println!("# after signing in the browser goes to http://127.0.0.1:8400/callback?code=…; then:");
+    println!(
+        "curl -s $A/oauth/token -d grant_type=authorization_code -d client_id=demo-app \
+         -d redirect_uri=http://127.0.0.1:8400/callback -d code_verifier=$V -d code=CODE"
+    );
     println!();
     println!("Ctrl-C stops everything.");
     println!("ready");

@@ -1,0 +1,315 @@
+//! Authorization codes (RFC 6749 §4.1) and the `authorization_code` grant.
+//!
+//! A code is 256 random bits (base64url, 43 characters). Redis holds its
+//! grant under the code's SHA-256 (`P code:{C}`) for 60 seconds. Redeeming
+//! is one script: it takes the grant and leaves a "used" copy
+//! (`P code:{C}:used`, 10 minutes), so two concurrent redemptions cannot
+//! both succeed, and a second use of a code revokes the tokens issued from
+//! it (RFC 6749 §4.1.2): they are the browser session's family
+//! ([`crate::web`]), which goes with them.
+//!
+//! PKCE (RFC 7636) with `S256` is required of every client; the verifier
+//! is compared in constant time.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use token_repository::{Error as StoreError, Grant, Minted, Scopes, TokenKind, TokenWriter as _};
+use uuid::Uuid;
+
+use crate::accounts::Client;
+use crate::authenticate;
+use crate::credentials::ClientCredentials;
+use crate::form::Form;
+use crate::problem::Problem;
+use crate::state::AppState;
+use crate::web::BROWSER_CLIENT;
+
+/// How long a code may be redeemed.
+pub const CODE_TTL: Duration = Duration::from_secs(60);
+/// How long a redeemed code is remembered (for revoking on reuse).
+pub const USED_CODE_TTL: Duration = Duration::from_secs(600);
+
+/// What a code grants: kept in Redis under the code's digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI the code was sent to.
+    pub redirect_uri: String,
+    /// Whether the authorization request named it (then the token request
+    /// must name it too, RFC 6749 §4.1.3).
+    pub redirect_given: bool,
+    /// The granted scope.
+    pub scope: String,
+    /// The PKCE challenge, `S256`.
+    pub challenge: String,
+    /// The user.
+    pub subject: String,
+    /// The user's login name.
+    pub username: String,
+    /// The browser session's family: the tokens join it.
+    pub family: Uuid,
+}
+
+/// Take the grant, leave a used copy; or report a used code.
+static REDEEM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local grant = redis.call('GET', KEYS[1]) \
+         if grant then \
+           redis.call('DEL', KEYS[1]) \
+           redis.call('SET', KEYS[2], grant, 'PX', ARGV[1]) \
+           return {1, grant} \
+         end \
+         local used = redis.call('GET', KEYS[2]) \
+         if used then return {2, used} end \
+         return {0, ''}",
+    )
+});
+
+fn digest(code: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(code.as_bytes()))
+}
+
+/// Stores `grant` and answers a fresh code for it.
+///
+/// # Errors
+///
+/// 503 when Redis is unavailable; 500 when the random generator fails.
+pub async fn issue(state: &AppState, grant: &CodeGrant) -> Result<String, Problem> {
+    let code = crate::web::random_secret()?;
+    let key = state.store().prefix().authorization_code(&digest(&code));
+    let value = serde_json::to_string(grant).map_err(|error| Problem::internal(&error))?;
+    let ttl = u64::try_from(CODE_TTL.as_millis()).unwrap_or(60_000);
+    let created: Option<String> = state
+        .store()
+        .with_shared(|mut connection| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query_async(&mut connection)
+                .await
+        })
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    if created.is_none() {
+        return Err(Problem::internal(&"authorization code collision"));
+    }
+    Ok(code)
+}
+
+enum Redeemed {
+    Fresh(CodeGrant),
+    Used(CodeGrant),
+    Unknown,
+}
+
+async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Problem> {
+    let code_digest = digest(code);
+    let prefix = state.store().prefix();
+    let key = prefix.authorization_code(&code_digest);
+    let used = prefix.used_authorization_code(&code_digest);
+    let ttl = u64::try_from(USED_CODE_TTL.as_millis()).unwrap_or(600_000);
+    let (status, grant): (i64, String) = state
+        .store()
+        .with_connection(|mut connection| async move {
+            Ok(REDEEM
+                .key(&key)
+                .key(&used)
+                .arg(ttl)
+                .invoke_async(&mut connection)
+                .await?)
+        })
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    let parse = |text: &str| {
+        serde_json::from_str::<CodeGrant>(text).map_err(|error| Problem::internal(&error))
+    };
+    Ok(match status {
+        1 => Redeemed::Fresh(parse(&grant)?),
+        2 => Redeemed::Used(parse(&grant)?),
+        _ => Redeemed::Unknown,
+    })
+}
+
+/// A public client naming itself with `client_id` (no secret).
+///
+/// # Errors
+///
+/// 401 `invalid_client` for an unknown, disabled or confidential client;
+/// 503 when Redis is unavailable.
+pub async fn public_client(state: &AppState, client_id: &str) -> Result<Client, Problem> {
+    let client = state
+        .accounts()
+        .client(client_id)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?;
+    match client {
+        Some(client) if client.public && !client.disabled => Ok(client),
+        _ => {
+            tracing::info!(%client_id, "public client authentication failed");
+            Err(Problem::invalid_client())
+        }
+    }
+}
+
+/// Whether `verifier` is a well-formed PKCE verifier (RFC 7636 §4.1).
+fn valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// `BASE64URL(SHA256(verifier))` (RFC 7636 §4.2).
+#[must_use]
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// RFC 6749 §4.1.3: exchange a code for tokens.
+///
+/// # Errors
+///
+/// RFC 6749 §5.2 answers: `invalid_request` for missing parameters,
+/// `invalid_client`, `invalid_grant` for an unknown, expired, used or
+/// mismatched code (a used one also revokes what it issued), 503.
+pub async fn exchange(
+    state: &AppState,
+    form: &Form,
+    credentials: ClientCredentials,
+) -> Result<Minted, Problem> {
+    let code = form
+        .get("code")
+        .ok_or_else(|| Problem::invalid_request("code is required"))?;
+    let verifier = form
+        .get("code_verifier")
+        .ok_or_else(|| Problem::invalid_request("code_verifier is required (PKCE)"))?;
+    let client = match credentials {
+        ClientCredentials::IdOnly(client_id) => public_client(state, &client_id).await?,
+        ClientCredentials::None => return Err(Problem::invalid_client()),
+        credentials @ ClientCredentials::Secret { .. } => {
+            authenticate::required_client(state, credentials).await?
+        }
+    };
+    let invalid = || Problem::invalid_grant("the code is invalid, expired or used");
+    if code.len() != 43
+        || !code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid());
+    }
+    let grant = match redeem(state, code).await? {
+        Redeemed::Fresh(grant) => grant,
+        Redeemed::Used(grant) => {
+            let revoked = state
+                .store()
+                .revoke_family(&grant.subject, grant.family)
+                .await
+                .map_err(|error| Problem::from_store(&error))?;
+            tracing::warn!(client_id = %grant.client_id, subject = %grant.subject, session = %grant.family, revoked, "authorization code used twice: the tokens issued from it are revoked");
+            crate::metrics::revoked("code_reuse", revoked);
+            return Err(invalid());
+        }
+        Redeemed::Unknown => return Err(invalid()),
+    };
+    if grant.client_id != client.client_id {
+        tracing::info!(client_id = %client.client_id, "code presented by another client");
+        return Err(invalid());
+    }
+    let redirect_ok = match form.get("redirect_uri") {
+        Some(presented) => presented == grant.redirect_uri,
+        None => !grant.redirect_given,
+    };
+    if !redirect_ok {
+        return Err(Problem::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    if !valid_verifier(verifier)
+        || !bool::from(s256(verifier).as_bytes().ct_eq(grant.challenge.as_bytes()))
+    {
+        return Err(Problem::invalid_grant("the code_verifier does not match"));
+    }
+    let generation = state
+        .store()
+        .generation(&grant.subject)
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    // The browser session that approved must still be signed in.
+    let signed_in = state
+        .store()
+        .list(&grant.subject)
+        .await
+        .map_err(|error| Problem::from_store(&error))?
+        .iter()
+        .any(|record| {
+            record.family == grant.family
+                && record.kind == TokenKind::Refresh
+                && record.client_id.as_deref() == Some(BROWSER_CLIENT)
+        });
+    if !signed_in {
+        return Err(Problem::invalid_grant(
+            "the browser session that approved this code has ended",
+        ));
+    }
+    let user = state
+        .accounts()
+        .user(&grant.username)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+        .filter(|user| user.subject == grant.subject && !user.disabled)
+        .ok_or_else(invalid)?;
+    let requested = Scopes::parse(&grant.scope).map_err(|error| Problem::internal(&error))?;
+    let scopes = Scopes::from_tokens(requested.iter().filter(|scope| user.scopes.contains(scope)))
+        .map_err(|error| Problem::internal(&error))?;
+    let config = state.config();
+    let minted = Grant {
+        subject: user.subject,
+        username: user.username,
+        name: user.name,
+        email: user.email,
+        scopes,
+        client_id: Some(client.client_id),
+        access_ttl: config.access_token_ttl,
+        refresh_ttl: Some(config.refresh_token_ttl),
+    }
+    .mint_in_family(grant.family)
+    .map_err(|error| Problem::internal(&error))?;
+    match state.store().issue(&minted, Some(generation)).await {
+        Ok(()) => Ok(minted),
+        Err(StoreError::Superseded) => Err(Problem::invalid_grant(
+            "the account changed while the request was processed",
+        )),
+        Err(error) => Err(Problem::from_store(&error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7636 appendix B's example.
+    #[test]
+    fn s256_matches_rfc_7636() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(valid_verifier(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
+        assert!(!valid_verifier("short"));
+        assert!(!valid_verifier(&"a".repeat(129)));
+        assert!(!valid_verifier(&format!("{}+", "a".repeat(43))));
+    }
+}

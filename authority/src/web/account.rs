@@ -1,0 +1,606 @@
+//! `/account`: the signed-in user's page, and `POST /account`, its forms.
+//!
+//! The page shows the name and e-mail (editable), a password change
+//! (current password required; every other session ends), the live
+//! sessions and devices with "sign out" each and "sign out everywhere", the
+//! applications the user allowed (consents, revocable), and the connected
+//! services with their status and Connect / Disconnect buttons. Every form
+//! posts to `/account` with the session's CSRF token and an `action`.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use token_repository::{Timestamp, TokenKind, TokenRecord, TokenWriter as _};
+use uuid::Uuid;
+use warp::reply::Response;
+use zeroize::Zeroizing;
+
+use super::login::{self, LoginFailure};
+use super::{
+    BROWSER_CLIENT, BrowserSession, CookiePolicy, button_form, error_page, escape, hidden, html,
+    page, problem_page, query_encode, see_other,
+};
+use crate::admin::{self, UserChange};
+use crate::form::Form;
+use crate::oauth::authorize;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+fn to_signin() -> Response {
+    see_other(&format!("/signin?return_to={}", query_encode("/account")))
+}
+
+/// A fixed message for a `?done=` / `?failed=` code (never reflected text).
+fn notice(query: &str) -> String {
+    let form = Form::parse(query.as_bytes()).unwrap_or_default();
+    let provider = form
+        .get("provider")
+        .filter(|name| crate::connect::providers::valid_name(name))
+        .map(escape)
+        .unwrap_or_default();
+    let ok = |text: String| format!("<p class=\"notice\" role=\"status\">{text}</p>");
+    let bad = |text: String| format!("<p class=\"error\" role=\"alert\">{text}</p>");
+    match (form.get("done"), form.get("failed")) {
+        (Some("profile"), _) => ok("Your profile was saved.".into()),
+        (Some("password"), _) => ok("Your password was changed. Every other session was signed out.".into()),
+        (Some("signed_out"), _) => ok("The session was signed out.".into()),
+        (Some("consent_revoked"), _) => ok("The application's access was withdrawn.".into()),
+        (Some("connected"), _) => ok(format!("{provider} is connected.")),
+        (Some("disconnected"), _) => ok(format!("{provider} is disconnected.")),
+        (_, Some("password")) => bad("The current password is wrong, or the new passwords do not match or are too short (at least 8 characters).".into()),
+        (_, Some("throttled")) => bad("Too many failed attempts. Please wait a while.".into()),
+        (_, Some("profile")) => bad("The name or e-mail is too long or contains control characters.".into()),
+        (_, Some("account_mismatch")) => bad(format!(
+            "You signed in at {provider} with a different account than the one connected. \
+             The existing connection was kept; disconnect it first to connect another account."
+        )),
+        (_, Some("access_denied")) => bad(format!("You did not allow the connection to {provider}.")),
+        (_, Some("busy")) => bad(format!("{provider} is being refreshed right now; try again.")),
+        (_, Some("unavailable")) => bad(format!("{provider} cannot be reached right now; try again later.")),
+        (_, Some(reason)) if reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') && reason.len() <= 32 => {
+            bad(format!("Connecting {provider} failed ({}).", escape(reason)))
+        }
+        _ => String::new(),
+    }
+}
+
+fn when(timestamp: Timestamp) -> String {
+    // UTC, minutes: `2026-12-02 16:50 UTC`, without a date crate.
+    let secs = timestamp.as_unix_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        (secs % 86_400) / 3600,
+        (secs % 3600) / 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// One session (token family) on the page.
+struct SessionRow {
+    family: Uuid,
+    browser: bool,
+    client: Option<String>,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    scope: String,
+}
+
+fn sessions(records: &[TokenRecord]) -> Vec<SessionRow> {
+    let mut rows: Vec<SessionRow> = Vec::new();
+    for record in records {
+        let browser = record.client_id.as_deref() == Some(BROWSER_CLIENT);
+        if browser && record.kind != TokenKind::Refresh {
+            continue;
+        }
+        let client = record.client_id.clone().filter(|_| !browser);
+        match rows.iter_mut().find(|row| row.family == record.family) {
+            Some(row) => {
+                row.browser |= browser;
+                if row.client.is_none() {
+                    row.client = client;
+                }
+                row.issued_at = row.issued_at.min(record.issued_at);
+                row.expires_at = row.expires_at.max(record.expires_at);
+                if row.scope.is_empty() {
+                    row.scope = record.scopes.to_string();
+                }
+            }
+            None => rows.push(SessionRow {
+                family: record.family,
+                browser,
+                client,
+                issued_at: record.issued_at,
+                expires_at: record.expires_at,
+                scope: record.scopes.to_string(),
+            }),
+        }
+    }
+    rows
+}
+
+/// `GET /account`
+pub async fn show(state: AppState, headers: HeaderMap, query: String) -> Response {
+    let session = match super::session(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return to_signin(),
+        Err(problem) => return problem_page(&problem),
+    };
+    match render(&state, &session, &notice(&query)).await {
+        Ok(response) => response,
+        Err(problem) => problem_page(&problem),
+    }
+}
+
+async fn render(
+    state: &AppState,
+    session: &BrowserSession,
+    notice: &str,
+) -> Result<Response, Problem> {
+    let subject = &session.record.subject;
+    let user = state
+        .accounts()
+        .user(&session.record.username)
+        .await
+        .map_err(|error| Problem::from_accounts(&error))?
+        .filter(|user| &user.subject == subject)
+        .ok_or_else(|| Problem::invalid_request("the account no longer exists"))?;
+    let records = state
+        .store()
+        .list(subject)
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    let consents = authorize::consents(state, subject).await?;
+    let csrf = session.csrf_token();
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<header class=\"bar\"><h1>Your account</h1>{}</header>{notice}",
+        button_form("/logout", &csrf, &[], "Sign out", "secondary")
+    );
+
+    // Profile.
+    let _ = write!(
+        body,
+        "<form class=\"card\" method=\"post\" action=\"/account\" aria-labelledby=\"profile\">\
+         <h2 id=\"profile\">Profile</h2>{csrf_field}{action}\
+         <p class=\"muted\">Username: <strong>{username}</strong></p>\
+         <label for=\"name\">Name</label>\
+         <input type=\"text\" id=\"name\" name=\"name\" value=\"{name}\" autocomplete=\"name\" maxlength=\"256\">\
+         <label for=\"email\">E-mail</label>\
+         <input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"email\" maxlength=\"256\">\
+         <button type=\"submit\">Save</button></form>",
+        csrf_field = hidden("csrf", &csrf),
+        action = hidden("action", "profile"),
+        username = escape(&user.username),
+        name = escape(user.name.as_deref().unwrap_or_default()),
+        email = escape(user.email.as_deref().unwrap_or_default()),
+    );
+
+    // Password.
+    let _ = write!(
+        body,
+        "<form class=\"card\" method=\"post\" action=\"/account\" aria-labelledby=\"password\">\
+         <h2 id=\"password\">Password</h2>{csrf_field}{action}\
+         <label for=\"current_password\">Current password</label>\
+         <input type=\"password\" id=\"current_password\" name=\"current_password\" autocomplete=\"current-password\" required>\
+         <label for=\"new_password\">New password</label>\
+         <input type=\"password\" id=\"new_password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
+         <label for=\"confirm_password\">New password again</label>\
+         <input type=\"password\" id=\"confirm_password\" name=\"confirm_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
+         <p class=\"muted\">Changing it signs out every other session and device.</p>\
+         <button type=\"submit\">Change password</button></form>",
+        csrf_field = hidden("csrf", &csrf),
+        action = hidden("action", "password"),
+    );
+
+    // Sessions.
+    body.push_str("<section aria-labelledby=\"sessions\"><h2 id=\"sessions\">Sessions and devices</h2><ul class=\"plain\">");
+    for row in sessions(&records) {
+        let current = row.family == session.record.family;
+        let what = match (&row.client, row.browser) {
+            (Some(client), true) => format!(
+                "Browser sign-in, and the application <strong>{}</strong>",
+                escape(client)
+            ),
+            (Some(client), false) => format!("Application <strong>{}</strong>", escape(client)),
+            (None, true) => "Browser sign-in".to_owned(),
+            (None, false) => "Password sign-in (API)".to_owned(),
+        };
+        let this = if current {
+            " <strong>(this browser)</strong>"
+        } else {
+            ""
+        };
+        let scope = if row.scope.is_empty() {
+            String::new()
+        } else {
+            format!(" · scope <code>{}</code>", escape(&row.scope))
+        };
+        let family = row.family.to_string();
+        let _ = write!(
+            body,
+            "<li class=\"row\" data-session=\"{family}\"><span>{what}{this}<br><span class=\"muted\">since {since} · until {until}{scope}</span></span>{button}</li>",
+            since = when(row.issued_at),
+            until = when(row.expires_at),
+            button = button_form(
+                "/account",
+                &csrf,
+                &[("action", "sign_out"), ("session", &family)],
+                "Sign out",
+                "danger"
+            ),
+        );
+    }
+    let _ = write!(
+        body,
+        "</ul>{}</section>",
+        button_form(
+            "/account",
+            &csrf,
+            &[("action", "sign_out_everywhere")],
+            "Sign out everywhere",
+            "danger"
+        )
+    );
+
+    // Applications.
+    if !consents.is_empty() {
+        body.push_str("<section aria-labelledby=\"apps\"><h2 id=\"apps\">Applications you allowed</h2><ul class=\"plain\">");
+        for (client_id, scope) in &consents {
+            let _ = write!(
+                body,
+                "<li class=\"row\"><span><strong>{}</strong><br><span class=\"muted\">scope <code>{}</code></span></span>{}</li>",
+                escape(client_id),
+                escape(if scope.is_empty() { "-" } else { scope }),
+                button_form(
+                    "/account",
+                    &csrf,
+                    &[("action", "revoke_consent"), ("client_id", client_id)],
+                    "Withdraw",
+                    "danger"
+                ),
+            );
+        }
+        body.push_str("</ul></section>");
+    }
+
+    // Connected services.
+    let connect = state.connect();
+    if !connect.registry().is_empty() {
+        let views = connect
+            .connections(subject)
+            .await
+            .map_err(crate::connect::handlers::problem)?;
+        body.push_str("<section aria-labelledby=\"services\"><h2 id=\"services\">Connected services</h2><ul class=\"plain\">");
+        for provider in connect.registry().all() {
+            let config = &provider.config;
+            let view = views.iter().find(|view| view.provider == config.name);
+            let (status, label) = match view.map(|view| view.status) {
+                Some("connected") => ("connected", "Connected"),
+                Some("needs_reconnect") => ("needs_reconnect", "Needs reconnecting"),
+                _ => ("not_connected", "Not connected"),
+            };
+            let account = view
+                .and_then(|view| view.account.as_deref())
+                .map(|account| format!(" as <code>{}</code>", escape(account)))
+                .unwrap_or_default();
+            let mut buttons = String::new();
+            if config.enabled && status != "connected" {
+                buttons.push_str(&button_form(
+                    "/account",
+                    &csrf,
+                    &[("action", "connect"), ("provider", &config.name)],
+                    if status == "needs_reconnect" {
+                        "Reconnect"
+                    } else {
+                        "Connect"
+                    },
+                    "",
+                ));
+            }
+            if status != "not_connected" {
+                buttons.push_str(&button_form(
+                    "/account",
+                    &csrf,
+                    &[("action", "disconnect"), ("provider", &config.name)],
+                    "Disconnect",
+                    "danger",
+                ));
+            }
+            let _ = write!(
+                body,
+                "<li class=\"row\" data-provider=\"{name}\" data-status=\"{status}\"><span><strong>{display}</strong><br><span class=\"muted\">{label}{account}</span></span><span>{buttons}</span></li>",
+                name = escape(&config.name),
+                display = escape(&config.display_name),
+            );
+        }
+        body.push_str("</ul></section>");
+    }
+    Ok(html(StatusCode::OK, page("Your account", &body)))
+}
+
+/// `POST /account`: one of the page's forms.
+pub async fn submit(
+    state: AppState,
+    headers: HeaderMap,
+    address: Option<std::net::IpAddr>,
+    body: Bytes,
+) -> Response {
+    let Ok(form) = Form::from_request(&headers, &body) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Request refused",
+            "The form could not be read.",
+        );
+    };
+    let session = match super::session(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return to_signin(),
+        Err(problem) => return problem_page(&problem),
+    };
+    if !session.csrf_ok(form.get("csrf")) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "The form expired. Go back, reload the page and try again.",
+        );
+    }
+    let result = match form.get("action") {
+        Some("profile") => profile(&state, &session, &form).await,
+        Some("password") => return password(&state, &session, &form, address).await,
+        Some("sign_out") => sign_out(&state, &session, &form).await,
+        Some("sign_out_everywhere") => return sign_out_everywhere(&state, &session).await,
+        Some("revoke_consent") => revoke_consent(&state, &session, &form).await,
+        Some("connect") => return connect(&state, &session, &form).await,
+        Some("disconnect") => disconnect(&state, &session, &form).await,
+        _ => Err(Problem::invalid_request("unknown action")),
+    };
+    match result {
+        Ok(target) => see_other(&target),
+        Err(problem) => problem_page(&problem),
+    }
+}
+
+async fn profile(
+    state: &AppState,
+    session: &BrowserSession,
+    form: &Form,
+) -> Result<String, Problem> {
+    let field = |name: &str| {
+        Some(
+            form.get(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty()),
+        )
+    };
+    let change = UserChange {
+        name: field("name"),
+        email: field("email"),
+        ..UserChange::default()
+    };
+    match admin::change_user(state, &session.record.username, change).await {
+        Ok(_) => Ok("/account?done=profile".to_owned()),
+        Err(problem) if problem.status() == StatusCode::BAD_REQUEST => {
+            Ok("/account?failed=profile".to_owned())
+        }
+        Err(problem) => Err(problem),
+    }
+}
+
+/// Changes the password (the current one verified like a sign-in); every
+/// session ends, and this browser gets a new one.
+async fn password(
+    state: &AppState,
+    session: &BrowserSession,
+    form: &Form,
+    address: Option<std::net::IpAddr>,
+) -> Response {
+    let (Some(current), Some(new), Some(confirm)) = (
+        form.get("current_password"),
+        form.get("new_password"),
+        form.get("confirm_password"),
+    ) else {
+        return see_other("/account?failed=password");
+    };
+    if new != confirm || new.chars().count() < 8 {
+        return see_other("/account?failed=password");
+    }
+    let username = session.record.username.clone();
+    match login::verify(
+        state,
+        &username,
+        Zeroizing::new(current.to_owned()),
+        address,
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(LoginFailure::Invalid) => return see_other("/account?failed=password"),
+        Err(LoginFailure::Throttled(_)) => return see_other("/account?failed=throttled"),
+        Err(LoginFailure::Unavailable(problem)) => return problem_page(&problem),
+    }
+    let change = UserChange {
+        password: Some(Zeroizing::new(new.to_owned())),
+        ..UserChange::default()
+    };
+    let user = match admin::change_user(state, &username, change).await {
+        Ok((user, revoked)) => {
+            tracing::info!(%username, revoked, "password changed on the account page");
+            user
+        }
+        Err(problem) if problem.status() == StatusCode::BAD_REQUEST => {
+            return see_other("/account?failed=password");
+        }
+        Err(problem) => return problem_page(&problem),
+    };
+    // Every session ended with the change; this browser signs in anew.
+    let generation = match state.store().generation(&user.subject).await {
+        Ok(generation) => generation,
+        Err(error) => return problem_page(&Problem::from_store(&error)),
+    };
+    match super::signin::start_session(state, &user, generation).await {
+        Ok(token) => {
+            let policy = CookiePolicy::for_issuer(state.issuer());
+            let mut response = see_other("/account?done=password");
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                policy.set(
+                    policy.session_name(),
+                    token.expose_secret(),
+                    state.config().browser_session_ttl.as_secs(),
+                ),
+            );
+            response
+        }
+        Err(_) => see_other("/signin"),
+    }
+}
+
+async fn sign_out(
+    state: &AppState,
+    session: &BrowserSession,
+    form: &Form,
+) -> Result<String, Problem> {
+    let family: Uuid = form
+        .get("session")
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| Problem::invalid_request("no such session"))?;
+    let subject = &session.record.subject;
+    let revoked = state
+        .store()
+        .revoke_family(subject, family)
+        .await
+        .map_err(|error| Problem::from_store(&error))?;
+    tracing::info!(%subject, session = %family, revoked, "session signed out on the account page");
+    crate::metrics::revoked("session", revoked);
+    Ok(if family == session.record.family {
+        "/signin".to_owned()
+    } else {
+        "/account?done=signed_out".to_owned()
+    })
+}
+
+async fn sign_out_everywhere(state: &AppState, session: &BrowserSession) -> Response {
+    let subject = &session.record.subject;
+    match state.store().revoke_all(subject).await {
+        Ok(revoked) => {
+            tracing::info!(%subject, revoked, "signed out everywhere on the account page");
+            crate::metrics::revoked("sign_out_everywhere", revoked);
+            let policy = CookiePolicy::for_issuer(state.issuer());
+            let mut response = see_other("/signin");
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, policy.set(policy.session_name(), "", 0));
+            response
+        }
+        Err(error) => problem_page(&Problem::from_store(&error)),
+    }
+}
+
+async fn revoke_consent(
+    state: &AppState,
+    session: &BrowserSession,
+    form: &Form,
+) -> Result<String, Problem> {
+    let client_id = form
+        .get("client_id")
+        .ok_or_else(|| Problem::invalid_request("client_id is required"))?;
+    authorize::revoke_consent(state, &session.record.subject, client_id).await?;
+    tracing::info!(subject = %session.record.subject, %client_id, "consent withdrawn");
+    Ok("/account?done=consent_revoked".to_owned())
+}
+
+/// Starts connecting a provider from this browser session: the state is
+/// bound to it, and the callback comes back here.
+async fn connect(state: &AppState, session: &BrowserSession, form: &Form) -> Response {
+    let Some(provider) = form.get("provider") else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Request refused",
+            "No provider named.",
+        );
+    };
+    match state
+        .connect()
+        .start_in_browser(
+            provider,
+            &session.record.subject,
+            &session.record.username,
+            &session.binding(),
+            true,
+        )
+        .await
+    {
+        Ok(url) => see_other(&url),
+        Err(crate::connect::ConnectError::Provider(_)) => see_other(&format!(
+            "/account?failed=unavailable&provider={}",
+            query_encode(provider)
+        )),
+        Err(error) => problem_page(&crate::connect::handlers::problem(error)),
+    }
+}
+
+async fn disconnect(
+    state: &AppState,
+    session: &BrowserSession,
+    form: &Form,
+) -> Result<String, Problem> {
+    let provider = form
+        .get("provider")
+        .ok_or_else(|| Problem::invalid_request("no provider named"))?;
+    match state
+        .connect()
+        .disconnect(&session.record.subject, provider)
+        .await
+    {
+        Ok(_) | Err(crate::connect::ConnectError::NotConnected) => Ok(format!(
+            "/account?done=disconnected&provider={}",
+            query_encode(provider)
+        )),
+        Err(crate::connect::ConnectError::Busy) => Ok(format!(
+            "/account?failed=busy&provider={}",
+            query_encode(provider)
+        )),
+        Err(error) => Err(crate::connect::handlers::problem(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dates render without a date crate.
+    #[test]
+    fn dates() {
+        assert_eq!(when(Timestamp::from_unix_millis(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(
+            when(Timestamp::from_unix_millis(1_796_230_200_000)),
+            "2026-12-02 16:50 UTC"
+        );
+    }
+
+    /// Notices are fixed texts; unknown or odd codes show nothing raw.
+    #[test]
+    fn notices() {
+        assert!(notice("done=connected&provider=orcid").contains("orcid is connected"));
+        assert!(!notice("failed=%3Cscript%3E").contains("<script"));
+        assert!(notice("provider=%3Cb%3E&done=connected").contains(" is connected"));
+        assert_eq!(notice(""), "");
+    }
+}
