@@ -797,6 +797,7 @@ mod tests {
             body["access_token"].as_str().expect("access").to_owned()
         };
 
+        let secret = secret.expect("a confidential client has a secret");
         let access = client_token(state.clone(), secret.clone()).await;
         let disable = || ClientChange {
             disabled: Some(true),

@@ -88,6 +88,7 @@ fn connection() -> impl Strategy<Value = Connection> {
                 scope,
                 connected_at,
                 refreshed_at,
+                provider_subject: None,
             },
         )
 }

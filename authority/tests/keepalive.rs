@@ -142,6 +142,7 @@ async fn plant(connect: &Connect, subject: &str, provider: &str, refresh: &str, 
         scope: None,
         connected_at: refreshed_at,
         refreshed_at,
+        provider_subject: None,
     };
     let sealed = Stored::seal(&keys, subject, provider, &connection).expect("seal");
     connect

@@ -167,7 +167,11 @@ pub async fn callback(state: AppState, headers: HeaderMap, query: String) -> Res
         Err(problem) => return crate::web::problem_page(&problem),
     };
     let outcome = connect.complete(&callback).await;
-    if let Err((super::Failure::SessionMismatch, _)) = &outcome {
+    if let Err(super::Refusal {
+        failure: super::Failure::SessionMismatch,
+        ..
+    }) = &outcome
+    {
         return crate::web::error_page(
             StatusCode::FORBIDDEN,
             "Connection refused",
@@ -182,10 +186,10 @@ pub async fn callback(state: AppState, headers: HeaderMap, query: String) -> Res
                 "/account?done=connected&provider={}",
                 crate::web::query_encode(provider)
             ),
-            Err((failure, provider)) => format!(
+            Err(refusal) => format!(
                 "/account?failed={}&provider={}",
-                failure.code(),
-                crate::web::query_encode(provider.as_deref().unwrap_or_default())
+                refusal.failure.code(),
+                crate::web::query_encode(refusal.provider.as_deref().unwrap_or_default())
             ),
         })
     } else {

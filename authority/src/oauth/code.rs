@@ -5,8 +5,9 @@
 //! is one script: it takes the grant and leaves a "used" copy
 //! (`P code:{C}:used`, 10 minutes), so two concurrent redemptions cannot
 //! both succeed, and a second use of a code revokes the tokens issued from
-//! it (RFC 6749 §4.1.2): they are the browser session's family
-//! ([`crate::web`]), which goes with them.
+//! it (RFC 6749 §4.1.2): they are one session whose family is derived from
+//! the code. The browser session that approved the code must still be
+//! signed in when it is exchanged.
 //!
 //! PKCE (RFC 7636) with `S256` is required of every client; the verifier
 //! is compared in constant time.
@@ -19,10 +20,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use token_repository::{Error as StoreError, Grant, Minted, Scopes, TokenKind, TokenWriter as _};
+use token_repository::{Grant, Minted, Scopes, TokenKind, TokenWriter as _};
 use uuid::Uuid;
 
 use crate::accounts::Client;
+use crate::address::ClientAddress;
 use crate::authenticate;
 use crate::credentials::ClientCredentials;
 use crate::form::Form;
@@ -186,6 +188,7 @@ pub async fn exchange(
     state: &AppState,
     form: &Form,
     credentials: ClientCredentials,
+    address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let code = form
         .get("code")
@@ -197,7 +200,7 @@ pub async fn exchange(
         ClientCredentials::IdOnly(client_id) => public_client(state, &client_id).await?,
         ClientCredentials::None => return Err(Problem::invalid_client()),
         credentials @ ClientCredentials::Secret { .. } => {
-            authenticate::required_client(state, credentials).await?
+            authenticate::required_client(state, credentials, address).await?
         }
     };
     let invalid = || Problem::invalid_grant("the code is invalid, expired or used");
@@ -213,10 +216,10 @@ pub async fn exchange(
         Redeemed::Used(grant) => {
             let revoked = state
                 .store()
-                .revoke_family(&grant.subject, grant.family)
+                .revoke_family(&grant.subject, issued_family(code))
                 .await
                 .map_err(|error| Problem::from_store(&error))?;
-            tracing::warn!(client_id = %grant.client_id, subject = %grant.subject, session = %grant.family, revoked, "authorization code used twice: the tokens issued from it are revoked");
+            tracing::warn!(client_id = %grant.client_id, subject = %grant.subject, revoked, "authorization code used twice: the tokens issued from it are revoked");
             crate::metrics::revoked("code_reuse", revoked);
             return Err(invalid());
         }
@@ -283,15 +286,24 @@ pub async fn exchange(
         access_ttl: config.access_token_ttl,
         refresh_ttl: Some(config.refresh_token_ttl),
     }
-    .mint_in_family(grant.family)
+    .mint_in_family(issued_family(code))
     .map_err(|error| Problem::internal(&error))?;
-    match state.store().issue(&minted, Some(generation)).await {
-        Ok(()) => Ok(minted),
-        Err(StoreError::Superseded) => Err(Problem::invalid_grant(
-            "the account changed while the request was processed",
-        )),
-        Err(error) => Err(Problem::from_store(&error)),
-    }
+    super::token::store(state, &minted, Some(generation)).await?;
+    Ok(minted)
+}
+
+/// The session family of the tokens a code issues: derived from the code,
+/// so that a second use finds and revokes them without storing more. Each
+/// code's tokens are a session of their own (the repository keeps one token
+/// pair per session), apart from the browser session that approved it.
+fn issued_family(code: &str) -> Uuid {
+    let digest = Sha256::new()
+        .chain_update(b"token-service code family\0")
+        .chain_update(code.as_bytes())
+        .finalize();
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
 }
 
 #[cfg(test)]

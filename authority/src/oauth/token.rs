@@ -132,7 +132,7 @@ fn narrow(requested: Option<Scopes>, granted: &Scopes) -> Result<Scopes, Problem
 }
 
 /// Stores minted tokens; maps the store's refusals to OAuth answers.
-async fn store(
+pub(crate) async fn store(
     state: &AppState,
     minted: &Minted,
     guard: Option<Generation>,
@@ -250,7 +250,7 @@ async fn password(
 /// The user `username` and the revocation generation read before the
 /// check, when `password` is right; `None` for a wrong password, an
 /// unknown or a disabled user.
-async fn check_password(
+pub(crate) async fn check_password(
     state: &AppState,
     username: &str,
     password: Zeroizing<String>,

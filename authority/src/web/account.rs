@@ -339,7 +339,7 @@ async fn render(
 pub async fn submit(
     state: AppState,
     headers: HeaderMap,
-    address: Option<std::net::IpAddr>,
+    address: crate::address::ClientAddress,
     body: Bytes,
 ) -> Response {
     let Ok(form) = Form::from_request(&headers, &body) else {
@@ -409,7 +409,7 @@ async fn password(
     state: &AppState,
     session: &BrowserSession,
     form: &Form,
-    address: Option<std::net::IpAddr>,
+    address: crate::address::ClientAddress,
 ) -> Response {
     let (Some(current), Some(new), Some(confirm)) = (
         form.get("current_password"),

@@ -1,23 +1,21 @@
 //! The sign-in page's password check: the password grant's rules, on the
 //! same throttling counters and the same hashing pool.
 //!
-//! Throttled first (without hashing), then the user is read, then the
-//! subject's revocation generation (before the hash, so a password change
-//! racing with the sign-in refuses the session), then the password is
+//! Counted first (`INCR`, without hashing), then checked exactly as the
+//! password grant checks ([`crate::oauth::token::check_password`]: the
+//! subject's revocation generation is read before the record whose hash is
 //! verified; unknown users are verified against the dummy hash, so unknown
 //! names, wrong passwords and disabled accounts take as long and get the
-//! same answer. A failure counts for the username and the address; a
-//! success resets the username's counter.
+//! same answer). A success resets the username's counter.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use token_repository::{Generation, TokenWriter as _};
+use token_repository::Generation;
 use zeroize::Zeroizing;
 
 use crate::accounts::User;
+use crate::address::ClientAddress;
 use crate::metrics;
-use crate::password::Verification;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -42,7 +40,7 @@ pub async fn verify(
     state: &AppState,
     username: &str,
     password: Zeroizing<String>,
-    address: Option<IpAddr>,
+    address: ClientAddress,
 ) -> Result<(User, Generation), LoginFailure> {
     let started = std::time::Instant::now();
     let result = check(state, username, password, address).await;
@@ -56,58 +54,38 @@ async fn check(
     state: &AppState,
     username: &str,
     password: Zeroizing<String>,
-    address: Option<IpAddr>,
+    address: ClientAddress,
 ) -> Result<(User, Generation), LoginFailure> {
     let unavailable = |problem: Problem| LoginFailure::Unavailable(problem);
+    // Counted before the password is checked, as the password grant does.
     if let Some(wait) = state
         .throttle()
-        .blocked(username, address)
+        .begin_login(username, address)
         .await
         .map_err(|error| unavailable(Problem::from_store(&error)))?
     {
-        tracing::info!(%username, ?address, "browser sign-in throttled");
+        tracing::info!(username = ?username, %address, "browser sign-in throttled");
         metrics::throttled();
         return Err(LoginFailure::Throttled(wait));
     }
-    let user = state
-        .accounts()
-        .user(username)
-        .await
-        .map_err(|error| unavailable(Problem::from_accounts(&error)))?;
-    let subject = user.as_ref().map_or_else(
-        || format!("unknown:{username}"),
-        |user| user.subject.clone(),
-    );
-    let generation = state
-        .store()
-        .generation(&subject)
-        .await
-        .map_err(|error| unavailable(Problem::from_store(&error)))?;
-    let verification = state
-        .hasher()
-        .verify(
-            password,
-            user.as_ref().map(|user| user.password_hash.as_str()),
-        )
-        .await
-        .map_err(|error| unavailable(Problem::from_hash(&error)))?;
-    match (user, verification) {
-        (Some(user), Verification::Match { .. }) if !user.disabled => {
+    match crate::oauth::token::check_password(state, username, password).await {
+        Ok(Some(((user, generation), _))) => {
             state
                 .throttle()
-                .reset(username)
+                .login_succeeded(username, address)
                 .await
                 .map_err(|error| unavailable(Problem::from_store(&error)))?;
             Ok((user, generation))
         }
-        _ => {
-            tracing::info!(%username, ?address, "browser sign-in failed");
-            state
-                .throttle()
-                .record_failure(username, address)
-                .await
-                .map_err(|error| unavailable(Problem::from_store(&error)))?;
+        Ok(None) => {
+            tracing::info!(username = ?username, %address, "browser sign-in failed");
             Err(LoginFailure::Invalid)
+        }
+        Err(problem) => {
+            if let Err(error) = state.throttle().login_undecided(username, address).await {
+                tracing::warn!(%error, "a failed sign-in attempt stays counted");
+            }
+            Err(unavailable(problem))
         }
     }
 }

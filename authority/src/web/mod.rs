@@ -13,11 +13,14 @@
 //! cookie (HttpOnly, SameSite=Lax; `__Host-` and Secure when the issuer is
 //! https or a loopback address); Redis holds its digest only. Because it is
 //! a token of the user, it is listed in `/v1/sessions` (kind `browser`),
-//! ended by sign-out-everywhere and by every account change, and its
-//! family is the session family: the tokens applications get through this
-//! browser session (the authorization code flow) are minted in the same
-//! family, so signing the browser out (`POST /logout`, or signing out
-//! that session on the account page) ends them too. It cannot be used as
+//! ended by sign-out-everywhere and by every account change. The tokens an
+//! application gets through this browser session (the authorization code
+//! flow) are a session of their own (the repository keeps one token pair
+//! per session), so signing the browser out (`POST /logout`, or signing out
+//! that session on the account page) ends the browser session only; the
+//! application's session is listed beside it and ends with
+//! sign-out-everywhere, its own sign-out, a replayed code or a reused
+//! refresh token. It cannot be used as
 //! a bearer token (wrong kind) nor refreshed (no client can authenticate
 //! as `#browser`).
 //!

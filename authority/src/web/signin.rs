@@ -7,12 +7,10 @@
 //! ([`start_session`]) and returns to `return_to` (a path of this server
 //! only), by default `/account`.
 
-use std::net::IpAddr;
-
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq as _;
-use token_repository::{Error as StoreError, Generation, Grant, Scopes, Token, TokenWriter as _};
+use token_repository::{Generation, Grant, Scopes, Token, TokenWriter as _};
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
@@ -99,7 +97,7 @@ fn render(
 pub async fn submit(
     state: AppState,
     headers: HeaderMap,
-    address: Option<IpAddr>,
+    address: crate::address::ClientAddress,
     body: Bytes,
 ) -> Response {
     let Ok(form) = Form::from_request(&headers, &body) else {
@@ -235,21 +233,15 @@ pub async fn start_session(
     }
     .mint()
     .map_err(|error| Problem::internal(&error))?;
-    match state.store().issue(&minted, Some(generation)).await {
-        Ok(()) => {}
-        Err(StoreError::Superseded) => {
-            return Err(Problem::invalid_grant("the account changed meanwhile"));
-        }
-        Err(error) => return Err(Problem::from_store(&error)),
-    }
+    crate::oauth::token::store(state, &minted, Some(generation)).await?;
     minted
         .refresh
         .map(|refresh| refresh.token)
         .ok_or_else(|| Problem::internal(&"a browser session was minted without its token"))
 }
 
-/// `POST /logout`: ends the browser session and every token issued
-/// through it (its family).
+/// `POST /logout`: ends the browser session (the applications' sessions
+/// it approved are sessions of their own and stay).
 pub async fn logout(state: AppState, headers: HeaderMap, body: Bytes) -> Response {
     let policy = CookiePolicy::for_issuer(state.issuer());
     let session = match super::session(&state, &headers).await {
