@@ -359,7 +359,7 @@ mod tests {
     fn input_is_checked_before_anything_is_written() {
         let header = "{\"kind\":\"export\",\"version\":1}\n";
         assert!(matches!(
-            plan("{\"kind\":\"export\",\"version\":2}\n".as_bytes()),
+            plan("{\"kind\":\"export\",\"version\":3}\n".as_bytes()),
             Err(BackupError::Invalid { line: 1, .. })
         ));
         assert!(matches!(

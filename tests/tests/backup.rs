@@ -50,11 +50,11 @@ async fn export_import_round_trip() {
         .collect();
     assert_eq!(
         kinds,
-        ["export", "user", "client", "connection"],
+        ["export", "deployment_key", "user", "client", "connection"],
         "{export}"
     );
-    assert_eq!(lines[3]["subject"], alice.subject.as_str());
-    assert_eq!(lines[3]["provider"], PROVIDER);
+    assert_eq!(lines[4]["subject"], alice.subject.as_str());
+    assert_eq!(lines[4]["provider"], PROVIDER);
     for secret_text in [
         PASSWORD,
         secret.as_str(),

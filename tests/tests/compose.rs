@@ -320,3 +320,40 @@ async fn compose_redis_settings_keep_accounts_across_a_crash() {
         .await;
     assert_eq!(client.status(), 200, "the client was lost");
 }
+
+/// The compose demo registers a public demo client for the browser sign-in
+/// (PKCE, a loopback redirect URI) once the authority is healthy, with the
+/// authority's Redis credentials, and prints the account page.
+#[test]
+fn demo_app_is_registered_and_the_account_page_printed() {
+    let compose = resolved_compose();
+    let demo = &compose["services"]["demo-app"];
+    assert_eq!(
+        demo["depends_on"]["authority"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    let command: String = demo["command"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needle in [
+        "client add demo-app",
+        "--public",
+        "--redirect-uri http://127.0.0.1/callback",
+        "/account",
+    ] {
+        assert!(command.contains(needle), "{needle} missing in {command}");
+    }
+    assert!(
+        demo["volumes"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(Yaml::as_str)
+            .any(|volume| volume.starts_with("authority-secrets:")),
+        "the demo app needs the authority's Redis URL"
+    );
+}

@@ -1068,7 +1068,8 @@ async fn provider_error_codes_reach_the_failure_page() {
         ),
     ];
     for (query, expected) in cases {
-        let url = connected::authorize_url(&authority, &alice).await;
+        let link = connected::authorize_url(&authority, &alice).await;
+        let url = browser.provider_url(&link, "alice").await.to_string();
         let state = parameter(&url, "state").expect("state");
         let (_, page) = browser
             .visit(&redirect(format!("{query}&state={state}&iss={issuer}")))
