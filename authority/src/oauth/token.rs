@@ -303,7 +303,12 @@ pub(crate) async fn check_password(
 
 /// Replaces a hash made with old parameters, in the background, unless the
 /// password changed meanwhile.
-fn upgrade_hash(state: AppState, username: String, old_hash: String, password: Zeroizing<String>) {
+pub(crate) fn upgrade_hash(
+    state: AppState,
+    username: String,
+    old_hash: String,
+    password: Zeroizing<String>,
+) {
     tokio::spawn(async move {
         let new_hash = match state.hasher().hash(password).await {
             Ok(hash) => hash,

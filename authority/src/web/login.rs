@@ -68,13 +68,23 @@ async fn check(
         metrics::throttled();
         return Err(LoginFailure::Throttled(wait));
     }
-    match crate::oauth::token::check_password(state, username, password).await {
-        Ok(Some(((user, generation), _))) => {
+    match crate::oauth::token::check_password(state, username, password.clone()).await {
+        Ok(Some(((user, generation), needs_rehash))) => {
             state
                 .throttle()
                 .login_succeeded(username, address)
                 .await
                 .map_err(|error| unavailable(Problem::from_store(&error)))?;
+            if needs_rehash {
+                // As the password grant does: a hash made with other
+                // parameters is replaced in the background.
+                crate::oauth::token::upgrade_hash(
+                    state.clone(),
+                    username.to_owned(),
+                    user.password_hash.clone(),
+                    password,
+                );
+            }
             Ok((user, generation))
         }
         Ok(None) => {
