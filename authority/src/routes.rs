@@ -443,10 +443,7 @@ where
         .and(warp::post())
         .and(state.clone())
         .and(headers.clone())
-        .and(
-            warp::ext::optional::<PeerAddr>()
-                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
-        )
+        .and(peer())
         .and(body(limit))
         .then(
             |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
@@ -480,10 +477,7 @@ where
         .and(warp::post())
         .and(state.clone())
         .and(headers.clone())
-        .and(
-            warp::ext::optional::<PeerAddr>()
-                .map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr)),
-        )
+        .and(peer())
         .and(body(limit))
         .then(
             |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
