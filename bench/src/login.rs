@@ -430,7 +430,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
 }
 
 /// `base64(id:secret)` for HTTP Basic.
-fn basic_credentials(id: &str, secret: &str) -> String {
+pub(crate) fn basic_credentials(id: &str, secret: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
 }

@@ -17,13 +17,15 @@
 //! - `fixtures`: realistic users, tokens, sessions and JWTs.
 //! - `authority`: the authority binary as a child process.
 //! - `validation`: rows 1–3. `revocation`: row 4. `login`: row 5.
-//!   `rotation`: row 6. `footprint`: row 7.
+//!   `rotation`: row 6. `footprint`: row 7. `http_path`: rows H1–H4
+//!   (the HTTP path against nginx).
 //! - `report`: the table, Markdown and JSON.
 
 mod apps;
 mod authority;
 mod fixtures;
 mod footprint;
+mod http_path;
 mod load;
 mod login;
 mod report;
@@ -103,6 +105,10 @@ pub(crate) struct Settings {
     /// The authority binary (default: `token-bench-authority` beside this one).
     #[arg(long)]
     authority: Option<PathBuf>,
+    /// The example service binary of rows H (default: the release example
+    /// `examples/protected_service` beside this one, built by `bench/run`).
+    #[arg(long)]
+    example: Option<PathBuf>,
 }
 
 /// A row group.
@@ -120,6 +126,8 @@ enum Part {
     Rotation,
     /// Row 7: Redis memory per token pair.
     Footprint,
+    /// Rows H1–H4: the HTTP path of both servers against nginx.
+    Http,
 }
 
 impl Settings {
@@ -290,12 +298,13 @@ fn run(settings: Settings) -> Result<Report, String> {
         started: Instant::now(),
     };
     type Step = fn(&mut Context) -> Result<(), String>;
-    let steps: [(Part, &str, Step); 5] = [
+    let steps: [(Part, &str, Step); 6] = [
         (Part::Validation, "rows 1–3 (validation)", validation::run),
         (Part::Revocation, "row 4 (revocation)", revocation::run),
         (Part::Login, "row 5 (login)", login::run),
         (Part::Rotation, "row 6 (rotation)", rotation::run),
         (Part::Footprint, "row 7 (footprint)", footprint::run),
+        (Part::Http, "rows H (HTTP path)", http_path::run),
     ];
     for (part, name, step) in steps {
         if context.settings.wants(part) {

@@ -38,6 +38,28 @@ fn smoke_run_reports_every_row_without_errors() {
         &std::fs::read_to_string(out.path().join("latest.json")).expect("latest.json"),
     )
     .expect("valid JSON");
+    // Rows H (the HTTP path against nginx) need nginx and the example
+    // service's binary (built by `cargo build --all-targets`, as CI does);
+    // without them the report says why they were skipped.
+    let bench = std::path::Path::new(env!("CARGO_BIN_EXE_token-bench"));
+    let example = bench.with_file_name("examples").join("protected_service");
+    let nginx = std::path::Path::new("/usr/sbin/nginx").is_file()
+        || std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join("nginx").is_file())
+        });
+    if nginx && example.is_file() {
+        for row in ["H1", "H2", "H3", "H4"] {
+            assert!(
+                markdown.contains(&format!("\n| {row} | ")),
+                "row {row} missing:\n{markdown}"
+            );
+        }
+    } else {
+        assert!(
+            markdown.contains("HTTP path (H1–H4) skipped"),
+            "rows H neither measured nor reported as skipped:\n{markdown}"
+        );
+    }
     let figures = json["figures"].as_array().expect("figures");
     assert!(!figures.is_empty());
     for figure in figures {
