@@ -354,7 +354,7 @@ impl Accounts {
                     })
                     .await?;
             }
-            if crate::cas::delete_if(&self.store, &legacy, &json).await? {
+            if token_repository::cas::delete_if(&self.store, &legacy, &json).await? {
                 moved += 1;
             }
         }
@@ -559,7 +559,8 @@ impl Accounts {
                 serde_json::to_string(&new).map_err(|_| AccountError::Corrupt(id.to_owned()))?;
             let key = self.key_of::<T>(id).await?;
             let swapped =
-                crate::cas::replace(&self.store, &key, &old_json, &new_json, None).await?;
+                token_repository::cas::replace(&self.store, &key, &old_json, &new_json, None)
+                    .await?;
             if swapped {
                 return Ok(Some((old, new)));
             }
@@ -580,7 +581,7 @@ impl Accounts {
                 return Ok(None);
             }
             let key = self.key_of::<T>(id).await?;
-            if crate::cas::delete_if(&self.store, &key, &old_json).await? {
+            if token_repository::cas::delete_if(&self.store, &key, &old_json).await? {
                 let set = T::set(self.store.prefix());
                 let owned_id = id.to_owned();
                 let _: i64 = self

@@ -354,7 +354,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
         .forget_all(&user.subject)
         .await
         .map_err(|error| match error {
-            crate::connect::ConnectError::Store(error) => Problem::from_store(&error),
+            token_broker::ConnectError::Store(error) => Problem::from_store(&error),
             _ => Problem::unavailable_because(
                 "the user's connected services could not all be forgotten; try again",
             ),

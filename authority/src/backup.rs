@@ -6,7 +6,7 @@
 //!
 //! For backups and for moving between Redis deployments. Everything goes
 //! through the stores' own functions ([`crate::accounts::Accounts`],
-//! [`crate::connect::store::ConnectionStore`]), not raw key names, so the
+//! [`token_broker::store::ConnectionStore`]), not raw key names, so the
 //! format does not depend on the key schema.
 //!
 //! An import goes into an empty deployment only: it refuses (and writes
@@ -25,10 +25,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
+use token_broker::record::Stored;
 use token_repository::Timestamp;
 
 use crate::accounts::{AccountError, Client, User, valid_client_id, valid_username};
-use crate::connect::record::Stored;
 use crate::state::AppState;
 
 /// The format version written and understood.

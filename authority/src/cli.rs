@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::admin::{self, NewClient, NewUser, UserChange};
 use crate::backup;
-use crate::config::{Config, VARIABLES};
+use crate::config::{Config, all_settings};
 use crate::problem::Problem;
 use crate::state::AppState;
 use crate::{logging, server};
@@ -173,8 +173,9 @@ enum ClientCommand {
 
 fn environment_help() -> String {
     let mut help = String::from("Environment (serve and the admin commands):\n");
-    for (name, default, meaning) in VARIABLES {
-        help.push_str(&format!("  {name:<28} {meaning} [default: {default}]\n"));
+    for setting in all_settings() {
+        help.push_str(&setting.help_line());
+        help.push('\n');
     }
     help
 }
@@ -383,8 +384,8 @@ async fn serve(mut config: Config) -> Result<(), String> {
     tracing::info!(config = ?state.config(), "starting");
     let connect = state.connect().clone();
     tokio::spawn(async move { connect.discover_all().await });
-    if crate::connect::keepalive::wanted(state.connect()) {
-        tokio::spawn(crate::connect::keepalive::run(
+    if token_broker::keepalive::wanted(state.connect()) {
+        tokio::spawn(token_broker::keepalive::run(
             state.connect().clone(),
             server::shutdown_signal(),
         ));

@@ -23,7 +23,8 @@
 //!   (RFC 7662), metadata (RFC 8414), the authorization endpoint and codes.
 //! - [`web`]: the sign-in, consent and account pages and the browser
 //!   session.
-//! - [`api`]: `/v1/me`, sessions, the admin API, health.
+//! - [`api`]: `/v1/me`, sessions, the admin API, health, and the
+//!   connected-services endpoints over the broker ([`token_broker`]).
 //! - [`admin`]: account administration shared by the admin API and the CLI.
 //! - [`authenticate`]: client and bearer authentication.
 //! - [`credentials`]: reading Basic / body client credentials and bearer
@@ -32,10 +33,7 @@
 //! - [`form`]: strict form-urlencoded parsing.
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
-//! - [`cas`]: compare-and-set on single keys.
 //! - [`backup`]: export and import of accounts and connections.
-//! - [`connect`]: connected services: the authority as an OAuth client of
-//!   external providers, their tokens encrypted at rest.
 //! - [`password`]: argon2id on a bounded blocking pool.
 //! - [`throttle`]: failed-login throttling.
 //! - [`cli`]: the binary's command line.
@@ -48,10 +46,8 @@ pub mod admin;
 pub mod api;
 pub mod authenticate;
 pub mod backup;
-pub mod cas;
 pub mod cli;
 pub mod config;
-pub mod connect;
 pub mod credentials;
 pub mod eviction;
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `address`) |
 //!
 //! Provider names come from the configuration, so they are a bounded set
-//! too.
+//! too. The broker records the `authority_connect_*` series but the last
+//! (`token_broker::metrics`); they are described here with the others.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -224,26 +225,6 @@ pub fn connection_opened() {
 /// An HTTP connection was closed.
 pub fn connection_closed() {
     metrics::gauge!("authority_http_connections").decrement(1.0);
-}
-
-/// One connect callback for `provider` ended with `outcome`.
-pub fn connect_callback(provider: &str, outcome: &'static str) {
-    metrics::counter!("authority_connect_callbacks_total", "provider" => provider.to_owned(), "outcome" => outcome)
-        .increment(1);
-}
-
-/// One provider access token handed out from `source`.
-pub fn connect_token(provider: &str, source: &'static str) {
-    metrics::counter!("authority_connect_tokens_served_total", "provider" => provider.to_owned(), "source" => source)
-        .increment(1);
-}
-
-/// One refresh at `provider` ended with `outcome` after `elapsed`.
-pub fn connect_refresh(provider: &str, outcome: &'static str, elapsed: Duration) {
-    metrics::counter!("authority_connect_refreshes_total", "provider" => provider.to_owned(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("authority_connect_refresh_duration_seconds", "provider" => provider.to_owned())
-        .record(elapsed.as_secs_f64());
 }
 
 /// One service client refused for `reason`.

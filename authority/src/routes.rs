@@ -15,8 +15,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::api::admin::Operation;
-use crate::api::{admin, health, me};
-use crate::connect::handlers as connect;
+use crate::api::{admin, connect, health, me};
 use crate::oauth::{introspect, metadata, revoke, token};
 use crate::problem::Problem;
 use crate::server::PeerAddr;
@@ -318,7 +317,7 @@ fn metrics_response(state: &AppState) -> Response {
     response
 }
 
-/// The connected-services routes ([`crate::connect::handlers`]).
+/// The connected-services routes ([`crate::api::connect`]).
 fn connect_routes<S, H>(state: &S, headers: &H) -> BoxedFilter<(Response,)>
 where
     S: Filter<Extract = (AppState,), Error = std::convert::Infallible>
@@ -495,7 +494,7 @@ where
         .and(state.clone())
         .and(headers.clone())
         .and(raw_query())
-        .then(crate::connect::handlers::start);
+        .then(connect::start);
     authorize_route
         .or(consent)
         .unify()

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
+use token_broker::Connect;
 use token_repository::RedisStore;
 
 use crate::accounts::Accounts;
 use crate::address::{self, ClientAddress};
 use crate::config::Config;
-use crate::connect::Connect;
 use crate::password::{HashError, Hasher};
 use crate::throttle::{Limits, Throttle};
 
@@ -68,8 +68,8 @@ impl AppState {
                 ipv6_prefix: config.ipv6_throttle_prefix,
             },
         );
-        let connect =
-            Connect::new(&config.connect, store.clone(), &issuer).map_err(SetupError::Connect)?;
+        let connect = Connect::new(&config.connect, store.clone(), &issuer)
+            .map_err(|error| SetupError::Connect(error.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 accounts,

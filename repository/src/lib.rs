@@ -73,8 +73,12 @@
 //! - [`memory`]: the in-memory store, [`MemoryStore`].
 //! - `redis` (feature `redis`): [`RedisStore`], [`RedisTokenReader`],
 //!   [`RedisConfig`].
+//! - `cas` (feature `redis`): compare-and-set on single string keys, for
+//!   the authority's own records (accounts, connections).
 //! - [`error`]: [`Error`] and [`Result`].
 
+#[cfg(feature = "redis")]
+pub mod cas;
 pub mod codec;
 pub mod error;
 pub mod keys;

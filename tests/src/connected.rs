@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use token_authority::connect::crypto::Keyring;
-use token_authority::connect::record::{Connection, Stored};
+use token_broker::crypto::Keyring;
+use token_broker::record::{Connection, Stored};
 use token_repository::{KeyPrefix, SubjectTag};
 use token_test_harness::RedisServer;
 

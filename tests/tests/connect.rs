@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
-use token_authority::connect::record::Stored;
+use token_broker::record::Stored;
 use token_repository::Timestamp;
 use token_service_tests::Authority;
 use token_service_tests::authority::run_cli;

@@ -1,8 +1,9 @@
 //! The authority's own JSON API: the token holder (`/v1/me`,
-//! `/v1/sessions`), administration (`/v1/admin/…`, scope `admin`) and
-//! health.
+//! `/v1/sessions`), administration (`/v1/admin/…`, scope `admin`),
+//! connected services (`/v1/connect/…`) and health.
 
 pub mod admin;
+pub mod connect;
 pub mod health;
 pub mod json;
 pub mod me;

@@ -36,7 +36,7 @@ fn notice(query: &str) -> String {
     let form = Form::parse(query.as_bytes()).unwrap_or_default();
     let provider = form
         .get("provider")
-        .filter(|name| crate::connect::providers::valid_name(name))
+        .filter(|name| token_broker::providers::valid_name(name))
         .map(escape)
         .unwrap_or_default();
     let ok = |text: String| format!("<p class=\"notice\" role=\"status\">{text}</p>");
@@ -283,10 +283,7 @@ async fn render(
     // Connected services.
     let connect = state.connect();
     if !connect.registry().is_empty() {
-        let views = connect
-            .connections(subject)
-            .await
-            .map_err(crate::connect::handlers::problem)?;
+        let views = connect.connections(subject).await?;
         body.push_str("<section aria-labelledby=\"services\"><h2 id=\"services\">Connected services</h2><ul class=\"plain\">");
         for provider in connect.registry().all() {
             let config = &provider.config;
@@ -548,11 +545,11 @@ async fn connect(state: &AppState, session: &BrowserSession, form: &Form) -> Res
         .await
     {
         Ok(url) => see_other(&url),
-        Err(crate::connect::ConnectError::Provider(_)) => see_other(&format!(
+        Err(token_broker::ConnectError::Provider(_)) => see_other(&format!(
             "/account?failed=unavailable&provider={}",
             query_encode(provider)
         )),
-        Err(error) => problem_page(&crate::connect::handlers::problem(error)),
+        Err(error) => problem_page(&Problem::from(error)),
     }
 }
 
@@ -569,15 +566,15 @@ async fn disconnect(
         .disconnect(&session.record.subject, provider)
         .await
     {
-        Ok(_) | Err(crate::connect::ConnectError::NotConnected) => Ok(format!(
+        Ok(_) | Err(token_broker::ConnectError::NotConnected) => Ok(format!(
             "/account?done=disconnected&provider={}",
             query_encode(provider)
         )),
-        Err(crate::connect::ConnectError::Busy) => Ok(format!(
+        Err(token_broker::ConnectError::Busy) => Ok(format!(
             "/account?failed=busy&provider={}",
             query_encode(provider)
         )),
-        Err(error) => Err(crate::connect::handlers::problem(error)),
+        Err(error) => Err(Problem::from(error)),
     }
 }
 

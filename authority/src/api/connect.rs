@@ -1,4 +1,5 @@
-//! The connected-services endpoints (routed in [`crate::routes`]):
+//! The connected-services endpoints (routed in [`crate::routes`]), over
+//! the broker ([`token_broker::Connect`]):
 //!
 //! | route | who |
 //! |---|---|
@@ -16,21 +17,25 @@
 //! (subject `client:<id>`); the permission and the address allow-list are
 //! read from the client's record on every request, so changing them takes
 //! effect at once. Every refusal of a service client is logged.
+//!
+//! The broker's errors become responses here ([`From<ConnectError>`] for
+//! [`Problem`]); the browser glue (`/connect/start`, the callback's
+//! browser session and pages) is here too, since it needs the authority's
+//! sign-in.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
+use token_broker::oauth_client::ProviderError;
+use token_broker::{
+    Callback, ConnectError, ConnectionView, Failure, Offer, Refusal, Revocation, ServedToken,
+};
 use token_repository::TokenRecord;
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
-use super::oauth_client::ProviderError;
-use super::{
-    Callback, ConnectError, ConnectionView, DEFAULT_MIN_VALIDITY, MAX_MIN_VALIDITY, Offer,
-    Revocation, ServedToken,
-};
 use crate::accounts::client_subject;
 use crate::authenticate;
 use crate::form::Form;
@@ -38,28 +43,36 @@ use crate::metrics;
 use crate::problem::{Problem, json};
 use crate::state::AppState;
 
-/// Maps a connected-services failure to its answer.
-#[must_use]
-pub fn problem(error: ConnectError) -> Problem {
-    match error {
-        ConnectError::UnknownProvider => Problem::not_found("no such provider"),
-        ConnectError::NotConnected => Problem::not_connected(),
-        ConnectError::Reconnect(description) => Problem::reconnect_required(description),
-        error @ ConnectError::TooLong { .. } => Problem::invalid_request(error.to_string()),
-        ConnectError::Busy => {
-            Problem::unavailable_because("a refresh of this connection is in progress; retry")
+/// Default `expires` of the token endpoints, seconds.
+pub const DEFAULT_MIN_VALIDITY: u64 = 60;
+/// Largest `expires` accepted, seconds.
+pub const MAX_MIN_VALIDITY: u64 = 86_400;
+
+/// A connected-services failure as its answer.
+impl From<ConnectError> for Problem {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::UnknownProvider => Problem::not_found("no such provider"),
+            ConnectError::NotConnected => Problem::not_connected(),
+            ConnectError::Reconnect(description) => Problem::reconnect_required(description),
+            error @ ConnectError::TooLong { .. } => Problem::invalid_request(error.to_string()),
+            ConnectError::Busy => {
+                Problem::unavailable_because("a refresh of this connection is in progress; retry")
+            }
+            ConnectError::Provider(ProviderError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "provider unavailable");
+                Problem::unavailable_because("the provider is unreachable; retry later")
+            }
+            ConnectError::Provider(error) => {
+                tracing::warn!(%error, "provider failure");
+                Problem::provider_error("the provider refused the request or answered unusably")
+            }
+            ConnectError::Store(error) => Problem::from_store(&error),
+            ConnectError::NotConfigured => {
+                Problem::not_found("connected services are not configured")
+            }
+            ConnectError::Internal(cause) => Problem::internal(&cause),
         }
-        ConnectError::Provider(ProviderError::Unavailable(cause)) => {
-            tracing::warn!(%cause, "provider unavailable");
-            Problem::unavailable_because("the provider is unreachable; retry later")
-        }
-        ConnectError::Provider(error) => {
-            tracing::warn!(%error, "provider failure");
-            Problem::provider_error("the provider refused the request or answered unusably")
-        }
-        ConnectError::Store(error) => Problem::from_store(&error),
-        ConnectError::NotConfigured => Problem::not_found("connected services are not configured"),
-        ConnectError::Internal(cause) => Problem::internal(&cause),
     }
 }
 
@@ -132,8 +145,7 @@ pub async fn offers(state: AppState, headers: HeaderMap) -> Response {
         let offers: Vec<Offer> = state
             .connect()
             .offers(&caller.subject, &caller.username)
-            .await
-            .map_err(problem)?;
+            .await?;
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "providers": offers }),
@@ -167,8 +179,8 @@ pub async fn callback(state: AppState, headers: HeaderMap, query: String) -> Res
         Err(problem) => return crate::web::problem_page(&problem),
     };
     let outcome = connect.complete(&callback).await;
-    if let Err(super::Refusal {
-        failure: super::Failure::SessionMismatch,
+    if let Err(Refusal {
+        failure: Failure::SessionMismatch,
         ..
     }) = &outcome
     {
@@ -259,7 +271,7 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
         .await
     {
         Ok(url) => see_other(&url),
-        Err(error) => problem_page(&problem(error)),
+        Err(error) => problem_page(&Problem::from(error)),
     }
 }
 
@@ -267,11 +279,7 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
 pub async fn connections(state: AppState, headers: HeaderMap) -> Response {
     let result = async {
         let caller = user(&state, &headers).await?;
-        let connections: Vec<ConnectionView> = state
-            .connect()
-            .connections(&caller.subject)
-            .await
-            .map_err(problem)?;
+        let connections: Vec<ConnectionView> = state.connect().connections(&caller.subject).await?;
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "connections": connections }),
@@ -285,11 +293,7 @@ pub async fn connections(state: AppState, headers: HeaderMap) -> Response {
 pub async fn status(state: AppState, headers: HeaderMap, provider: String) -> Response {
     let result = async {
         let caller = user(&state, &headers).await?;
-        let view = state
-            .connect()
-            .status(&caller.subject, &provider)
-            .await
-            .map_err(problem)?;
+        let view = state.connect().status(&caller.subject, &provider).await?;
         Ok::<_, Problem>(json(StatusCode::OK, &view))
     };
     result.await.unwrap_or_else(Problem::into_response)
@@ -303,8 +307,7 @@ pub async fn disconnect(state: AppState, headers: HeaderMap, provider: String) -
         let revocation: Revocation = state
             .connect()
             .disconnect(&caller.subject, &provider)
-            .await
-            .map_err(problem)?;
+            .await?;
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "provider": provider, "provider_revocation": revocation }),
@@ -327,8 +330,7 @@ pub async fn token(
         let token = state
             .connect()
             .token(&caller.subject, &provider, at_least)
-            .await
-            .map_err(problem)?;
+            .await?;
         Ok::<_, Problem>(token_response(&token, &provider))
     };
     result.await.unwrap_or_else(Problem::into_response)
@@ -415,11 +417,7 @@ pub async fn service_token(
             ));
         }
         let at_least = min_validity(&query)?;
-        let token = state
-            .connect()
-            .token(&subject, &provider, at_least)
-            .await
-            .map_err(problem)?;
+        let token = state.connect().token(&subject, &provider, at_least).await?;
         // The user must still exist and be enabled.
         let user = state
             .accounts()

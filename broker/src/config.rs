@@ -1,5 +1,7 @@
-//! The connected-services part of the configuration: the `CONNECT_*`
-//! variables and the `[[providers]]` tables, validated at start-up.
+//! [`ConnectConfig`]: the broker's configuration, from the `CONNECT_*`
+//! settings ([`crate::settings`]) and the `[[providers]]` tables
+//! ([`crate::providers`]), validated at start-up. The authority's
+//! configuration embeds it.
 //!
 //! With at least one provider configured, `CONNECT_STATE_KEY` (or
 //! `CONNECT_STATE_KEY_FILE`), `CONNECT_KEYS` (or `CONNECT_KEYS_FILE`),
@@ -8,11 +10,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use token_settings::{ConfigError, Setting, Values};
 use zeroize::Zeroizing;
 
-use super::crypto::{Keyring, decode_key_material};
-use super::providers::{self, ProviderConfig};
-use crate::config::ConfigError;
+use crate::crypto::{Keyring, decode_key_material};
+use crate::providers::{self, ProviderConfig};
+use crate::settings::{
+    CA_FILE, FAILURE_URL, KEEPALIVE_INTERVAL, KEYS, KEYS_FILE, PROVIDER_TIMEOUT_MS, STATE_KEY,
+    STATE_KEY_FILE, STATE_TTL, SUCCESS_URL,
+};
 
 /// The shortest state key accepted, in bytes.
 pub const MIN_STATE_KEY_LEN: usize = 32;
@@ -60,22 +66,24 @@ impl fmt::Debug for ConnectConfig {
     }
 }
 
-/// Reads a value given directly (`NAME`) or in a file (`NAME_FILE`).
+/// Reads a value given directly (`direct`) or in a file (`file`, its
+/// path); answers it and the setting it came from.
 fn direct_or_file(
-    get: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<(Zeroizing<String>, String)>, ConfigError> {
-    let file_variable = format!("{name}_FILE");
-    match (get(name), get(&file_variable)) {
+    values: &Values<'_>,
+    direct: &Setting,
+    file: &Setting,
+) -> Result<Option<(Zeroizing<String>, &'static str)>, ConfigError> {
+    let (name, file_variable) = (direct.name, file.name);
+    match (values.get(name), values.get(file_variable)) {
         (Some(_), Some(_)) => Err(ConfigError::new(
             name,
             format!("set {name} or {file_variable}, not both"),
         )),
-        (Some(value), None) => Ok(Some((Zeroizing::new(value), name.to_owned()))),
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map(|text| Some((Zeroizing::new(text), file_variable.clone())))
+        (Some(value), None) => Ok(Some((Zeroizing::new(value.to_owned()), name))),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|text| Some((Zeroizing::new(text), file_variable)))
             .map_err(|error| {
-                ConfigError::new(&file_variable, format!("cannot read {path}: {error}"))
+                ConfigError::new(file_variable, format!("cannot read {path}: {error}"))
             }),
         (None, None) => Ok(None),
     }
@@ -83,13 +91,13 @@ fn direct_or_file(
 
 /// `CONNECT_CA_FILE`: PEM certificates, each usable as a trust anchor.
 fn extra_roots(
-    get: &dyn Fn(&str) -> Option<String>,
+    values: &Values<'_>,
 ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ConfigError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;
 
-    const NAME: &str = "CONNECT_CA_FILE";
-    let Some(path) = get(NAME) else {
+    const NAME: &str = CA_FILE.name;
+    let Some(path) = values.get(NAME) else {
         return Ok(Vec::new());
     };
     let pem = std::fs::read(path.trim())
@@ -114,65 +122,42 @@ fn extra_roots(
     Ok(certificates)
 }
 
-fn page_url(name: &str, value: Option<String>) -> Result<Option<String>, ConfigError> {
-    match value {
+/// A result page: an http(s):// URL or an absolute path.
+fn page_url(values: &Values<'_>, setting: &Setting) -> Result<Option<String>, ConfigError> {
+    match values.get(setting.name) {
         Some(url)
             if url.starts_with("http://")
                 || url.starts_with("https://")
                 || (url.starts_with('/') && !url.starts_with("//")) =>
         {
-            Ok(Some(url))
+            Ok(Some(url.to_owned()))
         }
         Some(_) => Err(ConfigError::new(
-            name,
+            setting.name,
             "expected an http(s):// URL or an absolute path",
         )),
         None => Ok(None),
     }
 }
 
-fn seconds_in(
-    get: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-    unit: fn(u64) -> Duration,
-) -> Result<Duration, ConfigError> {
-    match get(name) {
-        None => Ok(unit(default)),
-        Some(text) => match text.trim().parse::<u64>() {
-            Ok(n) if range.contains(&n) => Ok(unit(n)),
-            _ => Err(ConfigError::new(
-                name,
-                format!(
-                    "expected a whole number from {} to {} (got {text:?})",
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        },
-    }
-}
-
 impl ConnectConfig {
-    /// Builds this part from `get` (a variable's non-empty value) and the
+    /// Builds the broker's configuration from `values` (the `CONNECT_*`
+    /// settings, and `CONNECT_PROVIDER_<NAME>_CLIENT_SECRET`) and the
     /// `[[providers]]` tables.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the variable or provider field.
-    pub fn load(
-        get: &dyn Fn(&str) -> Option<String>,
-        provider_tables: &[toml::Table],
-    ) -> Result<Self, ConfigError> {
-        let providers = providers::parse(provider_tables, get)?;
-        let state_key = direct_or_file(get, "CONNECT_STATE_KEY")?
+    pub fn load(values: &Values<'_>, provider_tables: &[toml::Table]) -> Result<Self, ConfigError> {
+        let providers =
+            providers::parse(provider_tables, &|name| values.get(name).map(str::to_owned))?;
+        let state_key = direct_or_file(values, &STATE_KEY, &STATE_KEY_FILE)?
             .map(|(text, variable)| {
                 decode_key_material(&text)
                     .filter(|key| key.len() >= MIN_STATE_KEY_LEN)
                     .ok_or_else(|| {
                         ConfigError::new(
-                            &variable,
+                            variable,
                             format!(
                                 "expected at least {MIN_STATE_KEY_LEN} bytes in base64 \
                                  (for example `openssl rand -base64 32`)"
@@ -181,52 +166,29 @@ impl ConnectConfig {
                     })
             })
             .transpose()?;
-        let keys = direct_or_file(get, "CONNECT_KEYS")?
+        let keys = direct_or_file(values, &KEYS, &KEYS_FILE)?
             .map(|(text, variable)| {
-                Keyring::parse(&text, &variable).map_err(|message| {
-                    let problem = message
-                        .strip_prefix(&format!("{variable}: "))
-                        .unwrap_or(&message)
-                        .to_owned();
-                    ConfigError::new(&variable, problem)
-                })
+                Keyring::parse(&text, variable)
+                    .map_err(|error| ConfigError::new(variable, error.problem.to_string()))
             })
             .transpose()?;
         let config = Self {
-            success_url: page_url("CONNECT_SUCCESS_URL", get("CONNECT_SUCCESS_URL"))?,
-            failure_url: page_url("CONNECT_FAILURE_URL", get("CONNECT_FAILURE_URL"))?,
-            state_ttl: seconds_in(
-                get,
-                "CONNECT_STATE_TTL",
-                600,
-                1..=86_400,
-                Duration::from_secs,
-            )?,
-            provider_timeout: seconds_in(
-                get,
-                "CONNECT_PROVIDER_TIMEOUT_MS",
-                10_000,
-                100..=120_000,
-                Duration::from_millis,
-            )?,
-            keepalive_interval: seconds_in(
-                get,
-                "CONNECT_KEEPALIVE_INTERVAL",
-                300,
-                1..=86_400,
-                Duration::from_secs,
-            )?,
-            extra_roots: extra_roots(get)?,
+            success_url: page_url(values, &SUCCESS_URL)?,
+            failure_url: page_url(values, &FAILURE_URL)?,
+            state_ttl: values.seconds(&STATE_TTL)?,
+            provider_timeout: values.millis(&PROVIDER_TIMEOUT_MS)?,
+            keepalive_interval: values.seconds(&KEEPALIVE_INTERVAL)?,
+            extra_roots: extra_roots(values)?,
             providers,
             state_key,
             keys,
         };
         if !config.providers.is_empty() {
             let required = [
-                ("CONNECT_STATE_KEY", config.state_key.is_some()),
-                ("CONNECT_KEYS", config.keys.is_some()),
-                ("CONNECT_SUCCESS_URL", config.success_url.is_some()),
-                ("CONNECT_FAILURE_URL", config.failure_url.is_some()),
+                (STATE_KEY.name, config.state_key.is_some()),
+                (KEYS.name, config.keys.is_some()),
+                (SUCCESS_URL.name, config.success_url.is_some()),
+                (FAILURE_URL.name, config.failure_url.is_some()),
             ];
             if let Some((name, _)) = required.iter().find(|(_, set)| !set) {
                 return Err(ConfigError::new(
@@ -249,10 +211,9 @@ mod tests {
     const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
     fn providers() -> Vec<toml::Table> {
-        let table: toml::Table = "[[providers]]\nname = \"p\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
-            .parse()
-            .expect("toml");
-        vec![table["providers"][0].as_table().expect("table").clone()]
+        providers::tables(
+            "[[providers]]\nname = \"p\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+        )
     }
 
     fn load(pairs: &[(&str, &str)], tables: &[toml::Table]) -> Result<ConnectConfig, ConfigError> {
@@ -260,7 +221,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        ConnectConfig::load(&|name| values.get(name).cloned(), tables)
+        ConnectConfig::load(&Values::new(&values), tables)
     }
 
     /// Without providers nothing is required; with providers every key and

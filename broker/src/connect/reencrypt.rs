@@ -5,9 +5,11 @@
 
 use token_repository::Timestamp;
 
-use super::crypto::Keyring;
-use super::record::{RecordError, Stored};
-use super::{Connect, ConnectError, ReencryptReport};
+use super::Connect;
+use crate::crypto::Keyring;
+use crate::error::ConnectError;
+use crate::record::{RecordError, Stored};
+use crate::views::ReencryptReport;
 
 impl Connect {
     /// Re-encrypts every connection record not under the current key

@@ -1,6 +1,21 @@
 //! The authority's configuration: one typed struct, loaded once from the
 //! environment and an optional TOML file (the environment wins), validated at
 //! start-up with errors that name the variable and the expected form.
+//!
+//! Every setting is declared once, in [`settings`] (the broker's
+//! `CONNECT_*` in [`token_broker::settings`]): its name, default, bounds and
+//! help. Parsing reads the declarations ([`token_settings::Values`]),
+//! `--help` prints them ([`all_settings`]), and a test compares the
+//! README's configuration table with them.
+//!
+//! # Layout
+//!
+//! - [`settings`]: the authority's settings table.
+//! - `sources`: the environment, `NAME_FILE` and the TOML file.
+//! - this module: [`Config`] and its parts, parsed from those values.
+
+pub mod settings;
+mod sources;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,10 +23,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use token_broker::ConnectConfig;
 use token_repository::redis::Topology;
 use token_repository::{KeyPrefix, RedisTls};
+pub use token_settings::ConfigError;
+use token_settings::{Setting, Values};
 
-use crate::connect::config::ConnectConfig;
+use self::settings as s;
+
+/// Every setting: the authority's ([`settings::AUTHORITY`]), then the
+/// broker's (`CONNECT_*`, [`token_broker::settings::SETTINGS`]).
+pub fn all_settings() -> impl Iterator<Item = &'static Setting> + Clone {
+    s::AUTHORITY.iter().chain(token_broker::settings::SETTINGS)
+}
 
 /// Everything `token-authority serve` (and the admin CLI) can be told.
 #[derive(Clone)]
@@ -101,14 +125,26 @@ pub struct Argon2Config {
     pub parallelism: u32,
 }
 
+impl Argon2Config {
+    /// `ARGON2_*` from `values`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the variable.
+    pub fn from_values(values: &Values<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            memory_kib: values.number(&s::ARGON2_MEMORY_KIB)?,
+            iterations: values.number(&s::ARGON2_ITERATIONS)?,
+            parallelism: values.number(&s::ARGON2_PARALLELISM)?,
+        })
+    }
+}
+
 impl Default for Argon2Config {
-    /// OWASP's recommendation, which is also RustCrypto's default.
+    /// The declared defaults: OWASP's recommendation, which is also
+    /// RustCrypto's default.
     fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Self::from_values(&Values::new(&BTreeMap::new())).expect("the declared defaults are valid")
     }
 }
 
@@ -132,15 +168,38 @@ pub struct HttpLimits {
     pub http2_max_streams: u32,
 }
 
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
-            http2_max_streams: 100,
+impl HttpLimits {
+    /// The `HTTP_*` timeouts and `MAX_CONNECTIONS` from `values`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the variable; an idle timeout shorter than
+    /// the request timeout is refused.
+    pub fn from_values(values: &Values<'_>) -> Result<Self, ConfigError> {
+        let limits = Self {
+            header_timeout: values.millis(&s::HTTP_HEADER_TIMEOUT_MS)?,
+            request_timeout: values.millis(&s::HTTP_REQUEST_TIMEOUT_MS)?,
+            idle_timeout: values.millis(&s::HTTP_IDLE_TIMEOUT_MS)?,
+            max_connections: values.number(&s::MAX_CONNECTIONS)?,
+            http2_max_streams: values.number(&s::HTTP2_MAX_STREAMS)?,
+        };
+        // A request in progress may read and write nothing for a while (a
+        // slow Redis, a hash queue); it ends (answered or timed out) before
+        // the connection counts as idle.
+        if limits.idle_timeout < limits.request_timeout {
+            return Err(ConfigError::new(
+                s::HTTP_IDLE_TIMEOUT_MS.name,
+                "must not be shorter than HTTP_REQUEST_TIMEOUT_MS",
+            ));
         }
+        Ok(limits)
+    }
+}
+
+impl Default for HttpLimits {
+    /// The declared defaults.
+    fn default() -> Self {
+        Self::from_values(&Values::new(&BTreeMap::new())).expect("the declared defaults are valid")
     }
 }
 
@@ -153,254 +212,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// A configuration value that cannot be used; names the variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    /// The environment variable (or TOML key, lower-cased) at fault.
-    pub variable: String,
-    /// What is wrong and what is expected.
-    pub problem: String,
-}
-
-impl ConfigError {
-    /// An error about `variable`.
-    pub(crate) fn new(variable: &str, problem: impl Into<String>) -> Self {
-        Self {
-            variable: variable.to_owned(),
-            problem: problem.into(),
-        }
-    }
-}
-
-/// Every variable, its default and what it means (for the README and `--help`).
-pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "REDIS_URL",
-        "redis://127.0.0.1:6379",
-        "Redis holding tokens, users and clients",
-    ),
-    (
-        "REDIS_CLUSTER_URLS",
-        "—",
-        "Redis Cluster seed nodes, comma-separated (instead of REDIS_URL)",
-    ),
-    (
-        "REDIS_SENTINEL_URLS",
-        "—",
-        "Sentinel addresses, comma-separated (instead of REDIS_URL)",
-    ),
-    (
-        "REDIS_SENTINEL_MASTER",
-        "—",
-        "the master's name at the sentinels (with REDIS_SENTINEL_URLS)",
-    ),
-    (
-        "REDIS_SENTINEL_USERNAME",
-        "—",
-        "ACL user for the data nodes behind Sentinel",
-    ),
-    (
-        "REDIS_SENTINEL_PASSWORD",
-        "—",
-        "password for the data nodes behind Sentinel",
-    ),
-    (
-        "REDIS_WAIT_REPLICAS",
-        "0",
-        "replicas that must acknowledge each issued token (WAIT); 0: off",
-    ),
-    (
-        "REDIS_WAIT_TIMEOUT_MS",
-        "500",
-        "how long to wait for them before revoking and answering 503",
-    ),
-    (
-        "REDIS_CA_FILE",
-        "webpki roots",
-        "PEM file of the CA that signed the rediss:// server's certificate",
-    ),
-    (
-        "REDIS_CLIENT_CERT_FILE",
-        "—",
-        "PEM client certificate for a server with tls-auth-clients (with REDIS_CLIENT_KEY_FILE)",
-    ),
-    (
-        "REDIS_CLIENT_KEY_FILE",
-        "—",
-        "PEM private key of REDIS_CLIENT_CERT_FILE",
-    ),
-    ("REDIS_POOL_SIZE", "16", "pooled Redis connections"),
-    (
-        "REDIS_TIMEOUT_MS",
-        "1000",
-        "bound on every Redis operation, in milliseconds",
-    ),
-    (
-        "MAX_SESSIONS_PER_SUBJECT",
-        "100",
-        "live sessions (logins, client_credentials grants) per user or client; \
-         issuing beyond it revokes the one that expires soonest",
-    ),
-    ("KEY_PREFIX", "ts:", "namespace of every Redis key"),
-    (
-        "LISTEN_ADDR",
-        "127.0.0.1:8080",
-        "HTTP listen address (port 0: any free port)",
-    ),
-    (
-        "ISSUER",
-        "http://<LISTEN_ADDR>",
-        "public base URL, for RFC 8414 metadata",
-    ),
-    ("ACCESS_TOKEN_TTL", "900", "access token lifetime, seconds"),
-    (
-        "REFRESH_TOKEN_TTL",
-        "1209600",
-        "refresh token lifetime, seconds (renewed on rotation)",
-    ),
-    ("ARGON2_MEMORY_KIB", "19456", "argon2id memory cost"),
-    ("ARGON2_ITERATIONS", "2", "argon2id time cost"),
-    ("ARGON2_PARALLELISM", "1", "argon2id lanes"),
-    (
-        "HASH_WORKERS",
-        "<CPU count>",
-        "password hashes computed at once",
-    ),
-    (
-        "HASH_QUEUE",
-        "256",
-        "logins waiting for a hash worker before 503",
-    ),
-    (
-        "LOGIN_MAX_FAILURES",
-        "5",
-        "failed logins per username per window before 429",
-    ),
-    (
-        "ADDRESS_MAX_FAILURES",
-        "50",
-        "failed logins per client address per window before 429",
-    ),
-    ("LOGIN_FAILURE_WINDOW", "900", "throttling window, seconds"),
-    (
-        "TRUST_FORWARDED_FOR",
-        "false",
-        "use X-Forwarded-For for the client address",
-    ),
-    (
-        "TRUSTED_PROXY_HOPS",
-        "1",
-        "with TRUST_FORWARDED_FOR: proxies of yours appending to X-Forwarded-For",
-    ),
-    (
-        "IPV6_THROTTLE_PREFIX",
-        "64",
-        "IPv6 clients are throttled per network of this prefix length",
-    ),
-    ("MAX_BODY_BYTES", "16384", "request body limit"),
-    (
-        "LOG_FORMAT",
-        "text",
-        "text or json (level: RUST_LOG, default info)",
-    ),
-    (
-        "HTTP_HEADER_TIMEOUT_MS",
-        "10000",
-        "time to send a request header (and, on keep-alive, the next one)",
-    ),
-    (
-        "HTTP_REQUEST_TIMEOUT_MS",
-        "30000",
-        "time from a request header to its response (408 for a slow body, 503 otherwise)",
-    ),
-    (
-        "HTTP_IDLE_TIMEOUT_MS",
-        "60000",
-        "a connection with no bytes read or written for this long is closed",
-    ),
-    (
-        "MAX_CONNECTIONS",
-        "10000",
-        "open connections; further ones wait to be accepted",
-    ),
-    (
-        "HTTP2_MAX_STREAMS",
-        "100",
-        "concurrent streams per HTTP/2 connection",
-    ),
-    (
-        "METRICS_ADDR",
-        "-",
-        "serve /metrics on this address only (production: set it, keep it private)",
-    ),
-    (
-        "ALLOW_REDIS_EVICTION",
-        "false",
-        "start although Redis's maxmemory-policy is not noeviction",
-    ),
-    (
-        "CONNECT_STATE_KEY",
-        "-",
-        "connected services: base64, >= 32 bytes, signs states (required with providers)",
-    ),
-    (
-        "CONNECT_STATE_KEY_FILE",
-        "-",
-        "a file holding CONNECT_STATE_KEY",
-    ),
-    (
-        "CONNECT_KEYS",
-        "-",
-        "id:base64key,... 32-byte keys encrypting provider tokens, first = current (required with providers)",
-    ),
-    ("CONNECT_KEYS_FILE", "-", "a file holding CONNECT_KEYS"),
-    (
-        "CONNECT_SUCCESS_URL",
-        "-",
-        "where the callback sends the browser after connecting (?provider=)",
-    ),
-    (
-        "CONNECT_FAILURE_URL",
-        "-",
-        "where it sends the browser otherwise (?reason=&provider=)",
-    ),
-    (
-        "CONNECT_STATE_TTL",
-        "600",
-        "seconds a user may take at the provider",
-    ),
-    (
-        "CONNECT_PROVIDER_TIMEOUT_MS",
-        "10000",
-        "bound on every call to a provider",
-    ),
-    (
-        "CONNECT_CA_FILE",
-        "webpki roots",
-        "PEM file of CA certificates trusted for provider calls, on top of the webpki roots",
-    ),
-    (
-        "CONNECT_KEEPALIVE_INTERVAL",
-        "300",
-        "seconds between keep-alive passes",
-    ),
-    (
-        "BROWSER_SESSION_TTL",
-        "28800",
-        "seconds a browser stays signed in at the authority",
-    ),
-    (
-        "PASSWORD_GRANT",
-        "enabled",
-        "enabled or disabled: whether grant_type=password is accepted",
-    ),
-];
-
-/// Prefix of the per-provider secret variables
-/// (`CONNECT_PROVIDER_<NAME>_CLIENT_SECRET`).
-const PROVIDER_SECRET_PREFIX: &str = "CONNECT_PROVIDER_";
-
 impl Config {
     /// Loads the configuration from the process environment, over the TOML
     /// file at `file` when given. Every variable can also be given as
@@ -411,35 +222,7 @@ impl Config {
     ///
     /// [`ConfigError`] naming the first invalid variable.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let (mut values, providers) = match file {
-            Some(path) => read_toml(path)?,
-            None => (BTreeMap::new(), Vec::new()),
-        };
-        for (name, _, _) in VARIABLES {
-            if let Ok(value) = std::env::var(name) {
-                values.insert((*name).to_owned(), value);
-            }
-            // NAME_FILE: the value is in a file (a Docker or Kubernetes
-            // secret), so it needs to be in no environment and no image.
-            let file_variable = format!("{name}_FILE");
-            if let Some(path) = std::env::var_os(&file_variable) {
-                let text = std::fs::read_to_string(&path).map_err(|error| {
-                    ConfigError::new(
-                        &file_variable,
-                        format!("cannot read {}: {error}", Path::new(&path).display()),
-                    )
-                })?;
-                values.insert(
-                    (*name).to_owned(),
-                    text.trim_end_matches(['\r', '\n']).to_owned(),
-                );
-            }
-        }
-        for (name, value) in std::env::vars() {
-            if name.starts_with(PROVIDER_SECRET_PREFIX) {
-                values.insert(name, value);
-            }
-        }
+        let (values, providers) = sources::gather(file)?;
         Self::from_sources(&values, &providers)
     }
 
@@ -463,163 +246,70 @@ impl Config {
         values: &BTreeMap<String, String>,
         providers: &[toml::Table],
     ) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            values
-                .get(name)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-        };
-        let listen_addr: SocketAddr =
-            parse(get("LISTEN_ADDR"), "LISTEN_ADDR", "127.0.0.1:8080", |v| {
-                v.parse()
-                    .map_err(|_| "expected an IP address and port, like 127.0.0.1:8080".into())
-            })?;
-        let redis_topology = Topology::from_settings(get)
-            .map_err(|error| ConfigError::new(error.variable, error.problem))?;
-        let redis_tls = RedisTls::from_settings(get)
-            .map_err(|error| ConfigError::new(error.variable, error.problem))?;
-        if let Some(tls) = &redis_tls {
-            tls.check_topology(&redis_topology)
-                .map_err(|error| ConfigError::new(error.variable, error.problem))?;
-        }
-        let wait_replicas: u32 =
-            number(get("REDIS_WAIT_REPLICAS"), "REDIS_WAIT_REPLICAS", 0, 0..=16)?;
-        let wait_timeout = Duration::from_millis(number(
-            get("REDIS_WAIT_TIMEOUT_MS"),
-            "REDIS_WAIT_TIMEOUT_MS",
-            500,
-            1..=60_000,
-        )?);
-        let key_prefix = KeyPrefix::new(get("KEY_PREFIX").unwrap_or("ts:"))
-            .map_err(|error| ConfigError::new("KEY_PREFIX", error.to_string()))?;
-        let issuer = get("ISSUER").map(|issuer| issuer.trim_end_matches('/').to_owned());
+        let values = Values::new(values);
+        let listen_addr: SocketAddr = values.parse(&s::LISTEN_ADDR, |text| {
+            text.parse()
+                .map_err(|_| "expected an IP address and port, like 127.0.0.1:8080".into())
+        })?;
+        let (redis_topology, redis_tls) = redis_location(&values)?;
+        let wait_replicas: u32 = values.number(&s::REDIS_WAIT_REPLICAS)?;
+        let wait_timeout = values.millis(&s::REDIS_WAIT_TIMEOUT_MS)?;
+        let key_prefix = KeyPrefix::new(values.text(&s::KEY_PREFIX).unwrap_or_default())
+            .map_err(|error| ConfigError::new(s::KEY_PREFIX.name, error.to_string()))?;
+        let issuer = values
+            .get(s::ISSUER.name)
+            .map(|issuer| issuer.trim_end_matches('/').to_owned());
         if issuer.as_deref().is_some_and(|issuer| {
             !(issuer.starts_with("http://") || issuer.starts_with("https://"))
         }) {
             return Err(ConfigError::new(
-                "ISSUER",
+                s::ISSUER.name,
                 "expected an http:// or https:// URL",
             ));
         }
-        let metrics_addr = get("METRICS_ADDR")
-            .map(|text| {
-                parse(Some(text), "METRICS_ADDR", "", |v| {
-                    v.parse()
-                        .map_err(|_| "expected an IP address and port, like 127.0.0.1:9090".into())
-                })
-            })
-            .transpose()?;
-        let http = http_limits(&get)?;
+        let metrics_addr = values.parse_optional(&s::METRICS_ADDR, |text| {
+            text.parse()
+                .map_err(|_| "expected an IP address and port, like 127.0.0.1:9090".into())
+        })?;
+        let http = HttpLimits::from_values(&values)?;
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let config = Self {
             redis_topology,
             redis_tls,
             redis_wait: (wait_replicas > 0).then_some((wait_replicas, wait_timeout)),
-            redis_pool_size: number(get("REDIS_POOL_SIZE"), "REDIS_POOL_SIZE", 16, 1..=1024)?,
-            redis_timeout: Duration::from_millis(number(
-                get("REDIS_TIMEOUT_MS"),
-                "REDIS_TIMEOUT_MS",
-                1000,
-                10..=60_000,
-            )?),
-            max_sessions_per_subject: number(
-                get("MAX_SESSIONS_PER_SUBJECT"),
-                "MAX_SESSIONS_PER_SUBJECT",
-                token_repository::DEFAULT_MAX_SESSIONS_PER_SUBJECT,
-                1..=10_000,
-            )?,
+            redis_pool_size: values.number(&s::REDIS_POOL_SIZE)?,
+            redis_timeout: values.millis(&s::REDIS_TIMEOUT_MS)?,
+            max_sessions_per_subject: values.number(&s::MAX_SESSIONS_PER_SUBJECT)?,
             key_prefix,
             listen_addr,
             issuer,
-            access_token_ttl: seconds(
-                get("ACCESS_TOKEN_TTL"),
-                "ACCESS_TOKEN_TTL",
-                900,
-                1..=86_400,
-            )?,
-            refresh_token_ttl: seconds(
-                get("REFRESH_TOKEN_TTL"),
-                "REFRESH_TOKEN_TTL",
-                1_209_600,
-                60..=31_536_000,
-            )?,
-            argon2: Argon2Config {
-                memory_kib: number(
-                    get("ARGON2_MEMORY_KIB"),
-                    "ARGON2_MEMORY_KIB",
-                    19_456,
-                    8..=4_194_304,
-                )?,
-                iterations: number(get("ARGON2_ITERATIONS"), "ARGON2_ITERATIONS", 2, 1..=100)?,
-                parallelism: number(get("ARGON2_PARALLELISM"), "ARGON2_PARALLELISM", 1, 1..=64)?,
-            },
-            hash_workers: number(get("HASH_WORKERS"), "HASH_WORKERS", cpus, 1..=1024)?,
-            hash_queue: number(get("HASH_QUEUE"), "HASH_QUEUE", 256, 0..=1_000_000)?,
-            login_max_failures: number(
-                get("LOGIN_MAX_FAILURES"),
-                "LOGIN_MAX_FAILURES",
-                5,
-                1..=1_000_000,
-            )?,
-            address_max_failures: number(
-                get("ADDRESS_MAX_FAILURES"),
-                "ADDRESS_MAX_FAILURES",
-                50,
-                1..=1_000_000,
-            )?,
-            login_failure_window: seconds(
-                get("LOGIN_FAILURE_WINDOW"),
-                "LOGIN_FAILURE_WINDOW",
-                900,
-                1..=86_400,
-            )?,
-            trust_forwarded_for: boolean(get("TRUST_FORWARDED_FOR"), "TRUST_FORWARDED_FOR", false)?,
-            trusted_proxy_hops: number(get("TRUSTED_PROXY_HOPS"), "TRUSTED_PROXY_HOPS", 1, 1..=16)?,
-            ipv6_throttle_prefix: number(
-                get("IPV6_THROTTLE_PREFIX"),
-                "IPV6_THROTTLE_PREFIX",
-                64,
-                1..=128,
-            )?,
-            max_body_bytes: number(
-                get("MAX_BODY_BYTES"),
-                "MAX_BODY_BYTES",
-                16_384,
-                1024..=1_048_576,
-            )?,
-            log_format: match get("LOG_FORMAT").unwrap_or("text") {
-                "text" => LogFormat::Text,
+            access_token_ttl: values.seconds(&s::ACCESS_TOKEN_TTL)?,
+            refresh_token_ttl: values.seconds(&s::REFRESH_TOKEN_TTL)?,
+            argon2: Argon2Config::from_values(&values)?,
+            hash_workers: values
+                .number_computed(&s::HASH_WORKERS, u64::try_from(cpus).unwrap_or(u64::MAX))?,
+            hash_queue: values.number(&s::HASH_QUEUE)?,
+            login_max_failures: values.number(&s::LOGIN_MAX_FAILURES)?,
+            address_max_failures: values.number(&s::ADDRESS_MAX_FAILURES)?,
+            login_failure_window: values.seconds(&s::LOGIN_FAILURE_WINDOW)?,
+            trust_forwarded_for: values.flag(&s::TRUST_FORWARDED_FOR)?,
+            trusted_proxy_hops: values.number(&s::TRUSTED_PROXY_HOPS)?,
+            ipv6_throttle_prefix: values.number(&s::IPV6_THROTTLE_PREFIX)?,
+            max_body_bytes: values.number(&s::MAX_BODY_BYTES)?,
+            log_format: match values.choice(&s::LOG_FORMAT)? {
                 "json" => LogFormat::Json,
-                _ => return Err(ConfigError::new("LOG_FORMAT", "expected `text` or `json`")),
+                _ => LogFormat::Text,
             },
             http,
             metrics_addr,
-            allow_redis_eviction: boolean(
-                get("ALLOW_REDIS_EVICTION"),
-                "ALLOW_REDIS_EVICTION",
-                false,
-            )?,
-            connect: ConnectConfig::load(&|name| get(name).map(str::to_owned), providers)?,
-            browser_session_ttl: seconds(
-                get("BROWSER_SESSION_TTL"),
-                "BROWSER_SESSION_TTL",
-                28_800,
-                60..=2_592_000,
-            )?,
-            password_grant: match get("PASSWORD_GRANT").unwrap_or("enabled") {
-                "enabled" => true,
-                "disabled" => false,
-                _ => {
-                    return Err(ConfigError::new(
-                        "PASSWORD_GRANT",
-                        "expected `enabled` or `disabled`",
-                    ));
-                }
-            },
+            allow_redis_eviction: values.flag(&s::ALLOW_REDIS_EVICTION)?,
+            connect: ConnectConfig::load(&values, providers)?,
+            browser_session_ttl: values.seconds(&s::BROWSER_SESSION_TTL)?,
+            password_grant: values.choice(&s::PASSWORD_GRANT)? == "enabled",
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
             return Err(ConfigError::new(
-                "REFRESH_TOKEN_TTL",
+                s::REFRESH_TOKEN_TTL.name,
                 "must be longer than ACCESS_TOKEN_TTL",
             ));
         }
@@ -679,163 +369,25 @@ impl fmt::Debug for Config {
     }
 }
 
-/// The `HTTP_*` timeouts and `MAX_CONNECTIONS`.
-fn http_limits<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<HttpLimits, ConfigError> {
-    let defaults = HttpLimits::default();
-    let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-        let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-        number(get(name), name, default, 100..=3_600_000).map(Duration::from_millis)
-    };
-    let limits = HttpLimits {
-        header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_timeout)?,
-        request_timeout: millis("HTTP_REQUEST_TIMEOUT_MS", defaults.request_timeout)?,
-        idle_timeout: millis("HTTP_IDLE_TIMEOUT_MS", defaults.idle_timeout)?,
-        max_connections: number(
-            get("MAX_CONNECTIONS"),
-            "MAX_CONNECTIONS",
-            defaults.max_connections,
-            1..=1_000_000,
-        )?,
-        http2_max_streams: number(
-            get("HTTP2_MAX_STREAMS"),
-            "HTTP2_MAX_STREAMS",
-            defaults.http2_max_streams,
-            1..=10_000,
-        )?,
-    };
-    // A request in progress may read and write nothing for a while (a slow
-    // Redis, a hash queue); it ends (answered or timed out) before the
-    // connection counts as idle.
-    if limits.idle_timeout < limits.request_timeout {
-        return Err(ConfigError::new(
-            "HTTP_IDLE_TIMEOUT_MS",
-            "must not be shorter than HTTP_REQUEST_TIMEOUT_MS",
-        ));
+/// Where Redis is and how to reach it over TLS: the repository reads these
+/// settings (`REDIS_URL`, `REDIS_CLUSTER_URLS`, `REDIS_SENTINEL_*`,
+/// `REDIS_CA_FILE`, `REDIS_CLIENT_*`).
+fn redis_location(values: &Values<'_>) -> Result<(Topology, Option<RedisTls>), ConfigError> {
+    let get = |name: &str| values.get(name);
+    let topology = Topology::from_settings(get)
+        .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+    let tls = RedisTls::from_settings(get)
+        .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+    if let Some(tls) = &tls {
+        tls.check_topology(&topology)
+            .map_err(|error| ConfigError::new(error.variable, error.problem))?;
     }
-    Ok(limits)
-}
-
-/// Reads a configuration file: `NAME → value` for the variables, and the
-/// `[[providers]]` tables.
-fn read_toml(path: &Path) -> Result<(BTreeMap<String, String>, Vec<toml::Table>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        ConfigError::new(
-            "--config",
-            format!("cannot read {}: {error}", path.display()),
-        )
-    })?;
-    let table: toml::Table = text.parse().map_err(|error| {
-        ConfigError::new(
-            "--config",
-            format!("{} is not valid TOML: {error}", path.display()),
-        )
-    })?;
-    let mut values = BTreeMap::new();
-    let mut providers = Vec::new();
-    for (key, value) in table {
-        if key == "providers" {
-            let toml::Value::Array(entries) = value else {
-                return Err(ConfigError::new(
-                    "providers",
-                    "expected an array of tables ([[providers]])",
-                ));
-            };
-            for entry in entries {
-                let toml::Value::Table(table) = entry else {
-                    return Err(ConfigError::new(
-                        "providers",
-                        "expected an array of tables ([[providers]])",
-                    ));
-                };
-                providers.push(table);
-            }
-            continue;
-        }
-        let name = key.to_ascii_uppercase();
-        if !VARIABLES.iter().any(|(known, _, _)| *known == name) {
-            return Err(ConfigError::new(
-                &key,
-                format!(
-                    "unknown setting in {} (known: the environment variable names, lower-case, \
-                     and [[providers]])",
-                    path.display()
-                ),
-            ));
-        }
-        let text = match value {
-            toml::Value::String(text) => text,
-            toml::Value::Integer(n) => n.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            _ => {
-                return Err(ConfigError::new(
-                    &key,
-                    "expected a string, integer or boolean",
-                ));
-            }
-        };
-        values.insert(name, text);
-    }
-    Ok((values, providers))
-}
-
-fn parse<T>(
-    value: Option<&str>,
-    name: &str,
-    default: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    let text = value.unwrap_or(default);
-    parse(text).map_err(|problem| ConfigError::new(name, format!("{problem} (got {text:?})")))
-}
-
-fn number<T>(
-    value: Option<&str>,
-    name: &str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-{
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    match text.trim().parse::<T>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(ConfigError::new(
-            name,
-            format!(
-                "expected a whole number from {} to {} (got {text:?})",
-                range.start(),
-                range.end()
-            ),
-        )),
-    }
-}
-
-fn seconds(
-    value: Option<&str>,
-    name: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Duration, ConfigError> {
-    number(value, name, default, range).map(Duration::from_secs)
-}
-
-fn boolean(value: Option<&str>, name: &str, default: bool) -> Result<bool, ConfigError> {
-    match value.map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(ConfigError::new(
-            name,
-            format!("expected true or false (got {other:?})"),
-        )),
-    }
+    Ok((topology, tls))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::sources::read_toml;
     use super::*;
 
     fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -1039,16 +591,62 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The README's configuration table names every variable.
+    /// The README's configuration table and the settings tables agree:
+    /// every setting has a row showing its declared default, and every row
+    /// names settings (or the per-provider secret variables).
     #[test]
-    fn readme_lists_every_variable() {
-        let readme = include_str!("../../README.md");
-        for (name, _, _) in VARIABLES {
-            assert!(
-                readme.contains(&format!("`{name}`")),
-                "README.md does not document {name}"
+    fn readme_table_matches_the_settings() {
+        let readme = include_str!("../../../README.md");
+        let rows = readme
+            .split("### Configuration")
+            .nth(1)
+            .expect("a Configuration section")
+            .lines()
+            .skip_while(|line| !line.starts_with("| variable | default |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'));
+        let mut documented = BTreeMap::new();
+        for row in rows {
+            let mut cells = row.trim_start_matches('|').split(" | ");
+            let (names, default) = (cells.next().unwrap_or_default(), cells.next());
+            for name in names.split('`').skip(1).step_by(2) {
+                let earlier = documented.insert(name.to_owned(), default.map(str::trim));
+                assert!(earlier.is_none(), "README.md lists {name} twice");
+            }
+        }
+        for setting in all_settings() {
+            let shown = setting.markdown_default();
+            assert_eq!(
+                documented.remove(setting.name),
+                Some(Some(shown.as_str())),
+                "README.md's row of {} (default {shown})",
+                setting.name
             );
         }
+        documented.retain(|name, _| !name.contains('<'));
+        assert!(
+            documented.is_empty(),
+            "README.md documents what is not a setting: {documented:?}"
+        );
+    }
+
+    /// Every setting is declared once, and the repository's own default
+    /// Redis URL is the one declared.
+    #[test]
+    fn settings_declared_once() {
+        let mut names: Vec<&str> = all_settings().map(|setting| setting.name).collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a setting is declared twice");
+        assert_eq!(
+            Topology::from_settings(|_| None).expect("the default topology"),
+            Topology::Single {
+                url: s::REDIS_URL.default_value().expect("a default URL")
+            }
+        );
+        let help: Vec<String> = all_settings().map(Setting::help_line).collect();
+        assert!(help.iter().any(|line| line.contains("CONNECT_STATE_TTL")));
     }
 
     /// Cluster and Sentinel configurations; one topology at a time; the

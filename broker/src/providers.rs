@@ -1,7 +1,6 @@
-//! The provider registry: which external services users may connect, from
-//! the `[[providers]]` tables of the configuration file, and their
-//! endpoints (explicit, or from OpenID Connect discovery or RFC 8414
-//! metadata).
+//! The `[[providers]]` tables of the configuration file: which external
+//! services users may connect, validated ([`parse`]), and where a
+//! provider's endpoints are ([`Endpoints`]).
 //!
 //! ```toml
 //! [[providers]]
@@ -24,30 +23,16 @@
 //!
 //! Endpoints (issuer, authorize, token, revocation, and the discovered ones)
 //! must be `https://`, unless the host is loopback (`127.0.0.1`, `[::1]`,
-//! `localhost`) or the provider sets `allow_insecure_http = true`.
-//!
-//! Discovery reads the OpenID Connect discovery document, or RFC 8414
-//! authorization server metadata for a provider without one, and RFC 8414
-//! metadata for a revocation endpoint the discovery document lacks (see
-//! [`ProviderClient::discover_for`]).
-//!
-//! Explicit URLs override discovered ones (a revocation endpoint the
-//! provider does not advertise, say). Discovery happens on first use and is
-//! cached for the life of the process; a failed discovery is retried on the
-//! next use, so a provider that is down at start-up does not stop the
-//! authority.
+//! `localhost`) or the provider sets `allow_insecure_http = true`; the
+//! discovered ones are checked in [`crate::registry`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
-use tokio::sync::OnceCell;
+use token_settings::ConfigError;
 use zeroize::Zeroizing;
-
-use super::oauth_client::{ProviderClient, ProviderError};
-use crate::config::ConfigError;
 
 /// Parameters the authority sets itself; `authorize_params` may not.
 const RESERVED_PARAMS: &[&str] = &[
@@ -178,20 +163,23 @@ pub fn valid_name(name: &str) -> bool {
         && !RESERVED_NAMES.contains(&name)
 }
 
+/// How every provider's secret variable starts ([`secret_variable`]).
+pub const SECRET_VARIABLE_PREFIX: &str = "CONNECT_PROVIDER_";
+
 /// The environment variable that may hold `provider`'s client secret:
 /// `CONNECT_PROVIDER_<NAME>_CLIENT_SECRET`, the name upper-cased with `-`
 /// as `_`.
 #[must_use]
 pub fn secret_variable(provider: &str) -> String {
     format!(
-        "CONNECT_PROVIDER_{}_CLIENT_SECRET",
+        "{SECRET_VARIABLE_PREFIX}{}_CLIENT_SECRET",
         provider.to_ascii_uppercase().replace('-', "_")
     )
 }
 
 /// Whether `url` may be called over plain HTTP: a loopback host
 /// (`127.0.0.0/8`, `::1`, `localhost`), or `allow_insecure_http`.
-fn plain_http_allowed(url: &Url, allow_insecure_http: bool) -> bool {
+pub(crate) fn plain_http_allowed(url: &Url, allow_insecure_http: bool) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };
@@ -422,175 +410,21 @@ pub struct Endpoints {
     pub iss_parameter_required: bool,
 }
 
-/// A provider at run time: its configuration, callback URL and endpoints.
-pub struct Provider {
-    /// The configuration.
-    pub config: ProviderConfig,
-    /// The `redirect_uri` sent to it.
-    pub redirect_uri: String,
-    endpoints: OnceCell<Arc<Endpoints>>,
-}
-
-impl fmt::Debug for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Provider")
-            .field("config", &self.config)
-            .field("redirect_uri", &self.redirect_uri)
-            .field("endpoints", &self.endpoints.get())
-            .finish()
-    }
-}
-
-fn url(text: &str) -> Result<Url, ProviderError> {
-    Url::parse(text).map_err(|_| ProviderError::Invalid("an endpoint URL is not a URL"))
-}
-
-impl Provider {
-    /// The provider of `config`, calling back to `default_redirect` unless
-    /// it names its own `redirect_url`.
-    #[must_use]
-    pub fn new(config: ProviderConfig, default_redirect: &str) -> Self {
-        Self {
-            redirect_uri: config
-                .redirect_url
-                .clone()
-                .unwrap_or_else(|| default_redirect.to_owned()),
-            config,
-            endpoints: OnceCell::new(),
-        }
-    }
-
-    /// The provider's endpoints: explicit ones, over discovered ones when
-    /// an issuer is configured (discovered once, on first use).
-    ///
-    /// # Errors
-    ///
-    /// [`ProviderError`] when discovery fails (retried on the next call).
-    pub async fn endpoints(
-        &self,
-        client: &ProviderClient,
-    ) -> Result<Arc<Endpoints>, ProviderError> {
-        self.endpoints
-            .get_or_try_init(|| async {
-                let config = &self.config;
-                let discovered = match &config.issuer {
-                    Some(issuer) => Some(
-                        client
-                            .discover_for(issuer, config.revocation_url.is_none())
-                            .await?,
-                    ),
-                    None => None,
-                };
-                let pick = |explicit: &Option<String>, found: Option<&String>| {
-                    explicit
-                        .as_ref()
-                        .or(found)
-                        .map(|text| url(text))
-                        .transpose()
-                };
-                let authorization = pick(
-                    &config.authorize_url,
-                    discovered
-                        .as_ref()
-                        .and_then(|d| d.authorization_endpoint.as_ref()),
-                )?
-                .ok_or(ProviderError::Invalid("no authorization endpoint"))?;
-                let token = pick(
-                    &config.token_url,
-                    discovered.as_ref().and_then(|d| d.token_endpoint.as_ref()),
-                )?
-                .ok_or(ProviderError::Invalid("no token endpoint"))?;
-                let revocation = pick(
-                    &config.revocation_url,
-                    discovered
-                        .as_ref()
-                        .and_then(|d| d.revocation_endpoint.as_ref()),
-                )?;
-                // Discovered endpoints obey the rule of configured ones.
-                for endpoint in [&authorization, &token]
-                    .into_iter()
-                    .chain(revocation.as_ref())
-                {
-                    match endpoint.scheme() {
-                        "https" => {}
-                        "http" if plain_http_allowed(endpoint, config.allow_insecure_http) => {}
-                        _ => {
-                            return Err(ProviderError::Invalid(
-                                "an endpoint is not https:// (plain http:// only to a \
-                                 loopback host, or with allow_insecure_http)",
-                            ));
-                        }
-                    }
-                }
-                let endpoints = Endpoints {
-                    authorization,
-                    token,
-                    revocation,
-                    issuer: config.issuer.clone(),
-                    iss_parameter_required: discovered
-                        .as_ref()
-                        .is_some_and(|d| d.authorization_response_iss_parameter_supported),
-                };
-                tracing::info!(provider = %config.name, ?endpoints, "provider endpoints known");
-                Ok(Arc::new(endpoints))
-            })
-            .await
-            .cloned()
-    }
-}
-
-/// Every configured provider, by name.
-#[derive(Debug)]
-pub struct Registry {
-    providers: Vec<Arc<Provider>>,
-}
-
-impl Registry {
-    /// The providers of `configs`; `default_redirect` is the authority's
-    /// own callback URL.
-    #[must_use]
-    pub fn new(configs: &[ProviderConfig], default_redirect: &str) -> Self {
-        Self {
-            providers: configs
-                .iter()
-                .map(|config| Arc::new(Provider::new(config.clone(), default_redirect)))
-                .collect(),
-        }
-    }
-
-    /// The provider called `name`.
-    #[must_use]
-    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
-        self.providers
-            .iter()
-            .find(|provider| provider.config.name == name)
-    }
-
-    /// All providers, in configuration order.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.iter()
-    }
-
-    /// Whether no provider is configured.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
+/// The `[[providers]]` tables of a TOML text (for tests).
+#[cfg(test)]
+pub(crate) fn tables(text: &str) -> Vec<toml::Table> {
+    let table: toml::Table = text.parse().expect("toml");
+    table["providers"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|value| value.as_table().expect("table").clone())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tables(text: &str) -> Vec<toml::Table> {
-        let table: toml::Table = text.parse().expect("toml");
-        table["providers"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|value| value.as_table().expect("table").clone())
-            .collect()
-    }
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -814,23 +648,5 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).expect("dir");
         dir
-    }
-
-    /// Explicit endpoints need no discovery; the default callback URL is
-    /// used unless the provider names its own.
-    #[tokio::test]
-    async fn explicit_endpoints() {
-        let providers = parse(&tables(GOOD), &no_env).expect("valid");
-        let registry = Registry::new(&providers, "http://auth.example/v1/connect/callback");
-        let github = registry.get("github").expect("github");
-        assert_eq!(
-            github.redirect_uri,
-            "http://auth.example/v1/connect/callback"
-        );
-        let client = ProviderClient::new(Duration::from_secs(1)).expect("client");
-        let endpoints = github.endpoints(&client).await.expect("explicit");
-        assert_eq!(endpoints.token.as_str(), "http://127.0.0.1:9/token");
-        assert_eq!(endpoints.revocation, None);
-        assert!(registry.get("nope").is_none());
     }
 }

@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use token_repository::Timestamp;
 
-use super::oauth_client::{self, ProviderError};
-use super::providers::{Endpoints, Provider};
-use super::record::{Connection, Stored};
-use super::state::StateError;
-use super::{Callback, Connect, ConnectError, Failure, Offer, Refusal, expiry};
+use super::{Connect, Current, expiry};
+use crate::callback::{Callback, Failure, Refusal};
+use crate::error::ConnectError;
 use crate::metrics;
+use crate::oauth_client::{self, ProviderError};
+use crate::providers::Endpoints;
+use crate::record::{Connection, Stored};
+use crate::registry::Provider;
+use crate::state::StateError;
+use crate::views::Offer;
 
 /// Query values: all but unreserved characters escaped.
 const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -362,7 +366,7 @@ impl Connect {
         // Reconnecting with another provider account is refused, not
         // swapped silently: the account page says so.
         if let (
-            Ok(super::Current::Live {
+            Ok(Current::Live {
                 connection: old, ..
             }),
             Some(new),
@@ -424,7 +428,7 @@ mod tests {
     use token_repository::RedisStore;
 
     use super::*;
-    use crate::connect::config::ConnectConfig;
+    use crate::config::ConnectConfig;
 
     fn connect(success: &str, failure: &str) -> Connect {
         let config = ConnectConfig {

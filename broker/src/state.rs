@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use token_authority::connect::state::{StateError, StateSigner};
+//! use token_broker::state::{StateError, StateSigner};
 //! use token_repository::Timestamp;
 //!
 //! let signer = StateSigner::new(&[7; 32], Duration::from_secs(600));
@@ -86,7 +86,7 @@ pub struct StateClaims {
     #[serde(rename = "e")]
     pub expires_at: u64,
     /// The browser session the flow is bound to (base64url SHA-256 of its
-    /// token, [`crate::web::BrowserSession::binding`]): the callback
+    /// token, as the authority computes it): the callback
     /// refuses the state in a browser without that session. Absent in the
     /// link tickets of `GET /v1/connect`, which are no states.
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 //! [`Connection`] is the plaintext: the provider's tokens and their times.
 //! It only ever exists in memory; in Redis it is a [`Stored`] value, JSON
 //! with the subject, the key id, the nonce and the AEAD ciphertext
-//! ([`crate::connect::crypto`]), or a [`Stored::Reconnect`] tombstone left
+//! ([`crate::crypto`]), or a [`Stored::Reconnect`] tombstone left
 //! when the provider refused the refresh token (no secrets in it), so that
 //! the user is told to reconnect instead of "not connected".
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use token_repository::Timestamp;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::crypto::{CryptoError, Keyring, NONCE_LEN, Sealed, associated_data};
+use crate::crypto::{CryptoError, Keyring, NONCE_LEN, Sealed, associated_data};
 
 /// A user's connection to one provider, decrypted.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

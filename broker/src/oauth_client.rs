@@ -19,7 +19,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::providers::{AuthMethod, Endpoints, ProviderConfig};
+use crate::providers::{AuthMethod, Endpoints, ProviderConfig};
 
 /// The largest provider response read (token responses are small).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -12,7 +12,7 @@
 //! key does not decrypt.
 //!
 //! ```
-//! use token_authority::connect::crypto::{Keyring, associated_data};
+//! use token_broker::crypto::{Keyring, associated_data};
 //!
 //! let old = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "CONNECT_KEYS").unwrap();
 //! let aad = associated_data("alice-subject", "orcid");
@@ -57,6 +57,39 @@ pub enum CryptoError {
     /// The OS random generator failed.
     #[error("the random generator failed")]
     Randomness,
+}
+
+/// Why a key list (`CONNECT_KEYS`) is refused; never shows key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct KeyringError {
+    /// The setting the list came from.
+    pub variable: String,
+    /// What is wrong with it.
+    pub problem: KeyProblem,
+}
+
+/// What is wrong with a key list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// An entry is not `id:base64key`.
+    #[error(
+        "expected `id:base64key` entries separated by commas (first = current key), \
+         for example `k1:$(openssl rand -base64 32)`"
+    )]
+    Entry,
+    /// A key id is not 1–32 of `A-Z a-z 0-9 _ -`.
+    #[error("key id {0:?} must be 1 to 32 characters of A-Z a-z 0-9 _ -")]
+    Id(String),
+    /// A key id appears twice.
+    #[error("key id {0:?} appears twice")]
+    Duplicate(String),
+    /// A key is not 32 bytes in base64.
+    #[error("key {0:?} must be {KEY_LEN} bytes in base64")]
+    Length(String),
+    /// The list is empty.
+    #[error("no key given")]
+    Empty,
 }
 
 /// Encrypted bytes and what is needed to decrypt them (except the key).
@@ -132,38 +165,34 @@ impl Keyring {
     ///
     /// # Errors
     ///
-    /// A message naming the problem (never the key material).
-    pub fn parse(text: &str, variable: &str) -> Result<Self, String> {
+    /// [`KeyringError`] naming `variable` and the problem (never the key
+    /// material).
+    pub fn parse(text: &str, variable: &str) -> Result<Self, KeyringError> {
+        let refuse = |problem| KeyringError {
+            variable: variable.to_owned(),
+            problem,
+        };
         let mut keys: Vec<(String, XChaCha20Poly1305)> = Vec::new();
         for entry in text
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|entry| !entry.is_empty())
         {
             let Some((id, material)) = entry.split_once(':') else {
-                return Err(format!(
-                    "{variable}: expected `id:base64key` entries separated by commas \
-                     (first = current key), for example `k1:$(openssl rand -base64 32)`"
-                ));
+                return Err(refuse(KeyProblem::Entry));
             };
             if !valid_key_id(id) {
-                return Err(format!(
-                    "{variable}: key id {id:?} must be 1 to 32 characters of A-Z a-z 0-9 _ -"
-                ));
+                return Err(refuse(KeyProblem::Id(id.to_owned())));
             }
             if keys.iter().any(|(seen, _)| seen == id) {
-                return Err(format!("{variable}: key id {id:?} appears twice"));
+                return Err(refuse(KeyProblem::Duplicate(id.to_owned())));
             }
-            let bytes = decode_key_material(material)
-                .filter(|bytes| bytes.len() == KEY_LEN)
-                .ok_or_else(|| {
-                    format!("{variable}: key {id:?} must be {KEY_LEN} bytes in base64")
-                })?;
-            let cipher = XChaCha20Poly1305::new_from_slice(&bytes)
-                .map_err(|_| format!("{variable}: key {id:?} has the wrong length"))?;
+            let cipher = decode_key_material(material)
+                .and_then(|bytes| XChaCha20Poly1305::new_from_slice(&bytes).ok())
+                .ok_or_else(|| refuse(KeyProblem::Length(id.to_owned())))?;
             keys.push((id.to_owned(), cipher));
         }
         if keys.is_empty() {
-            return Err(format!("{variable}: no key given"));
+            return Err(refuse(KeyProblem::Empty));
         }
         Ok(Self { keys })
     }
@@ -345,7 +374,7 @@ mod tests {
             "bad id:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
             &format!("{K1},{K1}"),
         ] {
-            let error = Keyring::parse(bad, "CONNECT_KEYS").unwrap_err();
+            let error = Keyring::parse(bad, "CONNECT_KEYS").unwrap_err().to_string();
             assert!(error.starts_with("CONNECT_KEYS:"), "{error}");
             assert!(!error.contains("AAECAw"), "{error}");
         }

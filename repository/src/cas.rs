@@ -1,10 +1,11 @@
-//! Compare-and-set on single string keys: the authority's way of changing a
-//! record without losing a concurrent change (accounts, connections).
+//! Compare-and-set on single string keys of a [`RedisStore`]: the
+//! authority's way of changing a record without losing a concurrent change
+//! (its accounts, the broker's connections).
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use token_repository::{RedisStore, Result};
+use crate::{RedisStore, Result};
 
 /// Replace the value only if it is still the one read; `ARGV[3]`, when not
 /// empty, gives the new value a TTL in milliseconds.

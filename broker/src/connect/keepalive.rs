@@ -15,8 +15,10 @@ use std::future::Future;
 
 use token_repository::Timestamp;
 
-use super::store::IndexEntry;
-use super::{Connect, ConnectError, KeepAliveReport, Need, Refreshed, minus};
+use super::{Connect, Need, Refreshed, minus};
+use crate::error::ConnectError;
+use crate::store::IndexEntry;
+use crate::views::KeepAliveReport;
 
 /// The most refreshes one keep-alive pass attempts.
 pub const PASS_REFRESHES: usize = 100;

@@ -193,7 +193,7 @@ impl ConnectionStore {
         new: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        crate::cas::replace(&self.store, key, old, new, ttl).await
+        token_repository::cas::replace(&self.store, key, old, new, ttl).await
     }
 
     /// Deletes `key` if it still holds `old`; answers whether it did.
@@ -202,7 +202,7 @@ impl ConnectionStore {
     ///
     /// Redis failures.
     pub async fn delete_if(&self, key: &str, old: &str) -> Result<bool> {
-        crate::cas::delete_if(&self.store, key, old).await
+        token_repository::cas::delete_if(&self.store, key, old).await
     }
 
     fn member(subject: &str, provider: &str) -> String {

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use token_repository::Timestamp;
 use zeroize::Zeroizing;
 
-use super::providers::Provider;
-use super::record::{Connection, Stored};
-use super::{
-    Connect, ConnectError, Current, Need, POLL_INTERVAL, Refreshed, Revocation, ServedToken,
-    TOMBSTONE_TTL, expiry, store,
-};
+use super::{Connect, Current, Need, POLL_INTERVAL, Refreshed, TOMBSTONE_TTL, expiry};
+use crate::error::ConnectError;
 use crate::metrics;
+use crate::record::{Connection, Stored};
+use crate::registry::Provider;
+use crate::store;
+use crate::views::{Revocation, ServedToken};
 
 impl Connect {
     /// A provider access token for `subject` valid for at least

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use token_authority::connect::oauth_client::{ProviderClient, ProviderError};
+use token_broker::oauth_client::{ProviderClient, ProviderError};
 use token_test_harness::{TestCertificates, wait_until};
 
 /// An `openssl s_server` serving the files of its directory over TLS;
@@ -121,7 +121,8 @@ async fn json_responder(body: impl Fn(u16) -> String) -> (u16, tokio::task::Join
 /// endpoints are refused, unless it sets `allow_insecure_http`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_discovered_endpoints_are_refused() {
-    use token_authority::connect::providers::{Provider, parse};
+    use token_broker::providers::parse;
+    use token_broker::registry::Provider;
 
     let (port, responder) = json_responder(|port| {
         serde_json::json!({
