@@ -37,7 +37,7 @@ impl RedisTokenReader {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an unparseable URL.
+    /// [`Error::Config`](crate::Error::Config) for an unparseable URL.
     pub fn new(config: RedisConfig) -> Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner::new(&config)?),

@@ -1,34 +1,9 @@
 //! [`Invalidations`]: which token keys changed, pushed by Redis — what keeps
-//! a token client's cache correct.
+//! a token client's cache correct. See the type for the protocol.
 //!
-//! One dedicated RESP3 connection per tracked server in Redis's
-//! client-side-caching broadcast mode (`CLIENT TRACKING ON BCAST PREFIX
-//! <prefix>s: PREFIX <prefix>tok:`): whenever any client changes or deletes
-//! a session key (or, for tokens issued before the bounded schema, a token
-//! key) — the authority revoking or rotating, Redis expiring one — Redis
-//! pushes the key's name. The authority does nothing special: a revocation
-//! is a `DEL`. On a Redis Cluster every master is tracked (each pushes the
-//! changes of its own slots; they are found with `CLUSTER NODES`); behind
-//! Sentinel, the current master, followed through failovers.
-//!
-//! A subscriber hears, through its [`InvalidationSink`], in this order for
-//! each connection attempt (an [`Epoch`]):
-//!
-//! 1. [`Invalidation::Connecting`]: nothing is tracked now; whatever was
-//!    learnt before may have missed a push.
-//! 2. [`Invalidation::Tracking`]: every change from now on is pushed.
-//! 3. [`Invalidation::Keys`] and [`Invalidation::Flushed`], as Redis pushes
-//!    them.
-//! 4. [`Invalidation::Lost`]: the connection dropped or failed a health
-//!    check (a `PING` every health interval, answered within it); pushes
-//!    may be missed from now on. A new attempt follows, with backoff (50 ms
-//!    doubling to 2 s).
-//!
-//! `Lost` may come for an epoch that is not the current one (a late push of
-//! a closed connection), and before `Tracking` (a connection that dropped
-//! while tracking was being enabled): a subscriber compares epochs.
-//!
-//! The Redis user needs `+client|tracking` (see the README's ACL).
+//! - `keys`: [`TrackedKey`], and reading pushed key names.
+//! - `target`: which servers to track for a topology.
+//! - `task`: the task that connects, tracks, supervises and reconnects.
 
 mod keys;
 mod target;
@@ -53,8 +28,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Epoch(pub u64);
 
-/// What the tracking task reports (see the [module docs](self) for the
-/// order).
+/// What the tracking task reports (see [`Invalidations`] for the order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalidation<'a> {
     /// A connection attempt begins: nothing is tracked now.
@@ -79,10 +53,40 @@ pub trait InvalidationSink: Send + Sync + 'static {
 }
 
 /// The invalidation stream of one Redis deployment's token keys, as a
-/// [`RedisConfig`] names them (topology, TLS material, key prefix). Building
-/// it checks the configuration and connects nothing;
+/// [`RedisConfig`] names them (topology, TLS material, key prefix): which
+/// token keys changed, pushed by Redis — what keeps a token client's cache
+/// correct. Building it checks the configuration and connects nothing;
 /// [`subscribe`](Self::subscribe) starts the task that tracks. Cheap to
 /// clone; clones share the topology's clients.
+///
+/// One dedicated RESP3 connection per tracked server in Redis's
+/// client-side-caching broadcast mode (`CLIENT TRACKING ON BCAST PREFIX
+/// <prefix>s: PREFIX <prefix>tok:`): whenever any client changes or deletes
+/// a session key (or, for tokens issued before the bounded schema, a token
+/// key) — the authority revoking or rotating, Redis expiring one — Redis
+/// pushes the key's name. The authority does nothing special: a revocation
+/// is a `DEL`. On a Redis Cluster every master is tracked (each pushes the
+/// changes of its own slots; they are found with `CLUSTER NODES`); behind
+/// Sentinel, the current master, followed through failovers.
+///
+/// A subscriber hears, through its [`InvalidationSink`], in this order for
+/// each connection attempt (an [`Epoch`]):
+///
+/// 1. [`Invalidation::Connecting`]: nothing is tracked now; whatever was
+///    learnt before may have missed a push.
+/// 2. [`Invalidation::Tracking`]: every change from now on is pushed.
+/// 3. [`Invalidation::Keys`] and [`Invalidation::Flushed`], as Redis pushes
+///    them.
+/// 4. [`Invalidation::Lost`]: the connection dropped or failed a health
+///    check (a `PING` every health interval, answered within it); pushes
+///    may be missed from now on. A new attempt follows, with backoff (50 ms
+///    doubling to 2 s).
+///
+/// `Lost` may come for an epoch that is not the current one (a late push of
+/// a closed connection), and before `Tracking` (a connection that dropped
+/// while tracking was being enabled): a subscriber compares epochs.
+///
+/// The Redis user needs `+client|tracking` (see the README's ACL).
 #[derive(Clone)]
 pub struct Invalidations {
     target: Arc<Target>,
