@@ -132,31 +132,22 @@ fn parse_basic(value: &str) -> Result<(String, Zeroizing<String>), Problem> {
     Ok((id, secret))
 }
 
-/// The bearer token of a request (RFC 6750 §2.1: `Bearer <token>`, scheme
-/// case-insensitive, exactly one).
+/// The bearer token of a request (RFC 6750 §2.1, the grammar of
+/// [`token_bearer`]: `Bearer <b64token>`, scheme case-insensitive, spaces or
+/// tabs, exactly one).
 ///
 /// # Errors
 ///
-/// 401 with a bare `Bearer realm` challenge when there is no Authorization
-/// header; 400 `invalid_request` for a malformed one; 401 `invalid_token`
-/// for a token that fails the local format and checksum check.
+/// 401 with a bare `Bearer realm` challenge when there are no bearer
+/// credentials; 400 `invalid_request` for a malformed header; 401
+/// `invalid_token` for a token that fails the local format and checksum
+/// check.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Token, Problem> {
-    let Some((scheme, rest)) = authorization(headers)? else {
-        return Err(Problem::bearer_required());
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Problem::bearer_required());
+    match token_bearer::from_headers(headers) {
+        Ok(Some(token)) => Token::parse(token).map_err(|_| Problem::invalid_token()),
+        Ok(None) => Err(Problem::bearer_required()),
+        Err(malformed) => Err(Problem::bearer_malformed(malformed.description())),
     }
-    let token = rest.trim_start_matches(' ');
-    if token.is_empty() {
-        return Err(Problem::bearer_malformed("the bearer token is missing"));
-    }
-    if token.contains([' ', ',']) {
-        return Err(Problem::bearer_malformed(
-            "exactly one bearer token is allowed",
-        ));
-    }
-    Token::parse(token).map_err(|_| Problem::invalid_token())
 }
 
 #[cfg(test)]
@@ -228,5 +219,13 @@ mod tests {
         let parsed =
             bearer_token(&headers(&format!("BEARER {}", token.expose_secret()))).expect("valid");
         assert_eq!(parsed, token);
+        // The grammar the middleware accepts too: tabs separate, and a
+        // token outside the b64token syntax is a malformed request.
+        let tabbed =
+            bearer_token(&headers(&format!("Bearer\t{}", token.expose_secret()))).expect("valid");
+        assert_eq!(tabbed, token);
+        let quoted = bearer_token(&headers("Bearer tsa_\"x\"")).unwrap_err();
+        assert_eq!(quoted.status(), 400);
+        assert_eq!(quoted.code(), "invalid_request");
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use token_bearer::{Challenge, ErrorCode};
 use warp::reply::Response;
 
 use crate::accounts::AccountError;
@@ -172,7 +173,7 @@ impl Problem {
             "invalid_request",
             "a bearer token is required",
         );
-        problem.challenge = Some(format!("Bearer realm=\"{REALM}\""));
+        problem.challenge = Some(Challenge::new(REALM).to_string());
         problem
     }
 
@@ -180,9 +181,12 @@ impl Problem {
     /// `Authorization` header.
     pub fn bearer_malformed(description: &'static str) -> Self {
         let mut problem = Self::invalid_request(description);
-        problem.challenge = Some(format!(
-            "Bearer realm=\"{REALM}\", error=\"invalid_request\", error_description=\"{description}\""
-        ));
+        problem.challenge = Some(
+            Challenge::new(REALM)
+                .error(ErrorCode::InvalidRequest)
+                .description(description)
+                .to_string(),
+        );
         problem
     }
 
@@ -191,9 +195,12 @@ impl Problem {
     pub fn invalid_token() -> Self {
         let description = "the access token is invalid, expired or revoked";
         let mut problem = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
-        problem.challenge = Some(format!(
-            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\""
-        ));
+        problem.challenge = Some(
+            Challenge::new(REALM)
+                .error(ErrorCode::InvalidToken)
+                .description(description)
+                .to_string(),
+        );
         problem
     }
 
@@ -204,9 +211,12 @@ impl Problem {
             "insufficient_scope",
             format!("this requires the {scope:?} scope"),
         );
-        problem.challenge = Some(format!(
-            "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
-        ));
+        problem.challenge = Some(
+            Challenge::new(REALM)
+                .error(ErrorCode::InsufficientScope)
+                .scope(scope)
+                .to_string(),
+        );
         problem
     }
 

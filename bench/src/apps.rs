@@ -12,8 +12,7 @@ use axum::routing::get;
 use http::{Request, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
-use token_client::{CacheConfig, TokenAuthLayer, TokenCache};
-use token_repository::{KeyPrefix, RedisConfig};
+use token_client::{CacheConfig, KeyPrefix, RedisConfig, TokenAuthLayer};
 use tower::{Layer, Service};
 use tower_sessions::{Session, SessionManagerLayer};
 
@@ -80,8 +79,8 @@ pub(crate) async fn opaque(
         .with_realm("bench")
         .with_timeout(LOOKUP_TIMEOUT);
     if cached {
-        let cache = TokenCache::tracking(redis_url, prefix, CacheConfig::default())
-            .map_err(|error| error.to_string())?;
+        auth = auth.with_cache(CacheConfig::default());
+        let cache = auth.cache().ok_or("the layer has no cache")?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !cache.is_active() {
             if tokio::time::Instant::now() > deadline {
@@ -89,7 +88,6 @@ pub(crate) async fn opaque(
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        auth = auth.with_cache(cache);
     }
     Ok(Router::new().route("/", get(handler)).route_layer(auth))
 }

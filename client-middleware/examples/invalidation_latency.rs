@@ -2,7 +2,8 @@
 //! the cache could use, on a private redis-server (the test harness starts
 //! one; `redis-server` must be on `PATH`):
 //!
-//! - `CLIENT TRACKING ON BCAST PREFIX ts:tok:` (what `TokenCache` uses),
+//! - `CLIENT TRACKING ON BCAST PREFIX ts:tok:` (what the cache's
+//!   `Invalidations` use),
 //! - `CLIENT TRACKING ON` in default mode, after a `GET` of the key,
 //! - a revocation channel: `SUBSCRIBE`, with the writer publishing.
 //!

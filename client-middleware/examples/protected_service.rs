@@ -57,9 +57,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
-use token_client::{CacheConfig, Principal, RequireScopeLayer, TokenAuthLayer, TokenCache};
-use token_repository::redis::Topology;
-use token_repository::{KeyPrefix, RedisConfig, RedisTls};
+use token_client::{
+    CacheConfig, KeyPrefix, Principal, RedisConfig, RedisTls, RequireScopeLayer, TokenAuthLayer,
+    Topology,
+};
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -342,15 +343,12 @@ async fn run(config: Config) -> Result<(), String> {
     if let Some(tls) = &config.tls {
         redis = redis.tls(tls.clone());
     }
-    let mut auth = TokenAuthLayer::connect(redis.clone())
+    let mut auth = TokenAuthLayer::connect(redis)
         .map_err(|error| format!("Redis: {error}"))?
         .with_realm("protected-service")
         .with_timeout(LOOKUP_TIMEOUT);
     if config.cache {
-        let cache =
-            TokenCache::tracking_for(&redis, CacheConfig::new().staleness(config.staleness))
-                .map_err(|error| format!("Redis: {error}"))?;
-        auth = auth.with_cache(cache);
+        auth = auth.with_cache(CacheConfig::new().staleness(config.staleness));
     }
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await

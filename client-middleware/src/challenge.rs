@@ -1,5 +1,6 @@
 //! Every refusal the middleware answers, built in one place: RFC 6750 §3
-//! challenges for HTTP, trailers-only gRPC statuses for gRPC.
+//! challenges for HTTP (written by [`token_bearer::Challenge`]),
+//! trailers-only gRPC statuses for gRPC.
 //!
 //! | refusal              | HTTP | `WWW-Authenticate` (after `Bearer realm="…"`)  | gRPC status             |
 //! |----------------------|------|------------------------------------------------|-------------------------|
@@ -12,17 +13,20 @@
 //! Bodies are empty: the status and the header say everything (RFC 6750
 //! defines no body), and an empty body is the one every response body type
 //! can make (`Default`). Nothing here ever quotes the request, so a token
-//! can never be echoed.
+//! can never be echoed. Building a response records nothing: the `edge`
+//! logs and counts each refusal once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use token_bearer::{Challenge, ErrorCode};
 use token_repository::Scopes;
+use uuid::Uuid;
 
-/// Why a request is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a request is refused, with what its log line needs.
+#[derive(Debug)]
 pub(crate) enum Refusal {
     /// The request carries no bearer token.
     Missing,
@@ -30,16 +34,60 @@ pub(crate) enum Refusal {
     InvalidRequest(&'static str),
     /// The token is malformed, of the wrong kind, unknown, expired or
     /// revoked (`invalid_token`).
-    InvalidToken(&'static str),
+    InvalidToken {
+        /// The `error_description`.
+        description: &'static str,
+        /// The token's public id, when it parsed.
+        token_id: Option<Uuid>,
+    },
     /// The token lacks a required scope (`insufficient_scope`).
     InsufficientScope {
         /// The scopes that would do (space-delimited on the wire).
         scope: Scopes,
         /// Whether one of them suffices or all are needed.
         description: &'static str,
+        /// The token's public id.
+        token_id: Uuid,
     },
     /// The repository failed or did not answer in time.
-    Unavailable,
+    Unavailable {
+        /// The token looked up.
+        token_id: Uuid,
+        /// What happened.
+        cause: Unavailable,
+    },
+}
+
+/// Why the repository could not answer.
+#[derive(Debug)]
+pub(crate) enum Unavailable {
+    /// It failed.
+    Failed(token_repository::Error),
+    /// It did not answer within the layer's timeout.
+    TimedOut(Duration),
+}
+
+impl Refusal {
+    /// The `outcome` label of the request metric.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidToken { .. } => "invalid_token",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// The RFC 6750 error code; `None` for no credentials and for 503.
+    fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Missing | Self::Unavailable { .. } => None,
+            Self::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
+            Self::InvalidToken { .. } => Some(ErrorCode::InvalidToken),
+            Self::InsufficientScope { .. } => Some(ErrorCode::InsufficientScope),
+        }
+    }
 }
 
 /// `content-type` values starting with this are gRPC requests.
@@ -61,7 +109,7 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 /// Turns refusals into responses; holds what every challenge shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Challenger {
-    /// `realm="…"`, already quoted.
+    /// The realm of every challenge (printable ASCII).
     realm: String,
     /// The `Retry-After` of 503 answers (whole seconds, at least 1).
     retry_after: Duration,
@@ -106,9 +154,8 @@ impl Challenger {
             realm.bytes().all(|byte| (0x20..0x7f).contains(&byte)),
             "the realm must be printable ASCII"
         );
-        let escaped = realm.replace('\\', "\\\\").replace('"', "\\\"");
         Self {
-            realm: format!("realm=\"{escaped}\""),
+            realm: realm.to_owned(),
             retry_after: whole_seconds(retry_after),
         }
     }
@@ -126,35 +173,37 @@ impl Challenger {
 
     /// The `WWW-Authenticate` value for `refusal`; `None` for 503.
     fn www_authenticate(&self, refusal: &Refusal) -> Option<HeaderValue> {
-        let realm = &self.realm;
-        let text = match refusal {
-            Refusal::Missing => format!("Bearer {realm}"),
-            Refusal::InvalidRequest(description) => format!(
-                "Bearer {realm}, error=\"invalid_request\", error_description=\"{description}\""
-            ),
-            Refusal::InvalidToken(description) => format!(
-                "Bearer {realm}, error=\"invalid_token\", error_description=\"{description}\""
-            ),
-            Refusal::InsufficientScope { scope, description } => format!(
-                "Bearer {realm}, error=\"insufficient_scope\", \
-                 error_description=\"{description}\", scope=\"{scope}\""
-            ),
-            Refusal::Unavailable => return None,
-        };
-        // Every part is printable ASCII: the realm is checked, descriptions
-        // are constants, scope tokens are RFC 6749 NQCHARs.
-        HeaderValue::from_str(&text).ok()
+        let mut challenge = Challenge::new(&self.realm);
+        if let Some(code) = refusal.code() {
+            challenge = challenge.error(code);
+        }
+        let scope;
+        match refusal {
+            Refusal::Missing => {}
+            Refusal::InvalidRequest(description) | Refusal::InvalidToken { description, .. } => {
+                challenge = challenge.description(description);
+            }
+            Refusal::InsufficientScope {
+                scope: scopes,
+                description,
+                ..
+            } => {
+                scope = scopes.to_string();
+                challenge = challenge.description(description).scope(&scope);
+            }
+            Refusal::Unavailable { .. } => return None,
+        }
+        Some(challenge.to_header_value())
     }
 
     /// The response refusing a request: HTTP, or gRPC when `grpc`.
     pub(crate) fn respond<B: Default>(&self, refusal: &Refusal, grpc: bool) -> Response<B> {
-        crate::metrics::refused(refusal);
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
         if let Some(challenge) = self.www_authenticate(refusal) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if *refusal == Refusal::Unavailable {
+        if matches!(refusal, Refusal::Unavailable { .. }) {
             headers.insert(RETRY_AFTER, HeaderValue::from(self.retry_after.as_secs()));
         }
         if grpc {
@@ -177,11 +226,10 @@ fn whole_seconds(duration: Duration) -> Duration {
 }
 
 fn http_status(refusal: &Refusal) -> StatusCode {
-    match refusal {
-        Refusal::Missing | Refusal::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-        Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        Refusal::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-        Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    match (refusal, refusal.code()) {
+        (Refusal::Unavailable { .. }, _) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, Some(code)) => code.status(),
+        (_, None) => StatusCode::UNAUTHORIZED,
     }
 }
 
@@ -191,15 +239,29 @@ fn grpc_status(refusal: &Refusal) -> (&'static str, &'static str) {
     match refusal {
         Refusal::Missing => (GRPC_UNAUTHENTICATED, "missing bearer token"),
         Refusal::InvalidRequest(_) => (GRPC_UNAUTHENTICATED, "malformed authorization metadata"),
-        Refusal::InvalidToken(_) => (GRPC_UNAUTHENTICATED, "invalid bearer token"),
+        Refusal::InvalidToken { .. } => (GRPC_UNAUTHENTICATED, "invalid bearer token"),
         Refusal::InsufficientScope { .. } => (GRPC_PERMISSION_DENIED, "insufficient scope"),
-        Refusal::Unavailable => (GRPC_UNAVAILABLE, "token repository unavailable"),
+        Refusal::Unavailable { .. } => (GRPC_UNAVAILABLE, "token repository unavailable"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn invalid_token(description: &'static str) -> Refusal {
+        Refusal::InvalidToken {
+            description,
+            token_id: None,
+        }
+    }
+
+    fn unavailable() -> Refusal {
+        Refusal::Unavailable {
+            token_id: Uuid::nil(),
+            cause: Unavailable::TimedOut(Duration::from_millis(250)),
+        }
+    }
 
     fn header(response: &Response<()>, name: &str) -> Option<String> {
         response
@@ -221,7 +283,7 @@ mod tests {
         );
 
         let invalid: Response<()> =
-            challenger.respond(&Refusal::InvalidToken("the token is revoked"), false);
+            challenger.respond(&invalid_token("the token is revoked"), false);
         assert_eq!(invalid.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             header(&invalid, "www-authenticate").as_deref(),
@@ -243,6 +305,7 @@ mod tests {
         let scope = Refusal::InsufficientScope {
             scope: Scopes::parse("admin ops").expect("scopes"),
             description: "requires one of the scopes",
+            token_id: Uuid::nil(),
         };
         let forbidden: Response<()> = challenger.respond(&scope, false);
         assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
@@ -253,7 +316,7 @@ mod tests {
         );
         assert!(challenge.contains("scope=\"admin ops\""), "{challenge}");
 
-        let unavailable: Response<()> = challenger.respond(&Refusal::Unavailable, false);
+        let unavailable: Response<()> = challenger.respond(&unavailable(), false);
         assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header(&unavailable, "retry-after").as_deref(), Some("3"));
         assert_eq!(header(&unavailable, "www-authenticate"), None);
@@ -266,16 +329,17 @@ mod tests {
         let challenger = Challenger::default();
         let cases = [
             (Refusal::Missing, "16"),
-            (Refusal::InvalidToken("x"), "16"),
+            (invalid_token("x"), "16"),
             (Refusal::InvalidRequest("x"), "16"),
             (
                 Refusal::InsufficientScope {
                     scope: Scopes::parse("admin").expect("scopes"),
                     description: "x",
+                    token_id: Uuid::nil(),
                 },
                 "7",
             ),
-            (Refusal::Unavailable, "14"),
+            (unavailable(), "14"),
         ];
         for (refusal, code) in cases {
             let response: Response<()> = challenger.respond(&refusal, true);

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::challenge::{ChallengeContext, Challenger, Refusal, is_grpc};
+use crate::edge;
 use crate::principal::Principal;
 
 /// Taking `Principal` in a handler requires an authenticated request: behind
@@ -76,7 +77,7 @@ pub struct MissingPrincipal {
 
 impl IntoResponse for MissingPrincipal {
     fn into_response(self) -> Response {
-        self.challenger.respond(&Refusal::Missing, self.grpc)
+        edge::refuse(&self.challenger, &Refusal::Missing, self.grpc)
     }
 }
 

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, Request, Response};
+use token_repository::redis::Invalidations;
 use token_repository::{
     RedisConfig, RedisTokenReader, Result as RepositoryResult, Timestamp, Token, TokenKind,
     TokenReader,
@@ -16,9 +17,10 @@ use token_repository::{
 use tower::{Layer, Service};
 
 use crate::bearer::{self, Malformed};
-use crate::cache::TokenCache;
-use crate::challenge::{ChallengeContext, Challenger, Refusal, is_grpc};
-use crate::metrics;
+use crate::cache::{CacheConfig, CachingReader, TokenCache};
+use crate::challenge::{ChallengeContext, Challenger, Refusal, Unavailable, is_grpc};
+use crate::edge;
+use crate::lookup::{Lookup, Measured};
 use crate::principal::Principal;
 
 /// What the layer answers for a well-formed token the repository does not
@@ -34,19 +36,18 @@ const UNKNOWN_TOKEN: &str = "the access token is unknown, expired or revoked";
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use token_client::{CacheConfig, TokenAuthLayer, TokenCache};
-/// use token_repository::{KeyPrefix, RedisConfig};
+/// use token_client::{CacheConfig, KeyPrefix, RedisConfig, TokenAuthLayer};
 ///
-/// # async fn example() -> token_repository::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), token_client::RepositoryError> {
 /// // A Redis user that may only read token keys (see the README's ACL).
-/// let url = "redis://token-client:secret@127.0.0.1:6379/";
-/// let prefix = KeyPrefix::new("ts:").expect("valid prefix");
-/// let timeout = Duration::from_millis(250);
-/// let redis = RedisConfig::new(url).prefix(prefix.clone()).timeout(timeout);
+/// let redis = RedisConfig::new("redis://token-client:secret@127.0.0.1:6379/")
+///     .prefix(KeyPrefix::new("ts:").expect("valid prefix"))
+///     .timeout(Duration::from_millis(250));
 /// let auth = TokenAuthLayer::connect(redis)?
 ///     .with_realm("orders")
-///     .with_timeout(timeout)
-///     .with_cache(TokenCache::tracking(url, &prefix, CacheConfig::default())?);
+///     .with_timeout(Duration::from_millis(250))
+///     .with_cache(CacheConfig::default());
 ///
 /// let service = tower::ServiceBuilder::new()
 ///     .layer(auth)
@@ -65,7 +66,16 @@ pub struct TokenAuthLayer {
 /// Everything a [`TokenAuth`] needs, shared by the layer and its services.
 #[derive(Clone)]
 struct Authenticator {
-    reader: Arc<dyn TokenReader>,
+    /// Where lookups go: the reader, measured, behind the cache when there
+    /// is one. Composed by the builders; the hot path does not branch on it.
+    lookup: Arc<dyn Lookup>,
+    /// The measured reader, which [`TokenAuthLayer::with_cache`] puts a
+    /// cache in front of.
+    reader: Measured,
+    /// The invalidations of the Redis the reader reads, when the layer was
+    /// made by [`TokenAuthLayer::connect`].
+    invalidations: Option<Invalidations>,
+    /// The cache in the chain, for its statistics.
     cache: Option<TokenCache>,
     challenger: Arc<Challenger>,
     cookie: Option<String>,
@@ -87,9 +97,16 @@ impl TokenAuthLayer {
     /// [`Self::new`] for a reader that is already shared.
     #[must_use]
     pub fn from_shared(reader: Arc<dyn TokenReader>) -> Self {
+        Self::with_reader(reader, None)
+    }
+
+    fn with_reader(reader: Arc<dyn TokenReader>, invalidations: Option<Invalidations>) -> Self {
+        let reader = Measured(reader);
         Self {
             auth: Arc::new(Authenticator {
-                reader: Arc::new(metrics::TimedReader(reader)),
+                lookup: Arc::new(reader.clone()),
+                reader,
+                invalidations,
                 cache: None,
                 challenger: Arc::new(Challenger::default()),
                 cookie: None,
@@ -99,16 +116,21 @@ impl TokenAuthLayer {
         }
     }
 
-    /// A layer reading from Redis with a [`RedisTokenReader`]: connect as a
-    /// user that may only read token keys
+    /// A layer reading from the Redis of `config` (one server, a cluster or
+    /// Sentinel; its key prefix and timeout) with a [`RedisTokenReader`]:
+    /// connect as a user that may only read token keys
     /// (`redis://token-client:secret@host:6379/`). Nothing is connected yet;
-    /// the pool connects on the first lookup and reconnects by itself.
+    /// the reader connects on the first lookup and reconnects by itself.
+    /// [`with_cache`](Self::with_cache) tracks the same Redis.
     ///
     /// # Errors
     ///
-    /// [`token_repository::Error::Config`] for an unparseable URL.
+    /// [`token_repository::Error::Config`] for an unparseable URL, or TLS
+    /// material with a topology other than one `rediss://` server.
     pub fn connect(config: RedisConfig) -> RepositoryResult<Self> {
-        Ok(Self::new(RedisTokenReader::new(config)?))
+        let invalidations = Invalidations::new(&config)?;
+        let reader = RedisTokenReader::new(config)?;
+        Ok(Self::with_reader(Arc::new(reader), Some(invalidations)))
     }
 
     fn update(mut self, change: impl FnOnce(&mut Authenticator)) -> Self {
@@ -153,10 +175,29 @@ impl TokenAuthLayer {
         })
     }
 
-    /// Answers lookups from `cache` when it can.
+    /// Answers lookups from a local cache when it can (a
+    /// [`CachingReader`] in front of the reader; see [`TokenCache`] for how
+    /// it stays correct). On a layer made by [`connect`](Self::connect) the
+    /// cache tracks the same Redis, which pushes every revocation; on a
+    /// layer made by [`new`](Self::new) nothing pushes invalidations, and an
+    /// entry is trusted for its whole [`CacheConfig::staleness`] (for
+    /// tests). Calling it again replaces the cache.
+    ///
+    /// # Panics
+    ///
+    /// On a layer made by [`connect`](Self::connect), when called outside a
+    /// Tokio runtime (the tracking task needs one).
     #[must_use]
-    pub fn with_cache(self, cache: TokenCache) -> Self {
-        self.update(|auth| auth.cache = Some(cache))
+    pub fn with_cache(self, config: CacheConfig) -> Self {
+        let cache = match &self.auth.invalidations {
+            Some(invalidations) => TokenCache::subscribed(invalidations, config)
+                .unwrap_or_else(|error| panic!("TokenAuthLayer::with_cache: {error}")),
+            None => TokenCache::local(config),
+        };
+        self.update(|auth| {
+            auth.lookup = Arc::new(CachingReader::new(auth.reader.clone(), cache.clone()));
+            auth.cache = Some(cache);
+        })
     }
 
     /// The same layer, but requests without a valid token go through
@@ -184,8 +225,7 @@ impl fmt::Debug for TokenAuthLayer {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenAuthLayer")
-            .field("reader", &self.reader)
-            .field("cache", &self.cache)
+            .field("lookup", &self.lookup)
             .field("challenger", &self.challenger)
             .field("cookie", &self.cookie)
             .field("timeout", &self.timeout)
@@ -279,27 +319,27 @@ where
             .insert(ChallengeContext(Arc::clone(&auth.challenger)));
         let token = match auth.credential(request.headers()) {
             Ok(token) => token,
-            Err(_) if auth.optional => {
-                metrics::passed(false);
+            Err(refusal) if auth.optional => {
+                edge::let_through(&refusal);
                 return ResponseFuture::new(inner.call(request));
             }
             Err(refusal) => {
-                let response = auth.challenger.respond(&refusal, grpc);
+                let response = edge::refuse(&auth.challenger, &refusal, grpc);
                 return ResponseFuture::new(async move { Ok(response) });
             }
         };
         ResponseFuture::new(async move {
             match auth.authenticate(&token).await {
                 Ok(principal) => {
-                    metrics::passed(true);
+                    edge::authenticated();
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(_) if auth.optional => {
-                    metrics::passed(false);
+                Err(refusal) if auth.optional => {
+                    edge::let_through(&refusal);
                     inner.call(request).await
                 }
-                Err(refusal) => Ok(auth.challenger.respond(&refusal, grpc)),
+                Err(refusal) => Ok(edge::refuse(&auth.challenger, &refusal, grpc)),
             }
         })
     }
@@ -313,45 +353,39 @@ impl Authenticator {
             Ok(None) => return Err(Refusal::Missing),
             Err(Malformed(why)) => return Err(Refusal::InvalidRequest(why)),
         };
-        let token = Token::parse(text)
-            .map_err(|_| Refusal::InvalidToken("the access token is malformed"))?;
+        let token = Token::parse(text).map_err(|_| Refusal::InvalidToken {
+            description: "the access token is malformed",
+            token_id: None,
+        })?;
         if token.kind() != TokenKind::Access {
-            tracing::debug!(token_id = %token.id(), "refused a refresh token presented as a bearer token");
-            return Err(Refusal::InvalidToken(
-                "a refresh token is not an access token",
-            ));
+            return Err(Refusal::InvalidToken {
+                description: "a refresh token is not an access token",
+                token_id: Some(token.id()),
+            });
         }
         Ok(token)
     }
 
-    /// The principal of a live token, from the cache or the repository,
-    /// within the timeout.
+    /// The principal of a live token, through the lookup chain, within the
+    /// timeout.
     async fn authenticate(&self, token: &Token) -> Result<Principal, Refusal> {
-        let lookup = async {
-            match &self.cache {
-                Some(cache) => cache.lookup(self.reader.as_ref(), token).await,
-                None => Ok(self.reader.lookup(token).await?.map(Principal::from)),
-            }
-        };
         let token_id = token.id();
-        match tokio::time::timeout(self.timeout, lookup).await {
-            Ok(Ok(Some(principal))) if principal.is_live_at(Timestamp::now()) => Ok(principal),
-            Ok(Ok(_)) => {
-                tracing::debug!(%token_id, "refused an unknown, expired or revoked token");
-                Err(Refusal::InvalidToken(UNKNOWN_TOKEN))
+        match tokio::time::timeout(self.timeout, self.lookup.lookup(token)).await {
+            Ok(Ok(Some(record))) if record.is_live_at(Timestamp::now()) => {
+                Ok(Principal::from(record))
             }
-            Ok(Err(error)) => {
-                if error.is_unavailable() {
-                    tracing::warn!(%token_id, %error, "token repository unavailable");
-                } else {
-                    tracing::error!(%token_id, %error, "token repository refused the lookup");
-                }
-                Err(Refusal::Unavailable)
-            }
-            Err(_) => {
-                tracing::warn!(%token_id, timeout = ?self.timeout, "token repository did not answer in time");
-                Err(Refusal::Unavailable)
-            }
+            Ok(Ok(_)) => Err(Refusal::InvalidToken {
+                description: UNKNOWN_TOKEN,
+                token_id: Some(token_id),
+            }),
+            Ok(Err(error)) => Err(Refusal::Unavailable {
+                token_id,
+                cause: Unavailable::Failed(error),
+            }),
+            Err(_) => Err(Refusal::Unavailable {
+                token_id,
+                cause: Unavailable::TimedOut(self.timeout),
+            }),
         }
     }
 }
@@ -397,7 +431,7 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt as _};
 
     use super::*;
-    use crate::{CacheConfig, TokenCache};
+    use crate::CacheConfig;
 
     /// How the test reader answers.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -764,9 +798,7 @@ mod tests {
     #[tokio::test]
     async fn cache_spares_the_repository() {
         let fixture = Fixture::new(Behaviour::Store).await;
-        let layer = fixture
-            .layer()
-            .with_cache(TokenCache::local(CacheConfig::new()));
+        let layer = fixture.layer().with_cache(CacheConfig::new());
         for _ in 0..5 {
             assert_eq!(
                 send(layer.clone(), bearer(fixture.access())).await.body(),

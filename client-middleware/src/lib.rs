@@ -9,9 +9,9 @@
 //!    or a configured cookie;
 //! 2. checks its format and checksum locally, so garbage, typos and refresh
 //!    tokens never cost a Redis round trip;
-//! 3. looks it up through a [`TokenReader`](token_repository::TokenReader)
-//!    (optionally through a [`TokenCache`] whose entries Redis invalidates),
-//!    bounded by a timeout;
+//! 3. looks it up through a [`TokenReader`] (optionally behind a
+//!    [`CachingReader`] whose entries Redis invalidates), bounded by a
+//!    timeout;
 //! 4. calls the inner service with the token's [`Principal`] in the request
 //!    extensions, or answers the refusal itself:
 //!
@@ -35,14 +35,14 @@
 //! use std::time::Duration;
 //!
 //! use http::{Request, Response, StatusCode};
-//! use token_client::{Principal, TokenAuthLayer};
-//! use token_repository::{Grant, MemoryStore, Scopes, TokenWriter};
+//! use token_client::repository::{Grant, TokenWriter};
+//! use token_client::{MemoryStore, Principal, Scopes, TokenAuthLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! // The repository; in production a `RedisTokenReader` or
-//! // `TokenAuthLayer::connect(RedisConfig::new(url))`.
+//! // The repository; in production
+//! // `TokenAuthLayer::connect(RedisConfig::new(url))?.with_cache(CacheConfig::default())`.
 //! let store = MemoryStore::new();
 //! let minted = Grant {
 //!     subject: "user-1".into(),
@@ -80,16 +80,26 @@
 //! `Option<Principal>` as extractors; `examples/protected_service.rs` is a
 //! complete service.
 //!
+//! One dependency suffices: the repository types a service needs
+//! ([`RedisConfig`], [`KeyPrefix`], [`Topology`], [`RedisTls`],
+//! [`MemoryStore`], …) are re-exported here, and the whole repository crate
+//! as [`repository`].
+//!
 //! # Layout
 //!
 //! - `layer`: [`TokenAuthLayer`], [`TokenAuth`] and [`ResponseFuture`]: the
-//!   middleware itself.
+//!   middleware itself, which composes the lookup chain once.
+//! - `lookup`: the chain's steps — the reader, measured, behind the cache —
+//!   and the answer a cache hit gives without an allocation.
+//! - `cache`: [`CachingReader`], the cache as a reader in front of another,
+//!   with [`TokenCache`] (its entries, kept correct by the repository's
+//!   invalidations) and [`CacheConfig`].
 //! - `principal`: [`Principal`], what a handler learns about the holder.
-//! - `bearer`: finding the token in a request (RFC 6750 §2.1).
+//! - `bearer`: finding the token in a request (the `Authorization` header by
+//!   [`token_bearer`]'s RFC 6750 grammar, or a cookie).
 //! - `challenge`: every refusal, HTTP and gRPC, built in one place.
+//! - `edge`: where a refusal becomes a response, logged and counted once.
 //! - `scope`: [`RequireScopeLayer`] / [`RequireScope`], the scope guard.
-//! - `cache`: [`TokenCache`], the optional local cache with revocations
-//!   pushed by Redis.
 //! - `extract` (feature `axum`): the extractors and [`MissingPrincipal`].
 //! - `metrics`: request outcomes, cache results and repository latency
 //!   through the `metrics` facade (see the crate README for the series).
@@ -97,18 +107,28 @@
 mod bearer;
 mod cache;
 mod challenge;
+mod edge;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
+mod lookup;
 mod metrics;
 mod principal;
 #[cfg(test)]
 mod proptests;
 mod scope;
 
-pub use cache::{CacheConfig, CacheStats, TokenCache};
+pub use cache::{CacheConfig, CacheStats, CachingReader, TokenCache};
 #[cfg(feature = "axum")]
 pub use extract::MissingPrincipal;
 pub use layer::{ResponseFuture, TokenAuth, TokenAuthLayer};
 pub use principal::Principal;
 pub use scope::{RequireScope, RequireScopeLayer};
+/// The token repository crate, for what the re-exports below leave out
+/// (minting tokens in tests, say).
+pub use token_repository as repository;
+pub use token_repository::redis::Topology;
+pub use token_repository::{
+    Error as RepositoryError, KeyPrefix, MemoryStore, RedisConfig, RedisTls, Scopes, Timestamp,
+    TokenReader, TokenRecord,
+};

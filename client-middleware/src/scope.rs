@@ -23,6 +23,7 @@ use token_repository::Scopes;
 use tower::{Layer, Service};
 
 use crate::challenge::{ChallengeContext, Refusal, is_grpc};
+use crate::edge;
 use crate::layer::ResponseFuture;
 use crate::principal::Principal;
 
@@ -55,7 +56,7 @@ impl Requirement {
         }
     }
 
-    fn refusal(&self) -> Refusal {
+    fn refusal(&self, principal: &Principal) -> Refusal {
         Refusal::InsufficientScope {
             scope: self.scopes.clone(),
             description: if self.all {
@@ -63,6 +64,7 @@ impl Requirement {
             } else {
                 "the access token has none of the accepted scopes"
             },
+            token_id: principal.token_id,
         }
     }
 }
@@ -193,17 +195,14 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let refusal = match request.extensions().get::<Principal>() {
             Some(principal) if self.requirement.is_met_by(principal) => None,
-            Some(principal) => {
-                tracing::debug!(token_id = %principal.token_id, "refused: insufficient scope");
-                Some(self.requirement.refusal())
-            }
+            Some(principal) => Some(self.requirement.refusal(principal)),
             None => Some(Refusal::Missing),
         };
         match refusal {
             None => ResponseFuture::new(self.inner.call(request)),
             Some(refusal) => {
                 let challenger = ChallengeContext::of(request.extensions());
-                let response = challenger.respond(&refusal, is_grpc(request.headers()));
+                let response = edge::refuse(&challenger, &refusal, is_grpc(request.headers()));
                 ResponseFuture::new(async move { Ok(response) })
             }
         }

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use token_client::{CacheConfig, TokenAuthLayer, TokenCache};
-use token_repository::{
-    Grant, KeyPrefix, Minted, RedisConfig, RedisStore, RedisTokenReader, Scopes, TokenWriter as _,
-};
+use token_repository::{Grant, Minted, RedisConfig, RedisStore, Scopes, TokenWriter as _};
 use token_test_harness::{RedisServer, wait_until_async};
 use tower::{ServiceBuilder, ServiceExt as _};
 
@@ -24,22 +22,17 @@ struct Fixture {
 
 impl Fixture {
     /// A Redis, the authority's store, and a layer with a tracking cache
-    /// whose staleness bound (10 min) no test waits for.
+    /// whose staleness bound (10 min) no test waits for: the Redis settings
+    /// written once, for the reader and the cache.
     async fn start(config: CacheConfig) -> Self {
         let redis = RedisServer::start();
         let store = RedisStore::new(RedisConfig::new(redis.url()).timeout(Duration::from_secs(2)))
             .expect("store");
-        let cache = TokenCache::tracking(
-            &redis.url(),
-            &KeyPrefix::default(),
-            config.staleness(Duration::from_secs(600)),
-        )
-        .expect("cache");
-        let reader =
-            RedisTokenReader::new(RedisConfig::new(redis.url()).timeout(TIMEOUT)).expect("reader");
-        let layer = TokenAuthLayer::new(reader)
+        let layer = TokenAuthLayer::connect(RedisConfig::new(redis.url()).timeout(TIMEOUT))
+            .expect("layer")
             .with_timeout(TIMEOUT)
-            .with_cache(cache.clone());
+            .with_cache(config.staleness(Duration::from_secs(600)));
+        let cache = layer.cache().expect("a cache").clone();
         let fixture = Self {
             redis,
             store,
@@ -230,19 +223,30 @@ async fn frozen_redis_deactivates_the_cache() {
 }
 
 /// The tracking cache needs a Tokio runtime for its task, and says so
-/// instead of panicking.
+/// instead of panicking; an unusable URL is refused when the layer (or the
+/// cache) is made, before any connection.
 #[test]
 fn tracking_needs_a_runtime() {
-    let error = TokenCache::tracking(
-        "redis://127.0.0.1:1/",
-        &KeyPrefix::default(),
+    let error = TokenCache::tracking_for(
+        &RedisConfig::new("redis://127.0.0.1:1/"),
         CacheConfig::new(),
     )
     .expect_err("no runtime");
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
-    let error = TokenCache::tracking("not a url", &KeyPrefix::default(), CacheConfig::new())
+    let error = TokenCache::tracking_for(&RedisConfig::new("not a url"), CacheConfig::new())
         .expect_err("bad url");
     assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+    let error = TokenAuthLayer::connect(RedisConfig::new("not a url")).expect_err("bad url");
+    assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+}
+
+/// `with_cache` on a Redis layer outside a Tokio runtime says why it
+/// cannot track.
+#[test]
+#[should_panic(expected = "Tokio runtime")]
+fn with_cache_outside_a_runtime_panics_clearly() {
+    let layer = TokenAuthLayer::connect(RedisConfig::new("redis://127.0.0.1:1/")).expect("layer");
+    let _ = layer.with_cache(CacheConfig::new());
 }
 
 /// Dropping the last handle of a tracking cache stops its task and closes

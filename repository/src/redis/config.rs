@@ -382,24 +382,9 @@ impl RedisTls {
     }
 }
 
-/// `redis://user:secret@host/` → `redis://user:***@host/`, for logs.
-#[must_use]
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparseable url>".to_owned();
-    };
-    // The last `@` ends the credentials, whatever an unencoded password holds.
-    match rest.rsplit_once('@') {
-        Some((credentials, host_and_path)) => {
-            let user = credentials.split_once(':').map_or("", |(user, _)| user);
-            format!("{scheme}://{user}:***@{host_and_path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::topology::redact_url;
     use super::*;
 
     /// Passwords in URLs never reach logs through Debug.

@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use redis::{AsyncConnectionConfig, RedisError};
 
-use super::topology::{Connector, SharedConn};
+use super::connector::{Connector, SharedConn};
 
 /// A lazily connected, self-replacing multiplexed connection.
 pub(super) struct SharedConnection {
@@ -97,7 +97,7 @@ impl SharedConnection {
     /// Discards the connection `lent` came from when `error` says the
     /// connection itself is broken (not for a command Redis refused).
     pub(super) fn failed(&self, lent: &Lent, error: &RedisError) {
-        let broken = super::topology::condemns(error);
+        let broken = super::pool::condemns(error);
         if broken {
             self.discard(lent.generation);
         }
