@@ -24,7 +24,7 @@ use token_test_harness::RedisServer;
 use crate::Context;
 use crate::authority::{self, Authority};
 use crate::load::{self, Fixed, Measured};
-use crate::login::{PASSWORD, add_users, authority_env, basic_credentials, form};
+use crate::login::{add_users, authority_env, basic_credentials, password_login};
 use crate::report::{Figures, Row, micros, thousands, times};
 use crate::server::process_cpu;
 
@@ -149,7 +149,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .find_map(|line| line.strip_prefix("client_secret: "))
         .map(str::to_owned)
         .ok_or("the CLI printed no client secret")?;
-    let token = login(context, authority.addr(), &users[0])?;
+    let token = password_login(context, authority.addr(), &users[0])?;
     let example = Example::start(&example_binary, &redis.url(), dir.path())?;
 
     let bearer = format!("Bearer {token}");
@@ -309,30 +309,6 @@ fn cpu_per_request(cpu: Duration, measured: &Measured, bounds: load::Bounds) -> 
     } else {
         0.0
     }
-}
-
-/// A password grant for `username`; answers the access token.
-fn login(context: &Context, addr: SocketAddr, username: &str) -> Result<String, String> {
-    let body = format!(
-        "grant_type=password&username={username}&password={}",
-        PASSWORD.replace(' ', "+")
-    );
-    context.generator.block_on(async {
-        let mut sender = load::connect(addr).await?;
-        let (status, answer) = load::send(&mut sender, form("/oauth/token", body, None)).await?;
-        if status != StatusCode::OK {
-            return Err(format!(
-                "login failed: {status} {}",
-                String::from_utf8_lossy(&answer)
-            ));
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(&answer).map_err(|error| error.to_string())?;
-        value["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| "no access token".to_owned())
-    })
 }
 
 /// `name` on `PATH`, or the first of `fallbacks` that exists.

@@ -98,6 +98,35 @@ pub(crate) fn add_users(authority: &Authority, count: usize) -> Result<Vec<Strin
         .collect()
 }
 
+/// A password grant for `username` (password [`PASSWORD`]); answers the
+/// access token.
+pub(crate) fn password_login(
+    context: &Context,
+    addr: std::net::SocketAddr,
+    username: &str,
+) -> Result<String, String> {
+    let body = format!(
+        "grant_type=password&username={username}&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    context.generator.block_on(async {
+        let mut sender = load::connect(addr).await?;
+        let (status, answer) = load::send(&mut sender, form("/oauth/token", body, None)).await?;
+        if status != StatusCode::OK {
+            return Err(format!(
+                "login failed: {status} {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|error| error.to_string())?;
+        value["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no access token".to_owned())
+    })
+}
+
 /// A form POST.
 pub(crate) fn form(path: &str, body: String, basic: Option<&str>) -> Request<Full<Bytes>> {
     let mut request =
@@ -224,33 +253,8 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let rss_idle = authority.peak_rss_kib();
 
     // A token to introspect, and the probes' latency with nothing else running.
-    let login_form = |username: &str| {
-        format!(
-            "grant_type=password&username={username}&password={}",
-            PASSWORD.replace(' ', "+")
-        )
-    };
     let first_user = users.first().cloned().unwrap_or_default();
-    let token = context.generator.block_on(async {
-        let mut sender = load::connect(addr).await?;
-        let (status, body) = load::send(
-            &mut sender,
-            form("/oauth/token", login_form(&first_user), None),
-        )
-        .await?;
-        if status != StatusCode::OK {
-            return Err(format!(
-                "login failed: {status} {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|error| error.to_string())?;
-        value["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| "no access token".to_owned())
-    })?;
+    let token = password_login(context, addr, &first_user)?;
     let readyz = || {
         Request::get("/readyz")
             .body(Full::new(Bytes::new()))
