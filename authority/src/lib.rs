@@ -33,6 +33,7 @@
 //! - [`form`]: strict form-urlencoded parsing.
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
+//! - [`resources`]: the registry of resource servers (RFC 8707 audiences).
 //! - [`backup`]: export and import of accounts and connections.
 //! - [`password`]: argon2id on a bounded blocking pool.
 //! - [`throttle`]: failed-login throttling.
@@ -59,6 +60,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod password;
 pub mod problem;
+pub mod resources;
 pub mod routes;
 pub mod server;
 pub mod state;

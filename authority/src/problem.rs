@@ -90,6 +90,27 @@ impl Problem {
         )
     }
 
+    /// 400 `invalid_target` (RFC 8707 §2): a `resource` that is malformed,
+    /// unknown, not allowed to the client, or wider than the refreshed
+    /// token's audience.
+    pub fn invalid_target(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
+    }
+
+    /// 401 `invalid_token`: a live token issued for other resources than
+    /// this authority (never naming them).
+    pub fn wrong_audience() -> Self {
+        let description = "the token's audience does not include this service";
+        let mut problem = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
+        problem.challenge = Some(
+            Challenge::new(REALM)
+                .error(ErrorCode::InvalidToken)
+                .description(description)
+                .to_string(),
+        );
+        problem
+    }
+
     /// 400 `invalid_scope`.
     pub fn invalid_scope(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use token_broker::Connect;
-use token_repository::RedisStore;
+use token_repository::{RedisStore, ResourceUri};
 
 use crate::accounts::Accounts;
 use crate::address::{self, ClientAddress};
 use crate::config::Config;
 use crate::password::{HashError, Hasher};
+use crate::resources::Resources;
 use crate::throttle::{Limits, Throttle};
 
 /// The authority's shared state. Cloning is cheap.
@@ -28,6 +29,8 @@ struct Inner {
     hasher: Hasher,
     throttle: Throttle,
     connect: Connect,
+    resources: Resources,
+    default_audience: Vec<ResourceUri>,
 }
 
 /// Why the authority could not be set up.
@@ -42,6 +45,9 @@ pub enum SetupError {
     /// Connected services could not be set up.
     #[error("connected services: {0}")]
     Connect(String),
+    /// The issuer is not usable as a resource URI.
+    #[error("ISSUER: {0}")]
+    Issuer(token_repository::ResourceError),
 }
 
 impl AppState {
@@ -70,10 +76,18 @@ impl AppState {
         );
         let connect = Connect::new(&config.connect, store.clone(), &issuer)
             .map_err(|error| SetupError::Connect(error.to_string()))?;
+        let own = ResourceUri::parse(&issuer).map_err(SetupError::Issuer)?;
+        let default_audience = config
+            .default_audience
+            .clone()
+            .unwrap_or_else(|| vec![own.clone()]);
+        let resources = Resources::new(store.clone(), own);
         Ok(Self {
             inner: Arc::new(Inner {
                 accounts,
                 connect,
+                resources,
+                default_audience,
                 config,
                 issuer,
                 store,
@@ -95,6 +109,20 @@ impl AppState {
     #[must_use]
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
+    }
+
+    /// The registry of resource servers (audiences); the authority itself
+    /// is [`Resources::issuer`].
+    #[must_use]
+    pub fn resources(&self) -> &Resources {
+        &self.inner.resources
+    }
+
+    /// The audience of tokens requested without `resource`
+    /// (`DEFAULT_AUDIENCE`, or the authority itself).
+    #[must_use]
+    pub fn default_audience(&self) -> &[ResourceUri] {
+        &self.inner.default_audience
     }
 
     /// The token repository.

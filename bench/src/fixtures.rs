@@ -50,6 +50,7 @@ impl Person {
             client_id: Some("web".into()),
             access_ttl: ACCESS_TTL,
             refresh_ttl: Some(REFRESH_TTL),
+            audience: token_repository::Audience::unrestricted(),
         }
     }
 }

@@ -25,6 +25,10 @@ use token_bearer::{Challenge, ErrorCode};
 use token_repository::Scopes;
 use uuid::Uuid;
 
+/// The `error_description` of a token whose audience does not include this
+/// service (the same words as the authority's own endpoints use).
+pub(crate) const WRONG_AUDIENCE: &str = "the token's audience does not include this service";
+
 /// Why a request is refused, with what its log line needs.
 #[derive(Debug)]
 pub(crate) enum Refusal {
@@ -39,6 +43,12 @@ pub(crate) enum Refusal {
         description: &'static str,
         /// The token's public id, when it parsed.
         token_id: Option<Uuid>,
+    },
+    /// A live token whose audience does not include this service
+    /// (`invalid_token`; the description never names the token's audience).
+    WrongAudience {
+        /// The token's public id.
+        token_id: Uuid,
     },
     /// The token lacks a required scope (`insufficient_scope`).
     InsufficientScope {
@@ -74,6 +84,7 @@ impl Refusal {
             Self::Missing => "missing",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken { .. } => "invalid_token",
+            Self::WrongAudience { .. } => "wrong_audience",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::Unavailable { .. } => "unavailable",
         }
@@ -84,7 +95,7 @@ impl Refusal {
         match self {
             Self::Missing | Self::Unavailable { .. } => None,
             Self::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
-            Self::InvalidToken { .. } => Some(ErrorCode::InvalidToken),
+            Self::InvalidToken { .. } | Self::WrongAudience { .. } => Some(ErrorCode::InvalidToken),
             Self::InsufficientScope { .. } => Some(ErrorCode::InsufficientScope),
         }
     }
@@ -183,6 +194,9 @@ impl Challenger {
             Refusal::InvalidRequest(description) | Refusal::InvalidToken { description, .. } => {
                 challenge = challenge.description(description);
             }
+            Refusal::WrongAudience { .. } => {
+                challenge = challenge.description(WRONG_AUDIENCE);
+            }
             Refusal::InsufficientScope {
                 scope: scopes,
                 description,
@@ -239,7 +253,9 @@ fn grpc_status(refusal: &Refusal) -> (&'static str, &'static str) {
     match refusal {
         Refusal::Missing => (GRPC_UNAUTHENTICATED, "missing bearer token"),
         Refusal::InvalidRequest(_) => (GRPC_UNAUTHENTICATED, "malformed authorization metadata"),
-        Refusal::InvalidToken { .. } => (GRPC_UNAUTHENTICATED, "invalid bearer token"),
+        Refusal::InvalidToken { .. } | Refusal::WrongAudience { .. } => {
+            (GRPC_UNAUTHENTICATED, "invalid bearer token")
+        }
         Refusal::InsufficientScope { .. } => (GRPC_PERMISSION_DENIED, "insufficient scope"),
         Refusal::Unavailable { .. } => (GRPC_UNAVAILABLE, "token repository unavailable"),
     }

@@ -48,6 +48,9 @@ fn log(refusal: &Refusal) {
         } => {
             tracing::debug!(token_id = ?token_id, reason = description, "refused a token");
         }
+        Refusal::WrongAudience { token_id } => {
+            tracing::debug!(%token_id, "refused a token for another audience");
+        }
         Refusal::InsufficientScope {
             scope, token_id, ..
         } => {

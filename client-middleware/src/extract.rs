@@ -140,6 +140,7 @@ mod tests {
             client_id: None,
             access_ttl: Duration::from_secs(60),
             refresh_ttl: None,
+            audience: token_repository::Audience::unrestricted(),
         }
         .mint()
         .expect("mint");

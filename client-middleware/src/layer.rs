@@ -11,8 +11,8 @@ use std::time::Duration;
 use http::{HeaderMap, Request, Response};
 use token_repository::redis::Invalidations;
 use token_repository::{
-    RedisConfig, RedisTokenReader, Result as RepositoryResult, Timestamp, Token, TokenKind,
-    TokenReader,
+    RedisConfig, RedisTokenReader, ResourceTag, ResourceUri, Result as RepositoryResult,
+    Timestamp, Token, TokenKind, TokenReader,
 };
 use tower::{Layer, Service};
 
@@ -81,6 +81,11 @@ struct Authenticator {
     cookie: Option<String>,
     timeout: Duration,
     optional: bool,
+    /// This service's resource (RFC 8707): its URI and tag. `None` accepts
+    /// tokens of any audience (development only).
+    audience: Option<(String, ResourceTag)>,
+    /// Whether the missing audience has been warned about (once per layer).
+    warned: Arc<std::sync::Once>,
 }
 
 impl TokenAuthLayer {
@@ -112,6 +117,8 @@ impl TokenAuthLayer {
                 cookie: None,
                 timeout: Self::DEFAULT_TIMEOUT,
                 optional: false,
+                audience: None,
+                warned: Arc::new(std::sync::Once::new()),
             }),
         }
     }
@@ -209,6 +216,27 @@ impl TokenAuthLayer {
         self.update(|auth| auth.optional = true)
     }
 
+    /// This service's resource URI (RFC 8707), as registered at the
+    /// authority (`token-authority resource add URI`): tokens whose
+    /// audience does not include it are refused with 401 `invalid_token`
+    /// ("the token's audience does not include this service"). The URI's
+    /// tag is computed once, here; each request compares 4-byte tags.
+    ///
+    /// Without it the layer accepts tokens of any audience, and says so in
+    /// a warning when it is first applied: for development only — any
+    /// service could then replay the tokens it receives to this one.
+    ///
+    /// # Panics
+    ///
+    /// When `uri` is not an acceptable resource URI (absolute, no
+    /// fragment; see [`ResourceUri::parse`]).
+    #[must_use]
+    pub fn audience(self, uri: &str) -> Self {
+        let resource = ResourceUri::parse(uri)
+            .unwrap_or_else(|error| panic!("TokenAuthLayer::audience({uri:?}): {error}"));
+        self.update(|auth| auth.audience = Some((resource.as_str().to_owned(), resource.tag())))
+    }
+
     /// The cache, when one is configured (for its statistics).
     #[must_use]
     pub fn cache(&self) -> Option<&TokenCache> {
@@ -230,6 +258,7 @@ impl fmt::Debug for Authenticator {
             .field("cookie", &self.cookie)
             .field("timeout", &self.timeout)
             .field("optional", &self.optional)
+            .field("audience", &self.audience.as_ref().map(|(uri, _)| uri))
             .finish()
     }
 }
@@ -238,6 +267,14 @@ impl<S> Layer<S> for TokenAuthLayer {
     type Service = TokenAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        if self.auth.audience.is_none() {
+            self.auth.warned.call_once(|| {
+                tracing::warn!(
+                    "TokenAuthLayer without .audience(…): tokens of any audience are accepted \
+                     (development only; set this service's resource URI)"
+                );
+            });
+        }
         TokenAuth {
             inner,
             auth: Arc::clone(&self.auth),
@@ -372,7 +409,12 @@ impl Authenticator {
         let token_id = token.id();
         match tokio::time::timeout(self.timeout, self.lookup.lookup(token)).await {
             Ok(Ok(Some(record))) if record.is_live_at(Timestamp::now()) => {
-                Ok(Principal::from(record))
+                match self.audience {
+                    Some((_, tag)) if !record.audience.permits(tag) => {
+                        Err(Refusal::WrongAudience { token_id })
+                    }
+                    _ => Ok(Principal::from(record)),
+                }
             }
             Ok(Ok(_)) => Err(Refusal::InvalidToken {
                 description: UNKNOWN_TOKEN,
@@ -481,6 +523,10 @@ mod tests {
 
     impl Fixture {
         async fn new(behaviour: Behaviour) -> Self {
+            Self::with_audience(behaviour, token_repository::Audience::unrestricted()).await
+        }
+
+        async fn with_audience(behaviour: Behaviour, audience: token_repository::Audience) -> Self {
             let store = MemoryStore::new();
             let minted = Grant {
                 subject: "user-1".into(),
@@ -491,6 +537,7 @@ mod tests {
                 client_id: Some("web".into()),
                 access_ttl: Duration::from_secs(600),
                 refresh_ttl: Some(Duration::from_secs(3600)),
+                audience,
             }
             .mint()
             .expect("mint");
@@ -855,5 +902,59 @@ mod tests {
         assert_bounds::<
             TokenAuth<tower::util::BoxCloneSyncService<Request<()>, Response<String>, Infallible>>,
         >();
+    }
+
+    /// A layer with an audience lets through tokens for it (cached or not)
+    /// and refuses others with `invalid_token` and a description that
+    /// names no audience; tokens from before audiences pass everywhere.
+    #[tokio::test]
+    async fn audience_is_checked_on_every_path() {
+        let orders = ResourceUri::parse("https://orders.example").expect("valid");
+        let billing = "https://billing.example/";
+        let audience = token_repository::Audience::of([orders.tag()]).expect("small");
+        let fixture = Fixture::with_audience(Behaviour::Store, audience).await;
+        let cached = fixture
+            .layer()
+            .audience("https://ORDERS.example:443/")
+            .with_cache(CacheConfig::default());
+        for _ in 0..2 {
+            let response = send(cached.clone(), bearer(fixture.access())).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.body(), "alice");
+        }
+        assert_eq!(fixture.lookups(), 1, "the second request was a cache hit");
+        let elsewhere = fixture
+            .layer()
+            .audience(billing)
+            .with_cache(CacheConfig::default());
+        for _ in 0..2 {
+            let response = send(elsewhere.clone(), bearer(fixture.access())).await;
+            assert_invalid_token(&response);
+            let challenge = challenge(&response);
+            assert!(
+                challenge.contains("the token's audience does not include this service"),
+                "{challenge}"
+            );
+            assert!(!challenge.contains("orders"), "{challenge}");
+        }
+        assert_eq!(fixture.lookups(), 2, "the refused token was cached too");
+        let response = send(fixture.layer(), bearer(fixture.access())).await;
+        assert_eq!(response.status(), StatusCode::OK, "no audience: any token");
+        let legacy = Fixture::new(Behaviour::Store).await;
+        let response = send(legacy.layer().audience(billing), bearer(legacy.access())).await;
+        assert_eq!(response.status(), StatusCode::OK, "unrestricted record");
+    }
+
+    /// An unacceptable resource URI is a configuration error, caught when
+    /// the layer is built.
+    #[test]
+    #[should_panic(expected = "must not have a fragment")]
+    fn audience_must_be_a_resource_uri() {
+        let reader = TestReader {
+            store: MemoryStore::new(),
+            behaviour: Behaviour::Store,
+            lookups: AtomicUsize::new(0),
+        };
+        let _ = TokenAuthLayer::new(reader).audience("https://orders.example/#x");
     }
 }

@@ -20,8 +20,14 @@
 //! | no token                                  | 401 `WWW-Authenticate: Bearer realm="…"`                 | `UNAUTHENTICATED`   |
 //! | two credentials, empty or non-b64 token   | 400 `… error="invalid_request"`                          | `UNAUTHENTICATED`   |
 //! | malformed, refresh, unknown, expired, revoked | 401 `… error="invalid_token"`                        | `UNAUTHENTICATED`   |
+//! | live, but for another service (audience set with [`TokenAuthLayer::audience`]) | 401 `… error="invalid_token"` | `UNAUTHENTICATED` |
 //! | lacking a scope ([`RequireScopeLayer`])   | 403 `… error="insufficient_scope", scope="…"`            | `PERMISSION_DENIED` |
 //! | repository down or slower than the timeout | 503 `Retry-After: 1`: never a pass, never a hang        | `UNAVAILABLE`       |
+//!
+//! Set the service's resource URI with [`TokenAuthLayer::audience`] (RFC
+//! 8707): a token issued for another service is then refused, so a service
+//! that receives users' tokens cannot replay them here. Without it every
+//! audience is accepted (development only; the layer logs a warning).
 //!
 //! A request is gRPC when its `content-type` starts with `application/grpc`;
 //! it is answered with a trailers-only gRPC response (HTTP 200,
@@ -53,6 +59,7 @@
 //!     client_id: None,
 //!     access_ttl: Duration::from_secs(900),
 //!     refresh_ttl: None,
+//!     audience: token_repository::Audience::unrestricted(),
 //! }
 //! .mint()
 //! .unwrap();

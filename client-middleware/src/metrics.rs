@@ -5,7 +5,7 @@
 //!
 //! | series | type | labels |
 //! |---|---|---|
-//! | `token_client_requests_total` | counter | `outcome`: `authenticated`, `anonymous` (optional routes), `missing`, `invalid_request`, `invalid_token`, `insufficient_scope`, `unavailable` |
+//! | `token_client_requests_total` | counter | `outcome`: `authenticated`, `anonymous` (optional routes), `missing`, `invalid_request`, `invalid_token`, `wrong_audience` (a live token for another service), `insufficient_scope`, `unavailable` |
 //! | `token_client_cache_lookups_total` | counter | `result`: `hit`, `miss`, `bypass` (cache inactive) |
 //! | `token_client_cache_invalidations_total` | counter | — |
 //! | `token_client_repository_duration_seconds` | histogram | `result`: `ok`, `error` |

@@ -1,6 +1,6 @@
 //! [`Principal`]: who holds the token of an authenticated request.
 
-use token_repository::{Scopes, Timestamp, TokenRecord};
+use token_repository::{Audience, Scopes, Timestamp, TokenRecord};
 use uuid::Uuid;
 
 /// The holder of a valid access token, as the repository recorded it.
@@ -31,6 +31,9 @@ pub struct Principal {
     pub client_id: Option<String>,
     /// When the token stops being valid.
     pub expires_at: Timestamp,
+    /// The resources the token may be presented to (RFC 8707 tags; empty:
+    /// a token issued before audiences existed, accepted anywhere).
+    pub audience: Audience,
 }
 
 impl Principal {
@@ -58,6 +61,7 @@ impl From<TokenRecord> for Principal {
             token_id: record.id,
             client_id: record.client_id,
             expires_at: record.expires_at,
+            audience: record.audience,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Fixture {
             client_id: None,
             access_ttl: Duration::from_secs(600),
             refresh_ttl: None,
+            audience: token_repository::Audience::unrestricted(),
         }
         .mint()
         .expect("mint");

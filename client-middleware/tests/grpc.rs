@@ -132,6 +132,7 @@ async fn issue(store: &MemoryStore, username: &str, scopes: &str) -> Minted {
         client_id: None,
         access_ttl: Duration::from_secs(600),
         refresh_ttl: None,
+        audience: token_repository::Audience::unrestricted(),
     }
     .mint()
     .expect("mint");

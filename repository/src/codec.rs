@@ -9,14 +9,14 @@
 //! it; a new format means upgrading the readers (every token client) before
 //! the writer (the authority).
 //!
-//! # Format 2: one record per session
+//! # Format 3: one record per session
 //!
 //! A fixed header the Lua scripts slice by position, then the holder's
-//! details in `postcard`:
+//! details and the token's audience in `postcard`:
 //!
 //! | offset      | bytes | field                                                    |
 //! |-------------|-------|----------------------------------------------------------|
-//! | 0           | 1     | version, `2`                                             |
+//! | 0           | 1     | version, `3` (`2`: the same without the audience)        |
 //! | 1           | 16    | current access token: first 16 bytes of its digest (zero: none) |
 //! | 17          | 8     | its expiry, ms since the epoch, big-endian (zero: none)  |
 //! | 25          | 16    | current refresh token's truncated digest (zero: none)    |
@@ -25,6 +25,15 @@
 //! | 57          | 1     | `n`, how many rotated refresh tokens are remembered (≤ [`crate::store::USED_REFRESH_MEMORY`]) |
 //! | 58          | 16·n  | their truncated digests, newest first                    |
 //! | 58 + 16·n   | …     | holder: subject (16 raw bytes when it is a UUID), username, name, email, scopes, client id |
+//! | …           | 1 + 4·k | audience: `k` ≤ [`crate::MAX_AUDIENCE`] resource tags ([`crate::audience`]) |
+//!
+//! **Format 2** (written before audiences existed) is still read: its
+//! records decode with the unrestricted audience, so the tokens they hold
+//! are accepted by every resource until they expire (at most the refresh
+//! token lifetime; a refresh rewrites the session in format 3, with the
+//! authority's `DEFAULT_AUDIENCE`). Readers that only know format 2 refuse
+//! format 3 (fail closed), which is why every token client is upgraded
+//! before the authority.
 //!
 //! Digests are truncated to 128 bits: a guess costs one lookup, so 2¹²⁸
 //! is far beyond reach; they are compared in constant time. Token ids are
@@ -33,6 +42,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::audience::Audience;
 use crate::record::{Timestamp, TokenRecord};
 use crate::scope::Scopes;
 use crate::token::{TokenDigest, TokenKind};
@@ -41,7 +51,9 @@ use crate::token::{TokenDigest, TokenKind};
 /// bounded schema.
 const VERSION: u8 = 1;
 /// The per-session format written by this version.
-pub const SESSION_VERSION: u8 = 2;
+pub const SESSION_VERSION: u8 = 3;
+/// The per-session format written before audiences existed, still read.
+pub const SESSION_VERSION_UNRESTRICTED: u8 = 2;
 /// Bytes of the part of a session header the writer supplies whole on
 /// issue and rotation: version, both token slots, issued-at.
 pub const SESSION_HEADER_LEN: usize = 57;
@@ -130,6 +142,7 @@ pub fn decode(bytes: &[u8], digest: &TokenDigest) -> Result<TokenRecord, CodecEr
         issued_at: stored.issued_at,
         expires_at: stored.expires_at,
         family: stored.family,
+        audience: Audience::unrestricted(),
     })
 }
 
@@ -158,6 +171,8 @@ pub struct SessionRecord {
     pub scopes: Scopes,
     /// The client the tokens were issued to.
     pub client_id: Option<String>,
+    /// Where the tokens may be presented (unrestricted for format 2).
+    pub audience: Audience,
     /// When the current pair was issued.
     pub issued_at: Timestamp,
     /// The current access token (`None` once revoked).
@@ -238,6 +253,7 @@ impl SessionRecord {
             issued_at: self.issued_at,
             expires_at,
             family,
+            audience: self.audience,
         }
     }
 
@@ -259,7 +275,7 @@ impl SessionRecord {
         out
     }
 
-    /// The holder part (after the used list).
+    /// The holder part (after the used list), audience included.
     #[must_use]
     pub fn holder(&self) -> Vec<u8> {
         let holder = HolderRef {
@@ -269,6 +285,7 @@ impl SessionRecord {
             email: self.email.as_deref(),
             scopes: &self.scopes,
             client_id: self.client_id.as_deref(),
+            audience: &self.audience,
         };
         // Serialising plain data into a Vec cannot fail.
         postcard::to_allocvec(&holder).unwrap_or_default()
@@ -306,8 +323,10 @@ struct HolderRef<'a> {
     email: Option<&'a str>,
     scopes: &'a Scopes,
     client_id: Option<&'a str>,
+    audience: &'a Audience,
 }
 
+/// The holder as decoded; the audience (format 3) follows it.
 #[derive(Deserialize)]
 struct Holder<'a> {
     #[serde(borrow)]
@@ -319,7 +338,7 @@ struct Holder<'a> {
     client_id: Option<String>,
 }
 
-/// Encodes a session for storage (format 2).
+/// Encodes a session for storage (format 3).
 #[must_use]
 pub fn encode_session(session: &SessionRecord) -> Vec<u8> {
     let mut out = session.header();
@@ -359,14 +378,15 @@ fn slot_at(bytes: &[u8], at: usize) -> Result<Option<Slot>, CodecError> {
     }))
 }
 
-/// Decodes a stored session (format 2).
+/// Decodes a stored session (format 3, or format 2 with the unrestricted
+/// audience).
 ///
 /// # Errors
 ///
 /// [`CodecError`] for another version or malformed bytes.
 pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
     let &version = bytes.first().ok_or(CodecError::Malformed)?;
-    if version != SESSION_VERSION {
+    if version != SESSION_VERSION && version != SESSION_VERSION_UNRESTRICTED {
         return Err(CodecError::Version(version));
     }
     let access = slot_at(bytes, 1)?;
@@ -377,7 +397,14 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
         .map(|i| digest_at(bytes, 58 + 16 * i))
         .collect::<Result<Vec<_>, _>>()?;
     let body = bytes.get(58 + 16 * count..).ok_or(CodecError::Malformed)?;
-    let holder: Holder<'_> = postcard::from_bytes(body).map_err(|_| CodecError::Malformed)?;
+    let (holder, rest): (Holder<'_>, _) =
+        postcard::take_from_bytes(body).map_err(|_| CodecError::Malformed)?;
+    let audience = if version == SESSION_VERSION {
+        // At most MAX_AUDIENCE tags, or it does not deserialize.
+        postcard::from_bytes(rest).map_err(|_| CodecError::Malformed)?
+    } else {
+        Audience::unrestricted()
+    };
     Ok(SessionRecord {
         subject: holder.subject.into_string(),
         username: holder.username,
@@ -385,6 +412,7 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
         email: holder.email,
         scopes: holder.scopes,
         client_id: holder.client_id,
+        audience,
         issued_at,
         access,
         refresh,
@@ -396,6 +424,14 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
 mod tests {
     use super::*;
 
+    fn audience() -> Audience {
+        Audience::of(
+            ["https://orders.example", "https://a.example/"]
+                .map(|uri| crate::ResourceUri::parse(uri).expect("valid").tag()),
+        )
+        .expect("small")
+    }
+
     fn session() -> SessionRecord {
         SessionRecord {
             subject: "0b6f1c9e-8a57-4d43-9d0e-3f1f5f4f2a10".into(),
@@ -404,6 +440,7 @@ mod tests {
             email: Some("alice@example.com".into()),
             scopes: Scopes::parse("read write").expect("valid"),
             client_id: Some("web".into()),
+            audience: audience(),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             access: Some(Slot {
                 digest: TokenDigest::of("a").short(),
@@ -436,8 +473,52 @@ mod tests {
         assert_eq!(decode_session(&bytes[..40]), Err(CodecError::Malformed));
         assert!(matches!(
             decode(&bytes, &TokenDigest::of("x")),
-            Err(CodecError::Version(2))
+            Err(CodecError::Version(3))
         ));
+    }
+
+    /// The audience is the last thing in the record (1 + 4 bytes per
+    /// resource), survives rotation's holder rewrite, and a damaged or
+    /// oversized one is refused.
+    #[test]
+    fn audience_round_trip_and_size() {
+        let record = session();
+        let bytes = encode_session(&record);
+        let mut without = record.clone();
+        without.audience = Audience::unrestricted();
+        let smaller = encode_session(&without);
+        assert_eq!(bytes.len(), smaller.len() + 2 * crate::audience::RESOURCE_TAG_LEN);
+        assert_eq!(decode_session(&bytes).expect("decodes").audience, audience());
+        let mut tail = vec![2_u8];
+        for tag in audience().tags() {
+            tail.extend_from_slice(tag.as_bytes());
+        }
+        assert!(record.holder().ends_with(&tail));
+        assert_eq!(
+            decode_session(&bytes[..bytes.len() - 1]),
+            Err(CodecError::Malformed)
+        );
+        let mut oversized = smaller[..smaller.len() - 1].to_vec();
+        oversized.push(9);
+        oversized.extend((0..9_u8).flat_map(|n| [n, 0, 0, 0]));
+        assert_eq!(decode_session(&oversized), Err(CodecError::Malformed));
+    }
+
+    /// Sessions written before audiences existed (format 2: no audience
+    /// after the holder) decode as unrestricted; unknown versions are
+    /// refused.
+    #[test]
+    fn format_2_sessions_are_unrestricted() {
+        let mut record = session();
+        record.audience = Audience::unrestricted();
+        let mut bytes = encode_session(&record);
+        assert_eq!(bytes.pop(), Some(0), "an empty audience is one byte");
+        bytes[0] = SESSION_VERSION_UNRESTRICTED;
+        let decoded = decode_session(&bytes).expect("format 2 decodes");
+        assert!(decoded.audience.is_unrestricted());
+        assert_eq!(decoded, record);
+        bytes[0] = 4;
+        assert_eq!(decode_session(&bytes), Err(CodecError::Version(4)));
     }
 
     /// A token is found only as the current token of its kind, live, with
@@ -486,6 +567,7 @@ mod tests {
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             expires_at: Timestamp::from_unix_millis(1_763_900_900_000),
             family: Uuid::from_u128(7),
+            audience: Audience::unrestricted(),
         }
     }
 

@@ -196,6 +196,13 @@ impl KeyPrefix {
         format!("{}user:{name}", self.0)
     }
 
+    /// `P resources` — the registry of resource servers (audiences): a hash
+    /// from hex tag to the resource's URI and declared scopes.
+    #[must_use]
+    pub fn resources(&self) -> String {
+        format!("{}resources", self.0)
+    }
+
     /// `P users` — the set of all usernames.
     #[must_use]
     pub fn users(&self) -> String {

@@ -28,6 +28,7 @@
 //!     client_id: Some("web".into()),
 //!     access_ttl: Duration::from_secs(900),
 //!     refresh_ttl: Some(Duration::from_secs(86_400)),
+//!     audience: token_repository::Audience::unrestricted(),
 //! };
 //! let minted = grant.mint().unwrap();
 //! store.issue(&minted, None).await.unwrap();
@@ -64,6 +65,7 @@
 //!
 //! - [`token`]: generating, formatting, parsing and digesting tokens.
 //! - [`scope`]: RFC 6749 scope sets.
+//! - [`audience`]: RFC 8707 audiences: resource URIs, their 4-byte tags.
 //! - [`record`]: [`TokenRecord`], what is known about a token, and [`Timestamp`].
 //! - [`codec`]: the compact, versioned stored forms (sessions; format-1
 //!   records).
@@ -77,6 +79,7 @@
 //!   the authority's own records (accounts, connections).
 //! - [`error`]: [`Error`] and [`Result`].
 
+pub mod audience;
 #[cfg(feature = "redis")]
 pub mod cas;
 pub mod codec;
@@ -90,6 +93,7 @@ pub mod scope;
 pub mod store;
 pub mod token;
 
+pub use audience::{Audience, MAX_AUDIENCE, ResourceError, ResourceTag, ResourceUri};
 pub use error::{Error, Result};
 pub use keys::KeyPrefix;
 pub use memory::MemoryStore;

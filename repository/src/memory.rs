@@ -39,6 +39,7 @@ use crate::token::{SubjectTag, Token, TokenKind};
 ///     client_id: None,
 ///     access_ttl: Duration::from_secs(60),
 ///     refresh_ttl: None,
+///     audience: token_repository::Audience::unrestricted(),
 /// }
 /// .mint()
 /// .unwrap();

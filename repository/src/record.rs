@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::audience::Audience;
 use crate::scope::Scopes;
 use crate::token::TokenKind;
 
@@ -102,6 +103,10 @@ pub struct TokenRecord {
     /// from it share one family, which is revoked as a unit (sign out of one
     /// session, or reuse of a rotated refresh token).
     pub family: Uuid,
+    /// The resource servers the token may be presented to (RFC 8707);
+    /// unrestricted for records written before audiences existed.
+    #[serde(default)]
+    pub audience: Audience,
 }
 
 impl TokenRecord {
@@ -138,6 +143,7 @@ mod tests {
             issued_at: issued,
             expires_at: issued.saturating_add(Duration::from_secs(60)),
             family: Uuid::nil(),
+            audience: Audience::unrestricted(),
         };
         assert!(record.is_live_at(issued));
         assert_eq!(record.seconds_left_at(issued), 60);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::audience::Audience;
 use crate::codec::{SessionRecord, Slot};
 use crate::error::{Error, Result};
 use crate::record::{Timestamp, TokenRecord};
@@ -214,6 +215,10 @@ pub struct Grant {
     pub access_ttl: Duration,
     /// Lifetime of the refresh token; `None` issues no refresh token.
     pub refresh_ttl: Option<Duration>,
+    /// The resource servers the tokens may be presented to (RFC 8707). The
+    /// authority always names at least one;
+    /// [`Audience::unrestricted`] is for tests and tools.
+    pub audience: Audience,
 }
 
 impl Grant {
@@ -267,6 +272,7 @@ impl Grant {
             issued_at: now,
             expires_at: now.saturating_add(ttl),
             family,
+            audience: self.audience,
         };
         Ok(NewToken { token, record })
     }
@@ -346,6 +352,7 @@ impl Minted {
             email: record.email.clone(),
             scopes: record.scopes.clone(),
             client_id: record.client_id.clone(),
+            audience: record.audience,
             issued_at: record.issued_at,
             access: Some(slot(&self.access)),
             refresh: self.refresh.as_ref().map(slot),

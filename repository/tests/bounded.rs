@@ -37,6 +37,7 @@ fn grant(subject: &str) -> Grant {
         client_id: Some("web".into()),
         access_ttl: Duration::from_secs(600),
         refresh_ttl: Some(Duration::from_secs(3600)),
+        audience: token_repository::Audience::unrestricted(),
     }
 }
 
@@ -472,6 +473,7 @@ async fn a_pair_costs_less_than_400_bytes() {
             client_id: Some("web".into()),
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Some(Duration::from_secs(1_209_600)),
+            audience: token_repository::Audience::unrestricted(),
         })
         .collect();
     let users = std::sync::Arc::new(users);

@@ -26,6 +26,7 @@ fn grant(subject: &str) -> Grant {
         client_id: Some("web".into()),
         access_ttl: Duration::from_secs(300),
         refresh_ttl: Some(Duration::from_secs(3600)),
+        audience: token_repository::Audience::unrestricted(),
     }
 }
 

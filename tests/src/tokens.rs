@@ -17,6 +17,7 @@ pub fn grant(username: &str, scopes: &str) -> Grant {
         client_id: Some("e2e".to_owned()),
         access_ttl: Duration::from_secs(600),
         refresh_ttl: Some(Duration::from_secs(3600)),
+        audience: token_repository::Audience::unrestricted(),
     }
 }
 

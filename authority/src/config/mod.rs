@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use token_broker::ConnectConfig;
 use token_repository::redis::Topology;
-use token_repository::{KeyPrefix, RedisTls};
+use token_repository::{KeyPrefix, MAX_AUDIENCE, RedisTls, ResourceUri};
 pub use token_settings::ConfigError;
 use token_settings::{Setting, Values};
 
@@ -64,6 +64,9 @@ pub struct Config {
     /// `ISSUER`: this authority's public base URL (RFC 8414 `issuer`);
     /// `None` derives it from the bound address.
     pub issuer: Option<String>,
+    /// `DEFAULT_AUDIENCE`: the audience of tokens requested without
+    /// `resource`; `None`: the authority itself.
+    pub default_audience: Option<Vec<ResourceUri>>,
     /// `ACCESS_TOKEN_TTL`: access token lifetime.
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL`: refresh token lifetime (sliding: every
@@ -267,6 +270,11 @@ impl Config {
                 "expected an http:// or https:// URL",
             ));
         }
+        let default_audience = values
+            .get(s::DEFAULT_AUDIENCE.name)
+            .map(parse_audience)
+            .transpose()
+            .map_err(|error| ConfigError::new(s::DEFAULT_AUDIENCE.name, error))?;
         let metrics_addr = values.parse_optional(&s::METRICS_ADDR, |text| {
             text.parse()
                 .map_err(|_| "expected an IP address and port, like 127.0.0.1:9090".into())
@@ -283,6 +291,7 @@ impl Config {
             key_prefix,
             listen_addr,
             issuer,
+            default_audience,
             access_token_ttl: values.seconds(&s::ACCESS_TOKEN_TTL)?,
             refresh_token_ttl: values.seconds(&s::REFRESH_TOKEN_TTL)?,
             argon2: Argon2Config::from_values(&values)?,
@@ -346,6 +355,7 @@ impl fmt::Debug for Config {
             .field("key_prefix", &self.key_prefix)
             .field("listen_addr", &self.listen_addr)
             .field("issuer", &self.issuer)
+            .field("default_audience", &self.default_audience)
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("argon2", &self.argon2)
@@ -367,6 +377,22 @@ impl fmt::Debug for Config {
             .field("connect", &self.connect)
             .finish()
     }
+}
+
+/// `DEFAULT_AUDIENCE`: comma-separated resource URIs (1 to
+/// [`MAX_AUDIENCE`]); whether they are registered is checked at start-up.
+fn parse_audience(text: &str) -> Result<Vec<ResourceUri>, String> {
+    let mut resources = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let resource = ResourceUri::parse(entry).map_err(|error| format!("{entry:?}: {error}"))?;
+        if !resources.iter().any(|seen: &ResourceUri| seen.tag() == resource.tag()) {
+            resources.push(resource);
+        }
+    }
+    if resources.is_empty() || resources.len() > MAX_AUDIENCE {
+        return Err(format!("expected 1 to {MAX_AUDIENCE} resource URIs, comma-separated"));
+    }
+    Ok(resources)
 }
 
 /// Where Redis is and how to reach it over TLS: the repository reads these

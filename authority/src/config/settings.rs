@@ -104,6 +104,13 @@ pub const ISSUER: Setting = Setting::text_computed(
     "from the bound address",
     "public base URL, for RFC 8414 metadata",
 );
+/// `DEFAULT_AUDIENCE`: the audience of tokens requested without
+/// `resource`.
+pub const DEFAULT_AUDIENCE: Setting = Setting::text_computed(
+    "DEFAULT_AUDIENCE",
+    "the authority (ISSUER)",
+    "registered resource URIs, comma-separated: the audience of tokens requested without resource",
+);
 /// `ACCESS_TOKEN_TTL`: access token lifetime.
 pub const ACCESS_TOKEN_TTL: Setting = Setting::number(
     "ACCESS_TOKEN_TTL",
@@ -280,6 +287,7 @@ pub const AUTHORITY: &[Setting] = &[
     MAX_SESSIONS_PER_SUBJECT,
     LISTEN_ADDR,
     ISSUER,
+    DEFAULT_AUDIENCE,
     ACCESS_TOKEN_TTL,
     REFRESH_TOKEN_TTL,
     ARGON2_MEMORY_KIB,

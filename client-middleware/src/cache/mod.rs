@@ -268,6 +268,7 @@ impl fmt::Debug for TokenCache {
 ///     client_id: None,
 ///     access_ttl: Duration::from_secs(900),
 ///     refresh_ttl: None,
+///     audience: token_repository::Audience::unrestricted(),
 /// }
 /// .mint()
 /// .unwrap();

@@ -406,6 +406,7 @@ mod tests {
             issued_at: now,
             expires_at: now.saturating_add(Duration::from_secs(600)),
             family: Uuid::nil(),
+            audience: token_repository::Audience::unrestricted(),
         }
     }
 

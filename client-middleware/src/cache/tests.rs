@@ -45,6 +45,7 @@ impl Counting {
             client_id: None,
             access_ttl: ttl,
             refresh_ttl: None,
+            audience: token_repository::Audience::unrestricted(),
         }
         .mint()
         .expect("mint");

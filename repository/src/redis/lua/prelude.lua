@@ -1,6 +1,6 @@
 -- Shared by every script of the token store (prepended by scripts.rs).
 --
--- Sessions (format 2, the session_*.lua scripts): one key per session
+-- Sessions (format 3, or 2 written before audiences, the session_*.lua scripts): one key per session
 -- holding its record (codec.rs documents the header they slice), and a
 -- per-subject index `sidx` of session ids scored by the session key's
 -- expiry. The format-1 index below is only read and emptied now.

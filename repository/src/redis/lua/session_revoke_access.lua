@@ -4,7 +4,7 @@
 -- session id. Returns 1 when it was the current access token, else 0.
 local key, idx = KEYS[1], KEYS[2]
 local value = redis.call('GET', key)
-if not value or string.byte(value, 1) ~= 2 or string.sub(value, 2, 17) ~= ARGV[1] then
+if not value or (string.byte(value, 1) ~= 2 and string.byte(value, 1) ~= 3) or string.sub(value, 2, 17) ~= ARGV[1] then
   return 0
 end
 if be_u64(value, 42) == 0 then

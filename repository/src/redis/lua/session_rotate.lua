@@ -9,7 +9,7 @@
 local key, idx = KEYS[1], KEYS[2]
 local presented, remember, id = ARGV[1], tonumber(ARGV[5]), ARGV[6]
 local value = redis.call('GET', key)
-if not value or string.byte(value, 1) ~= 2 then
+if not value or (string.byte(value, 1) ~= 2 and string.byte(value, 1) ~= 3) then
   return {'unknown', false}
 end
 local used = string.byte(value, 58)
