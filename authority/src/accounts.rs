@@ -110,6 +110,10 @@ pub struct Client {
     /// A first-party application: the user is not asked for consent.
     #[serde(default)]
     pub first_party: bool,
+    /// The resource servers (RFC 8707 audiences) its tokens may name, as
+    /// registered URIs; empty: any registered resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     /// A disabled client cannot authenticate.
     pub disabled: bool,
     /// When it was registered.

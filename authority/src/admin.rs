@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 use crate::accounts::{
     Client, PreviousSecret, User, client_subject, valid_client_id, valid_username,
 };
+use crate::oauth::resource::from_registry;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -83,6 +84,8 @@ pub struct NewClient {
     pub public: bool,
     /// A first-party application: no consent page.
     pub first_party: bool,
+    /// Registered resources its tokens may name (empty: any).
+    pub resources: Vec<String>,
 }
 
 /// Changes to a client; `None` leaves a field as it is.
@@ -96,6 +99,8 @@ pub struct ClientChange {
     pub view_access_tokens: Option<bool>,
     /// New address allow-list (empty: any).
     pub allowed_ips: Option<Vec<IpNet>>,
+    /// New resource list (empty: any registered resource).
+    pub resources: Option<Vec<String>>,
     /// Disable (revokes the client's own tokens) or enable.
     pub disabled: Option<bool>,
 }
@@ -155,6 +160,8 @@ pub struct ClientView {
     pub public: bool,
     /// A first-party application (no consent page).
     pub first_party: bool,
+    /// Resources its tokens may name (empty: any registered resource).
+    pub resources: Vec<String>,
     /// Whether authentication is refused.
     pub disabled: bool,
     /// Registration time, Unix seconds.
@@ -172,6 +179,7 @@ impl From<&Client> for ClientView {
             redirect_uris: client.redirect_uris.clone(),
             public: client.public,
             first_party: client.first_party,
+            resources: client.resources.clone(),
             disabled: client.disabled,
             created_at: client.created_at.as_unix_secs(),
         }
@@ -419,6 +427,7 @@ pub async fn create_client(
     }
     crate::oauth::redirect::check_registration(&new.redirect_uris)
         .map_err(Problem::invalid_request)?;
+    let resources = crate::oauth::resource::check_client_resources(state, &new.resources).await?;
     if new.public && new.redirect_uris.is_empty() {
         return Err(Problem::invalid_request(
             "a public client needs at least one redirect URI",
@@ -439,6 +448,7 @@ pub async fn create_client(
         redirect_uris: new.redirect_uris,
         public: new.public,
         first_party: new.first_party,
+        resources,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -558,6 +568,12 @@ pub async fn change_client(
     client_id: &str,
     change: ClientChange,
 ) -> Result<(Client, usize), Problem> {
+    let resources = match &change.resources {
+        Some(resources) => {
+            Some(crate::oauth::resource::check_client_resources(state, resources).await?)
+        }
+        None => None,
+    };
     let Some((old, new)) = state
         .accounts()
         .update_client(client_id, |client| {
@@ -573,6 +589,9 @@ pub async fn change_client(
             if let Some(networks) = &change.allowed_ips {
                 client.allowed_ips.clone_from(networks);
             }
+            if let Some(resources) = &resources {
+                client.resources.clone_from(resources);
+            }
             if let Some(disabled) = change.disabled {
                 client.disabled = disabled;
             }
@@ -583,8 +602,11 @@ pub async fn change_client(
         return Err(Problem::not_found("no such client"));
     };
     // What the request asks for, not what it changed (see the module).
-    let weakening = change.disabled == Some(true) || change.scopes.is_some();
-    let weakened = (new.disabled && !old.disabled) || new.scopes != old.scopes;
+    let weakening =
+        change.disabled == Some(true) || change.scopes.is_some() || change.resources.is_some();
+    let weakened = (new.disabled && !old.disabled)
+        || new.scopes != old.scopes
+        || new.resources != old.resources;
     let revoked = if weakening || weakened {
         revoke_all(state, &new.subject()).await?
     } else {
@@ -838,4 +860,108 @@ mod tests {
             StatusCode::NOT_FOUND
         );
     }
+}
+
+/// What the API shows of a registered resource server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceView {
+    /// Its URI, as registered.
+    pub uri: String,
+    /// Its tag in records (8 hex characters).
+    pub tag: String,
+    /// Its declared scopes, space-delimited (empty: any scope).
+    pub scope: String,
+    /// Whether it is the authority itself (registered implicitly, never
+    /// removed).
+    pub authority: bool,
+}
+
+impl ResourceView {
+    fn of(state: &AppState, resource: &crate::resources::Resource) -> Self {
+        Self {
+            uri: resource.uri.as_str().to_owned(),
+            tag: resource.tag().to_hex(),
+            scope: resource.scopes.to_string(),
+            authority: resource.tag() == state.resources().issuer().tag(),
+        }
+    }
+}
+
+
+/// Registers a resource server (an audience) with its declared scopes.
+///
+/// # Errors
+///
+/// 400 for a malformed URI, 409 when it is registered or its tag is taken
+/// by another resource (one chance in 2³²: register it under another
+/// URI), 503 when unavailable.
+pub async fn add_resource(
+    state: &AppState,
+    uri: &str,
+    scopes: &Scopes,
+) -> Result<ResourceView, Problem> {
+    let uri = token_repository::ResourceUri::parse(uri)
+        .map_err(|error| Problem::invalid_request(error.to_string()))?;
+    match state
+        .resources()
+        .add(&uri, scopes)
+        .await
+        .map_err(|error| from_registry(&error))?
+    {
+        crate::resources::Registered::Added => Ok(ResourceView::of(
+            state,
+            &crate::resources::Resource {
+                uri,
+                scopes: scopes.clone(),
+            },
+        )),
+        crate::resources::Registered::Exists => {
+            Err(Problem::conflict("this resource is registered"))
+        }
+        crate::resources::Registered::Collision(other) => Err(Problem::conflict(format!(
+            "the tag of this URI is that of the registered resource {other:?}; \
+             register the service under another URI"
+        ))),
+    }
+}
+
+/// Removes a resource server, named by its URI or its hex tag. Tokens
+/// already issued for it keep their audience until they expire.
+///
+/// # Errors
+///
+/// 400 for the authority's own resource, 404 for an unknown one, 503 when
+/// unavailable.
+pub async fn remove_resource(state: &AppState, name: &str) -> Result<ResourceView, Problem> {
+    let tag = token_repository::ResourceTag::from_hex(name)
+        .or_else(|| token_repository::ResourceUri::parse(name).ok().map(|uri| uri.tag()))
+        .ok_or_else(|| Problem::not_found("no such resource"))?;
+    if tag == state.resources().issuer().tag() {
+        return Err(Problem::invalid_request(
+            "the authority's own resource cannot be removed",
+        ));
+    }
+    let removed = state
+        .resources()
+        .remove(tag)
+        .await
+        .map_err(|error| from_registry(&error))?
+        .ok_or_else(|| Problem::not_found("no such resource"))?;
+    Ok(ResourceView::of(state, &removed))
+}
+
+/// Every resource server, the authority first.
+///
+/// # Errors
+///
+/// 503 when unavailable.
+pub async fn resources(state: &AppState) -> Result<Vec<ResourceView>, Problem> {
+    Ok(state
+        .resources()
+        .list()
+        .await
+        .map_err(|error| from_registry(&error))?
+        .iter()
+        .map(|resource| ResourceView::of(state, resource))
+        .collect())
 }

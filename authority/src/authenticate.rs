@@ -166,11 +166,16 @@ pub async fn required_client(
         .ok_or_else(Problem::invalid_client)
 }
 
-/// The record of the live access token a request bears.
+/// The record of the live access token a request bears, issued for this
+/// authority: its audience must include the authority's own resource (the
+/// issuer), so that a token given to another service cannot be replayed
+/// here. Tokens issued before audiences existed (unrestricted) pass until
+/// they expire.
 ///
 /// # Errors
 ///
-/// RFC 6750 answers: 401 without or with an invalid token, 400 for a
+/// RFC 6750 answers: 401 without or with an invalid token, or one for
+/// other resources (`invalid_token`, never naming them), 400 for a
 /// malformed header; 503 when the repository is unavailable (fail closed).
 pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord, Problem> {
     let token = bearer_token(headers)?;
@@ -178,6 +183,10 @@ pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord
         return Err(Problem::invalid_token());
     }
     match state.store().lookup(&token).await {
+        Ok(Some(record)) if !record.audience.permits(state.resources().issuer().tag()) => {
+            tracing::debug!(token_id = %record.id, "refused a token for another audience");
+            Err(Problem::wrong_audience())
+        }
         Ok(Some(record)) => Ok(record),
         Ok(None) => Err(Problem::invalid_token()),
         Err(error) => Err(Problem::from_store(&error)),

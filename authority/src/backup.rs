@@ -14,25 +14,28 @@
 //! checks the whole input before writing anything. Connections decrypt at
 //! the target only with the same `CONNECT_KEYS` and provider names.
 //!
-//! Format: a first line `{"kind":"export","version":2}`, the deployment
+//! Format: a first line `{"kind":"export","version":3}`, the deployment
 //! key (`{"kind":"deployment_key","key":…}`: client secret digests verify
 //! only under it, so an export is as secret as the Redis it came from), then
 //! one object a line: `{"kind":"user","record":{…}}`, `{"kind":"client","record":{…}}`,
 //! `{"kind":"connection","subject":…,"provider":…,"value":"<stored
-//! envelope>","indexed_at":<ms or null>}`.
+//! envelope>","indexed_at":<ms or null>}`, and (format 3) the registered
+//! resource servers, `{"kind":"resource","uri":…,"scopes":[…]}` (the
+//! authority's own is implicit and not exported). A client's allowed
+//! resources are part of its record. Formats 1 and 2 are still read.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 use token_broker::record::Stored;
-use token_repository::Timestamp;
+use token_repository::{ResourceUri, Scopes, Timestamp};
 
 use crate::accounts::{AccountError, Client, User, valid_client_id, valid_username};
 use crate::state::AppState;
 
-/// The format version written and understood.
-pub const VERSION: u32 = 2;
+/// The format version written (and every earlier one is read).
+pub const VERSION: u32 = 3;
 
 /// Why an export or import failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +60,8 @@ pub enum BackupError {
     /// The target already holds accounts or connections (nothing was
     /// written).
     #[error(
-        "the target is not empty ({users} users, {clients} clients, {connections} connections); \
-         import only into an empty deployment"
+        "the target is not empty ({users} users, {clients} clients, {connections} connections, \
+         {resources} resources); import only into an empty deployment"
     )]
     NotEmpty {
         /// Users found.
@@ -67,6 +70,8 @@ pub enum BackupError {
         clients: usize,
         /// Connections found.
         connections: usize,
+        /// Registered resources found (the authority's own not counted).
+        resources: usize,
     },
     /// A record appeared in the target while importing (a concurrent
     /// writer); what was imported before it stays.
@@ -87,6 +92,8 @@ enum Entry {
     User { record: User },
     /// A client, as stored.
     Client { record: Client },
+    /// A registered resource server (format 3).
+    Resource { uri: String, scopes: Scopes },
     /// A connection: its stored value (sealed envelope or reconnect
     /// marker) and its keep-alive position.
     Connection {
@@ -104,6 +111,8 @@ pub struct Report {
     pub users: usize,
     /// Clients.
     pub clients: usize,
+    /// Registered resource servers (the authority's own not counted).
+    pub resources: usize,
     /// Connections.
     pub connections: usize,
 }
@@ -137,6 +146,16 @@ pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report,
         line(output, &Entry::Client { record })?;
         report.clients += 1;
     }
+    for resource in registered(state).await? {
+        line(
+            output,
+            &Entry::Resource {
+                uri: resource.uri.as_str().to_owned(),
+                scopes: resource.scopes,
+            },
+        )?;
+        report.resources += 1;
+    }
     let connections = state.connect().store();
     for key in connections.keys().await? {
         let Some((_, provider)) = key.rsplit_once(':') else {
@@ -169,12 +188,31 @@ pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report,
     Ok(report)
 }
 
+/// The registered resources but the authority's own.
+async fn registered(state: &AppState) -> Result<Vec<crate::resources::Resource>, BackupError> {
+    let own = state.resources().issuer().tag();
+    Ok(state
+        .resources()
+        .list()
+        .await
+        .map_err(|error| match error {
+            crate::resources::RegistryError::Store(error) => BackupError::Store(error),
+            crate::resources::RegistryError::Corrupt(name) => {
+                BackupError::Accounts(AccountError::Corrupt(format!("resource {name}")))
+            }
+        })?
+        .into_iter()
+        .filter(|resource| resource.tag() != own)
+        .collect())
+}
+
 /// Checked input, ready to write.
 #[derive(Default)]
 struct Plan {
     deployment_key: Option<String>,
     users: Vec<User>,
     clients: Vec<Client>,
+    resources: Vec<(ResourceUri, Scopes)>,
     connections: Vec<(String, String, String, Option<u64>)>,
 }
 
@@ -213,7 +251,7 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
         if !header {
             match entry {
                 Entry::Export {
-                    version: 1 | VERSION,
+                    version: 1..=VERSION,
                 } => {
                     header = true;
                     continue;
@@ -257,6 +295,14 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
                     ));
                 }
                 plan.clients.push(record);
+            }
+            Entry::Resource { uri, scopes } => {
+                let uri = ResourceUri::parse(&uri)
+                    .map_err(|error| invalid(number, format!("a resource: {error}")))?;
+                if !seen.insert(format!("resource {}", uri.tag())) {
+                    return Err(invalid(number, "a resource twice (or two with one tag)"));
+                }
+                plan.resources.push((uri, scopes));
             }
             Entry::Connection {
                 subject,
@@ -304,11 +350,13 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
     let users = state.accounts().users().await?.len();
     let clients = state.accounts().clients().await?.len();
     let connections = state.connect().store().keys().await?.len();
-    if users + clients + connections > 0 {
+    let resources = registered(state).await?.len();
+    if users + clients + connections + resources > 0 {
         return Err(BackupError::NotEmpty {
             users,
             clients,
             connections,
+            resources,
         });
     }
     if let Some(key) = &plan.deployment_key {
@@ -320,6 +368,17 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
             .map_err(AccountError::from)?;
     }
     let mut report = Report::default();
+    // Resources first: the clients name them.
+    for (uri, scopes) in &plan.resources {
+        let registered = state.resources().add(uri, scopes).await.map_err(|error| match error {
+            crate::resources::RegistryError::Store(error) => BackupError::Store(error),
+            crate::resources::RegistryError::Corrupt(name) => BackupError::Conflict(name),
+        })?;
+        if registered != crate::resources::Registered::Added {
+            return Err(BackupError::Conflict(format!("resource {:?}", uri.as_str())));
+        }
+        report.resources += 1;
+    }
     for user in &plan.users {
         if !state.accounts().create_user(user).await? {
             return Err(BackupError::Conflict(format!("user {:?}", user.username)));
@@ -359,7 +418,7 @@ mod tests {
     fn input_is_checked_before_anything_is_written() {
         let header = "{\"kind\":\"export\",\"version\":1}\n";
         assert!(matches!(
-            plan("{\"kind\":\"export\",\"version\":3}\n".as_bytes()),
+            plan("{\"kind\":\"export\",\"version\":4}\n".as_bytes()),
             Err(BackupError::Invalid { line: 1, .. })
         ));
         assert!(matches!(
@@ -381,5 +440,30 @@ mod tests {
         ));
         let own = foreign.replace("\\\"sub\\\":\\\"b\\\"", "\\\"sub\\\":\\\"a\\\"");
         assert_eq!(plan(own.as_bytes()).expect("valid").connections.len(), 1);
+    }
+
+    /// Format 3 carries registered resources; a malformed or repeated one
+    /// is refused before anything is written.
+    #[test]
+    fn resources_are_read_and_checked() {
+        let header = "{\"kind\":\"export\",\"version\":3}\n";
+        let resource = |uri: &str| {
+            format!("{{\"kind\":\"resource\",\"uri\":\"{uri}\",\"scopes\":[\"read\"]}}\n")
+        };
+        let one = format!("{header}{}", resource("https://orders.example"));
+        let planned = plan(one.as_bytes()).expect("valid");
+        assert_eq!(planned.resources.len(), 1);
+        assert_eq!(planned.resources[0].0.as_str(), "https://orders.example");
+        assert!(planned.resources[0].1.contains("read"));
+        let twice = format!("{one}{}", resource("https://ORDERS.example/"));
+        assert!(matches!(
+            plan(twice.as_bytes()),
+            Err(BackupError::Invalid { line: 3, .. })
+        ));
+        let relative = format!("{header}{}", resource("/orders"));
+        assert!(matches!(
+            plan(relative.as_bytes()),
+            Err(BackupError::Invalid { line: 2, .. })
+        ));
     }
 }

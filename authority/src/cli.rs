@@ -1,5 +1,5 @@
 //! The command line: `serve`, and the admin operations for bootstrapping
-//! (`user …`, `client …`), which work on Redis directly with the same
+//! (`user …`, `client …`, `resource …`), which work on Redis directly with the same
 //! configuration as the server.
 
 use std::io::{BufRead as _, Write as _};
@@ -40,6 +40,10 @@ enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage resource servers: the audiences tokens may be issued for
+    /// (RFC 8707).
+    #[command(subcommand)]
+    Resource(ResourceCommand),
     /// Connected services.
     #[command(subcommand)]
     Connect(ConnectCommand),
@@ -60,6 +64,28 @@ enum Command {
         /// Read this file instead of standard input.
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ResourceCommand {
+    /// Register a resource server (a service that validates tokens),
+    /// named by the URI it passes to `TokenAuthLayer::audience`.
+    Add {
+        /// Its URI (absolute, no fragment), e.g. https://orders.example.
+        uri: String,
+        /// A scope that means something to it (repeatable; none: tokens
+        /// for it may carry any scope).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// List resource servers (the authority itself first).
+    List,
+    /// Remove a resource server (by URI or hex tag); tokens already issued
+    /// for it keep working there until they expire.
+    Remove {
+        /// Its URI or tag.
+        uri: String,
     },
 }
 
@@ -152,6 +178,10 @@ enum ClientCommand {
         /// A first-party application: users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// A registered resource its tokens may name (repeatable; none:
+        /// any registered resource).
+        #[arg(long = "resource", value_name = "URI")]
+        resources: Vec<String>,
     },
     /// Give a client a new generated secret; prints it once.
     RotateSecret {
@@ -220,6 +250,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             .await
             .map_err(describe),
         Command::Client(command) => client(&admin_state(config).await?, command)
+            .await
+            .map_err(describe),
+        Command::Resource(command) => resource(&admin_state(config).await?, command)
             .await
             .map_err(describe),
         Command::Connect(ConnectCommand::Reencrypt) => {
@@ -307,8 +340,8 @@ async fn export(state: &AppState, output: Option<PathBuf>) -> Result<(), String>
         }
     };
     eprintln!(
-        "exported {} users, {} clients, {} connections",
-        report.users, report.clients, report.connections
+        "exported {} users, {} clients, {} resources, {} connections",
+        report.users, report.clients, report.resources, report.connections
     );
     Ok(())
 }
@@ -324,8 +357,8 @@ async fn import(state: &AppState, input: Option<PathBuf>) -> Result<(), String> 
     }
     .map_err(|error| error.to_string())?;
     eprintln!(
-        "imported {} users, {} clients, {} connections",
-        report.users, report.clients, report.connections
+        "imported {} users, {} clients, {} resources, {} connections",
+        report.users, report.clients, report.resources, report.connections
     );
     Ok(())
 }
@@ -350,6 +383,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
         // (and /readyz checks the eviction policy then).
         tracing::warn!(%error, "Redis is not reachable yet; serving 503 until it is");
     } else {
+        check_default_audience(&state).await?;
         match crate::eviction::check(state.store()).await {
             Ok(()) => {}
             Err(crate::eviction::EvictionError::Unreachable(error)) => {
@@ -401,6 +435,63 @@ async fn serve(mut config: Config) -> Result<(), String> {
             );
         }
         None => server::run(listener, state, server::shutdown_signal()).await,
+    }
+    Ok(())
+}
+
+/// Every resource of `DEFAULT_AUDIENCE` must be registered: tokens
+/// requested without `resource` would otherwise all be refused.
+async fn check_default_audience(state: &AppState) -> Result<(), String> {
+    let tags: Vec<_> = state
+        .default_audience()
+        .iter()
+        .map(token_repository::ResourceUri::tag)
+        .collect();
+    let found = state
+        .resources()
+        .get_many(&tags)
+        .await
+        .map_err(|error| format!("cannot read the resource registry: {error}"))?;
+    if let Some((uri, _)) = state
+        .default_audience()
+        .iter()
+        .zip(&found)
+        .find(|(_, found)| found.is_none())
+    {
+        tracing::error!(resource = %uri, "DEFAULT_AUDIENCE names an unregistered resource");
+        return Err(format!(
+            "DEFAULT_AUDIENCE: {:?} is not a registered resource \
+             (register it with `token-authority resource add {}`); refusing to start",
+            uri.as_str(),
+            uri.as_str()
+        ));
+    }
+    Ok(())
+}
+
+async fn resource(state: &AppState, command: ResourceCommand) -> Result<(), Problem> {
+    match command {
+        ResourceCommand::Add { uri, scopes: declared } => {
+            let view = admin::add_resource(state, &uri, &scopes(declared)?).await?;
+            println!("resource registered: {} (tag {})", view.uri, view.tag);
+        }
+        ResourceCommand::List => {
+            println!("{:<8} {:<48} SCOPE", "TAG", "URI");
+            for view in admin::resources(state).await? {
+                let scope = if view.authority {
+                    "(this authority)".to_owned()
+                } else if view.scope.is_empty() {
+                    "(any)".to_owned()
+                } else {
+                    view.scope
+                };
+                println!("{:<8} {:<48} {scope}", view.tag, view.uri);
+            }
+        }
+        ResourceCommand::Remove { uri } => {
+            let view = admin::remove_resource(state, &uri).await?;
+            println!("resource removed: {}", view.uri);
+        }
     }
     Ok(())
 }
@@ -515,6 +606,7 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
             redirect_uris,
             public,
             first_party,
+            resources,
         } => {
             let new = NewClient {
                 scopes: scopes(granted)?,
@@ -524,6 +616,7 @@ async fn client(state: &AppState, command: ClientCommand) -> Result<(), Problem>
                 redirect_uris,
                 public,
                 first_party,
+                resources,
             };
             let (client, secret) = admin::create_client(state, &client_id, new).await?;
             println!("client_id: {}", client.client_id);

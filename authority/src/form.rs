@@ -2,7 +2,8 @@
 //!
 //! Unlike a lenient decoder this one refuses what RFC 6749 refuses:
 //! invalid percent-encoding or UTF-8 (no silent replacement characters in a
-//! password), and a parameter given more than once. Parameters with an empty
+//! password), and a parameter given more than once (except `resource`,
+//! which RFC 8707 repeats: [`Form::get_all`]). Parameters with an empty
 //! value count as absent. Values are zeroed when the form is dropped, since
 //! they include passwords and secrets.
 
@@ -28,6 +29,10 @@ pub enum FormError {
 }
 
 const MAX_PARAMETERS: usize = 32;
+
+/// Parameters that may be given more than once (RFC 8707 §2: one
+/// `resource` per resource server).
+const REPEATABLE: &[&str] = &["resource"];
 
 /// A parsed form.
 #[derive(Default)]
@@ -72,7 +77,7 @@ impl Form {
             };
             let name = decode(name)?;
             let value = Zeroizing::new(decode(value)?);
-            if pairs.iter().any(|(seen, _)| *seen == name) {
+            if !REPEATABLE.contains(&name.as_str()) && pairs.iter().any(|(seen, _)| *seen == name) {
                 return Err(FormError::Duplicate(name));
             }
             pairs.push((name, value));
@@ -86,6 +91,15 @@ impl Form {
         self.pairs
             .iter()
             .find(|(own, _)| own == name)
+            .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
+    }
+
+    /// Every non-empty value of a repeatable parameter, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(own, _)| own == name)
             .map(|(_, value)| value.as_str())
             .filter(|value| !value.is_empty())
     }
@@ -175,6 +189,23 @@ mod tests {
             .collect::<String>()
             .into_bytes();
         assert_eq!(Form::parse(&many).unwrap_err(), FormError::TooMany);
+    }
+
+    /// `resource` may repeat (RFC 8707); `get_all` answers every non-empty
+    /// value in order, and other parameters stay single.
+    #[test]
+    fn resource_repeats() {
+        let form = Form::parse(b"resource=https%3A%2F%2Fa&resource=&resource=https://b&scope=x")
+            .expect("valid");
+        assert_eq!(
+            form.get_all("resource").collect::<Vec<_>>(),
+            ["https://a", "https://b"]
+        );
+        assert_eq!(form.get_all("scope").collect::<Vec<_>>(), ["x"]);
+        assert_eq!(
+            Form::parse(b"resource=a&scope=x&scope=y").unwrap_err(),
+            FormError::Duplicate("scope".into())
+        );
     }
 
     /// Only the form content type (UTF-8 or no charset) is accepted.

@@ -43,6 +43,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/v1/admin/clients/{client_id}"),
     ("DELETE", "/v1/admin/clients/{client_id}"),
     ("POST", "/v1/admin/clients/{client_id}/secret"),
+    ("GET", "/v1/admin/resources"),
+    ("POST", "/v1/admin/resources"),
+    ("DELETE", "/v1/admin/resources/{resource}"),
     ("GET", "/v1/connect"),
     ("GET", "/v1/connect/callback"),
     ("GET", "/v1/connect/tokens"),
@@ -234,6 +237,19 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .map(Operation::RotateClientSecret)
         .boxed();
+    let resources = warp::path!("v1" / "admin" / "resources")
+        .and(
+            warp::get()
+                .map(|| Operation::ListResources)
+                .or(warp::post().map(|| Operation::AddResource))
+                .unify(),
+        )
+        .boxed();
+    let resource = warp::path!("v1" / "admin" / "resources" / String)
+        .and_then(decoded)
+        .and(warp::delete())
+        .map(Operation::RemoveResource)
+        .boxed();
     let administration = admin_route(users)
         .or(admin_route(user))
         .unify()
@@ -242,6 +258,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(admin_route(client))
         .unify()
         .or(admin_route(client_secret))
+        .unify()
+        .or(admin_route(resources))
+        .unify()
+        .or(admin_route(resource))
         .unify()
         .boxed();
 

@@ -1,5 +1,5 @@
-//! `/v1/admin/users` and `/v1/admin/clients` (bearer token with scope
-//! `admin`): the CLI's operations over HTTP.
+//! `/v1/admin/users`, `/v1/admin/clients` and `/v1/admin/resources`
+//! (bearer token with scope `admin`): the CLI's operations over HTTP.
 
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -43,6 +43,20 @@ pub enum Operation {
     RemoveClient(String),
     /// `POST /v1/admin/clients/{id}/secret`
     RotateClientSecret(String),
+    /// `GET /v1/admin/resources`
+    ListResources,
+    /// `POST /v1/admin/resources`
+    AddResource,
+    /// `DELETE /v1/admin/resources/{resource}` (hex tag or URI)
+    RemoveResource(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddResourceBody {
+    uri: String,
+    #[serde(default, deserialize_with = "present")]
+    scope: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -96,6 +110,8 @@ struct CreateClientBody {
     public: bool,
     #[serde(default)]
     first_party: bool,
+    #[serde(default)]
+    resources: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +125,8 @@ struct ChangeClientBody {
     view_access_tokens: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     allowed_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    resources: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     disabled: Option<bool>,
 }
@@ -214,6 +232,7 @@ async fn run(
                     redirect_uris: body.redirect_uris,
                     public: body.public,
                     first_party: body.first_party,
+                    resources: body.resources,
                 },
             )
             .await?;
@@ -230,6 +249,7 @@ async fn run(
                     "redirect_uris": view.redirect_uris,
                     "public": view.public,
                     "first_party": view.first_party,
+                    "resources": view.resources,
                     "disabled": view.disabled,
                     "created_at": view.created_at,
                 }),
@@ -254,6 +274,7 @@ async fn run(
                     .as_deref()
                     .map(parse_networks)
                     .transpose()?,
+                resources: body.resources,
                 disabled: body.disabled,
             };
             let (client, revoked) = admin::change_client(state, &client_id, change).await?;
@@ -289,6 +310,19 @@ async fn run(
                 StatusCode::OK,
                 &serde_json::json!({ "tokens_revoked": revoked }),
             )
+        }
+        Operation::ListResources => json(
+            StatusCode::OK,
+            &serde_json::json!({ "resources": admin::resources(state).await? }),
+        ),
+        Operation::AddResource => {
+            let body: AddResourceBody = parse(headers, body)?;
+            let view =
+                admin::add_resource(state, &body.uri, &scopes(body.scope.as_deref())?).await?;
+            json(StatusCode::CREATED, &view)
+        }
+        Operation::RemoveResource(name) => {
+            json(StatusCode::OK, &admin::remove_resource(state, &name).await?)
         }
     })
 }

@@ -12,8 +12,15 @@ use crate::state::AppState;
 
 /// `GET /v1/me`: who the bearer is.
 pub async fn me(state: AppState, headers: HeaderMap) -> Response {
-    match authenticate::bearer(&state, &headers).await {
-        Ok(record) => json(
+    let result = async {
+        let record = authenticate::bearer(&state, &headers).await?;
+        let aud = crate::oauth::resource::aud_claim(
+            crate::oauth::resource::audience_uris(&state, &record.audience).await?,
+        );
+        Ok::<_, Problem>((record, aud))
+    };
+    match result.await {
+        Ok((record, aud)) => json(
             StatusCode::OK,
             &serde_json::json!({
                 "sub": record.subject,
@@ -25,6 +32,7 @@ pub async fn me(state: AppState, headers: HeaderMap) -> Response {
                 "token_id": record.id,
                 "iat": record.issued_at.as_unix_secs(),
                 "exp": record.expires_at.as_unix_secs(),
+                "aud": aud,
             }),
         ),
         Err(problem) => problem.into_response(),

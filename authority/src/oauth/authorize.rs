@@ -21,6 +21,7 @@ use token_repository::{Scopes, SubjectTag};
 use warp::reply::Response;
 
 use super::code::{self, CodeGrant};
+use super::resource;
 use super::redirect;
 use crate::accounts::{Client, User, valid_client_id};
 use crate::form::Form;
@@ -61,6 +62,9 @@ struct Request {
     redirect_uri: String,
     redirect_given: bool,
     scopes: Option<Scopes>,
+    /// The `resource` parameters (RFC 8707), checked; empty: the default
+    /// audience at the token request.
+    resources: Vec<String>,
     state: Option<String>,
     challenge: String,
 }
@@ -197,11 +201,12 @@ async fn check(state: &AppState, raw: &str) -> Result<Request, Refusal> {
                 "a parameter name is not valid UTF-8".into(),
             ));
         };
-        if pairs
-            .iter()
-            .filter(|(other, _)| other.as_deref() == Some(name))
-            .count()
-            > 1
+        if name != resource::PARAMETER
+            && pairs
+                .iter()
+                .filter(|(other, _)| other.as_deref() == Some(name))
+                .count()
+                > 1
         {
             return Err(back(
                 "invalid_request",
@@ -276,11 +281,34 @@ async fn check(state: &AppState, raw: &str) -> Result<Request, Refusal> {
         .map(Scopes::parse)
         .transpose()
         .map_err(|error| back("invalid_scope", error.to_string()))?;
+    let resources = resource::parse_all(
+        pairs
+            .iter()
+            .filter(|(name, _)| name.as_deref() == Some(resource::PARAMETER))
+            .filter_map(|(_, value)| value.as_deref())
+            .filter(|value| !value.is_empty()),
+    )
+    .map_err(|problem| back("invalid_target", problem.description().to_owned()))?;
+    let target = resource::resolve(state, &resources, Some(&client))
+        .await
+        .map_err(|problem| match problem.code() {
+            "invalid_target" => back("invalid_target", problem.description().to_owned()),
+            _ => Refusal::Unavailable(problem),
+        })?;
+    if let Some(requested) = &scopes {
+        target
+            .fit(requested.clone(), true)
+            .map_err(|problem| back("invalid_scope", problem.description().to_owned()))?;
+    }
     Ok(Request {
         client,
         redirect_uri: redirect_uri.clone(),
         redirect_given,
         scopes,
+        resources: resources
+            .iter()
+            .map(|uri| uri.as_str().to_owned())
+            .collect(),
         state: echoed.clone(),
         challenge: challenge.to_owned(),
     })
@@ -463,6 +491,7 @@ async fn approve(
         redirect_given: request.redirect_given,
         scope: scopes.to_string(),
         challenge: request.challenge.clone(),
+        resources: request.resources.clone(),
         subject: session.record.subject.clone(),
         username: session.record.username.clone(),
         family: session.record.family,

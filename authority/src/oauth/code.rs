@@ -51,6 +51,10 @@ pub struct CodeGrant {
     pub scope: String,
     /// The PKCE challenge, `S256`.
     pub challenge: String,
+    /// The `resource` parameters of the authorization request (RFC 8707);
+    /// empty: `DEFAULT_AUDIENCE`. The token request may narrow them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     /// The user.
     pub subject: String,
     /// The user's login name.
@@ -196,6 +200,7 @@ pub async fn exchange(
     let verifier = form
         .get("code_verifier")
         .ok_or_else(|| Problem::invalid_request("code_verifier is required (PKCE)"))?;
+    let narrowed = super::resource::requested(form)?;
     let client = match credentials {
         ClientCredentials::IdOnly(client_id) => public_client(state, &client_id).await?,
         ClientCredentials::None => return Err(Problem::invalid_client()),
@@ -275,6 +280,27 @@ pub async fn exchange(
     let requested = Scopes::parse(&grant.scope).map_err(|error| Problem::internal(&error))?;
     let scopes = Scopes::from_tokens(requested.iter().filter(|scope| user.scopes.contains(scope)))
         .map_err(|error| Problem::internal(&error))?;
+    let approved = super::resource::parse_all(grant.resources.iter().map(String::as_str))?;
+    let approved = if approved.is_empty() {
+        state.default_audience().to_vec()
+    } else {
+        approved
+    };
+    if narrowed
+        .iter()
+        .any(|uri| !approved.iter().any(|own| own.tag() == uri.tag()))
+    {
+        return Err(Problem::invalid_target(
+            "the token request may narrow the authorized resources, never widen them",
+        ));
+    }
+    let uris = if narrowed.is_empty() {
+        approved
+    } else {
+        narrowed
+    };
+    let target = super::resource::resolve(state, &uris, Some(&client)).await?;
+    let scopes = target.fit(scopes, false)?;
     let config = state.config();
     let minted = Grant {
         subject: user.subject,
@@ -285,6 +311,7 @@ pub async fn exchange(
         client_id: Some(client.client_id),
         access_ttl: config.access_token_ttl,
         refresh_ttl: Some(config.refresh_token_ttl),
+        audience: target.audience,
     }
     .mint_in_family(issued_family(code))
     .map_err(|error| Problem::internal(&error))?;

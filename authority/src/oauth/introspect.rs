@@ -35,6 +35,10 @@ struct Active<'a> {
     iat: u64,
     jti: String,
     iss: &'a str,
+    /// The token's audience (RFC 8707 resources): a string for one, an
+    /// array for several; absent for tokens issued before audiences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,6 +95,9 @@ async fn introspect(
     {
         return Ok(inactive());
     }
+    let aud = super::resource::aud_claim(
+        super::resource::audience_uris(state, &record.audience).await?,
+    );
     Ok(json(
         StatusCode::OK,
         &Active {
@@ -104,6 +111,7 @@ async fn introspect(
             iat: record.issued_at.as_unix_secs(),
             jti: record.id.to_string(),
             iss: state.issuer(),
+            aud,
             name: record.name.as_deref(),
             email: record.email.as_deref(),
         },

@@ -4,8 +4,8 @@
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use token_repository::{
-    Error as StoreError, Generation, Grant, Minted, RefreshState, Rotation, Scopes, Timestamp,
-    Token, TokenKind, TokenWriter as _,
+    Error as StoreError, Generation, Grant, Minted, RefreshState, ResourceUri, Rotation, Scopes,
+    Timestamp, Token, TokenKind, TokenWriter as _,
 };
 use warp::reply::Response;
 use zeroize::Zeroizing;
@@ -18,6 +18,7 @@ use crate::form::Form;
 use crate::metrics;
 use crate::password::Verification;
 use crate::problem::{Problem, json};
+use super::resource;
 use crate::state::AppState;
 
 /// The success body (RFC 6749 §5.1).
@@ -83,21 +84,27 @@ async fn grant(
         .map(Scopes::parse)
         .transpose()
         .map_err(|error| Problem::invalid_scope(error.to_string()))?;
+    // Checked for form before anything is looked up or counted.
+    let resources = resource::requested(form)?;
     match form.get("grant_type") {
         None => Err(Problem::invalid_request("grant_type is required")),
         Some("password") if !state.config().password_grant => {
             Err(Problem::unsupported_grant_type())
         }
-        Some("password") => password(state, form, credentials, requested, address).await,
+        Some("password") => {
+            password(state, form, credentials, (requested, &resources), address).await
+        }
         Some("authorization_code") => {
             let minted = super::code::exchange(state, form, credentials, address).await?;
             log_issue("authorization_code", &minted);
             Ok(minted)
         }
         Some("client_credentials") => {
-            client_credentials_grant(state, credentials, requested, address).await
+            client_credentials_grant(state, credentials, (requested, &resources), address).await
         }
-        Some("refresh_token") => refresh(state, form, credentials, requested, address).await,
+        Some("refresh_token") => {
+            refresh(state, form, credentials, (requested, &resources), address).await
+        }
         Some(_) => Err(Problem::unsupported_grant_type()),
     }
 }
@@ -173,7 +180,7 @@ async fn password(
     state: &AppState,
     form: &Form,
     credentials: ClientCredentials,
-    requested: Option<Scopes>,
+    (requested, resources): (Option<Scopes>, &[ResourceUri]),
     address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let username = form
@@ -186,6 +193,7 @@ async fn password(
             .to_owned(),
     );
     let client = authenticate::client(state, credentials, address).await?;
+    let target = resource::resolve(state, resources, client.as_ref()).await?;
     // Counted before the password is checked: concurrent guesses each get
     // a count of their own, so no more than the limit are ever checked.
     if let Some(wait) = state
@@ -228,7 +236,8 @@ async fn password(
             password,
         );
     }
-    let scopes = narrow(requested, &user.scopes)?;
+    let explicit = requested.is_some();
+    let scopes = target.fit(narrow(requested, &user.scopes)?, explicit)?;
     let (access_ttl, refresh_ttl) = lifetimes(state, true);
     let minted = Grant {
         subject: user.subject,
@@ -239,6 +248,7 @@ async fn password(
         client_id: client.map(|client| client.client_id),
         access_ttl,
         refresh_ttl,
+        audience: target.audience,
     }
     .mint()
     .map_err(|error| Problem::internal(&error))?;
@@ -343,7 +353,7 @@ pub(crate) fn upgrade_hash(
 async fn client_credentials_grant(
     state: &AppState,
     credentials: ClientCredentials,
-    requested: Option<Scopes>,
+    (requested, resources): (Option<Scopes>, &[ResourceUri]),
     address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let ClientCredentials::Secret { client_id, .. } = &credentials else {
@@ -355,7 +365,9 @@ async fn client_credentials_grant(
         .await
         .map_err(|error| Problem::from_store(&error))?;
     let client: Client = authenticate::required_client(state, credentials, address).await?;
-    let scopes = narrow(requested, &client.scopes)?;
+    let target = resource::resolve(state, resources, Some(&client)).await?;
+    let explicit = requested.is_some();
+    let scopes = target.fit(narrow(requested, &client.scopes)?, explicit)?;
     let (access_ttl, _) = lifetimes(state, false);
     let minted = Grant {
         subject: client.subject(),
@@ -366,6 +378,7 @@ async fn client_credentials_grant(
         client_id: Some(client.client_id),
         access_ttl,
         refresh_ttl: None,
+        audience: target.audience,
     }
     .mint()
     .map_err(|error| Problem::internal(&error))?;
@@ -380,7 +393,7 @@ async fn refresh(
     state: &AppState,
     form: &Form,
     credentials: ClientCredentials,
-    requested: Option<Scopes>,
+    (requested, resources): (Option<Scopes>, &[ResourceUri]),
     address: ClientAddress,
 ) -> Result<Minted, Problem> {
     let text = form
@@ -411,7 +424,7 @@ async fn refresh(
         }
         RefreshState::Unknown => return Err(invalid()),
     };
-    let client_id = client.map(|client| client.client_id);
+    let client_id = client.as_ref().map(|client| client.client_id.clone());
     if record.client_id != client_id {
         return Err(if client_id.is_none() {
             Problem::invalid_client()
@@ -419,7 +432,9 @@ async fn refresh(
             Problem::invalid_grant("the refresh token was issued to another client")
         });
     }
-    let scopes = narrow(requested, &record.scopes)?;
+    let target = resource::refreshed(state, resources, &record.audience, client.as_ref()).await?;
+    let explicit = requested.is_some();
+    let scopes = target.fit(narrow(requested, &record.scopes)?, explicit)?;
     let user = state
         .accounts()
         .user(&record.username)
@@ -445,6 +460,7 @@ async fn refresh(
         client_id,
         access_ttl,
         refresh_ttl,
+        audience: target.audience,
     }
     .mint_in_family(record.family)
     .map_err(|error| Problem::internal(&error))?;

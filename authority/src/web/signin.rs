@@ -230,6 +230,9 @@ pub async fn start_session(
         client_id: Some(BROWSER_CLIENT.to_owned()),
         access_ttl: std::time::Duration::from_secs(5),
         refresh_ttl: Some(state.config().browser_session_ttl),
+        // The browser session is good at the authority only.
+        audience: token_repository::Audience::of([state.resources().issuer().tag()])
+            .map_err(|error| Problem::internal(&error))?,
     }
     .mint()
     .map_err(|error| Problem::internal(&error))?;
