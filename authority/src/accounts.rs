@@ -688,6 +688,7 @@ mod tests {
             redirect_uris: Vec::new(),
             public: false,
             first_party: false,
+            resources: Vec::new(),
             disabled: false,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),

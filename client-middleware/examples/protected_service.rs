@@ -14,6 +14,7 @@
 //! | `REDIS_CLIENT_KEY_FILE`    | —                        | its PEM private key                                   |
 //! | `LISTEN_ADDR`              | `127.0.0.1:8081`         | where to listen (`127.0.0.1:0`: any free port)        |
 //! | `KEY_PREFIX`               | `ts:`                    | the key namespace, as configured at the authority     |
+//! | `AUDIENCE`                 | —                        | this service's resource URI, registered at the authority (`token-authority resource add`): tokens for other resources are refused. Unset: any audience (development only; warns) |
 //! | `TOKEN_CACHE`              | `on`                     | `on` / `off`: the local cache with Redis invalidation |
 //! | `TOKEN_CACHE_STALENESS_MS` | `30000`                  | the cache's staleness bound                           |
 //! | `LOG_FORMAT`               | `text`                   | `text` or `json` (one object per line) on stderr      |
@@ -77,6 +78,7 @@ struct Config {
     tls: Option<RedisTls>,
     listen_addr: SocketAddr,
     prefix: KeyPrefix,
+    audience: Option<String>,
     cache: bool,
     staleness: Duration,
     limits: Limits,
@@ -104,6 +106,15 @@ impl Config {
         })?;
         let prefix = KeyPrefix::new(var("KEY_PREFIX", "ts:"))
             .map_err(|error| format!("KEY_PREFIX: {error}"))?;
+        let audience = std::env::var("AUDIENCE")
+            .ok()
+            .filter(|uri| !uri.is_empty())
+            .map(|uri| {
+                token_client::repository::ResourceUri::parse(&uri)
+                    .map(|_| uri.clone())
+                    .map_err(|error| format!("AUDIENCE {uri:?}: {error}"))
+            })
+            .transpose()?;
         let cache = match var("TOKEN_CACHE", "on").as_str() {
             "on" | "true" | "1" => true,
             "off" | "false" | "0" => false,
@@ -174,6 +185,7 @@ impl Config {
             tls,
             listen_addr,
             prefix,
+            audience,
             cache,
             staleness,
             limits,
@@ -347,6 +359,9 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|error| format!("Redis: {error}"))?
         .with_realm("protected-service")
         .with_timeout(LOOKUP_TIMEOUT);
+    if let Some(audience) = &config.audience {
+        auth = auth.audience(audience);
+    }
     if config.cache {
         auth = auth.with_cache(CacheConfig::new().staleness(config.staleness));
     }

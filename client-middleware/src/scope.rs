@@ -230,6 +230,7 @@ mod tests {
             token_id: uuid::Uuid::nil(),
             client_id: None,
             expires_at: Timestamp::now().saturating_add(Duration::from_secs(60)),
+            audience: token_repository::Audience::unrestricted(),
         }
     }
 

@@ -102,6 +102,7 @@ async fn write_sessions(redis: &RedisServer, prefix: &KeyPrefix, subject: &str, 
                 email: None,
                 scopes: Scopes::parse("read").expect("scopes"),
                 client_id: Some("web".into()),
+                audience: token_repository::Audience::unrestricted(),
                 issued_at: now,
                 access: Some(Slot {
                     digest: rng.random(),
