@@ -887,7 +887,6 @@ impl ResourceView {
     }
 }
 
-
 /// Registers a resource server (an audience) with its declared scopes.
 ///
 /// # Errors
@@ -934,7 +933,11 @@ pub async fn add_resource(
 /// unavailable.
 pub async fn remove_resource(state: &AppState, name: &str) -> Result<ResourceView, Problem> {
     let tag = token_repository::ResourceTag::from_hex(name)
-        .or_else(|| token_repository::ResourceUri::parse(name).ok().map(|uri| uri.tag()))
+        .or_else(|| {
+            token_repository::ResourceUri::parse(name)
+                .ok()
+                .map(|uri| uri.tag())
+        })
         .ok_or_else(|| Problem::not_found("no such resource"))?;
     if tag == state.resources().issuer().tag() {
         return Err(Problem::invalid_request(

@@ -370,12 +370,19 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
     let mut report = Report::default();
     // Resources first: the clients name them.
     for (uri, scopes) in &plan.resources {
-        let registered = state.resources().add(uri, scopes).await.map_err(|error| match error {
-            crate::resources::RegistryError::Store(error) => BackupError::Store(error),
-            crate::resources::RegistryError::Corrupt(name) => BackupError::Conflict(name),
-        })?;
+        let registered = state
+            .resources()
+            .add(uri, scopes)
+            .await
+            .map_err(|error| match error {
+                crate::resources::RegistryError::Store(error) => BackupError::Store(error),
+                crate::resources::RegistryError::Corrupt(name) => BackupError::Conflict(name),
+            })?;
         if registered != crate::resources::Registered::Added {
-            return Err(BackupError::Conflict(format!("resource {:?}", uri.as_str())));
+            return Err(BackupError::Conflict(format!(
+                "resource {:?}",
+                uri.as_str()
+            )));
         }
         report.resources += 1;
     }

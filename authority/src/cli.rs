@@ -471,7 +471,10 @@ async fn check_default_audience(state: &AppState) -> Result<(), String> {
 
 async fn resource(state: &AppState, command: ResourceCommand) -> Result<(), Problem> {
     match command {
-        ResourceCommand::Add { uri, scopes: declared } => {
+        ResourceCommand::Add {
+            uri,
+            scopes: declared,
+        } => {
             let view = admin::add_resource(state, &uri, &scopes(declared)?).await?;
             println!("resource registered: {} (tag {})", view.uri, view.tag);
         }

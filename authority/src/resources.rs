@@ -96,7 +96,11 @@ impl Resources {
     /// # Errors
     ///
     /// Store failures.
-    pub async fn add(&self, uri: &ResourceUri, scopes: &Scopes) -> Result<Registered, RegistryError> {
+    pub async fn add(
+        &self,
+        uri: &ResourceUri,
+        scopes: &Scopes,
+    ) -> Result<Registered, RegistryError> {
         if uri.tag() == self.issuer.tag() {
             return Ok(if same(uri, &self.issuer.uri) {
                 Registered::Exists
@@ -231,7 +235,10 @@ impl Resources {
         let entries: Vec<(String, String)> = self
             .store
             .with_shared(|mut connection| async move {
-                redis::cmd("HGETALL").arg(&key).query_async(&mut connection).await
+                redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
             })
             .await?;
         let mut resources = entries

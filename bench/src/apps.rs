@@ -65,7 +65,8 @@ where
 }
 
 /// `TokenAuthLayer` on a `RedisTokenReader`, with or without the tracking
-/// cache; configured like the middleware's example service.
+/// cache; configured like the middleware's example service, checking the
+/// audience of the fixture tokens.
 pub(crate) async fn opaque(
     redis_url: &str,
     prefix: &KeyPrefix,
@@ -77,7 +78,8 @@ pub(crate) async fn opaque(
     let mut auth = TokenAuthLayer::connect(config)
         .map_err(|error| error.to_string())?
         .with_realm("bench")
-        .with_timeout(LOOKUP_TIMEOUT);
+        .with_timeout(LOOKUP_TIMEOUT)
+        .audience(crate::fixtures::RESOURCE);
     if cached {
         auth = auth.with_cache(CacheConfig::default());
         let cache = auth.cache().ok_or("the layer has no cache")?;

@@ -12,6 +12,18 @@ use tower_sessions::session::{Id, Record};
 
 use crate::apps::{Claims, JWT_AUDIENCE, JWT_ISSUER, SESSION_USER_KEY, SessionUser};
 
+/// The resource (audience) of every fixture token, which the opaque
+/// services check (`TokenAuthLayer::audience`), as a deployment does.
+pub(crate) const RESOURCE: &str = "https://bench.example";
+
+/// The audience of fixture tokens: [`RESOURCE`].
+fn audience() -> token_repository::Audience {
+    token_repository::ResourceUri::parse(RESOURCE)
+        .ok()
+        .and_then(|uri| token_repository::Audience::of([uri.tag()]).ok())
+        .unwrap_or_default()
+}
+
 /// Access token lifetime (the authority's default).
 pub(crate) const ACCESS_TTL: Duration = Duration::from_secs(900);
 /// Refresh token lifetime (the authority's default: 14 days).
@@ -39,7 +51,7 @@ impl Person {
     }
 
     /// An access + refresh grant for this user: scopes `read write`, client
-    /// `web`, the authority's default lifetimes.
+    /// `web`, audience [`RESOURCE`], the authority's default lifetimes.
     pub(crate) fn grant(&self) -> Grant {
         Grant {
             subject: self.subject.clone(),
@@ -50,7 +62,7 @@ impl Person {
             client_id: Some("web".into()),
             access_ttl: ACCESS_TTL,
             refresh_ttl: Some(REFRESH_TTL),
-            audience: token_repository::Audience::unrestricted(),
+            audience: audience(),
         }
     }
 }

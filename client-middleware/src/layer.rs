@@ -11,8 +11,8 @@ use std::time::Duration;
 use http::{HeaderMap, Request, Response};
 use token_repository::redis::Invalidations;
 use token_repository::{
-    RedisConfig, RedisTokenReader, ResourceTag, ResourceUri, Result as RepositoryResult,
-    Timestamp, Token, TokenKind, TokenReader,
+    RedisConfig, RedisTokenReader, ResourceTag, ResourceUri, Result as RepositoryResult, Timestamp,
+    Token, TokenKind, TokenReader,
 };
 use tower::{Layer, Service};
 
@@ -408,14 +408,12 @@ impl Authenticator {
     async fn authenticate(&self, token: &Token) -> Result<Principal, Refusal> {
         let token_id = token.id();
         match tokio::time::timeout(self.timeout, self.lookup.lookup(token)).await {
-            Ok(Ok(Some(record))) if record.is_live_at(Timestamp::now()) => {
-                match self.audience {
-                    Some((_, tag)) if !record.audience.permits(tag) => {
-                        Err(Refusal::WrongAudience { token_id })
-                    }
-                    _ => Ok(Principal::from(record)),
+            Ok(Ok(Some(record))) if record.is_live_at(Timestamp::now()) => match self.audience {
+                Some((_, tag)) if !record.audience.permits(tag) => {
+                    Err(Refusal::WrongAudience { token_id })
                 }
-            }
+                _ => Ok(Principal::from(record)),
+            },
             Ok(Ok(_)) => Err(Refusal::InvalidToken {
                 description: UNKNOWN_TOKEN,
                 token_id: Some(token_id),

@@ -28,6 +28,9 @@ pub(crate) trait Lookup: Send + Sync + fmt::Debug {
 }
 
 /// The future of a [`Lookup`].
+// A record (its audience inline) is held by value: boxing it would cost the
+// cache-hit path an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Answer<'a> {
     /// Answered without I/O (taken on the first poll).
     Ready(Option<Reply>),

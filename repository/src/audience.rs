@@ -334,8 +334,16 @@ mod tests {
         assert!(audience.permits(tag(1)));
         assert!(!audience.permits(tag(2)));
         assert!(Audience::unrestricted().permits(tag(2)));
-        assert!(Audience::of([tag(1)]).expect("small").is_subset_of(&audience));
-        assert!(!Audience::of([tag(2)]).expect("small").is_subset_of(&audience));
+        assert!(
+            Audience::of([tag(1)])
+                .expect("small")
+                .is_subset_of(&audience)
+        );
+        assert!(
+            !Audience::of([tag(2)])
+                .expect("small")
+                .is_subset_of(&audience)
+        );
         assert!(!Audience::unrestricted().is_subset_of(&audience));
         assert!(audience.is_subset_of(&Audience::unrestricted()));
         assert!(Audience::of((0..8).map(tag)).is_ok());

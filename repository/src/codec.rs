@@ -493,8 +493,14 @@ mod tests {
         let mut without = record.clone();
         without.audience = Audience::unrestricted();
         let smaller = encode_session(&without);
-        assert_eq!(bytes.len(), smaller.len() + 2 * crate::audience::RESOURCE_TAG_LEN);
-        assert_eq!(decode_session(&bytes).expect("decodes").audience, audience());
+        assert_eq!(
+            bytes.len(),
+            smaller.len() + 2 * crate::audience::RESOURCE_TAG_LEN
+        );
+        assert_eq!(
+            decode_session(&bytes).expect("decodes").audience,
+            audience()
+        );
         let mut tail = vec![2_u8];
         for tag in audience().tags() {
             tail.extend_from_slice(tag.as_bytes());

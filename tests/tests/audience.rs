@@ -36,7 +36,10 @@ impl Setup {
         cli_ok(&authority, &["resource", "add", ORDERS, "--scope", "read"]);
         cli_ok(&authority, &["resource", "add", BILLING]);
         let service = |audience: &str| {
-            ProtectedService::start(SERVICE, &Options::new(redis.url()).env("AUDIENCE", audience))
+            ProtectedService::start(
+                SERVICE,
+                &Options::new(redis.url()).env("AUDIENCE", audience),
+            )
         };
         Self {
             orders: service(ORDERS),
@@ -100,9 +103,15 @@ fn access(tokens: &Value) -> &str {
 fn assert_wrong_audience(reply: &Reply, what: &str) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
     let challenge = reply.challenge().unwrap_or_default();
-    assert!(challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
+    assert!(
+        challenge.contains("error=\"invalid_token\""),
+        "{what}: {challenge}"
+    );
     assert!(challenge.contains(WRONG_AUDIENCE), "{what}: {challenge}");
-    assert!(!challenge.contains("orders") && !challenge.contains("billing"), "{challenge}");
+    assert!(
+        !challenge.contains("orders") && !challenge.contains("billing"),
+        "{challenge}"
+    );
 }
 
 async fn error_of(response: reqwest::Response) -> (u16, String, String) {
@@ -111,7 +120,10 @@ async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     (
         status,
         body["error"].as_str().unwrap_or_default().to_owned(),
-        body["error_description"].as_str().unwrap_or_default().to_owned(),
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
@@ -128,7 +140,10 @@ async fn a_token_for_one_service_is_refused_elsewhere() {
     let reply = setup.orders.get("/whoami", Some(token)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.json["username"], "alice");
-    assert_wrong_audience(&setup.billing.get("/whoami", Some(token)).await, "service B");
+    assert_wrong_audience(
+        &setup.billing.get("/whoami", Some(token)).await,
+        "service B",
+    );
 
     for (method, path) in [
         (reqwest::Method::GET, "/v1/connect/github/token"),
@@ -168,9 +183,20 @@ async fn a_token_for_a_service_and_the_authority_works_at_both() {
     let tokens = setup.tokens(&[ORDERS, &issuer]).await;
     let token = access(&tokens);
 
-    assert_eq!(setup.orders.get("/whoami", Some(token)).await.status, StatusCode::OK);
-    assert_wrong_audience(&setup.billing.get("/whoami", Some(token)).await, "service B");
-    assert_eq!(setup.at_authority(reqwest::Method::GET, "/v1/admin/users", token).await, 200);
+    assert_eq!(
+        setup.orders.get("/whoami", Some(token)).await.status,
+        StatusCode::OK
+    );
+    assert_wrong_audience(
+        &setup.billing.get("/whoami", Some(token)).await,
+        "service B",
+    );
+    assert_eq!(
+        setup
+            .at_authority(reqwest::Method::GET, "/v1/admin/users", token)
+            .await,
+        200
+    );
     let me: Value = setup
         .authority
         .get_with("/v1/me", token)
@@ -192,7 +218,12 @@ async fn a_token_for_a_service_and_the_authority_works_at_both() {
     // Without `resource`, the audience is DEFAULT_AUDIENCE: the authority.
     let default = setup.tokens(&[]).await;
     let token = access(&default);
-    assert_eq!(setup.at_authority(reqwest::Method::GET, "/v1/me", token).await, 200);
+    assert_eq!(
+        setup
+            .at_authority(reqwest::Method::GET, "/v1/me", token)
+            .await,
+        200
+    );
     assert_wrong_audience(&setup.orders.get("/whoami", Some(token)).await, "service A");
 }
 
@@ -226,9 +257,17 @@ async fn invalid_targets_are_refused() {
         nine,
     ] {
         let (status, error, _) = error_of(setup.login(&resources, &[]).await).await;
-        assert_eq!((status, error.as_str()), (400, "invalid_target"), "{resources:?}");
+        assert_eq!(
+            (status, error.as_str()),
+            (400, "invalid_target"),
+            "{resources:?}"
+        );
     }
-    assert_eq!(sessions(access(&admin).to_owned()).await, before, "nothing issued");
+    assert_eq!(
+        sessions(access(&admin).to_owned()).await,
+        before,
+        "nothing issued"
+    );
 
     // A client limited to B may not get tokens for A.
     let secret = authority.add_client_with("reports", &["read"], &["--resource", BILLING]);
@@ -251,12 +290,22 @@ async fn invalid_targets_are_refused() {
     assert_eq!(allowed.status(), 200);
     let allowed: Value = allowed.json().await.expect("json");
     assert_eq!(
-        setup.billing.get("/whoami", Some(access(&allowed))).await.status,
+        setup
+            .billing
+            .get("/whoami", Some(access(&allowed)))
+            .await
+            .status,
         StatusCode::OK
     );
     // A client cannot be limited to an unregistered resource.
     let output = authority.cli(
-        &["client", "add", "stray", "--resource", "https://unknown.example"],
+        &[
+            "client",
+            "add",
+            "stray",
+            "--resource",
+            "https://unknown.example",
+        ],
         None,
     );
     assert!(!output.status.success());
@@ -271,12 +320,18 @@ async fn a_refresh_cannot_widen_the_audience() {
     let refresh = |token: String, resources: Vec<&'static str>| {
         let authority = &setup.authority;
         async move {
-            let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token.as_str())];
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ];
             form.extend(resources.into_iter().map(|resource| ("resource", resource)));
             authority.token(&form).await
         }
     };
-    let refresh_token = tokens["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh_token = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     let widen = setup
         .authority
         .token(&[
@@ -296,16 +351,44 @@ async fn a_refresh_cannot_widen_the_audience() {
     let kept = refresh(refresh_token, vec![]).await;
     assert_eq!(kept.status(), 200);
     let kept: Value = kept.json().await.expect("json");
-    assert_eq!(setup.orders.get("/whoami", Some(access(&kept))).await.status, StatusCode::OK);
-    assert_eq!(setup.at_authority(reqwest::Method::GET, "/v1/me", access(&kept)).await, 401);
+    assert_eq!(
+        setup
+            .orders
+            .get("/whoami", Some(access(&kept)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        setup
+            .at_authority(reqwest::Method::GET, "/v1/me", access(&kept))
+            .await,
+        401
+    );
 
     // Narrowing [A, issuer] to A works and drops the authority.
     let both = setup.tokens(&[ORDERS, &issuer]).await;
-    let narrowed = refresh(both["refresh_token"].as_str().expect("refresh").to_owned(), vec![ORDERS]).await;
+    let narrowed = refresh(
+        both["refresh_token"].as_str().expect("refresh").to_owned(),
+        vec![ORDERS],
+    )
+    .await;
     assert_eq!(narrowed.status(), 200);
     let narrowed: Value = narrowed.json().await.expect("json");
-    assert_eq!(setup.orders.get("/whoami", Some(access(&narrowed))).await.status, StatusCode::OK);
-    assert_eq!(setup.at_authority(reqwest::Method::GET, "/v1/me", access(&narrowed)).await, 401);
+    assert_eq!(
+        setup
+            .orders
+            .get("/whoami", Some(access(&narrowed)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        setup
+            .at_authority(reqwest::Method::GET, "/v1/me", access(&narrowed))
+            .await,
+        401
+    );
 }
 
 /// Introspection answers `aud`: a string for one resource, an array for
@@ -339,7 +422,10 @@ async fn introspection_shows_the_audience() {
     let two = introspect(access(&setup.tokens(&[BILLING, &issuer]).await).to_owned()).await;
     let aud = two["aud"].as_array().expect("an array");
     assert_eq!(aud.len(), 2);
-    assert!(aud.contains(&json!(BILLING)) && aud.contains(&json!(issuer)), "{two}");
+    assert!(
+        aud.contains(&json!(BILLING)) && aud.contains(&json!(issuer)),
+        "{two}"
+    );
 }
 
 /// A resource that declares scopes takes only those: an explicit request
@@ -424,10 +510,23 @@ async fn registry_and_default_audience() {
     let output = run_cli(std::path::Path::new(BIN), &env, &["serve"], None);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("DEFAULT_AUDIENCE") && stderr.contains("nowhere.example"), "{stderr}");
+    assert!(
+        stderr.contains("DEFAULT_AUDIENCE") && stderr.contains("nowhere.example"),
+        "{stderr}"
+    );
     // ... and the audience of tokens without `resource` when registered.
     let second = Authority::start(BIN, &setup.redis, &[("DEFAULT_AUDIENCE", ORDERS)]);
     let tokens = second.login("alice", PASSWORD).await;
-    assert_eq!(setup.orders.get("/whoami", Some(access(&tokens))).await.status, StatusCode::OK);
-    assert_eq!(second.get_with("/v1/me", access(&tokens)).await.status(), 401);
+    assert_eq!(
+        setup
+            .orders
+            .get("/whoami", Some(access(&tokens)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        second.get_with("/v1/me", access(&tokens)).await.status(),
+        401
+    );
 }

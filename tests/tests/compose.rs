@@ -321,6 +321,33 @@ async fn compose_redis_settings_keep_accounts_across_a_crash() {
     assert_eq!(client.status(), 200, "the client was lost");
 }
 
+/// The example service checks its audience, and the demo registers that
+/// resource, so the walk-through's `resource=` tokens are issued.
+#[test]
+fn the_service_audience_is_registered() {
+    let compose = resolved_compose();
+    let audience = compose["services"]["service"]["environment"]["AUDIENCE"]
+        .as_str()
+        .expect("the service has an AUDIENCE")
+        .to_owned();
+    let command: String = compose["services"]["demo-app"]["command"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        command.contains(&format!("resource add {audience}")),
+        "{command}"
+    );
+    let readme = std::fs::read_to_string(docker_dir().join("README.md")).expect("docker/README.md");
+    assert!(
+        readme.contains("-d resource=$S"),
+        "the walk-through asks for the service"
+    );
+}
+
 /// The compose demo registers a public demo client for the browser sign-in
 /// (PKCE, a loopback redirect URI) once the authority is healthy, with the
 /// authority's Redis credentials, and prints the account page.

@@ -91,12 +91,19 @@ async fn demo_walk_through() {
     let target = authorize.headers()["location"].to_str().expect("location");
     assert!(target.starts_with("/signin?"), "{target}");
     let http = reqwest::Client::new();
+    // Tokens for the service name it (its AUDIENCE); the admin's is for the
+    // authority (the default audience).
+    let resource = summary["resource"].clone();
     let login = |username: &'static str, password: String| {
-        let request = http.post(format!("{authority}/oauth/token")).form(&[
+        let mut form = vec![
             ("grant_type", "password"),
             ("username", username),
             ("password", password.as_str()),
-        ]);
+        ];
+        if username != "admin" {
+            form.push(("resource", resource.as_str()));
+        }
+        let request = http.post(format!("{authority}/oauth/token")).form(&form);
         async move {
             let response = request.send().await.expect("login");
             assert_eq!(response.status(), 200, "login of {username}");

@@ -20,9 +20,8 @@ pub async fn me(state: AppState, headers: HeaderMap) -> Response {
         Ok::<_, Problem>((record, aud))
     };
     match result.await {
-        Ok((record, aud)) => json(
-            StatusCode::OK,
-            &serde_json::json!({
+        Ok((record, aud)) => {
+            let mut body = serde_json::json!({
                 "sub": record.subject,
                 "username": record.username,
                 "name": record.name,
@@ -32,9 +31,13 @@ pub async fn me(state: AppState, headers: HeaderMap) -> Response {
                 "token_id": record.id,
                 "iat": record.issued_at.as_unix_secs(),
                 "exp": record.expires_at.as_unix_secs(),
-                "aud": aud,
-            }),
-        ),
+            });
+            // Absent for tokens issued before audiences existed.
+            if let Some(aud) = aud {
+                body["aud"] = aud;
+            }
+            json(StatusCode::OK, &body)
+        }
         Err(problem) => problem.into_response(),
     }
 }

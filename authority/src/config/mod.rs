@@ -383,14 +383,23 @@ impl fmt::Debug for Config {
 /// [`MAX_AUDIENCE`]); whether they are registered is checked at start-up.
 fn parse_audience(text: &str) -> Result<Vec<ResourceUri>, String> {
     let mut resources = Vec::new();
-    for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
         let resource = ResourceUri::parse(entry).map_err(|error| format!("{entry:?}: {error}"))?;
-        if !resources.iter().any(|seen: &ResourceUri| seen.tag() == resource.tag()) {
+        if !resources
+            .iter()
+            .any(|seen: &ResourceUri| seen.tag() == resource.tag())
+        {
             resources.push(resource);
         }
     }
     if resources.is_empty() || resources.len() > MAX_AUDIENCE {
-        return Err(format!("expected 1 to {MAX_AUDIENCE} resource URIs, comma-separated"));
+        return Err(format!(
+            "expected 1 to {MAX_AUDIENCE} resource URIs, comma-separated"
+        ));
     }
     Ok(resources)
 }

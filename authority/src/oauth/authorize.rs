@@ -21,8 +21,8 @@ use token_repository::{Scopes, SubjectTag};
 use warp::reply::Response;
 
 use super::code::{self, CodeGrant};
-use super::resource;
 use super::redirect;
+use super::resource;
 use crate::accounts::{Client, User, valid_client_id};
 use crate::form::Form;
 use crate::problem::Problem;

@@ -95,9 +95,8 @@ async fn introspect(
     {
         return Ok(inactive());
     }
-    let aud = super::resource::aud_claim(
-        super::resource::audience_uris(state, &record.audience).await?,
-    );
+    let aud =
+        super::resource::aud_claim(super::resource::audience_uris(state, &record.audience).await?);
     Ok(json(
         StatusCode::OK,
         &Active {

@@ -71,7 +71,9 @@ pub fn requested(form: &Form) -> Result<Vec<ResourceUri>, Problem> {
 ///
 /// 400 `invalid_target` for a malformed URI or more than
 /// [`MAX_AUDIENCE`].
-pub fn parse_all<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Vec<ResourceUri>, Problem> {
+pub fn parse_all<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<ResourceUri>, Problem> {
     let mut resources: Vec<ResourceUri> = Vec::new();
     for text in texts {
         let resource = ResourceUri::parse(text)
@@ -130,7 +132,10 @@ pub async fn resolve(
             .filter_map(|uri| ResourceUri::parse(uri).ok())
             .map(|uri| uri.tag())
             .collect();
-        if resources.iter().any(|resource| !allowed.contains(&resource.tag())) {
+        if resources
+            .iter()
+            .any(|resource| !allowed.contains(&resource.tag()))
+        {
             return Err(Problem::invalid_target(
                 "the client may not request tokens for this resource",
             ));
@@ -146,12 +151,8 @@ fn target(resources: &[Resource]) -> Result<Target, Problem> {
         None
     } else {
         Some(
-            Scopes::from_tokens(
-                resources
-                    .iter()
-                    .flat_map(|resource| resource.scopes.iter()),
-            )
-            .map_err(|error| Problem::internal(&error))?,
+            Scopes::from_tokens(resources.iter().flat_map(|resource| resource.scopes.iter()))
+                .map_err(|error| Problem::internal(&error))?,
         )
     };
     Ok(Target { audience, declared })

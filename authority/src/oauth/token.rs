@@ -10,6 +10,7 @@ use token_repository::{
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
+use super::resource;
 use crate::accounts::{Client, User, client_subject};
 use crate::address::ClientAddress;
 use crate::authenticate;
@@ -18,7 +19,6 @@ use crate::form::Form;
 use crate::metrics;
 use crate::password::Verification;
 use crate::problem::{Problem, json};
-use super::resource;
 use crate::state::AppState;
 
 /// The success body (RFC 6749 §5.1).

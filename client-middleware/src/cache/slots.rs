@@ -40,6 +40,9 @@ struct Slot {
 }
 
 #[derive(Debug)]
+// A record (its audience inline) is held by value: boxing it would cost the
+// cache-hit path an allocation.
+#[allow(clippy::large_enum_variant)]
 enum SlotState {
     /// A lookup is under way; only the holder of this ticket may fill it.
     Pending(u64),
@@ -78,6 +81,9 @@ pub(super) struct Slots {
 }
 
 /// What [`Slots::begin`] decided.
+// A record (its audience inline) is held by value: boxing it would cost the
+// cache-hit path an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Begin {
     /// The cached answer.
     Hit(Option<TokenRecord>),

@@ -5,7 +5,8 @@
 //! rendered with passwords generated for this run (the file holds only
 //! `#<sha256>` placeholders),
 //! the authority and the example protected service on free loopback ports,
-//! creates an admin and a demo user, prints the URLs, the credentials and a
+//! creates an admin and a demo user, registers the service as a resource
+//! (its `AUDIENCE`), prints the URLs, the credentials and a
 //! curl walk-through, and stops everything on Ctrl-C or SIGTERM.
 //!
 //! ```sh
@@ -16,7 +17,8 @@
 //! Binaries default to `token-authority` and `protected-service` next to
 //! this executable; the ACL template to `docker/redis-users.acl` of the
 //! source tree. The last line printed is `ready`; everything before it is
-//! `key: value` lines (`authority`, `service`, `redis`, `admin`, `user`) and
+//! `key: value` lines (`authority`, `service`, `resource`, `redis`,
+//! `admin`, `user`) and
 //! the walk-through, so scripts and tests can read them.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,10 @@ use std::process::{Command, ExitCode, Stdio};
 use token_service_tests::acl::{self, AUTHORITY_USER, CLIENT_USER, RenderedAcl};
 use token_service_tests::process::ServiceProcess;
 use token_test_harness::RedisServer;
+
+/// The example service's resource URI: registered at the authority, its
+/// `AUDIENCE`; tokens for it are requested with `resource=` this.
+const SERVICE_RESOURCE: &str = "https://protected-service.example";
 
 struct Options {
     authority: PathBuf,
@@ -181,6 +187,13 @@ fn run() -> Result<(), String> {
         ],
         "",
     )?;
+    // The service is a resource server: tokens must be issued for it.
+    cli(
+        &options.authority,
+        &authority_env,
+        &["resource", "add", SERVICE_RESOURCE],
+        "",
+    )?;
     let authority = ServiceProcess::start_with_args(&options.authority, &["serve"], &authority_env);
     let service = ServiceProcess::start(
         &options.service,
@@ -188,12 +201,14 @@ fn run() -> Result<(), String> {
             ("REDIS_URL", client_url.as_str()),
             ("LISTEN_ADDR", "127.0.0.1:0"),
             ("TOKEN_CACHE", "on"),
+            ("AUDIENCE", SERVICE_RESOURCE),
         ],
     );
     let a = authority.url("");
     let s = service.url("");
     println!("authority: {a}");
     println!("service: {s}");
+    println!("resource: {SERVICE_RESOURCE}");
     println!(
         "redis: redis://127.0.0.1:{} (users authority, token-client; passwords generated for this run)",
         redis.port()
@@ -206,12 +221,16 @@ fn run() -> Result<(), String> {
     println!("user: alice {user_password}");
     println!();
     println!("# Walk-through (copy and paste):");
-    println!("A={a} S={s}");
+    println!("A={a} S={s} R={SERVICE_RESOURCE}");
+    println!("# a token for the service (its audience, R); without resource= it is refused there");
     println!(
         "T=$(curl -s $A/oauth/token -d grant_type=password -d username=alice -d password={user_password} \
-         | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')"
+         -d resource=$R | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')"
     );
     println!("curl -s $S/whoami -H \"Authorization: Bearer $T\"          # 200, the principal");
+    println!(
+        "curl -si $A/v1/me -H \"Authorization: Bearer $T\" | head -1 # 401: not a token for the authority"
+    );
     println!(
         "curl -s $A/oauth/revoke -d token=$T                          # revoke at the authority"
     );
@@ -222,7 +241,7 @@ fn run() -> Result<(), String> {
         "V=$(openssl rand -hex 32); C=$(printf %s $V | openssl dgst -sha256 -binary | basenc --base64url | tr -d =)"
     );
     println!(
-        "echo \"$A/oauth/authorize?response_type=code&client_id=demo-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A8400%2Fcallback&scope=read&state=demo&code_challenge=$C&code_challenge_method=S256\""
+        "echo \"$A/oauth/authorize?response_type=code&client_id=demo-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A8400%2Fcallback&scope=read&state=demo&code_challenge=$C&code_challenge_method=S256&resource=$R\""
     );
     println!("# after signing in the browser goes to http://127.0.0.1:8400/callback?code=…; then:");
     println!(
