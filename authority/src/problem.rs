@@ -100,15 +100,7 @@ impl Problem {
     /// 401 `invalid_token`: a live token issued for other resources than
     /// this authority (never naming them).
     pub fn wrong_audience() -> Self {
-        let description = "the token's audience does not include this service";
-        let mut problem = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
-        problem.challenge = Some(
-            Challenge::new(REALM)
-                .error(ErrorCode::InvalidToken)
-                .description(description)
-                .to_string(),
-        );
-        problem
+        Self::invalid_token_because("the token's audience does not include this service")
     }
 
     /// 400 `invalid_scope`.
@@ -214,7 +206,12 @@ impl Problem {
     /// 401 with a Bearer `invalid_token` challenge: unknown, expired,
     /// revoked or malformed token.
     pub fn invalid_token() -> Self {
-        let description = "the access token is invalid, expired or revoked";
+        Self::invalid_token_because("the access token is invalid, expired or revoked")
+    }
+
+    /// 401 `invalid_token` with `description`, in the body and the Bearer
+    /// challenge.
+    fn invalid_token_because(description: &'static str) -> Self {
         let mut problem = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
         problem.challenge = Some(
             Challenge::new(REALM)

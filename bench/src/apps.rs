@@ -64,6 +64,10 @@ where
     }
 }
 
+/// The resource (audience) of every fixture token, which the opaque
+/// services check (`TokenAuthLayer::audience`), as a deployment does.
+pub(crate) const RESOURCE: &str = "https://bench.example";
+
 /// `TokenAuthLayer` on a `RedisTokenReader`, with or without the tracking
 /// cache; configured like the middleware's example service, checking the
 /// audience of the fixture tokens.
@@ -79,7 +83,7 @@ pub(crate) async fn opaque(
         .map_err(|error| error.to_string())?
         .with_realm("bench")
         .with_timeout(LOOKUP_TIMEOUT)
-        .audience(crate::fixtures::RESOURCE);
+        .audience(RESOURCE);
     if cached {
         auth = auth.with_cache(CacheConfig::default());
         let cache = auth.cache().ok_or("the layer has no cache")?;

@@ -10,13 +10,10 @@ use token_repository::{Grant, Minted, RedisStore, Scopes, TokenWriter as _};
 use tower_sessions::SessionStore as _;
 use tower_sessions::session::{Id, Record};
 
-use crate::apps::{Claims, JWT_AUDIENCE, JWT_ISSUER, SESSION_USER_KEY, SessionUser};
+use crate::apps::{Claims, JWT_AUDIENCE, JWT_ISSUER, RESOURCE, SESSION_USER_KEY, SessionUser};
 
-/// The resource (audience) of every fixture token, which the opaque
-/// services check (`TokenAuthLayer::audience`), as a deployment does.
-pub(crate) const RESOURCE: &str = "https://bench.example";
-
-/// The audience of fixture tokens: [`RESOURCE`].
+/// The audience of fixture tokens: [`RESOURCE`], which the opaque services
+/// check.
 fn audience() -> token_repository::Audience {
     token_repository::ResourceUri::parse(RESOURCE)
         .ok()

@@ -321,6 +321,17 @@ async fn compose_redis_settings_keep_accounts_across_a_crash() {
     assert_eq!(client.status(), 200, "the client was lost");
 }
 
+/// The one-shot `demo-app` service's command, as one line.
+fn demo_command(demo: &Yaml) -> String {
+    demo["command"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The example service checks its audience, and the demo registers that
 /// resource, so the walk-through's `resource=` tokens are issued.
 #[test]
@@ -330,13 +341,7 @@ fn the_service_audience_is_registered() {
         .as_str()
         .expect("the service has an AUDIENCE")
         .to_owned();
-    let command: String = compose["services"]["demo-app"]["command"]
-        .as_vec()
-        .into_iter()
-        .flatten()
-        .filter_map(Yaml::as_str)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = demo_command(&compose["services"]["demo-app"]);
     assert!(
         command.contains(&format!("resource add {audience}")),
         "{command}"
@@ -359,13 +364,7 @@ fn demo_app_is_registered_and_the_account_page_printed() {
         demo["depends_on"]["authority"]["condition"].as_str(),
         Some("service_healthy")
     );
-    let command: String = demo["command"]
-        .as_vec()
-        .into_iter()
-        .flatten()
-        .filter_map(Yaml::as_str)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = demo_command(demo);
     for needle in [
         "client add demo-app",
         "--public",
