@@ -340,8 +340,8 @@ async fn export(state: &AppState, output: Option<PathBuf>) -> Result<(), String>
         }
     };
     eprintln!(
-        "exported {} users, {} clients, {} resources, {} connections",
-        report.users, report.clients, report.resources, report.connections
+        "exported {} users, {} clients, {} connections, {} resources",
+        report.users, report.clients, report.connections, report.resources
     );
     Ok(())
 }
@@ -357,8 +357,8 @@ async fn import(state: &AppState, input: Option<PathBuf>) -> Result<(), String> 
     }
     .map_err(|error| error.to_string())?;
     eprintln!(
-        "imported {} users, {} clients, {} resources, {} connections",
-        report.users, report.clients, report.resources, report.connections
+        "imported {} users, {} clients, {} connections, {} resources",
+        report.users, report.clients, report.connections, report.resources
     );
     Ok(())
 }

@@ -347,7 +347,12 @@ async fn concurrent_requests_across_replicas_refresh_once() {
     // The refreshed token lives 4 s and the requests need 1 s: seconds of
     // slack for a loaded machine before a late waiter would refresh again.
     let setup = Setup::start(&[("OIDC_ACCESS_TOKEN_TTL", "4")], "");
-    let replicas: Vec<Authority> = (0..3).map(|_| setup.authority(BIN, &[])).collect();
+    // Replicas of one deployment share its ISSUER: the audience of
+    // alice's token is the authority, whichever replica issued it.
+    let first = setup.authority(BIN, &[]);
+    let issuer = first.url("");
+    let mut replicas = vec![first];
+    replicas.extend((1..3).map(|_| setup.authority(BIN, &[("ISSUER", issuer.as_str())])));
     let alice = connected::user(&replicas[0], "alice").await;
     connected::connect(&replicas[1], &alice).await;
     until_expired(&setup, &alice).await;
@@ -816,7 +821,9 @@ async fn key_rotation_and_reencryption() {
     let token = json_of(provider_token(&old, &alice, 10).await).await["access_token"].clone();
 
     let both = format!("{KEY_2},{KEY_1}");
-    let rotated = setup.authority(BIN, &[("CONNECT_KEYS", &both)]);
+    // One deployment: the same ISSUER (alice's token is for it).
+    let issuer = old.url("");
+    let rotated = setup.authority(BIN, &[("CONNECT_KEYS", &both), ("ISSUER", &issuer)]);
     assert_eq!(
         json_of(provider_token(&rotated, &alice, 10).await).await["access_token"],
         token
@@ -847,7 +854,7 @@ async fn key_rotation_and_reencryption() {
         token.as_str().expect("text")
     );
 
-    let new_only = setup.authority(BIN, &[("CONNECT_KEYS", KEY_2)]);
+    let new_only = setup.authority(BIN, &[("CONNECT_KEYS", KEY_2), ("ISSUER", &issuer)]);
     assert_eq!(
         json_of(provider_token(&new_only, &alice, 10).await).await["access_token"],
         token

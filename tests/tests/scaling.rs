@@ -38,7 +38,10 @@ async fn cluster_with_two_authorities() {
     let seeds = cluster.urls().join(",");
     let topology = [("REDIS_CLUSTER_URLS", seeds.as_str())];
     let one = Authority::start_with_url(AUTHORITY, "", &topology);
-    let two = Authority::start_with_url(AUTHORITY, "", &topology);
+    // Two replicas of one deployment share its ISSUER (the audience of the
+    // tokens either issues).
+    let issuer = one.url("");
+    let two = Authority::start_with_url(AUTHORITY, "", &[topology[0], ("ISSUER", issuer.as_str())]);
     one.add_user("alice", PASSWORD, &["read"]);
     two.add_user("root", PASSWORD, &["admin"]);
     let secret = one.add_client("svc", &["jobs"], true);
