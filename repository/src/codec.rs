@@ -509,6 +509,61 @@ mod tests {
         assert!(stored * 2 < json, "{stored} vs JSON {json}");
     }
 
+    /// The stored bytes of both formats are pinned: a refactoring of the
+    /// types must not change what readers of other versions find in Redis.
+    #[test]
+    fn stored_bytes_are_pinned() {
+        let session = encode_session(&session());
+        assert_eq!(
+            hex(&session),
+            PINNED_SESSION,
+            "format-2 session bytes changed"
+        );
+        assert_eq!(decode_session(&session), Ok(self::session()));
+        let digest = TokenDigest::of("x");
+        let token = encode(&sample(&digest));
+        assert_eq!(hex(&token), PINNED_TOKEN, "format-1 record bytes changed");
+        let mut client = sample(&digest);
+        client.subject = "client:reporting".into();
+        client.name = None;
+        client.email = None;
+        client.client_id = None;
+        client.kind = TokenKind::Refresh;
+        let bytes = encode(&client);
+        assert_eq!(
+            hex(&bytes),
+            PINNED_CLIENT_TOKEN,
+            "format-1 record bytes changed"
+        );
+        assert_eq!(decode(&bytes, &digest), Ok(client));
+    }
+
+    /// `encode_session(&session())`, as written since format 2.
+    const PINNED_SESSION: &str = concat!(
+        "02ca978112ca1bbdcafac231b39a23dc4d0000019ab0afc2a0454349e422f052",
+        "97191ead13e21d3db50000019aec4a8ca00000019ab0a20700010bfe935e70c3",
+        "21c7ca3afc75ce0d0ca2000b6f1c9e8a574d439d0e3f1f5f4f2a1005616c6963",
+        "65010d416c696365204578616d706c650111616c696365406578616d706c652e",
+        "636f6d0204726561640577726974650103776562",
+    );
+    /// `encode(&sample(..))`, as written by format 1.
+    const PINNED_TOKEN: &str = concat!(
+        "01002430623666316339652d386135372d346434332d396430652d3366316635",
+        "6634663261313005616c696365010d416c696365204578616d706c650111616c",
+        "696365406578616d706c652e636f6d0204726561640577726974650103776562",
+        "808e8885ab33a085bf85ab331000000000000000000000000000000007",
+    );
+    /// A client's refresh token without name, email or client, format 1.
+    const PINNED_CLIENT_TOKEN: &str = concat!(
+        "010110636c69656e743a7265706f7274696e6705616c69636500000204726561",
+        "6405777269746500808e8885ab33a085bf85ab33100000000000000000000000",
+        "0000000007",
+    );
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
     /// Unknown versions and garbage are refused, not misread.
     #[test]
     fn refuses_unknown_versions_and_garbage() {
