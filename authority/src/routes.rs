@@ -14,11 +14,11 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use crate::address::PeerAddr;
 use crate::api::admin::Operation;
 use crate::api::{admin, connect, health, me};
 use crate::oauth::{introspect, metadata, revoke, token};
 use crate::problem::Problem;
-use crate::server::PeerAddr;
 use crate::state::AppState;
 
 /// Every route the server registers, as `(method, path)`; kept in step with
