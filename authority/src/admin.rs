@@ -101,6 +101,10 @@ pub struct ClientChange {
 }
 
 /// What the API shows of a user: never the hash.
+///
+/// Not a [`token_repository::Holder`]: the admin API's JSON names the
+/// user's grantable scopes `scope` (one space-delimited string, as in
+/// OAuth), has no client and adds account state; it is a published format.
 #[derive(Debug, Serialize)]
 pub struct UserView {
     /// Stable id.
@@ -656,7 +660,7 @@ mod tests {
     use token_test_harness::RedisServer;
 
     use super::*;
-    use crate::faults::{live, login, state, token};
+    use crate::test_support::{live, login, state, token};
 
     const PASSWORD: &str = "a-long-password";
 

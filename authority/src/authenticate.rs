@@ -195,7 +195,7 @@ pub async fn bearer_with_scope(
     scope: &'static str,
 ) -> Result<TokenRecord, Problem> {
     let record = bearer(state, headers).await?;
-    if record.scopes.contains(scope) {
+    if record.holder.scopes.contains(scope) {
         Ok(record)
     } else {
         Err(Problem::insufficient_scope(scope))

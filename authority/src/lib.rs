@@ -62,6 +62,8 @@ pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod throttle;
 pub mod web;
 

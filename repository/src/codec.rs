@@ -22,7 +22,7 @@
 //! | 25          | 16    | current refresh token's truncated digest (zero: none)    |
 //! | 41          | 8     | its expiry (zero: none, e.g. `client_credentials`)       |
 //! | 49          | 8     | when the current pair was issued                         |
-//! | 57          | 1     | `n`, how many rotated refresh tokens are remembered (≤ [`crate::store::USED_REFRESH_MEMORY`]) |
+//! | 57          | 1     | `n`, how many rotated refresh tokens are remembered (≤ [`USED_REFRESH_MEMORY`]) |
 //! | 58          | 16·n  | their truncated digests, newest first                    |
 //! | 58 + 16·n   | …     | holder: subject (16 raw bytes when it is a UUID), username, name, email, scopes, client id |
 //!
@@ -33,6 +33,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::holder::Holder;
 use crate::record::{Timestamp, TokenRecord};
 use crate::scope::Scopes;
 use crate::token::{TokenDigest, TokenKind};
@@ -46,29 +47,28 @@ pub const SESSION_VERSION: u8 = 2;
 /// issue and rotation: version, both token slots, issued-at.
 pub const SESSION_HEADER_LEN: usize = 57;
 
+/// How many rotated refresh tokens per family are remembered for reuse
+/// detection (the session format holds at most this many). Presenting one
+/// of them revokes the family; older ones are merely unknown (and refused).
+pub const USED_REFRESH_MEMORY: usize = 4;
+
+/// Format 1 as written. postcard writes a nested struct as its fields in
+/// order, so the embedded [`Holder`] takes the bytes its six fields took
+/// when they were written out here one by one.
 #[derive(Serialize)]
 struct StoredRef<'a> {
     kind: TokenKind,
-    subject: &'a str,
-    username: &'a str,
-    name: Option<&'a str>,
-    email: Option<&'a str>,
-    scopes: &'a Scopes,
-    client_id: Option<&'a str>,
+    holder: &'a Holder,
     issued_at: Timestamp,
     expires_at: Timestamp,
     family: Uuid,
 }
 
+/// Format 1 as read.
 #[derive(Deserialize)]
 struct Stored {
     kind: TokenKind,
-    subject: String,
-    username: String,
-    name: Option<String>,
-    email: Option<String>,
-    scopes: Scopes,
-    client_id: Option<String>,
+    holder: Holder,
     issued_at: Timestamp,
     expires_at: Timestamp,
     family: Uuid,
@@ -91,12 +91,7 @@ pub enum CodecError {
 pub fn encode(record: &TokenRecord) -> Vec<u8> {
     let stored = StoredRef {
         kind: record.kind,
-        subject: &record.subject,
-        username: &record.username,
-        name: record.name.as_deref(),
-        email: record.email.as_deref(),
-        scopes: &record.scopes,
-        client_id: record.client_id.as_deref(),
+        holder: &record.holder,
         issued_at: record.issued_at,
         expires_at: record.expires_at,
         family: record.family,
@@ -121,12 +116,7 @@ pub fn decode(bytes: &[u8], digest: &TokenDigest) -> Result<TokenRecord, CodecEr
     Ok(TokenRecord {
         id: digest.token_id(),
         kind: stored.kind,
-        subject: stored.subject,
-        username: stored.username,
-        name: stored.name,
-        email: stored.email,
-        scopes: stored.scopes,
-        client_id: stored.client_id,
+        holder: stored.holder,
         issued_at: stored.issued_at,
         expires_at: stored.expires_at,
         family: stored.family,
@@ -146,18 +136,8 @@ pub struct Slot {
 /// access and refresh tokens, and the recently rotated refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
-    /// The holder's stable id.
-    pub subject: String,
-    /// The holder's login name.
-    pub username: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Email address.
-    pub email: Option<String>,
-    /// Granted scopes.
-    pub scopes: Scopes,
-    /// The client the tokens were issued to.
-    pub client_id: Option<String>,
+    /// Who holds the session's tokens, what they grant, for which client.
+    pub holder: Holder,
     /// When the current pair was issued.
     pub issued_at: Timestamp,
     /// The current access token (`None` once revoked).
@@ -229,12 +209,7 @@ impl SessionRecord {
         TokenRecord {
             id,
             kind,
-            subject: self.subject.clone(),
-            username: self.username.clone(),
-            name: self.name.clone(),
-            email: self.email.clone(),
-            scopes: self.scopes.clone(),
-            client_id: self.client_id.clone(),
+            holder: self.holder.clone(),
             issued_at: self.issued_at,
             expires_at,
             family,
@@ -259,16 +234,17 @@ impl SessionRecord {
         out
     }
 
-    /// The holder part (after the used list).
+    /// The encoded holder part (after the used list).
     #[must_use]
-    pub fn holder(&self) -> Vec<u8> {
+    pub fn encoded_holder(&self) -> Vec<u8> {
+        let holder = &self.holder;
         let holder = HolderRef {
-            subject: CompactSubject::of(&self.subject),
-            username: &self.username,
-            name: self.name.as_deref(),
-            email: self.email.as_deref(),
-            scopes: &self.scopes,
-            client_id: self.client_id.as_deref(),
+            subject: CompactSubject::of(&holder.subject),
+            username: &holder.username,
+            name: holder.name.as_deref(),
+            email: holder.email.as_deref(),
+            scopes: &holder.scopes,
+            client_id: holder.client_id.as_deref(),
         };
         // Serialising plain data into a Vec cannot fail.
         postcard::to_allocvec(&holder).unwrap_or_default()
@@ -298,6 +274,7 @@ impl<'a> CompactSubject<'a> {
     }
 }
 
+/// The holder as written in a session (see [`StoredHolder`]).
 #[derive(Serialize)]
 struct HolderRef<'a> {
     subject: CompactSubject<'a>,
@@ -308,8 +285,9 @@ struct HolderRef<'a> {
     client_id: Option<&'a str>,
 }
 
+/// The holder as stored in a session: [`Holder`] with a compact subject.
 #[derive(Deserialize)]
-struct Holder<'a> {
+struct StoredHolder<'a> {
     #[serde(borrow)]
     subject: CompactSubject<'a>,
     username: String,
@@ -326,13 +304,13 @@ pub fn encode_session(session: &SessionRecord) -> Vec<u8> {
     let used = session
         .used
         .iter()
-        .take(crate::store::USED_REFRESH_MEMORY)
+        .take(USED_REFRESH_MEMORY)
         .collect::<Vec<_>>();
     out.push(u8::try_from(used.len()).unwrap_or(0));
     for digest in used {
         out.extend_from_slice(digest);
     }
-    out.extend(session.holder());
+    out.extend(session.encoded_holder());
     out
 }
 
@@ -377,14 +355,16 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
         .map(|i| digest_at(bytes, 58 + 16 * i))
         .collect::<Result<Vec<_>, _>>()?;
     let body = bytes.get(58 + 16 * count..).ok_or(CodecError::Malformed)?;
-    let holder: Holder<'_> = postcard::from_bytes(body).map_err(|_| CodecError::Malformed)?;
+    let holder: StoredHolder<'_> = postcard::from_bytes(body).map_err(|_| CodecError::Malformed)?;
     Ok(SessionRecord {
-        subject: holder.subject.into_string(),
-        username: holder.username,
-        name: holder.name,
-        email: holder.email,
-        scopes: holder.scopes,
-        client_id: holder.client_id,
+        holder: Holder {
+            subject: holder.subject.into_string(),
+            username: holder.username,
+            name: holder.name,
+            email: holder.email,
+            scopes: holder.scopes,
+            client_id: holder.client_id,
+        },
         issued_at,
         access,
         refresh,
@@ -396,14 +376,20 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
 mod tests {
     use super::*;
 
-    fn session() -> SessionRecord {
-        SessionRecord {
+    fn holder() -> Holder {
+        Holder {
             subject: "0b6f1c9e-8a57-4d43-9d0e-3f1f5f4f2a10".into(),
             username: "alice".into(),
             name: Some("Alice Example".into()),
             email: Some("alice@example.com".into()),
             scopes: Scopes::parse("read write").expect("valid"),
             client_id: Some("web".into()),
+        }
+    }
+
+    fn session() -> SessionRecord {
+        SessionRecord {
+            holder: holder(),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             access: Some(Slot {
                 digest: TokenDigest::of("a").short(),
@@ -428,7 +414,7 @@ mod tests {
         assert_eq!(&bytes[25..41], &TokenDigest::of("r").short());
         assert_eq!(bytes[57], 1);
         assert!(bytes.len() < 150, "session record is {} bytes", bytes.len());
-        record.subject = "client:reporting".into();
+        record.holder.subject = "client:reporting".into();
         record.refresh = None;
         record.used.clear();
         let bytes = encode_session(&record);
@@ -477,12 +463,7 @@ mod tests {
         TokenRecord {
             id: digest.token_id(),
             kind: TokenKind::Access,
-            subject: "0b6f1c9e-8a57-4d43-9d0e-3f1f5f4f2a10".into(),
-            username: "alice".into(),
-            name: Some("Alice Example".into()),
-            email: Some("alice@example.com".into()),
-            scopes: Scopes::parse("read write").expect("valid"),
-            client_id: Some("web".into()),
+            holder: holder(),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             expires_at: Timestamp::from_unix_millis(1_763_900_900_000),
             family: Uuid::from_u128(7),
@@ -524,10 +505,10 @@ mod tests {
         let token = encode(&sample(&digest));
         assert_eq!(hex(&token), PINNED_TOKEN, "format-1 record bytes changed");
         let mut client = sample(&digest);
-        client.subject = "client:reporting".into();
-        client.name = None;
-        client.email = None;
-        client.client_id = None;
+        client.holder.subject = "client:reporting".into();
+        client.holder.name = None;
+        client.holder.email = None;
+        client.holder.client_id = None;
         client.kind = TokenKind::Refresh;
         let bytes = encode(&client);
         assert_eq!(

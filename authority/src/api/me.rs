@@ -16,12 +16,12 @@ pub async fn me(state: AppState, headers: HeaderMap) -> Response {
         Ok(record) => json(
             StatusCode::OK,
             &serde_json::json!({
-                "sub": record.subject,
-                "username": record.username,
-                "name": record.name,
-                "email": record.email,
-                "scope": record.scopes.to_string(),
-                "client_id": record.client_id,
+                "sub": record.holder.subject,
+                "username": record.holder.username,
+                "name": record.holder.name,
+                "email": record.holder.email,
+                "scope": record.holder.scopes.to_string(),
+                "client_id": record.holder.client_id,
                 "token_id": record.id,
                 "iat": record.issued_at.as_unix_secs(),
                 "exp": record.expires_at.as_unix_secs(),
@@ -55,8 +55,8 @@ fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
             record.kind.as_str()
         },
         session: record.family,
-        client_id: record.client_id.clone(),
-        scope: record.scopes.to_string(),
+        client_id: record.holder.client_id.clone(),
+        scope: record.holder.scopes.to_string(),
         issued_at: record.issued_at.as_unix_secs(),
         expires_at: record.expires_at.as_unix_secs(),
         current: record.id == caller.id,
@@ -65,7 +65,7 @@ fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
 
 /// Whether `record` belongs to a browser session itself.
 fn is_browser(record: &TokenRecord) -> bool {
-    record.client_id.as_deref() == Some(crate::web::BROWSER_CLIENT)
+    record.holder.client_id.as_deref() == Some(crate::web::BROWSER_CLIENT)
 }
 
 /// `GET /v1/sessions`: the caller's live tokens.
@@ -74,7 +74,7 @@ pub async fn sessions(state: AppState, headers: HeaderMap) -> Response {
         let caller = authenticate::bearer(&state, &headers).await?;
         let records = state
             .store()
-            .list(&caller.subject)
+            .list(&caller.holder.subject)
             .await
             .map_err(|error| Problem::from_store(&error))?;
         // A browser session's own access token is never handed out: not
@@ -102,7 +102,7 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
             .map_err(|_| Problem::invalid_request("the session id must be a UUID"))?;
         let records = state
             .store()
-            .list(&caller.subject)
+            .list(&caller.holder.subject)
             .await
             .map_err(|error| Problem::from_store(&error))?;
         let family = records
@@ -112,10 +112,10 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
             .ok_or_else(|| Problem::not_found("no such session"))?;
         let revoked = state
             .store()
-            .revoke_family(&caller.subject, family)
+            .revoke_family(&caller.holder.subject, family)
             .await
             .map_err(|error| Problem::from_store(&error))?;
-        tracing::info!(subject = %caller.subject, session = %family, revoked, "session revoked");
+        tracing::info!(subject = %caller.holder.subject, session = %family, revoked, "session revoked");
         crate::metrics::revoked("session", revoked);
         Ok::<_, Problem>(json(
             StatusCode::OK,
@@ -131,10 +131,10 @@ pub async fn revoke_all_sessions(state: AppState, headers: HeaderMap) -> Respons
         let caller = authenticate::bearer(&state, &headers).await?;
         let revoked = state
             .store()
-            .revoke_all(&caller.subject)
+            .revoke_all(&caller.holder.subject)
             .await
             .map_err(|error| Problem::from_store(&error))?;
-        tracing::info!(subject = %caller.subject, revoked, "signed out everywhere");
+        tracing::info!(subject = %caller.holder.subject, revoked, "signed out everywhere");
         crate::metrics::revoked("sign_out_everywhere", revoked);
         Ok::<_, Problem>(json(
             StatusCode::OK,

@@ -328,10 +328,10 @@ fn refuse(state: &AppState, refusal: Refusal) -> Response {
 async fn user_of(state: &AppState, session: &BrowserSession) -> Result<Option<User>, Problem> {
     Ok(state
         .accounts()
-        .user(&session.record.username)
+        .user(&session.record.holder.username)
         .await
         .map_err(|error| Problem::from_accounts(&error))?
-        .filter(|user| user.subject == session.record.subject && !user.disabled))
+        .filter(|user| user.subject == session.record.holder.subject && !user.disabled))
 }
 
 /// The scopes granted: the requested ones the user has, or all of the
@@ -463,8 +463,8 @@ async fn approve(
         redirect_given: request.redirect_given,
         scope: scopes.to_string(),
         challenge: request.challenge.clone(),
-        subject: session.record.subject.clone(),
-        username: session.record.username.clone(),
+        subject: session.record.holder.subject.clone(),
+        username: session.record.holder.username.clone(),
         family: session.record.family,
     };
     match code::issue(state, &grant).await {
@@ -545,7 +545,7 @@ fn consent_page(
          <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button>\
          </form>",
-        user = escape(&session.record.username),
+        user = escape(&session.record.holder.username),
         target = escape(&request.redirect_uri),
         csrf = hidden("csrf", &csrf),
         request = hidden("request", raw),

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use token_repository::{Grant, Minted, Scopes, TokenKind, TokenWriter as _};
+use token_repository::{Grant, Holder, Minted, Scopes, TokenKind, TokenWriter as _};
 use uuid::Uuid;
 
 use crate::accounts::Client;
@@ -258,7 +258,7 @@ pub async fn exchange(
         .any(|record| {
             record.family == grant.family
                 && record.kind == TokenKind::Refresh
-                && record.client_id.as_deref() == Some(BROWSER_CLIENT)
+                && record.holder.client_id.as_deref() == Some(BROWSER_CLIENT)
         });
     if !signed_in {
         return Err(Problem::invalid_grant(
@@ -277,12 +277,14 @@ pub async fn exchange(
         .map_err(|error| Problem::internal(&error))?;
     let config = state.config();
     let minted = Grant {
-        subject: user.subject,
-        username: user.username,
-        name: user.name,
-        email: user.email,
-        scopes,
-        client_id: Some(client.client_id),
+        holder: Holder {
+            subject: user.subject,
+            username: user.username,
+            name: user.name,
+            email: user.email,
+            scopes,
+            client_id: Some(client.client_id),
+        },
         access_ttl: config.access_token_ttl,
         refresh_ttl: Some(config.refresh_token_ttl),
     }

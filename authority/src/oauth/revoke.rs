@@ -56,7 +56,7 @@ async fn revoke(
     else {
         return Ok(());
     };
-    if let Some(owner) = &record.client_id {
+    if let Some(owner) = &record.holder.client_id {
         match &client {
             None => return Err(Problem::invalid_client()),
             Some(client) if &client.client_id != owner => {
@@ -72,7 +72,7 @@ async fn revoke(
         .revoke(&token)
         .await
         .map_err(|error| Problem::from_store(&error))?;
-    tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.subject, revoked, "token revoked");
+    tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.holder.subject, revoked, "token revoked");
     crate::metrics::revoked("revocation_endpoint", revoked);
     Ok(())
 }

@@ -4,8 +4,8 @@
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use token_repository::{
-    Error as StoreError, Generation, Grant, Minted, RefreshState, Rotation, Scopes, Timestamp,
-    Token, TokenKind, TokenWriter as _,
+    Error as StoreError, Generation, Grant, Holder, Minted, RefreshRefusal, RefreshState, Rotation,
+    Scopes, Timestamp, Token, TokenKind, TokenWriter as _,
 };
 use warp::reply::Response;
 use zeroize::Zeroizing;
@@ -115,7 +115,7 @@ fn respond(minted: &Minted) -> Response {
                 .refresh
                 .as_ref()
                 .map(|refresh| refresh.token.expose_secret()),
-            scope: access.record.scopes.to_string(),
+            scope: access.record.holder.scopes.to_string(),
         },
     )
 }
@@ -231,12 +231,14 @@ async fn password(
     let scopes = narrow(requested, &user.scopes)?;
     let (access_ttl, refresh_ttl) = lifetimes(state, true);
     let minted = Grant {
-        subject: user.subject,
-        username: user.username,
-        name: user.name,
-        email: user.email,
-        scopes,
-        client_id: client.map(|client| client.client_id),
+        holder: Holder {
+            subject: user.subject,
+            username: user.username,
+            name: user.name,
+            email: user.email,
+            scopes,
+            client_id: client.map(|client| client.client_id),
+        },
         access_ttl,
         refresh_ttl,
     }
@@ -358,12 +360,14 @@ async fn client_credentials_grant(
     let scopes = narrow(requested, &client.scopes)?;
     let (access_ttl, _) = lifetimes(state, false);
     let minted = Grant {
-        subject: client.subject(),
-        username: client.client_id.clone(),
-        name: None,
-        email: None,
-        scopes,
-        client_id: Some(client.client_id),
+        holder: Holder {
+            subject: client.subject(),
+            username: client.client_id.clone(),
+            name: None,
+            email: None,
+            scopes,
+            client_id: Some(client.client_id),
+        },
         access_ttl,
         refresh_ttl: None,
     }
@@ -404,31 +408,27 @@ async fn refresh(
         .map_err(|error| Problem::from_store(&error))?
     {
         RefreshState::Live(record) => record,
-        RefreshState::Reused { revoked } => {
-            tracing::warn!(token_id = %presented.id(), revoked, "rotated refresh token presented again: its family is revoked");
-            metrics::revoked("refresh_reuse", revoked);
-            return Err(invalid());
-        }
-        RefreshState::Unknown => return Err(invalid()),
+        RefreshState::Refused(refusal) => return Err(refused(&presented, refusal)),
     };
     let client_id = client.map(|client| client.client_id);
-    if record.client_id != client_id {
+    if record.holder.client_id != client_id {
         return Err(if client_id.is_none() {
             Problem::invalid_client()
         } else {
             Problem::invalid_grant("the refresh token was issued to another client")
         });
     }
-    let scopes = narrow(requested, &record.scopes)?;
+    let scopes = narrow(requested, &record.holder.scopes)?;
     let user = state
         .accounts()
-        .user(&record.username)
+        .user(&record.holder.username)
         .await
         .map_err(|error| Problem::from_accounts(&error))?;
-    let Some(user) = user.filter(|user| user.subject == record.subject && !user.disabled) else {
+    let Some(user) = user.filter(|user| user.subject == record.holder.subject && !user.disabled)
+    else {
         let _ = state
             .store()
-            .revoke_family(&record.subject, record.family)
+            .revoke_family(&record.holder.subject, record.family)
             .await;
         return Err(invalid());
     };
@@ -437,12 +437,14 @@ async fn refresh(
         .map_err(|error| Problem::internal(&error))?;
     let (access_ttl, refresh_ttl) = lifetimes(state, true);
     let minted = Grant {
-        subject: user.subject,
-        username: user.username,
-        name: user.name,
-        email: user.email,
-        scopes,
-        client_id,
+        holder: Holder {
+            subject: user.subject,
+            username: user.username,
+            name: user.name,
+            email: user.email,
+            scopes,
+            client_id,
+        },
         access_ttl,
         refresh_ttl,
     }
@@ -453,22 +455,28 @@ async fn refresh(
             log_issue("refresh_token", &minted);
             Ok(minted)
         }
-        Ok(Rotation::Reused { revoked }) => {
-            tracing::warn!(token_id = %presented.id(), revoked, "refresh token used twice: its family is revoked");
-            metrics::revoked("refresh_reuse", revoked);
-            Err(invalid())
-        }
-        Ok(Rotation::Unknown) => Err(invalid()),
+        Ok(Rotation::Refused(refusal)) => Err(refused(&presented, refusal)),
         Err(error) => Err(Problem::from_store(&error)),
     }
+}
+
+/// The answer to a refused refresh token, whether the refusal came from
+/// inspecting it or from rotating it (used meanwhile); reuse is logged and
+/// counted here, once.
+fn refused(presented: &Token, refusal: RefreshRefusal) -> Problem {
+    if let RefreshRefusal::Reused { revoked } = refusal {
+        tracing::warn!(token_id = %presented.id(), revoked, "rotated refresh token presented again: its family is revoked");
+        metrics::revoked("refresh_reuse", revoked);
+    }
+    Problem::invalid_grant("the refresh token is invalid, expired or revoked")
 }
 
 fn log_issue(grant: &'static str, minted: &Minted) {
     let record = &minted.access.record;
     tracing::info!(
         grant,
-        subject = %record.subject,
-        client_id = record.client_id.as_deref().unwrap_or("-"),
+        subject = %record.holder.subject,
+        client_id = record.holder.client_id.as_deref().unwrap_or("-"),
         token_id = %record.id,
         family = %record.family,
         "tokens issued"
@@ -483,7 +491,7 @@ mod tests {
     use zeroize::Zeroizing;
 
     use crate::admin::{self, NewUser, UserChange};
-    use crate::faults::{login, state};
+    use crate::test_support::{login, state};
 
     /// A password change that lands after a login read the user record
     /// (paused there by the store) leaves the old password without a token:

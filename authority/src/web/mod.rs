@@ -330,7 +330,7 @@ pub async fn session(
         .await
         .map_err(|error| Problem::from_store(&error))?;
     Ok(record
-        .filter(|record| record.client_id.as_deref() == Some(BROWSER_CLIENT))
+        .filter(|record| record.holder.client_id.as_deref() == Some(BROWSER_CLIENT))
         .map(|record| BrowserSession { token, record }))
 }
 

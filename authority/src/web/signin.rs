@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq as _;
-use token_repository::{Generation, Grant, Scopes, Token, TokenWriter as _};
+use token_repository::{Generation, Grant, Holder, Scopes, Token, TokenWriter as _};
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
@@ -222,12 +222,14 @@ pub async fn start_session(
     generation: Generation,
 ) -> Result<Token, Problem> {
     let minted = Grant {
-        subject: user.subject.clone(),
-        username: user.username.clone(),
-        name: user.name.clone(),
-        email: user.email.clone(),
-        scopes: Scopes::empty(),
-        client_id: Some(BROWSER_CLIENT.to_owned()),
+        holder: Holder {
+            subject: user.subject.clone(),
+            username: user.username.clone(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            scopes: Scopes::empty(),
+            client_id: Some(BROWSER_CLIENT.to_owned()),
+        },
         access_ttl: std::time::Duration::from_secs(5),
         refresh_ttl: Some(state.config().browser_session_ttl),
     }
@@ -259,11 +261,11 @@ pub async fn logout(state: AppState, headers: HeaderMap, body: Bytes) -> Respons
         }
         match state
             .store()
-            .revoke_family(&session.record.subject, session.record.family)
+            .revoke_family(&session.record.holder.subject, session.record.family)
             .await
         {
             Ok(revoked) => {
-                tracing::info!(subject = %session.record.subject, session = %session.record.family, revoked, "browser signed out");
+                tracing::info!(subject = %session.record.holder.subject, session = %session.record.family, revoked, "browser signed out");
                 crate::metrics::revoked("browser_sign_out", revoked);
             }
             Err(error) => return problem_page(&Problem::from_store(&error)),
