@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod code;
+pub mod grant;
 pub mod introspect;
 pub mod metadata;
 pub mod redirect;

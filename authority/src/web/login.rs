@@ -2,7 +2,7 @@
 //! same throttling counters and the same hashing pool.
 //!
 //! Counted first (`INCR`, without hashing), then checked exactly as the
-//! password grant checks ([`crate::oauth::token::check_password`]: the
+//! password grant checks ([`crate::oauth::grant::password::check_password`]: the
 //! subject's revocation generation is read before the record whose hash is
 //! verified; unknown users are verified against the dummy hash, so unknown
 //! names, wrong passwords and disabled accounts take as long and get the
@@ -68,7 +68,7 @@ async fn check(
         metrics::throttled();
         return Err(LoginFailure::Throttled(wait));
     }
-    match crate::oauth::token::check_password(state, username, password.clone()).await {
+    match crate::oauth::grant::password::check_password(state, username, password.clone()).await {
         Ok(Some(((user, generation), needs_rehash))) => {
             state
                 .throttle()
@@ -78,7 +78,7 @@ async fn check(
             if needs_rehash {
                 // As the password grant does: a hash made with other
                 // parameters is replaced in the background.
-                crate::oauth::token::upgrade_hash(
+                crate::oauth::grant::password::upgrade_hash(
                     state.clone(),
                     username.to_owned(),
                     user.password_hash.clone(),

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq as _;
-use token_repository::{Generation, Grant, Holder, Scopes, Token, TokenWriter as _};
+use token_repository::{Generation, Grant, Scopes, Token, TokenWriter as _};
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
@@ -222,20 +222,13 @@ pub async fn start_session(
     generation: Generation,
 ) -> Result<Token, Problem> {
     let minted = Grant {
-        holder: Holder {
-            subject: user.subject.clone(),
-            username: user.username.clone(),
-            name: user.name.clone(),
-            email: user.email.clone(),
-            scopes: Scopes::empty(),
-            client_id: Some(BROWSER_CLIENT.to_owned()),
-        },
+        holder: user.holder(Scopes::empty(), Some(BROWSER_CLIENT.to_owned())),
         access_ttl: std::time::Duration::from_secs(5),
         refresh_ttl: Some(state.config().browser_session_ttl),
     }
     .mint()
     .map_err(|error| Problem::internal(&error))?;
-    crate::oauth::token::store(state, &minted, Some(generation)).await?;
+    crate::oauth::grant::store(state, &minted, Some(generation)).await?;
     minted
         .refresh
         .map(|refresh| refresh.token)
