@@ -209,25 +209,17 @@ fn check_text(field: &'static str, value: Option<&str>) -> Result<(), Problem> {
 }
 
 async fn hash(state: &AppState, secret: Zeroizing<String>) -> Result<String, Problem> {
-    state
-        .hasher()
-        .hash(secret)
-        .await
-        .map_err(|error| Problem::from_hash(&error))
+    state.hasher().hash(secret).await.map_err(Problem::from)
 }
 
 async fn revoke_all(state: &AppState, subject: &str) -> Result<usize, Problem> {
     #[cfg(test)]
     if state.accounts().faults().revocation_fails() {
-        return Err(Problem::from_store(&token_repository::Error::Timeout(
+        return Err(Problem::from(token_repository::Error::Timeout(
             std::time::Duration::ZERO,
         )));
     }
-    let revoked = state
-        .store()
-        .revoke_all(subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let revoked = state.store().revoke_all(subject).await?;
     tracing::info!(%subject, revoked, "all tokens of the subject revoked");
     crate::metrics::revoked("account_change", revoked);
     Ok(revoked)
@@ -261,11 +253,7 @@ pub async fn create_user(state: &AppState, new: NewUser) -> Result<User, Problem
         created_at: now,
         updated_at: now,
     };
-    let created = state
-        .accounts()
-        .create_user(&user)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let created = state.accounts().create_user(&user).await?;
     if !created {
         return Err(Problem::conflict("a user with this username exists"));
     }
@@ -311,8 +299,7 @@ pub async fn change_user(
                 user.password_hash.clone_from(hash);
             }
         })
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such user"));
     };
@@ -347,8 +334,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
     let Some((_, user)) = state
         .accounts()
         .update_user(username, |user| user.disabled = true)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such user"));
     };
@@ -358,7 +344,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
         .forget_all(&user.subject)
         .await
         .map_err(|error| match error {
-            token_broker::ConnectError::Store(error) => Problem::from_store(&error),
+            token_broker::ConnectError::Store(error) => Problem::from(error),
             _ => Problem::unavailable_because(
                 "the user's connected services could not all be forgotten; try again",
             ),
@@ -368,8 +354,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
     let removed = state
         .accounts()
         .delete_user_if(username, |current| current.subject == user.subject)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+        .await?;
     if !removed {
         tracing::info!(username = ?username, "user removed meanwhile by another request");
     }
@@ -386,8 +371,7 @@ pub async fn user(state: &AppState, username: &str) -> Result<User, Problem> {
     state
         .accounts()
         .user(username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .ok_or_else(|| Problem::not_found("no such user"))
 }
 
@@ -397,11 +381,7 @@ pub async fn user(state: &AppState, username: &str) -> Result<User, Problem> {
 ///
 /// 503 when unavailable.
 pub async fn users(state: &AppState) -> Result<Vec<User>, Problem> {
-    state
-        .accounts()
-        .users()
-        .await
-        .map_err(|error| Problem::from_accounts(&error))
+    state.accounts().users().await.map_err(Problem::from)
 }
 
 /// Registers a client; answers it and its secret (shown this once; none
@@ -447,11 +427,7 @@ pub async fn create_client(
         created_at: now,
         updated_at: now,
     };
-    let created = state
-        .accounts()
-        .create_client(&client)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let created = state.accounts().create_client(&client).await?;
     if !created {
         return Err(Problem::conflict("a client with this id exists"));
     }
@@ -467,7 +443,7 @@ async fn secret_digest(state: &AppState, client_id: &str, secret: &str) -> Resul
         .deployment_key()
         .secret_digest(client_id, secret)
         .await
-        .map_err(|error| Problem::from_store(&error))
+        .map_err(Problem::from)
 }
 
 /// The longest grace period of a rotated-out client secret (30 days).
@@ -504,8 +480,7 @@ pub async fn rotate_secret(
             });
             client.secret_hash.clone_from(&digest);
         })
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such client"));
     };
@@ -581,8 +556,7 @@ pub async fn change_client(
                 client.disabled = disabled;
             }
         })
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such client"));
     };
@@ -609,18 +583,13 @@ pub async fn remove_client(state: &AppState, client_id: &str) -> Result<usize, P
     if state
         .accounts()
         .update_client(client_id, |client| client.disabled = true)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .is_none()
     {
         return Err(Problem::not_found("no such client"));
     }
     let revoked = revoke_all(state, &client_subject(client_id)).await?;
-    state
-        .accounts()
-        .delete_client(client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    state.accounts().delete_client(client_id).await?;
     tracing::info!(client_id = ?client_id, revoked, "client removed");
     Ok(revoked)
 }
@@ -634,8 +603,7 @@ pub async fn client(state: &AppState, client_id: &str) -> Result<Client, Problem
     state
         .accounts()
         .client(client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .ok_or_else(|| Problem::not_found("no such client"))
 }
 
@@ -645,11 +613,7 @@ pub async fn client(state: &AppState, client_id: &str) -> Result<Client, Problem
 ///
 /// 503 when unavailable.
 pub async fn clients(state: &AppState) -> Result<Vec<Client>, Problem> {
-    state
-        .accounts()
-        .clients()
-        .await
-        .map_err(|error| Problem::from_accounts(&error))
+    state.accounts().clients().await.map_err(Problem::from)
 }
 
 #[cfg(test)]

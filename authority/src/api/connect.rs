@@ -67,7 +67,7 @@ impl From<ConnectError> for Problem {
                 tracing::warn!(%error, "provider failure");
                 Problem::provider_error("the provider refused the request or answered unusably")
             }
-            ConnectError::Store(error) => Problem::from_store(&error),
+            ConnectError::Store(error) => Problem::from(error),
             ConnectError::NotConfigured => {
                 Problem::not_found("connected services are not configured")
             }
@@ -388,11 +388,7 @@ pub async fn service_token(
             ));
         }
         let client_id = caller.holder.client_id.as_deref().unwrap_or_default();
-        let client = state
-            .accounts()
-            .client(client_id)
-            .await
-            .map_err(|error| Problem::from_accounts(&error))?;
+        let client = state.accounts().client(client_id).await?;
         let Some(client) = client.filter(|client| !client.disabled) else {
             return Err(deny(
                 "unknown_client",
@@ -424,11 +420,7 @@ pub async fn service_token(
         let at_least = min_validity(&query)?;
         let token = state.connect().token(&subject, &provider, at_least).await?;
         // The user must still exist and be enabled.
-        let user = state
-            .accounts()
-            .user(&token.username)
-            .await
-            .map_err(|error| Problem::from_accounts(&error))?;
+        let user = state.accounts().user(&token.username).await?;
         if !user.is_some_and(|user| user.subject == subject && !user.disabled) {
             tracing::info!(%client_id, user_subject = ?subject, provider = ?provider, "provider token refused: the user is removed or disabled");
             return Err(Problem::not_connected());

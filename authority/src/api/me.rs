@@ -72,11 +72,7 @@ fn is_browser(record: &TokenRecord) -> bool {
 pub async fn sessions(state: AppState, headers: HeaderMap) -> Response {
     let result = async {
         let caller = authenticate::bearer(&state, &headers).await?;
-        let records = state
-            .store()
-            .list(&caller.holder.subject)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
+        let records = state.store().list(&caller.holder.subject).await?;
         // A browser session's own access token is never handed out: not
         // listed.
         let tokens: Vec<SessionToken> = records
@@ -100,11 +96,7 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
         let id: Uuid = id
             .parse()
             .map_err(|_| Problem::invalid_request("the session id must be a UUID"))?;
-        let records = state
-            .store()
-            .list(&caller.holder.subject)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
+        let records = state.store().list(&caller.holder.subject).await?;
         let family = records
             .iter()
             .find(|record| record.id == id || record.family == id)
@@ -113,8 +105,7 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
         let revoked = state
             .store()
             .revoke_family(&caller.holder.subject, family)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
+            .await?;
         tracing::info!(subject = %caller.holder.subject, session = %family, revoked, "session revoked");
         crate::metrics::revoked("session", revoked);
         Ok::<_, Problem>(json(
@@ -129,11 +120,7 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
 pub async fn revoke_all_sessions(state: AppState, headers: HeaderMap) -> Response {
     let result = async {
         let caller = authenticate::bearer(&state, &headers).await?;
-        let revoked = state
-            .store()
-            .revoke_all(&caller.holder.subject)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
+        let revoked = state.store().revoke_all(&caller.holder.subject).await?;
         tracing::info!(subject = %caller.holder.subject, revoked, "signed out everywhere");
         crate::metrics::revoked("sign_out_everywhere", revoked);
         Ok::<_, Problem>(json(

@@ -150,7 +150,7 @@ async fn check(state: &AppState, raw: &str) -> Result<Request, Refusal> {
         .accounts()
         .client(client_id)
         .await
-        .map_err(|error| Refusal::Unavailable(Problem::from_accounts(&error)))?
+        .map_err(|error| Refusal::Unavailable(Problem::from(error)))?
         .filter(|client| !client.disabled)
         .ok_or_else(|| page("No application is registered with this client_id."))?;
     if client.redirect_uris.is_empty() {
@@ -329,8 +329,7 @@ async fn user_of(state: &AppState, session: &BrowserSession) -> Result<Option<Us
     Ok(state
         .accounts()
         .user(&session.record.holder.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .filter(|user| user.subject == session.record.holder.subject && !user.disabled))
 }
 
@@ -363,8 +362,7 @@ async fn consented(
                 .query_async(&mut connection)
                 .await
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     Ok(stored.map(|text| Scopes::parse(&text).unwrap_or_else(|_| Scopes::empty())))
 }
 
@@ -383,8 +381,7 @@ pub async fn consents(state: &AppState, subject: &str) -> Result<Vec<(String, St
                 .query_async(&mut connection)
                 .await
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     all.sort();
     Ok(all)
 }
@@ -410,8 +407,7 @@ pub async fn revoke_consent(
                 .query_async(&mut connection)
                 .await
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     Ok(())
 }
 
@@ -438,8 +434,7 @@ async fn remember_consent(
                 .query_async(&mut connection)
                 .await
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     Ok(())
 }
 

@@ -95,8 +95,7 @@ pub async fn issue(state: &AppState, grant: &CodeGrant) -> Result<String, Proble
                 .query_async(&mut connection)
                 .await
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     if created.is_none() {
         return Err(Problem::internal(&"authorization code collision"));
     }
@@ -130,8 +129,7 @@ pub(crate) async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Pro
                 .invoke_async(&mut connection)
                 .await?)
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     let parse = |text: &str| {
         serde_json::from_str::<CodeGrant>(text).map_err(|error| Problem::internal(&error))
     };
@@ -149,11 +147,7 @@ pub(crate) async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Pro
 /// 401 `invalid_client` for an unknown, disabled or confidential client;
 /// 503 when Redis is unavailable.
 pub async fn public_client(state: &AppState, client_id: &str) -> Result<Client, Problem> {
-    let client = state
-        .accounts()
-        .client(client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let client = state.accounts().client(client_id).await?;
     match client {
         Some(client) if client.public && !client.disabled => Ok(client),
         _ => {

@@ -78,12 +78,7 @@ async fn introspect(
     let Ok(token) = Token::parse(text) else {
         return Ok(inactive());
     };
-    let Some(record) = state
-        .store()
-        .lookup(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    else {
+    let Some(record) = state.store().lookup(&token).await? else {
         return Ok(inactive());
     };
     if record.kind == TokenKind::Refresh

@@ -48,12 +48,7 @@ async fn revoke(
     let Ok(token) = Token::parse(text) else {
         return Ok(());
     };
-    let Some(record) = state
-        .store()
-        .lookup(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    else {
+    let Some(record) = state.store().lookup(&token).await? else {
         return Ok(());
     };
     if let Some(owner) = &record.holder.client_id {
@@ -67,11 +62,7 @@ async fn revoke(
             Some(_) => {}
         }
     }
-    let revoked = state
-        .store()
-        .revoke(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let revoked = state.store().revoke(&token).await?;
     tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.holder.subject, revoked, "token revoked");
     crate::metrics::revoked("revocation_endpoint", revoked);
     Ok(())

@@ -156,15 +156,10 @@ async fn render(
     let user = state
         .accounts()
         .user(&session.record.holder.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .filter(|user| &user.subject == subject)
         .ok_or_else(|| Problem::invalid_request("the account no longer exists"))?;
-    let records = state
-        .store()
-        .list(subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let records = state.store().list(subject).await?;
     let consents = authorize::consents(state, subject).await?;
     let csrf = session.csrf_token();
     let mut body = String::new();
@@ -449,7 +444,7 @@ async fn password(
     // Every session ended with the change; this browser signs in anew.
     let generation = match state.store().generation(&user.subject).await {
         Ok(generation) => generation,
-        Err(error) => return problem_page(&Problem::from_store(&error)),
+        Err(error) => return problem_page(&Problem::from(error)),
     };
     match super::signin::start_session(state, &user, generation).await {
         Ok(token) => {
@@ -479,11 +474,7 @@ async fn sign_out(
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| Problem::invalid_request("no such session"))?;
     let subject = &session.record.holder.subject;
-    let revoked = state
-        .store()
-        .revoke_family(subject, family)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let revoked = state.store().revoke_family(subject, family).await?;
     tracing::info!(%subject, session = %family, revoked, "session signed out on the account page");
     crate::metrics::revoked("session", revoked);
     Ok(if family == session.record.family {
@@ -506,7 +497,7 @@ async fn sign_out_everywhere(state: &AppState, session: &BrowserSession) -> Resp
                 .append(header::SET_COOKIE, policy.set(policy.session_name(), "", 0));
             response
         }
-        Err(error) => problem_page(&Problem::from_store(&error)),
+        Err(error) => problem_page(&Problem::from(error)),
     }
 }
 

@@ -62,7 +62,7 @@ async fn check(
         .throttle()
         .begin_login(username, address)
         .await
-        .map_err(|error| unavailable(Problem::from_store(&error)))?
+        .map_err(|error| unavailable(Problem::from(error)))?
     {
         tracing::info!(username = ?username, %address, "browser sign-in throttled");
         metrics::throttled();
@@ -74,7 +74,7 @@ async fn check(
                 .throttle()
                 .login_succeeded(username, address)
                 .await
-                .map_err(|error| unavailable(Problem::from_store(&error)))?;
+                .map_err(|error| unavailable(Problem::from(error)))?;
             if needs_rehash {
                 // As the password grant does: a hash made with other
                 // parameters is replaced in the background.

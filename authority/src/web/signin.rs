@@ -261,7 +261,7 @@ pub async fn logout(state: AppState, headers: HeaderMap, body: Bytes) -> Respons
                 tracing::info!(subject = %session.record.holder.subject, session = %session.record.family, revoked, "browser signed out");
                 crate::metrics::revoked("browser_sign_out", revoked);
             }
-            Err(error) => return problem_page(&Problem::from_store(&error)),
+            Err(error) => return problem_page(&Problem::from(error)),
         }
     }
     let mut response = see_other("/signin");

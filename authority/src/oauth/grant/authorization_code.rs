@@ -93,8 +93,7 @@ pub(super) async fn grant(
             let revoked = state
                 .store()
                 .revoke_family(&grant.subject, issued_family(code))
-                .await
-                .map_err(|error| Problem::from_store(&error))?;
+                .await?;
             tracing::warn!(client_id = %grant.client_id, subject = %grant.subject, revoked, "authorization code used twice: the tokens issued from it are revoked");
             crate::metrics::revoked("code_reuse", revoked);
             return Err(invalid());
@@ -119,17 +118,12 @@ pub(super) async fn grant(
     {
         return Err(Problem::invalid_grant("the code_verifier does not match"));
     }
-    let generation = state
-        .store()
-        .generation(&grant.subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let generation = state.store().generation(&grant.subject).await?;
     // The browser session that approved must still be signed in.
     let signed_in = state
         .store()
         .list(&grant.subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
+        .await?
         .iter()
         .any(|record| {
             record.family == grant.family
@@ -144,8 +138,7 @@ pub(super) async fn grant(
     let user = state
         .accounts()
         .user(&grant.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .filter(|user| user.subject == grant.subject && !user.disabled)
         .ok_or_else(invalid)?;
     let requested = Scopes::parse(&grant.scope).map_err(|error| Problem::internal(&error))?;

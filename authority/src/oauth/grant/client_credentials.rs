@@ -22,11 +22,7 @@ pub(super) async fn grant(
     let ClientCredentials::Secret { client_id, .. } = &credentials else {
         return Err(Problem::invalid_client());
     };
-    let generation = state
-        .store()
-        .generation(&client_subject(client_id))
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let generation = state.store().generation(&client_subject(client_id)).await?;
     let client = authenticate::required_client(state, credentials, address).await?;
     let scopes = narrow(requested, &client.scopes)?;
     let minted = issue(state.config(), client.holder(scopes), false)

@@ -196,7 +196,7 @@ pub async fn store(
         Err(StoreError::Superseded) => Err(Problem::invalid_grant(
             "the credentials changed while the request was processed; try again",
         )),
-        Err(error) => Err(Problem::from_store(&error)),
+        Err(error) => Err(Problem::from(error)),
     }
 }
 

@@ -62,12 +62,7 @@ pub(super) async fn grant(
     let client = authenticate::client(state, credentials, address).await?;
     // Counted before the password is checked: concurrent guesses each get
     // a count of their own, so no more than the limit are ever checked.
-    if let Some(wait) = state
-        .throttle()
-        .begin_login(&username, address)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    {
+    if let Some(wait) = state.throttle().begin_login(&username, address).await? {
         tracing::info!(username = ?username, %address, "login throttled");
         metrics::throttled();
         return Err(Problem::throttled(wait));
@@ -89,11 +84,7 @@ pub(super) async fn grant(
         }
     };
     let (user, generation) = user;
-    state
-        .throttle()
-        .login_succeeded(&username, address)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    state.throttle().login_succeeded(&username, address).await?;
     if needs_rehash {
         upgrade_hash(
             state.clone(),
@@ -130,19 +121,10 @@ pub(crate) async fn check_password(
     let subject = state
         .accounts()
         .user(username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .map_or_else(|| format!("unknown:{username}"), |user| user.subject);
-    let generation = state
-        .store()
-        .generation(&subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    let user = state
-        .accounts()
-        .user(username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let generation = state.store().generation(&subject).await?;
+    let user = state.accounts().user(username).await?;
     if user.as_ref().is_some_and(|user| user.subject != subject) {
         // Removed and created again between the reads.
         return Err(Problem::invalid_grant(
@@ -155,8 +137,7 @@ pub(crate) async fn check_password(
             password,
             user.as_ref().map(|user| user.password_hash.as_str()),
         )
-        .await
-        .map_err(|error| Problem::from_hash(&error))?;
+        .await?;
     Ok(match (user, verification) {
         (Some(user), Verification::Match { needs_rehash }) if !user.disabled => {
             Some(((user, generation), needs_rehash))

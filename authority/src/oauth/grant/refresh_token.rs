@@ -59,12 +59,7 @@ pub(super) async fn grant(
         ClientCredentials::IdOnly(client_id) => Some(public_client(state, &client_id).await?),
         credentials => authenticate::client(state, credentials, address).await?,
     };
-    let record = match state
-        .store()
-        .inspect_refresh(&presented)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    {
+    let record = match state.store().inspect_refresh(&presented).await? {
         RefreshState::Live(record) => record,
         RefreshState::Refused(refusal) => return Err(refused(&presented, refusal)),
     };
@@ -77,11 +72,7 @@ pub(super) async fn grant(
         });
     }
     let scopes = narrow(requested, &record.holder.scopes)?;
-    let user = state
-        .accounts()
-        .user(&record.holder.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let user = state.accounts().user(&record.holder.username).await?;
     let Some(user) = user.filter(|user| user.subject == record.holder.subject && !user.disabled)
     else {
         let _ = state
@@ -99,7 +90,7 @@ pub(super) async fn grant(
     match state.store().rotate(&presented, &minted).await {
         Ok(Rotation::Rotated) => Ok(minted),
         Ok(Rotation::Refused(refusal)) => Err(refused(&presented, refusal)),
-        Err(error) => Err(Problem::from_store(&error)),
+        Err(error) => Err(Problem::from(error)),
     }
 }
 
