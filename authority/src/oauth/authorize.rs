@@ -17,10 +17,11 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use percent_encoding::percent_decode;
-use token_repository::{Scopes, SubjectTag};
+use token_repository::Scopes;
 use warp::reply::Response;
 
 use super::code::{self, CodeGrant};
+use super::consent::{consented, remember_consent};
 use super::redirect;
 use crate::accounts::{Client, User, valid_client_id};
 use crate::form::Form;
@@ -343,99 +344,6 @@ fn granted(request: &Request, user: &User) -> Scopes {
                 .unwrap_or_else(|_| Scopes::empty())
         }
     }
-}
-
-/// The scopes the user consented to for `client_id`, if ever.
-async fn consented(
-    state: &AppState,
-    subject: &str,
-    client_id: &str,
-) -> Result<Option<Scopes>, Problem> {
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let client_id = client_id.to_owned();
-    let stored: Option<String> = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HGET")
-                .arg(&key)
-                .arg(&client_id)
-                .query_async(&mut connection)
-                .await
-        })
-        .await?;
-    Ok(stored.map(|text| Scopes::parse(&text).unwrap_or_else(|_| Scopes::empty())))
-}
-
-/// Every consent of the user: client id → scope.
-///
-/// # Errors
-///
-/// 503 when Redis is unavailable.
-pub async fn consents(state: &AppState, subject: &str) -> Result<Vec<(String, String)>, Problem> {
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let mut all: Vec<(String, String)> = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-        })
-        .await?;
-    all.sort();
-    Ok(all)
-}
-
-/// Forgets the user's consent for `client_id`.
-///
-/// # Errors
-///
-/// 503 when Redis is unavailable.
-pub async fn revoke_consent(
-    state: &AppState,
-    subject: &str,
-    client_id: &str,
-) -> Result<(), Problem> {
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let client_id = client_id.to_owned();
-    let _: i64 = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HDEL")
-                .arg(&key)
-                .arg(&client_id)
-                .query_async(&mut connection)
-                .await
-        })
-        .await?;
-    Ok(())
-}
-
-async fn remember_consent(
-    state: &AppState,
-    subject: &str,
-    client_id: &str,
-    scopes: &Scopes,
-) -> Result<(), Problem> {
-    let previous = consented(state, subject, client_id)
-        .await?
-        .unwrap_or_else(Scopes::empty);
-    let all = Scopes::from_tokens(previous.iter().chain(scopes.iter()))
-        .unwrap_or_else(|_| scopes.clone());
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let (client_id, value) = (client_id.to_owned(), all.to_string());
-    let _: i64 = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg(&client_id)
-                .arg(&value)
-                .query_async(&mut connection)
-                .await
-        })
-        .await?;
-    Ok(())
 }
 
 fn to_signin(raw: &str) -> Response {

@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod code;
+pub mod consent;
 pub mod grant;
 pub mod introspect;
 pub mod metadata;

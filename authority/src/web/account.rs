@@ -23,7 +23,7 @@ use super::{
 };
 use crate::admin::{self, UserChange};
 use crate::form::Form;
-use crate::oauth::authorize;
+use crate::oauth::consent;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -160,7 +160,7 @@ async fn render(
         .filter(|user| &user.subject == subject)
         .ok_or_else(|| Problem::invalid_request("the account no longer exists"))?;
     let records = state.store().list(subject).await?;
-    let consents = authorize::consents(state, subject).await?;
+    let consents = consent::consents(state, subject).await?;
     let csrf = session.csrf_token();
     let mut body = String::new();
     let _ = write!(
@@ -509,7 +509,7 @@ async fn revoke_consent(
     let client_id = form
         .get("client_id")
         .ok_or_else(|| Problem::invalid_request("client_id is required"))?;
-    authorize::revoke_consent(state, &session.record.holder.subject, client_id).await?;
+    consent::revoke_consent(state, &session.record.holder.subject, client_id).await?;
     tracing::info!(subject = %session.record.holder.subject, %client_id, "consent withdrawn");
     Ok("/account?done=consent_revoked".to_owned())
 }
