@@ -72,7 +72,7 @@
 //!   records).
 //! - [`keys`]: the Redis key schema (prefix, hash tags, index members).
 //! - [`store`]: the [`TokenReader`] / [`TokenWriter`] traits and what they
-//!   take and answer ([`Grant`], [`Minted`], [`Rotation`], …).
+//!   take and answer ([`Grant`], [`Minted`], [`Rotation`], [`RefreshRefusal`], …).
 //! - [`memory`]: the in-memory store, [`MemoryStore`].
 //! - `redis` (feature `redis`): [`RedisStore`], [`RedisTokenReader`],
 //!   [`RedisConfig`].

@@ -3,7 +3,7 @@
 //! Every route answers with a [`Response`]; handlers build error responses
 //! themselves through [`Problem`], and a last catch-all route answers what
 //! no route took: 405 with the path's methods in `Allow`, or 404. Bodies are
-//! read by [`body`] with the configured limit, whether or not a
+//! read by `extract::body` with the configured limit, whether or not a
 //! `Content-Length` is sent.
 
 mod extract;

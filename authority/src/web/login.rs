@@ -2,7 +2,7 @@
 //! same throttling counters and the same hashing pool.
 //!
 //! Counted first (`INCR`, without hashing), then checked exactly as the
-//! password grant checks ([`crate::oauth::grant::password::check_password`]: the
+//! password grant checks (`oauth::grant::password::check_password`: the
 //! subject's revocation generation is read before the record whose hash is
 //! verified; unknown users are verified against the dummy hash, so unknown
 //! names, wrong passwords and disabled accounts take as long and get the
