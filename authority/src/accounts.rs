@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use token_repository::{KeyPrefix, RedisStore, Scopes, Timestamp};
+use token_repository::{Holder, KeyPrefix, RedisStore, Scopes, Timestamp};
 use tokio::sync::OnceCell;
 
 use crate::keynames::{DeploymentKey, NameKind};
@@ -40,6 +40,10 @@ impl From<redis::RedisError> for AccountError {
 }
 
 /// A user who logs in with a password.
+///
+/// Not a [`Holder`]: this is the stored account (JSON in Redis, whose form
+/// must not change), where `scopes` are what the user *may* be granted and
+/// there is no client; [`User::holder`] makes the holder of one grant.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Stable id (a UUID), the `sub` of the user's tokens.
@@ -60,6 +64,22 @@ pub struct User {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+}
+
+impl User {
+    /// The holder of tokens issued to this user with `scopes` (narrowed from
+    /// the user's) for `client_id`.
+    #[must_use]
+    pub fn holder(&self, scopes: Scopes, client_id: Option<String>) -> Holder {
+        Holder {
+            subject: self.subject.clone(),
+            username: self.username.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            scopes,
+            client_id,
+        }
+    }
 }
 
 impl fmt::Debug for User {
@@ -145,6 +165,21 @@ impl Client {
     #[must_use]
     pub fn subject(&self) -> String {
         client_subject(&self.client_id)
+    }
+
+    /// The holder of tokens issued to this client itself
+    /// (`client_credentials`) with `scopes`: its subject, its id as the
+    /// username and the client.
+    #[must_use]
+    pub fn holder(&self, scopes: Scopes) -> Holder {
+        Holder {
+            subject: self.subject(),
+            username: self.client_id.clone(),
+            name: None,
+            email: None,
+            scopes,
+            client_id: Some(self.client_id.clone()),
+        }
     }
 }
 

@@ -14,6 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// The peer address of a connection, in request extensions: the server
+/// inserts it, [`crate::routes`] reads it for per-address throttling.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// The address a request is attributed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAddress {

@@ -27,7 +27,6 @@ use zeroize::Zeroizing;
 use crate::accounts::{
     Client, PreviousSecret, User, client_subject, valid_client_id, valid_username,
 };
-use crate::oauth::resource::from_registry;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -106,6 +105,10 @@ pub struct ClientChange {
 }
 
 /// What the API shows of a user: never the hash.
+///
+/// Not a [`token_repository::Holder`]: the admin API's JSON names the
+/// user's grantable scopes `scope` (one space-delimited string, as in
+/// OAuth), has no client and adds account state; it is a published format.
 #[derive(Debug, Serialize)]
 pub struct UserView {
     /// Stable id.
@@ -213,25 +216,17 @@ fn check_text(field: &'static str, value: Option<&str>) -> Result<(), Problem> {
 }
 
 async fn hash(state: &AppState, secret: Zeroizing<String>) -> Result<String, Problem> {
-    state
-        .hasher()
-        .hash(secret)
-        .await
-        .map_err(|error| Problem::from_hash(&error))
+    state.hasher().hash(secret).await.map_err(Problem::from)
 }
 
 async fn revoke_all(state: &AppState, subject: &str) -> Result<usize, Problem> {
     #[cfg(test)]
     if state.accounts().faults().revocation_fails() {
-        return Err(Problem::from_store(&token_repository::Error::Timeout(
+        return Err(Problem::from(token_repository::Error::Timeout(
             std::time::Duration::ZERO,
         )));
     }
-    let revoked = state
-        .store()
-        .revoke_all(subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let revoked = state.store().revoke_all(subject).await?;
     tracing::info!(%subject, revoked, "all tokens of the subject revoked");
     crate::metrics::revoked("account_change", revoked);
     Ok(revoked)
@@ -265,11 +260,7 @@ pub async fn create_user(state: &AppState, new: NewUser) -> Result<User, Problem
         created_at: now,
         updated_at: now,
     };
-    let created = state
-        .accounts()
-        .create_user(&user)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let created = state.accounts().create_user(&user).await?;
     if !created {
         return Err(Problem::conflict("a user with this username exists"));
     }
@@ -315,8 +306,7 @@ pub async fn change_user(
                 user.password_hash.clone_from(hash);
             }
         })
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such user"));
     };
@@ -351,8 +341,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
     let Some((_, user)) = state
         .accounts()
         .update_user(username, |user| user.disabled = true)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such user"));
     };
@@ -362,7 +351,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
         .forget_all(&user.subject)
         .await
         .map_err(|error| match error {
-            token_broker::ConnectError::Store(error) => Problem::from_store(&error),
+            token_broker::ConnectError::Store(error) => Problem::from(error),
             _ => Problem::unavailable_because(
                 "the user's connected services could not all be forgotten; try again",
             ),
@@ -372,8 +361,7 @@ pub async fn remove_user(state: &AppState, username: &str) -> Result<usize, Prob
     let removed = state
         .accounts()
         .delete_user_if(username, |current| current.subject == user.subject)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+        .await?;
     if !removed {
         tracing::info!(username = ?username, "user removed meanwhile by another request");
     }
@@ -390,8 +378,7 @@ pub async fn user(state: &AppState, username: &str) -> Result<User, Problem> {
     state
         .accounts()
         .user(username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .ok_or_else(|| Problem::not_found("no such user"))
 }
 
@@ -401,11 +388,7 @@ pub async fn user(state: &AppState, username: &str) -> Result<User, Problem> {
 ///
 /// 503 when unavailable.
 pub async fn users(state: &AppState) -> Result<Vec<User>, Problem> {
-    state
-        .accounts()
-        .users()
-        .await
-        .map_err(|error| Problem::from_accounts(&error))
+    state.accounts().users().await.map_err(Problem::from)
 }
 
 /// Registers a client; answers it and its secret (shown this once; none
@@ -453,11 +436,7 @@ pub async fn create_client(
         created_at: now,
         updated_at: now,
     };
-    let created = state
-        .accounts()
-        .create_client(&client)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let created = state.accounts().create_client(&client).await?;
     if !created {
         return Err(Problem::conflict("a client with this id exists"));
     }
@@ -473,7 +452,7 @@ async fn secret_digest(state: &AppState, client_id: &str, secret: &str) -> Resul
         .deployment_key()
         .secret_digest(client_id, secret)
         .await
-        .map_err(|error| Problem::from_store(&error))
+        .map_err(Problem::from)
 }
 
 /// The longest grace period of a rotated-out client secret (30 days).
@@ -510,8 +489,7 @@ pub async fn rotate_secret(
             });
             client.secret_hash.clone_from(&digest);
         })
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such client"));
     };
@@ -596,8 +574,7 @@ pub async fn change_client(
                 client.disabled = disabled;
             }
         })
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
     else {
         return Err(Problem::not_found("no such client"));
     };
@@ -627,18 +604,13 @@ pub async fn remove_client(state: &AppState, client_id: &str) -> Result<usize, P
     if state
         .accounts()
         .update_client(client_id, |client| client.disabled = true)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .is_none()
     {
         return Err(Problem::not_found("no such client"));
     }
     let revoked = revoke_all(state, &client_subject(client_id)).await?;
-    state
-        .accounts()
-        .delete_client(client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    state.accounts().delete_client(client_id).await?;
     tracing::info!(client_id = ?client_id, revoked, "client removed");
     Ok(revoked)
 }
@@ -652,8 +624,7 @@ pub async fn client(state: &AppState, client_id: &str) -> Result<Client, Problem
     state
         .accounts()
         .client(client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .await?
         .ok_or_else(|| Problem::not_found("no such client"))
 }
 
@@ -663,11 +634,7 @@ pub async fn client(state: &AppState, client_id: &str) -> Result<Client, Problem
 ///
 /// 503 when unavailable.
 pub async fn clients(state: &AppState) -> Result<Vec<Client>, Problem> {
-    state
-        .accounts()
-        .clients()
-        .await
-        .map_err(|error| Problem::from_accounts(&error))
+    state.accounts().clients().await.map_err(Problem::from)
 }
 
 #[cfg(test)]
@@ -678,7 +645,7 @@ mod tests {
     use token_test_harness::RedisServer;
 
     use super::*;
-    use crate::faults::{live, login, state, token};
+    use crate::test_support::{live, login, state, token};
 
     const PASSWORD: &str = "a-long-password";
 
@@ -901,12 +868,7 @@ pub async fn add_resource(
 ) -> Result<ResourceView, Problem> {
     let uri = token_repository::ResourceUri::parse(uri)
         .map_err(|error| Problem::invalid_request(error.to_string()))?;
-    match state
-        .resources()
-        .add(&uri, scopes)
-        .await
-        .map_err(|error| from_registry(&error))?
-    {
+    match state.resources().add(&uri, scopes).await? {
         crate::resources::Registered::Added => Ok(ResourceView::of(
             state,
             &crate::resources::Resource {
@@ -947,8 +909,7 @@ pub async fn remove_resource(state: &AppState, name: &str) -> Result<ResourceVie
     let removed = state
         .resources()
         .remove(tag)
-        .await
-        .map_err(|error| from_registry(&error))?
+        .await?
         .ok_or_else(|| Problem::not_found("no such resource"))?;
     Ok(ResourceView::of(state, &removed))
 }
@@ -962,8 +923,7 @@ pub async fn resources(state: &AppState) -> Result<Vec<ResourceView>, Problem> {
     Ok(state
         .resources()
         .list()
-        .await
-        .map_err(|error| from_registry(&error))?
+        .await?
         .iter()
         .map(|resource| ResourceView::of(state, resource))
         .collect())

@@ -47,16 +47,9 @@ pub async fn client(
     else {
         return Ok(None);
     };
-    let client = state
-        .accounts()
-        .client(&client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let client = state.accounts().client(&client_id).await?;
     let key = state.accounts().deployment_key();
-    let digest = key
-        .secret_digest(&client_id, &secret)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let digest = key.secret_digest(&client_id, &secret).await?;
     let now = Timestamp::now();
     let mut matched = false;
     let mut legacy = Vec::new();
@@ -84,11 +77,7 @@ pub async fn client(
         }
         _ => {
             tracing::info!(client_id = ?client_id, %address, "client authentication failed");
-            let throttled = state
-                .throttle()
-                .client_failed(&client_id, address)
-                .await
-                .map_err(|error| Problem::from_store(&error))?;
+            let throttled = state.throttle().client_failed(&client_id, address).await?;
             match throttled {
                 Some(wait) => {
                     metrics::client_auth_throttled();
@@ -111,21 +100,12 @@ async fn verify_legacy(
     digest: &str,
     address: ClientAddress,
 ) -> Result<bool, Problem> {
-    if let Some(wait) = state
-        .throttle()
-        .client_blocked(client_id, address)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    {
+    if let Some(wait) = state.throttle().client_blocked(client_id, address).await? {
         metrics::client_auth_throttled();
         return Err(Problem::throttled(wait));
     }
     for hash in hashes {
-        let verification = state
-            .hasher()
-            .verify(secret.clone(), Some(hash))
-            .await
-            .map_err(|error| Problem::from_hash(&error))?;
+        let verification = state.hasher().verify(secret.clone(), Some(hash)).await?;
         if matches!(verification, Verification::Match { .. }) {
             let upgraded = state
                 .accounts()
@@ -189,7 +169,7 @@ pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord
         }
         Ok(Some(record)) => Ok(record),
         Ok(None) => Err(Problem::invalid_token()),
-        Err(error) => Err(Problem::from_store(&error)),
+        Err(error) => Err(Problem::from(error)),
     }
 }
 
@@ -204,7 +184,7 @@ pub async fn bearer_with_scope(
     scope: &'static str,
 ) -> Result<TokenRecord, Problem> {
     let record = bearer(state, headers).await?;
-    if record.scopes.contains(scope) {
+    if record.holder.scopes.contains(scope) {
         Ok(record)
     } else {
         Err(Problem::insufficient_scope(scope))

@@ -64,6 +64,8 @@ pub mod resources;
 pub mod routes;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod throttle;
 pub mod web;
 

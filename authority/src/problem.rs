@@ -5,8 +5,14 @@
 //! revocation and introspection endpoints and the RFC 6750 code (plus the
 //! `WWW-Authenticate: Bearer …` challenge) on bearer-protected endpoints.
 //! Descriptions never contain secrets or hints about which half of a
-//! credential was wrong; internal failures are logged here and answered
-//! with a generic message.
+//! credential was wrong; internal failures are answered with a generic
+//! message.
+//!
+//! Errors become problems by `From` (`?` on a store, account or hashing
+//! result); the cause rides along, and is logged and counted once, by
+//! [`Problem::report`], where the problem becomes a response
+//! ([`Problem::into_response`], or an HTML page through
+//! [`crate::web::problem_page`]), never where it is converted.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -18,6 +24,7 @@ use warp::reply::Response;
 
 use crate::accounts::AccountError;
 use crate::password::HashError;
+use crate::resources::RegistryError;
 
 /// The realm named in challenges.
 pub const REALM: &str = "token-authority";
@@ -31,6 +38,20 @@ pub struct Problem {
     challenge: Option<String>,
     retry_after: Option<u64>,
     allow: Option<String>,
+    cause: Option<Box<Cause>>,
+}
+
+/// Why a problem happened, when that is the server's business: logged and
+/// counted by [`Problem::report`], never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cause {
+    /// The token repository (Redis) failed; `unavailable` when unreachable
+    /// or slow rather than refusing.
+    Store { message: String, unavailable: bool },
+    /// The password hashing pool is saturated.
+    HashBusy,
+    /// Anything else that went wrong inside.
+    Internal(String),
 }
 
 #[derive(Serialize)]
@@ -52,6 +73,7 @@ impl Problem {
             challenge: None,
             retry_after: None,
             allow: None,
+            cause: None,
         }
     }
 
@@ -168,14 +190,15 @@ impl Problem {
         Self::new(StatusCode::BAD_GATEWAY, "provider_error", description)
     }
 
-    /// 500 `server_error`, after logging `cause`.
+    /// 500 `server_error`; `cause` is logged when the problem is reported.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(%cause, "internal error");
-        Self::new(
+        let mut problem = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "internal error",
-        )
+        );
+        problem.cause = Some(Box::new(Cause::Internal(cause.to_string())));
+        problem
     }
 
     /// 401 with `WWW-Authenticate: Bearer realm=…` and no error code: no
@@ -285,38 +308,28 @@ impl Problem {
         )
     }
 
-    /// Maps a repository failure: 503 when Redis is unreachable or slow
-    /// (fail closed), 500 otherwise.
-    #[must_use]
-    pub fn from_store(error: &token_repository::Error) -> Self {
-        crate::metrics::redis_error();
-        if error.is_unavailable() {
-            tracing::warn!(%error, "token repository unavailable");
-            Self::unavailable()
-        } else {
-            Self::internal(error)
-        }
-    }
-
-    /// Maps an account store failure.
-    #[must_use]
-    pub fn from_accounts(error: &AccountError) -> Self {
-        match error {
-            AccountError::Store(error) => Self::from_store(error),
-            AccountError::Contended(_) => Self::unavailable(),
-            AccountError::Corrupt(_) => Self::internal(error),
-        }
-    }
-
-    /// Maps a hashing failure: saturation is 503, the rest 500.
-    #[must_use]
-    pub fn from_hash(error: &HashError) -> Self {
-        match error {
-            HashError::Busy => {
-                tracing::warn!("password hashing saturated; refusing a request");
-                Self::unavailable()
+    /// Logs and counts the cause of this problem, if it has one: a store
+    /// failure (counted in `authority_redis_errors_total`), a saturated
+    /// hashing pool, an internal error. Called once per answer, where the
+    /// problem becomes a response.
+    pub fn report(&self) {
+        match self.cause.as_deref() {
+            None => {}
+            Some(Cause::Store {
+                message,
+                unavailable,
+            }) => {
+                crate::metrics::redis_error();
+                if *unavailable {
+                    tracing::warn!(error = %message, "token repository unavailable");
+                } else {
+                    tracing::error!(cause = %message, "internal error");
+                }
             }
-            HashError::Internal(_) => Self::internal(error),
+            Some(Cause::HashBusy) => {
+                tracing::warn!("password hashing saturated; refusing a request");
+            }
+            Some(Cause::Internal(cause)) => tracing::error!(%cause, "internal error"),
         }
     }
 
@@ -338,9 +351,10 @@ impl Problem {
         &self.description
     }
 
-    /// The HTTP response.
+    /// The HTTP response, after [reporting](Self::report) the cause.
     #[must_use]
     pub fn into_response(self) -> Response {
+        self.report();
         let body = serde_json::to_vec(&Body {
             error: self.error,
             error_description: &self.description,
@@ -368,6 +382,64 @@ impl Problem {
             headers.insert(header::ALLOW, allow);
         }
         response
+    }
+}
+
+/// A repository failure: 503 when Redis is unreachable or slow (fail
+/// closed), 500 otherwise.
+impl From<token_repository::Error> for Problem {
+    fn from(error: token_repository::Error) -> Self {
+        let unavailable = error.is_unavailable();
+        let mut problem = if unavailable {
+            Self::unavailable()
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            )
+        };
+        problem.cause = Some(Box::new(Cause::Store {
+            message: error.to_string(),
+            unavailable,
+        }));
+        problem
+    }
+}
+
+/// An account store failure: the repository's, contention (503), or a
+/// corrupt record (500).
+impl From<AccountError> for Problem {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Store(error) => error.into(),
+            AccountError::Contended(_) => Self::unavailable(),
+            AccountError::Corrupt(_) => Self::internal(&error),
+        }
+    }
+}
+
+/// A resource registry failure: the repository's, or a corrupt entry (500).
+impl From<RegistryError> for Problem {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Store(error) => error.into(),
+            RegistryError::Corrupt(_) => Self::internal(&error),
+        }
+    }
+}
+
+/// A hashing failure: saturation is 503, the rest 500.
+impl From<HashError> for Problem {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => {
+                let mut problem = Self::unavailable();
+                problem.cause = Some(Box::new(Cause::HashBusy));
+                problem
+            }
+            HashError::Internal(_) => Self::internal(&error),
+        }
     }
 }
 
@@ -449,6 +521,39 @@ mod tests {
                 .to_str()
                 .expect("ascii")
                 .contains("error=\"insufficient_scope\", scope=\"admin\"")
+        );
+    }
+
+    /// Errors convert by `From`: an unreachable store and a saturated
+    /// hashing pool are 503 (fail closed), a refusing store or a corrupt
+    /// account 500 with a generic description; the cause is kept for the
+    /// report and never sent.
+    #[tokio::test]
+    async fn conversions_at_the_edge() {
+        let down = Problem::from(token_repository::Error::Timeout(Duration::from_secs(1)));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(matches!(
+            down.cause.as_deref(),
+            Some(Cause::Store {
+                unavailable: true,
+                ..
+            })
+        ));
+        let refused = Problem::from(AccountError::Store(token_repository::Error::Config(
+            "secret-looking detail".into(),
+        )));
+        assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(refused.description(), "internal error");
+        let body = body(refused.into_response()).await;
+        assert!(!body.to_string().contains("secret-looking"), "{body}");
+        let corrupt = Problem::from(AccountError::Corrupt("alice".into()));
+        assert_eq!(corrupt.code(), "server_error");
+        let busy = Problem::from(HashError::Busy);
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.cause.as_deref(), Some(&Cause::HashBusy));
+        assert_eq!(
+            Problem::from(AccountError::Contended("alice".into())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 

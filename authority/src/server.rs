@@ -22,7 +22,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,16 +48,12 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 use warp::filters::BoxedFilter;
 
+use crate::address::PeerAddr;
 use crate::config::HttpLimits;
 use crate::metrics;
 use crate::problem::Problem;
 use crate::routes::{metrics_routes, routes};
 use crate::state::AppState;
-
-/// The peer address of a connection, in request extensions (read by
-/// [`crate::routes`] for per-address throttling).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// How long open connections may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

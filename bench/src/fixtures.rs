@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use token_repository::{Grant, Minted, RedisStore, Scopes, TokenWriter as _};
+use token_repository::{Grant, Holder, Minted, RedisStore, Scopes, TokenWriter as _};
 use tower_sessions::SessionStore as _;
 use tower_sessions::session::{Id, Record};
 
@@ -51,12 +51,14 @@ impl Person {
     /// `web`, audience [`RESOURCE`], the authority's default lifetimes.
     pub(crate) fn grant(&self) -> Grant {
         Grant {
-            subject: self.subject.clone(),
-            username: self.username.clone(),
-            name: Some(self.name.clone()),
-            email: Some(self.email.clone()),
-            scopes: Scopes::parse("read write").unwrap_or_else(|_| Scopes::empty()),
-            client_id: Some("web".into()),
+            holder: Holder {
+                subject: self.subject.clone(),
+                username: self.username.clone(),
+                name: Some(self.name.clone()),
+                email: Some(self.email.clone()),
+                scopes: Scopes::parse("read write").unwrap_or_else(|_| Scopes::empty()),
+                client_id: Some("web".into()),
+            },
             access_ttl: ACCESS_TTL,
             refresh_ttl: Some(REFRESH_TTL),
             audience: audience(),

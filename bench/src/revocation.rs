@@ -45,8 +45,10 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let url = redis.url();
     let measured = context.generator.block_on(async {
         let store = RedisStore::new(RedisConfig::new(&url)).map_err(|error| error.to_string())?;
-        let minted =
-            fixtures::issue(&store, &users, 10, 16, |grant| grant.client_id = None).await?;
+        let minted = fixtures::issue(&store, &users, 10, 16, |grant| {
+            grant.holder.client_id = None;
+        })
+        .await?;
         let mut downstream = load::connect(service.addr()).await?;
         let mut revoker = load::connect(authority.addr()).await?;
         let mut revocation = histogram();

@@ -97,8 +97,10 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
                 .await
                 .map_err(|error| error.to_string())?;
         }
-        let minted =
-            fixtures::issue(&store, &people, 1, 32, |grant| grant.client_id = None).await?;
+        let minted = fixtures::issue(&store, &people, 1, 32, |grant| {
+            grant.holder.client_id = None;
+        })
+        .await?;
         Ok::<_, String>(
             minted
                 .iter()

@@ -17,7 +17,9 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use token_client::{CacheConfig, Principal, TokenAuthLayer};
-use token_repository::{Audience, Grant, MemoryStore, ResourceUri, Scopes, TokenWriter as _};
+use token_repository::{
+    Audience, Grant, Holder, MemoryStore, ResourceUri, Scopes, TokenWriter as _,
+};
 use tower::{Layer as _, Service, ServiceExt as _, service_fn};
 
 /// The handler both variants run: reads the principal as a real handler
@@ -61,12 +63,14 @@ fn hit_path(c: &mut Criterion) {
         .expect("runtime");
     let store = MemoryStore::new();
     let minted = Grant {
-        subject: "1f0c6d3e-8b9a-4c2d-9e7f-5a4b3c2d1e0f".into(),
-        username: "alice".into(),
-        name: Some("Alice Example".into()),
-        email: Some("alice@example.com".into()),
-        scopes: Scopes::parse("read write").expect("scopes"),
-        client_id: Some("web".into()),
+        holder: Holder {
+            subject: "1f0c6d3e-8b9a-4c2d-9e7f-5a4b3c2d1e0f".into(),
+            username: "alice".into(),
+            name: Some("Alice Example".into()),
+            email: Some("alice@example.com".into()),
+            scopes: Scopes::parse("read write").expect("scopes"),
+            client_id: Some("web".into()),
+        },
         access_ttl: Duration::from_secs(3600),
         refresh_ttl: None,
         audience: Audience::of([ResourceUri::parse(RESOURCE).expect("uri").tag()])

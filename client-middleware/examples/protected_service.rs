@@ -326,21 +326,21 @@ fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
 
 async fn whoami(principal: Principal) -> Json<Value> {
     Json(json!({
-        "sub": principal.subject,
-        "username": principal.username,
-        "name": principal.name,
-        "email": principal.email,
-        "scope": principal.scopes.to_string(),
+        "sub": principal.holder.subject,
+        "username": principal.holder.username,
+        "name": principal.holder.name,
+        "email": principal.holder.email,
+        "scope": principal.holder.scopes.to_string(),
         "exp": principal.expires_at.as_unix_secs(),
     }))
 }
 
 async fn admin(principal: Principal) -> Json<Value> {
-    Json(json!({ "sub": principal.subject, "admin": true }))
+    Json(json!({ "sub": principal.holder.subject, "admin": true }))
 }
 
 async fn public(principal: Option<Principal>) -> Json<Value> {
-    let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.username);
+    let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username);
     Json(json!({ "greeting": format!("hello, {name}") }))
 }
 

@@ -6,11 +6,11 @@
 //! use token_repository::MemoryStore;
 //!
 //! async fn whoami(principal: Principal) -> String {
-//!     principal.username
+//!     principal.holder.username
 //! }
 //!
 //! async fn greet(principal: Option<Principal>) -> String {
-//!     let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.username);
+//!     let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username);
 //!     format!("hello, {name}")
 //! }
 //!
@@ -90,18 +90,18 @@ mod tests {
     use axum::routing::get;
     use http::{Request, StatusCode};
     use http_body_util::BodyExt as _;
-    use token_repository::{Grant, MemoryStore, Scopes, TokenWriter};
+    use token_repository::{Grant, Holder, MemoryStore, Scopes, TokenWriter};
     use tower::ServiceExt as _;
 
     use super::*;
     use crate::TokenAuthLayer;
 
     async fn whoami(principal: Principal) -> String {
-        principal.username
+        principal.holder.username
     }
 
     async fn greet(principal: Option<Principal>) -> String {
-        let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.username);
+        let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username);
         format!("hello, {name}")
     }
 
@@ -132,12 +132,14 @@ mod tests {
     async fn extractors_in_an_axum_router() {
         let store = MemoryStore::new();
         let minted = Grant {
-            subject: "user-1".into(),
-            username: "alice".into(),
-            name: None,
-            email: None,
-            scopes: Scopes::parse("read").expect("scopes"),
-            client_id: None,
+            holder: Holder {
+                subject: "user-1".into(),
+                username: "alice".into(),
+                name: None,
+                email: None,
+                scopes: Scopes::parse("read").expect("scopes"),
+                client_id: None,
+            },
             access_ttl: Duration::from_secs(60),
             refresh_ttl: None,
             audience: token_repository::Audience::unrestricted(),

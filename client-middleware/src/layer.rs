@@ -472,7 +472,9 @@ mod tests {
     use async_trait::async_trait;
     use http::StatusCode;
     use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
-    use token_repository::{Error, Grant, MemoryStore, Minted, Scopes, TokenRecord, TokenWriter};
+    use token_repository::{
+        Error, Grant, Holder, MemoryStore, Minted, Scopes, TokenRecord, TokenWriter,
+    };
     use tower::{ServiceBuilder, ServiceExt as _};
 
     use super::*;
@@ -532,12 +534,14 @@ mod tests {
         async fn with_audience(behaviour: Behaviour, audience: token_repository::Audience) -> Self {
             let store = MemoryStore::new();
             let minted = Grant {
-                subject: "user-1".into(),
-                username: "alice".into(),
-                name: Some("Alice".into()),
-                email: Some("alice@example.com".into()),
-                scopes: Scopes::parse("read write").expect("scopes"),
-                client_id: Some("web".into()),
+                holder: Holder {
+                    subject: "user-1".into(),
+                    username: "alice".into(),
+                    name: Some("Alice".into()),
+                    email: Some("alice@example.com".into()),
+                    scopes: Scopes::parse("read write").expect("scopes"),
+                    client_id: Some("web".into()),
+                },
                 access_ttl: Duration::from_secs(600),
                 refresh_ttl: Some(Duration::from_secs(3600)),
                 audience,
@@ -583,7 +587,7 @@ mod tests {
     async fn echo(request: Request<()>) -> Result<Response<String>, Infallible> {
         let who = request.extensions().get::<Principal>().map_or_else(
             || "anonymous".to_owned(),
-            |principal| principal.username.clone(),
+            |principal| principal.holder.username.clone(),
         );
         Ok(Response::new(who))
     }
@@ -643,13 +647,13 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         let principal = response.into_body().expect("a principal");
         let record = &fixture.minted.access.record;
-        assert_eq!(principal.subject, "user-1");
-        assert_eq!(principal.username, "alice");
-        assert_eq!(principal.name.as_deref(), Some("Alice"));
-        assert_eq!(principal.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(principal.holder.subject, "user-1");
+        assert_eq!(principal.holder.username, "alice");
+        assert_eq!(principal.holder.name.as_deref(), Some("Alice"));
+        assert_eq!(principal.holder.email.as_deref(), Some("alice@example.com"));
         assert!(principal.has_scope("write"));
         assert_eq!(principal.token_id, record.id);
-        assert_eq!(principal.client_id.as_deref(), Some("web"));
+        assert_eq!(principal.holder.client_id.as_deref(), Some("web"));
         assert_eq!(principal.expires_at, record.expires_at);
     }
 

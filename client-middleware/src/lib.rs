@@ -41,7 +41,7 @@
 //! use std::time::Duration;
 //!
 //! use http::{Request, Response, StatusCode};
-//! use token_client::repository::{Grant, TokenWriter};
+//! use token_client::repository::{Grant, Holder, TokenWriter};
 //! use token_client::{MemoryStore, Principal, Scopes, TokenAuthLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -51,12 +51,14 @@
 //! // `TokenAuthLayer::connect(RedisConfig::new(url))?.with_cache(CacheConfig::default())`.
 //! let store = MemoryStore::new();
 //! let minted = Grant {
-//!     subject: "user-1".into(),
-//!     username: "alice".into(),
-//!     name: Some("Alice".into()),
-//!     email: None,
-//!     scopes: Scopes::parse("read").unwrap(),
-//!     client_id: None,
+//!     holder: Holder {
+//!         subject: "user-1".into(),
+//!         username: "alice".into(),
+//!         name: Some("Alice".into()),
+//!         email: None,
+//!         scopes: Scopes::parse("read").unwrap(),
+//!         client_id: None,
+//!     },
 //!     access_ttl: Duration::from_secs(900),
 //!     refresh_ttl: None,
 //!     audience: token_repository::Audience::unrestricted(),
@@ -69,7 +71,7 @@
 //!     .layer(TokenAuthLayer::new(store).with_realm("example"))
 //!     .service_fn(|request: Request<()>| async move {
 //!         let principal = request.extensions().get::<Principal>().unwrap();
-//!         Ok::<_, Infallible>(Response::new(format!("hello, {}", principal.username)))
+//!         Ok::<_, Infallible>(Response::new(format!("hello, {}", principal.holder.username)))
 //!     });
 //!
 //! let token = minted.access.token.expose_secret();
@@ -136,6 +138,6 @@ pub use scope::{RequireScope, RequireScopeLayer};
 pub use token_repository as repository;
 pub use token_repository::redis::Topology;
 pub use token_repository::{
-    Error as RepositoryError, KeyPrefix, MemoryStore, RedisConfig, RedisTls, Scopes, Timestamp,
-    TokenReader, TokenRecord,
+    Error as RepositoryError, Holder, KeyPrefix, MemoryStore, RedisConfig, RedisTls, Scopes,
+    Timestamp, TokenReader, TokenRecord,
 };

@@ -1,6 +1,6 @@
 //! [`Principal`]: who holds the token of an authenticated request.
 
-use token_repository::{Audience, Scopes, Timestamp, TokenRecord};
+use token_repository::{Audience, Holder, Timestamp, TokenRecord};
 use uuid::Uuid;
 
 /// The holder of a valid access token, as the repository recorded it.
@@ -14,21 +14,13 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Principal {
-    /// Stable id of the holder (a user id, or a client id for tokens issued
-    /// to an application itself): what to key your own data by.
-    pub subject: String,
-    /// Login name of the holder.
-    pub username: String,
-    /// Display name, when known.
-    pub name: Option<String>,
-    /// Email address, when known.
-    pub email: Option<String>,
-    /// What the token grants; see [`Principal::has_scope`].
-    pub scopes: Scopes,
+    /// Who holds the token, what it grants and for which client:
+    /// `principal.holder.subject` is the stable id to key your own data by
+    /// (a user id, or a client id for tokens issued to an application
+    /// itself); see also [`Principal::has_scope`].
+    pub holder: Holder,
     /// Public id of the token (safe to log, shown in session lists).
     pub token_id: Uuid,
-    /// The client the token was issued to, when any.
-    pub client_id: Option<String>,
     /// When the token stops being valid.
     pub expires_at: Timestamp,
     /// The resources the token may be presented to (RFC 8707 tags; empty:
@@ -40,7 +32,7 @@ impl Principal {
     /// Whether the token grants `scope`.
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.contains(scope)
+        self.holder.has_scope(scope)
     }
 
     /// Whether the token is still valid at `now`.
@@ -53,13 +45,8 @@ impl Principal {
 impl From<TokenRecord> for Principal {
     fn from(record: TokenRecord) -> Self {
         Self {
-            subject: record.subject,
-            username: record.username,
-            name: record.name,
-            email: record.email,
-            scopes: record.scopes,
+            holder: record.holder,
             token_id: record.id,
-            client_id: record.client_id,
             expires_at: record.expires_at,
             audience: record.audience,
         }

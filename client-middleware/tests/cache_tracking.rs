@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use token_client::{CacheConfig, TokenAuthLayer, TokenCache};
-use token_repository::{Grant, Minted, RedisConfig, RedisStore, Scopes, TokenWriter as _};
+use token_repository::{Grant, Holder, Minted, RedisConfig, RedisStore, Scopes, TokenWriter as _};
 use token_test_harness::{RedisServer, wait_until_async};
 use tower::{ServiceBuilder, ServiceExt as _};
 
@@ -55,12 +55,14 @@ impl Fixture {
 
     async fn issue(&self) -> Minted {
         let minted = Grant {
-            subject: "user-1".into(),
-            username: "alice".into(),
-            name: None,
-            email: None,
-            scopes: Scopes::parse("read").expect("scopes"),
-            client_id: None,
+            holder: Holder {
+                subject: "user-1".into(),
+                username: "alice".into(),
+                name: None,
+                email: None,
+                scopes: Scopes::parse("read").expect("scopes"),
+                client_id: None,
+            },
             access_ttl: Duration::from_secs(600),
             refresh_ttl: None,
             audience: token_repository::Audience::unrestricted(),

@@ -16,7 +16,8 @@ use bytes::{Buf as _, BufMut as _, Bytes};
 use http::uri::PathAndQuery;
 use token_client::{Principal, RequireScopeLayer, TokenAuthLayer};
 use token_repository::{
-    Error, Grant, MemoryStore, Minted, Scopes, Token, TokenReader, TokenRecord, TokenWriter as _,
+    Error, Grant, Holder, MemoryStore, Minted, Scopes, Token, TokenReader, TokenRecord,
+    TokenWriter as _,
 };
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::server::TcpIncoming;
@@ -74,7 +75,9 @@ impl tonic::server::UnaryService<Bytes> for Whoami {
             request
                 .extensions()
                 .get::<Principal>()
-                .map(|principal| tonic::Response::new(Bytes::from(principal.username.clone())))
+                .map(|principal| {
+                    tonic::Response::new(Bytes::from(principal.holder.username.clone()))
+                })
                 .ok_or_else(|| Status::internal("no principal")),
         )
     }
@@ -124,12 +127,14 @@ async fn whoami(addr: SocketAddr, token: Option<&str>) -> Result<String, Status>
 
 async fn issue(store: &MemoryStore, username: &str, scopes: &str) -> Minted {
     let minted = Grant {
-        subject: format!("user-{username}"),
-        username: username.to_owned(),
-        name: None,
-        email: None,
-        scopes: Scopes::parse(scopes).expect("scopes"),
-        client_id: None,
+        holder: Holder {
+            subject: format!("user-{username}"),
+            username: username.to_owned(),
+            name: None,
+            email: None,
+            scopes: Scopes::parse(scopes).expect("scopes"),
+            client_id: None,
+        },
         access_ttl: Duration::from_secs(600),
         refresh_ttl: None,
         audience: token_repository::Audience::unrestricted(),

@@ -22,7 +22,7 @@
 //! | 25          | 16    | current refresh token's truncated digest (zero: none)    |
 //! | 41          | 8     | its expiry (zero: none, e.g. `client_credentials`)       |
 //! | 49          | 8     | when the current pair was issued                         |
-//! | 57          | 1     | `n`, how many rotated refresh tokens are remembered (≤ [`crate::store::USED_REFRESH_MEMORY`]) |
+//! | 57          | 1     | `n`, how many rotated refresh tokens are remembered (≤ [`USED_REFRESH_MEMORY`]) |
 //! | 58          | 16·n  | their truncated digests, newest first                    |
 //! | 58 + 16·n   | …     | holder: subject (16 raw bytes when it is a UUID), username, name, email, scopes, client id |
 //! | …           | 1 + 4·k | audience: `k` ≤ [`crate::MAX_AUDIENCE`] resource tags ([`crate::audience`]) |
@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audience::Audience;
+use crate::holder::Holder;
 use crate::record::{Timestamp, TokenRecord};
 use crate::scope::Scopes;
 use crate::token::{TokenDigest, TokenKind};
@@ -58,29 +59,28 @@ pub const SESSION_VERSION_UNRESTRICTED: u8 = 2;
 /// issue and rotation: version, both token slots, issued-at.
 pub const SESSION_HEADER_LEN: usize = 57;
 
+/// How many rotated refresh tokens per family are remembered for reuse
+/// detection (the session format holds at most this many). Presenting one
+/// of them revokes the family; older ones are merely unknown (and refused).
+pub const USED_REFRESH_MEMORY: usize = 4;
+
+/// Format 1 as written. postcard writes a nested struct as its fields in
+/// order, so the embedded [`Holder`] takes the bytes its six fields took
+/// when they were written out here one by one.
 #[derive(Serialize)]
 struct StoredRef<'a> {
     kind: TokenKind,
-    subject: &'a str,
-    username: &'a str,
-    name: Option<&'a str>,
-    email: Option<&'a str>,
-    scopes: &'a Scopes,
-    client_id: Option<&'a str>,
+    holder: &'a Holder,
     issued_at: Timestamp,
     expires_at: Timestamp,
     family: Uuid,
 }
 
+/// Format 1 as read.
 #[derive(Deserialize)]
 struct Stored {
     kind: TokenKind,
-    subject: String,
-    username: String,
-    name: Option<String>,
-    email: Option<String>,
-    scopes: Scopes,
-    client_id: Option<String>,
+    holder: Holder,
     issued_at: Timestamp,
     expires_at: Timestamp,
     family: Uuid,
@@ -103,12 +103,7 @@ pub enum CodecError {
 pub fn encode(record: &TokenRecord) -> Vec<u8> {
     let stored = StoredRef {
         kind: record.kind,
-        subject: &record.subject,
-        username: &record.username,
-        name: record.name.as_deref(),
-        email: record.email.as_deref(),
-        scopes: &record.scopes,
-        client_id: record.client_id.as_deref(),
+        holder: &record.holder,
         issued_at: record.issued_at,
         expires_at: record.expires_at,
         family: record.family,
@@ -133,12 +128,7 @@ pub fn decode(bytes: &[u8], digest: &TokenDigest) -> Result<TokenRecord, CodecEr
     Ok(TokenRecord {
         id: digest.token_id(),
         kind: stored.kind,
-        subject: stored.subject,
-        username: stored.username,
-        name: stored.name,
-        email: stored.email,
-        scopes: stored.scopes,
-        client_id: stored.client_id,
+        holder: stored.holder,
         issued_at: stored.issued_at,
         expires_at: stored.expires_at,
         family: stored.family,
@@ -159,18 +149,8 @@ pub struct Slot {
 /// access and refresh tokens, and the recently rotated refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
-    /// The holder's stable id.
-    pub subject: String,
-    /// The holder's login name.
-    pub username: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Email address.
-    pub email: Option<String>,
-    /// Granted scopes.
-    pub scopes: Scopes,
-    /// The client the tokens were issued to.
-    pub client_id: Option<String>,
+    /// Who holds the session's tokens, what they grant, for which client.
+    pub holder: Holder,
     /// Where the tokens may be presented (unrestricted for format 2).
     pub audience: Audience,
     /// When the current pair was issued.
@@ -244,12 +224,7 @@ impl SessionRecord {
         TokenRecord {
             id,
             kind,
-            subject: self.subject.clone(),
-            username: self.username.clone(),
-            name: self.name.clone(),
-            email: self.email.clone(),
-            scopes: self.scopes.clone(),
-            client_id: self.client_id.clone(),
+            holder: self.holder.clone(),
             issued_at: self.issued_at,
             expires_at,
             family,
@@ -275,16 +250,17 @@ impl SessionRecord {
         out
     }
 
-    /// The holder part (after the used list), audience included.
+    /// The encoded holder part (after the used list), audience included.
     #[must_use]
-    pub fn holder(&self) -> Vec<u8> {
+    pub fn encoded_holder(&self) -> Vec<u8> {
+        let holder = &self.holder;
         let holder = HolderRef {
-            subject: CompactSubject::of(&self.subject),
-            username: &self.username,
-            name: self.name.as_deref(),
-            email: self.email.as_deref(),
-            scopes: &self.scopes,
-            client_id: self.client_id.as_deref(),
+            subject: CompactSubject::of(&holder.subject),
+            username: &holder.username,
+            name: holder.name.as_deref(),
+            email: holder.email.as_deref(),
+            scopes: &holder.scopes,
+            client_id: holder.client_id.as_deref(),
             audience: &self.audience,
         };
         // Serialising plain data into a Vec cannot fail.
@@ -315,6 +291,7 @@ impl<'a> CompactSubject<'a> {
     }
 }
 
+/// The holder as written in a session (see [`StoredHolder`]).
 #[derive(Serialize)]
 struct HolderRef<'a> {
     subject: CompactSubject<'a>,
@@ -326,9 +303,10 @@ struct HolderRef<'a> {
     audience: &'a Audience,
 }
 
-/// The holder as decoded; the audience (format 3) follows it.
+/// The holder as stored in a session: [`Holder`] with a compact subject;
+/// the audience (format 3) follows it.
 #[derive(Deserialize)]
-struct Holder<'a> {
+struct StoredHolder<'a> {
     #[serde(borrow)]
     subject: CompactSubject<'a>,
     username: String,
@@ -345,13 +323,13 @@ pub fn encode_session(session: &SessionRecord) -> Vec<u8> {
     let used = session
         .used
         .iter()
-        .take(crate::store::USED_REFRESH_MEMORY)
+        .take(USED_REFRESH_MEMORY)
         .collect::<Vec<_>>();
     out.push(u8::try_from(used.len()).unwrap_or(0));
     for digest in used {
         out.extend_from_slice(digest);
     }
-    out.extend(session.holder());
+    out.extend(session.encoded_holder());
     out
 }
 
@@ -397,7 +375,7 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
         .map(|i| digest_at(bytes, 58 + 16 * i))
         .collect::<Result<Vec<_>, _>>()?;
     let body = bytes.get(58 + 16 * count..).ok_or(CodecError::Malformed)?;
-    let (holder, rest): (Holder<'_>, _) =
+    let (holder, rest): (StoredHolder<'_>, _) =
         postcard::take_from_bytes(body).map_err(|_| CodecError::Malformed)?;
     let audience = if version == SESSION_VERSION {
         // At most MAX_AUDIENCE tags, or it does not deserialize.
@@ -406,12 +384,14 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
         Audience::unrestricted()
     };
     Ok(SessionRecord {
-        subject: holder.subject.into_string(),
-        username: holder.username,
-        name: holder.name,
-        email: holder.email,
-        scopes: holder.scopes,
-        client_id: holder.client_id,
+        holder: Holder {
+            subject: holder.subject.into_string(),
+            username: holder.username,
+            name: holder.name,
+            email: holder.email,
+            scopes: holder.scopes,
+            client_id: holder.client_id,
+        },
         audience,
         issued_at,
         access,
@@ -432,14 +412,20 @@ mod tests {
         .expect("small")
     }
 
-    fn session() -> SessionRecord {
-        SessionRecord {
+    fn holder() -> Holder {
+        Holder {
             subject: "0b6f1c9e-8a57-4d43-9d0e-3f1f5f4f2a10".into(),
             username: "alice".into(),
             name: Some("Alice Example".into()),
             email: Some("alice@example.com".into()),
             scopes: Scopes::parse("read write").expect("valid"),
             client_id: Some("web".into()),
+        }
+    }
+
+    fn session() -> SessionRecord {
+        SessionRecord {
+            holder: holder(),
             audience: audience(),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             access: Some(Slot {
@@ -471,7 +457,7 @@ mod tests {
             "session record is {} bytes",
             bytes.len()
         );
-        record.subject = "client:reporting".into();
+        record.holder.subject = "client:reporting".into();
         record.refresh = None;
         record.used.clear();
         let bytes = encode_session(&record);
@@ -505,7 +491,7 @@ mod tests {
         for tag in audience().tags() {
             tail.extend_from_slice(tag.as_bytes());
         }
-        assert!(record.holder().ends_with(&tail));
+        assert!(record.encoded_holder().ends_with(&tail));
         assert_eq!(
             decode_session(&bytes[..bytes.len() - 1]),
             Err(CodecError::Malformed)
@@ -570,12 +556,7 @@ mod tests {
         TokenRecord {
             id: digest.token_id(),
             kind: TokenKind::Access,
-            subject: "0b6f1c9e-8a57-4d43-9d0e-3f1f5f4f2a10".into(),
-            username: "alice".into(),
-            name: Some("Alice Example".into()),
-            email: Some("alice@example.com".into()),
-            scopes: Scopes::parse("read write").expect("valid"),
-            client_id: Some("web".into()),
+            holder: holder(),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             expires_at: Timestamp::from_unix_millis(1_763_900_900_000),
             family: Uuid::from_u128(7),
@@ -601,6 +582,84 @@ mod tests {
         let json = serde_json::to_vec(&record).expect("json").len();
         assert!(stored < 140, "stored record is {stored} bytes");
         assert!(stored * 2 < json, "{stored} vs JSON {json}");
+    }
+
+    /// The stored bytes of both formats are pinned: a refactoring of the
+    /// types must not change what readers of other versions find in Redis.
+    #[test]
+    fn stored_bytes_are_pinned() {
+        let session = encode_session(&session());
+        assert_eq!(
+            hex(&session),
+            PINNED_SESSION,
+            "format-3 session bytes changed"
+        );
+        assert_eq!(decode_session(&session), Ok(self::session()));
+        // Format 3 is format 2 with its version byte and the audience after
+        // the holder; format-2 bytes still read, unrestricted.
+        assert_eq!(PINNED_SESSION[..2], *"03");
+        assert!(PINNED_SESSION[2..].starts_with(&PINNED_SESSION_V2[2..]));
+        let mut legacy = self::session();
+        legacy.audience = Audience::unrestricted();
+        assert_eq!(decode_session(&unhex(PINNED_SESSION_V2)), Ok(legacy));
+        let digest = TokenDigest::of("x");
+        let token = encode(&sample(&digest));
+        assert_eq!(hex(&token), PINNED_TOKEN, "format-1 record bytes changed");
+        let mut client = sample(&digest);
+        client.holder.subject = "client:reporting".into();
+        client.holder.name = None;
+        client.holder.email = None;
+        client.holder.client_id = None;
+        client.kind = TokenKind::Refresh;
+        let bytes = encode(&client);
+        assert_eq!(
+            hex(&bytes),
+            PINNED_CLIENT_TOKEN,
+            "format-1 record bytes changed"
+        );
+        assert_eq!(decode(&bytes, &digest), Ok(client));
+    }
+
+    /// `encode_session(&session())`, format 3.
+    const PINNED_SESSION: &str = concat!(
+        "03ca978112ca1bbdcafac231b39a23dc4d0000019ab0afc2a0454349e422f052",
+        "97191ead13e21d3db50000019aec4a8ca00000019ab0a20700010bfe935e70c3",
+        "21c7ca3afc75ce0d0ca2000b6f1c9e8a574d439d0e3f1f5f4f2a1005616c6963",
+        "65010d416c696365204578616d706c650111616c696365406578616d706c652e",
+        "636f6d0204726561640577726974650103776562028c0baecebefde498",
+    );
+    /// `encode_session(&session())` without its audience, as format 2
+    /// wrote it.
+    const PINNED_SESSION_V2: &str = concat!(
+        "02ca978112ca1bbdcafac231b39a23dc4d0000019ab0afc2a0454349e422f052",
+        "97191ead13e21d3db50000019aec4a8ca00000019ab0a20700010bfe935e70c3",
+        "21c7ca3afc75ce0d0ca2000b6f1c9e8a574d439d0e3f1f5f4f2a1005616c6963",
+        "65010d416c696365204578616d706c650111616c696365406578616d706c652e",
+        "636f6d0204726561640577726974650103776562",
+    );
+    /// `encode(&sample(..))`, as written by format 1.
+    const PINNED_TOKEN: &str = concat!(
+        "01002430623666316339652d386135372d346434332d396430652d3366316635",
+        "6634663261313005616c696365010d416c696365204578616d706c650111616c",
+        "696365406578616d706c652e636f6d0204726561640577726974650103776562",
+        "808e8885ab33a085bf85ab331000000000000000000000000000000007",
+    );
+    /// A client's refresh token without name, email or client, format 1.
+    const PINNED_CLIENT_TOKEN: &str = concat!(
+        "010110636c69656e743a7265706f7274696e6705616c69636500000204726561",
+        "6405777269746500808e8885ab33a085bf85ab33100000000000000000000000",
+        "0000000007",
+    );
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     /// Unknown versions and garbage are refused, not misread.

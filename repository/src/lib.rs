@@ -14,18 +14,20 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use token_repository::{Grant, MemoryStore, Scopes, Token, TokenReader, TokenWriter};
+//! use token_repository::{Grant, Holder, MemoryStore, Scopes, Token, TokenReader, TokenWriter};
 //!
 //! # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! # runtime.block_on(async {
 //! let store = MemoryStore::new();
 //! let grant = Grant {
-//!     subject: "7d1c1d5e-5b8a-4a8e-9d9e-3c1f0b1f7f00".into(),
-//!     username: "alice".into(),
-//!     name: Some("Alice".into()),
-//!     email: None,
-//!     scopes: Scopes::parse("read write").unwrap(),
-//!     client_id: Some("web".into()),
+//!     holder: Holder {
+//!         subject: "7d1c1d5e-5b8a-4a8e-9d9e-3c1f0b1f7f00".into(),
+//!         username: "alice".into(),
+//!         name: Some("Alice".into()),
+//!         email: None,
+//!         scopes: Scopes::parse("read write").unwrap(),
+//!         client_id: Some("web".into()),
+//!     },
 //!     access_ttl: Duration::from_secs(900),
 //!     refresh_ttl: Some(Duration::from_secs(86_400)),
 //!     audience: token_repository::Audience::unrestricted(),
@@ -37,9 +39,9 @@
 //! let text = minted.access.token.expose_secret().to_owned();
 //! let token = Token::parse(&text).unwrap(); // format and checksum, no I/O
 //! let record = store.lookup(&token).await.unwrap().expect("live");
-//! assert!(record.scopes.contains("write"));
+//! assert!(record.holder.scopes.contains("write"));
 //!
-//! store.revoke_all(&record.subject).await.unwrap();
+//! store.revoke_all(&record.holder.subject).await.unwrap();
 //! assert!(store.lookup(&token).await.unwrap().is_none());
 //! # });
 //! ```
@@ -66,12 +68,13 @@
 //! - [`token`]: generating, formatting, parsing and digesting tokens.
 //! - [`scope`]: RFC 6749 scope sets.
 //! - [`audience`]: RFC 8707 audiences: resource URIs, their 4-byte tags.
+//! - [`holder`]: [`Holder`], who a token was issued to and what it grants.
 //! - [`record`]: [`TokenRecord`], what is known about a token, and [`Timestamp`].
 //! - [`codec`]: the compact, versioned stored forms (sessions; format-1
 //!   records).
 //! - [`keys`]: the Redis key schema (prefix, hash tags, index members).
 //! - [`store`]: the [`TokenReader`] / [`TokenWriter`] traits and what they
-//!   take and answer ([`Grant`], [`Minted`], [`Rotation`], …).
+//!   take and answer ([`Grant`], [`Minted`], [`Rotation`], [`RefreshRefusal`], …).
 //! - [`memory`]: the in-memory store, [`MemoryStore`].
 //! - `redis` (feature `redis`): [`RedisStore`], [`RedisTokenReader`],
 //!   [`RedisConfig`].
@@ -84,6 +87,7 @@ pub mod audience;
 pub mod cas;
 pub mod codec;
 pub mod error;
+pub mod holder;
 pub mod keys;
 pub mod memory;
 pub mod record;
@@ -95,6 +99,7 @@ pub mod token;
 
 pub use audience::{Audience, MAX_AUDIENCE, ResourceError, ResourceTag, ResourceUri};
 pub use error::{Error, Result};
+pub use holder::Holder;
 pub use keys::KeyPrefix;
 pub use memory::MemoryStore;
 pub use record::{Timestamp, TokenRecord};
@@ -102,7 +107,7 @@ pub use record::{Timestamp, TokenRecord};
 pub use redis::{RedisConfig, RedisStore, RedisTls, RedisTokenReader};
 pub use scope::{ScopeError, Scopes};
 pub use store::{
-    DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Grant, Issued, Minted, NewToken, RefreshState,
-    Rotation, TokenReader, TokenWriter,
+    DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Grant, Issued, Minted, NewToken, RefreshRefusal,
+    RefreshState, Rotation, TokenReader, TokenWriter,
 };
 pub use token::{FormatError, SubjectTag, Token, TokenDigest, TokenKind};

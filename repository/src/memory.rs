@@ -12,7 +12,7 @@ use crate::keys::GENERATION_TTL;
 use crate::record::{Timestamp, TokenRecord};
 use crate::store::{
     DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Issued, MAX_EVICTIONS_PER_ISSUE, Minted,
-    RefreshState, Rotation, TokenReader, TokenWriter, USED_REFRESH_MEMORY,
+    RefreshRefusal, RefreshState, Rotation, TokenReader, TokenWriter, USED_REFRESH_MEMORY,
 };
 use crate::token::{SubjectTag, Token, TokenKind};
 
@@ -23,7 +23,7 @@ use crate::token::{SubjectTag, Token, TokenKind};
 ///
 /// ```
 /// use std::time::Duration;
-/// use token_repository::{Grant, MemoryStore, Scopes, TokenReader, TokenWriter};
+/// use token_repository::{Grant, Holder, MemoryStore, Scopes, TokenReader, TokenWriter};
 ///
 /// # tokio_test();
 /// # fn tokio_test() {
@@ -31,12 +31,14 @@ use crate::token::{SubjectTag, Token, TokenKind};
 /// # runtime.block_on(async {
 /// let store = MemoryStore::new();
 /// let minted = Grant {
-///     subject: "user-1".into(),
-///     username: "alice".into(),
-///     name: None,
-///     email: None,
-///     scopes: Scopes::parse("read").unwrap(),
-///     client_id: None,
+///     holder: Holder {
+///         subject: "user-1".into(),
+///         username: "alice".into(),
+///         name: None,
+///         email: None,
+///         scopes: Scopes::parse("read").unwrap(),
+///         client_id: None,
+///     },
 ///     access_ttl: Duration::from_secs(60),
 ///     refresh_ttl: None,
 ///     audience: token_repository::Audience::unrestricted(),
@@ -45,7 +47,7 @@ use crate::token::{SubjectTag, Token, TokenKind};
 /// .unwrap();
 /// store.issue(&minted, None).await.unwrap();
 /// let record = store.lookup(&minted.access.token).await.unwrap().unwrap();
-/// assert_eq!(record.username, "alice");
+/// assert_eq!(record.holder.username, "alice");
 /// # });
 /// # }
 /// ```
@@ -120,7 +122,7 @@ impl State {
         self.sessions
             .get(&(tag.clone(), family))
             .filter(|stored| now < stored.expires_at)
-            .filter(|stored| &SubjectTag::of(&stored.session.subject) == tag)
+            .filter(|stored| &SubjectTag::of(&stored.session.holder.subject) == tag)
             .map(|stored| &stored.session)
     }
 
@@ -227,21 +229,21 @@ impl TokenWriter for MemoryStore {
             return Err(Error::InvalidRequest("not a refresh token"));
         }
         let Some(family) = presented.family() else {
-            return Ok(RefreshState::Unknown);
+            return Ok(RefreshState::Refused(RefreshRefusal::Unknown));
         };
         let now = Timestamp::now();
         let mut state = self.state();
         let Some(session) = state.session(presented.tag(), family, now) else {
-            return Ok(RefreshState::Unknown);
+            return Ok(RefreshState::Refused(RefreshRefusal::Unknown));
         };
         if let Some(record) = session.token(TokenKind::Refresh, presented.digest(), family, now) {
             return Ok(RefreshState::Live(record));
         }
         if session.was_used(presented.digest()) {
             let revoked = state.remove(presented.tag(), family, now);
-            return Ok(RefreshState::Reused { revoked });
+            return Ok(RefreshState::Refused(RefreshRefusal::Reused { revoked }));
         }
-        Ok(RefreshState::Unknown)
+        Ok(RefreshState::Refused(RefreshRefusal::Unknown))
     }
 
     async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation> {
@@ -256,7 +258,7 @@ impl TokenWriter for MemoryStore {
             ));
         }
         let Some(family) = presented.family() else {
-            return Ok(Rotation::Unknown);
+            return Ok(Rotation::Refused(RefreshRefusal::Unknown));
         };
         if next.family() != family {
             return Err(Error::InvalidRequest(
@@ -267,13 +269,13 @@ impl TokenWriter for MemoryStore {
         let mut state = self.state();
         state.prune(&tag, now);
         let Some(session) = state.session(&tag, family, now) else {
-            return Ok(Rotation::Unknown);
+            return Ok(Rotation::Refused(RefreshRefusal::Unknown));
         };
         if session
             .token(TokenKind::Refresh, presented.digest(), family, now)
             .is_some()
         {
-            if next.subject() != session.subject {
+            if next.subject() != session.holder.subject {
                 return Err(Error::InvalidRequest(
                     "the new pair must be for the same subject",
                 ));
@@ -287,9 +289,9 @@ impl TokenWriter for MemoryStore {
         }
         if session.was_used(presented.digest()) {
             let revoked = state.remove(&tag, family, now);
-            return Ok(Rotation::Reused { revoked });
+            return Ok(Rotation::Refused(RefreshRefusal::Reused { revoked }));
         }
-        Ok(Rotation::Unknown)
+        Ok(Rotation::Refused(RefreshRefusal::Unknown))
     }
 
     async fn revoke(&self, token: &Token) -> Result<usize> {
@@ -363,7 +365,7 @@ impl TokenWriter for MemoryStore {
             .filter_map(|(family, _)| {
                 state
                     .session(&tag, *family, now)
-                    .filter(|session| session.subject == subject)
+                    .filter(|session| session.holder.subject == subject)
                     .map(|session| session.live_tokens(*family, now))
             })
             .flatten()

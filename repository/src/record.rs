@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audience::Audience;
-use crate::scope::Scopes;
+use crate::holder::Holder;
 use crate::token::TokenKind;
 
 /// Milliseconds since the Unix epoch.
@@ -82,19 +82,10 @@ pub struct TokenRecord {
     pub id: Uuid,
     /// Access or refresh.
     pub kind: TokenKind,
-    /// Stable id of the holder: a user id, or a client id for tokens issued
-    /// to an application itself.
-    pub subject: String,
-    /// Login name of the holder (the client id for client tokens).
-    pub username: String,
-    /// Display name, when known.
-    pub name: Option<String>,
-    /// Email address, when known.
-    pub email: Option<String>,
-    /// What the token grants.
-    pub scopes: Scopes,
-    /// The client the token was issued to, when any.
-    pub client_id: Option<String>,
+    /// Who holds it, what it grants, for which client. Flattened: the JSON
+    /// form names the holder's fields beside the others.
+    #[serde(flatten)]
+    pub holder: Holder,
     /// When it was issued.
     pub issued_at: Timestamp,
     /// When it stops being valid.
@@ -126,6 +117,7 @@ impl TokenRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scope::Scopes;
 
     /// Expiry is exclusive: a token is dead at its expiry instant.
     #[test]
@@ -134,12 +126,14 @@ mod tests {
         let record = TokenRecord {
             id: Uuid::nil(),
             kind: TokenKind::Access,
-            subject: "s".into(),
-            username: "u".into(),
-            name: None,
-            email: None,
-            scopes: Scopes::empty(),
-            client_id: None,
+            holder: Holder {
+                subject: "s".into(),
+                username: "u".into(),
+                name: None,
+                email: None,
+                scopes: Scopes::empty(),
+                client_id: None,
+            },
             issued_at: issued,
             expires_at: issued.saturating_add(Duration::from_secs(60)),
             family: Uuid::nil(),

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::audience::Audience;
 use crate::codec::{SessionRecord, Slot};
 use crate::error::{Error, Result};
+use crate::holder::Holder;
 use crate::record::{Timestamp, TokenRecord};
-use crate::scope::Scopes;
 use crate::token::{SubjectTag, Token, TokenKind};
 
 /// Looks tokens up. This is all a token client (the middleware) can do: a
@@ -128,10 +128,7 @@ pub trait TokenWriter: TokenReader {
     async fn generation(&self, subject: &str) -> Result<Generation>;
 }
 
-/// How many rotated refresh tokens per family are remembered for reuse
-/// detection. Presenting one of them revokes the family; older ones are
-/// merely unknown (and refused).
-pub const USED_REFRESH_MEMORY: usize = 4;
+pub use crate::codec::USED_REFRESH_MEMORY;
 
 /// How many live sessions (families) one subject may hold unless
 /// configured otherwise: far more than any real user, small enough that
@@ -164,14 +161,11 @@ impl Generation {
     }
 }
 
-/// What [`TokenWriter::inspect_refresh`] found.
-// The live record carries its audience inline (no heap, so a cached record
-// is copied without allocating); one answer per refresh, not stored.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshState {
-    /// A live refresh token.
-    Live(TokenRecord),
+/// Why a presented refresh token gives no tokens: the one refusal of the
+/// refresh path, answered both by [`TokenWriter::inspect_refresh`] and, when
+/// the token was used or revoked in between, by [`TokenWriter::rotate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshRefusal {
     /// A refresh token that had already been rotated: presented again, it
     /// may have been stolen. Its family (this many live tokens) has been
     /// revoked.
@@ -183,37 +177,33 @@ pub enum RefreshState {
     Unknown,
 }
 
+/// What [`TokenWriter::inspect_refresh`] found.
+// The live record carries its audience inline (no heap, so a cached record
+// is copied without allocating); one answer per refresh, not stored.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshState {
+    /// A live refresh token.
+    Live(TokenRecord),
+    /// A token that gives nothing, and why.
+    Refused(RefreshRefusal),
+}
+
 /// What [`TokenWriter::rotate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
     /// The old refresh token is retired and the new tokens are stored.
     Rotated,
-    /// The old token had been used meanwhile: its family is revoked and
-    /// nothing was issued.
-    Reused {
-        /// Live tokens removed with the family.
-        revoked: usize,
-    },
-    /// The old token is no longer known (expired or revoked meanwhile);
-    /// nothing was issued.
-    Unknown,
+    /// Nothing was issued: the old token was used meanwhile (its family is
+    /// now revoked) or is no longer known (expired or revoked meanwhile).
+    Refused(RefreshRefusal),
 }
 
-/// What to issue: the holder's details, scopes and lifetimes.
+/// What to issue: the holder (details, scopes, client) and lifetimes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// The holder's stable id.
-    pub subject: String,
-    /// The holder's login name.
-    pub username: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Email address.
-    pub email: Option<String>,
-    /// Granted scopes.
-    pub scopes: Scopes,
-    /// The client the tokens are issued to.
-    pub client_id: Option<String>,
+    /// Who the tokens are issued to, what they grant, for which client.
+    pub holder: Holder,
     /// Lifetime of the access token.
     pub access_ttl: Duration,
     /// Lifetime of the refresh token; `None` issues no refresh token.
@@ -245,7 +235,7 @@ impl Grant {
             return Err(Error::InvalidRequest("token lifetimes must be positive"));
         }
         let now = Timestamp::now();
-        let tag = SubjectTag::of(&self.subject);
+        let tag = SubjectTag::of(&self.holder.subject);
         let access = self.new_token(TokenKind::Access, &tag, family, now, self.access_ttl)?;
         let refresh = self
             .refresh_ttl
@@ -266,12 +256,7 @@ impl Grant {
         let record = TokenRecord {
             id: token.id(),
             kind,
-            subject: self.subject.clone(),
-            username: self.username.clone(),
-            name: self.name.clone(),
-            email: self.email.clone(),
-            scopes: self.scopes.clone(),
-            client_id: self.client_id.clone(),
+            holder: self.holder.clone(),
             issued_at: now,
             expires_at: now.saturating_add(ttl),
             family,
@@ -300,7 +285,7 @@ impl NewToken {
     /// subject or id.
     pub fn from_parts(token: Token, record: TokenRecord) -> Result<Self> {
         if token.kind() != record.kind
-            || token.tag() != &SubjectTag::of(&record.subject)
+            || token.tag() != &SubjectTag::of(&record.holder.subject)
             || token.id() != record.id
         {
             return Err(Error::InvalidRequest(
@@ -325,7 +310,7 @@ impl Minted {
     /// The subject both tokens belong to.
     #[must_use]
     pub fn subject(&self) -> &str {
-        &self.access.record.subject
+        &self.access.record.holder.subject
     }
 
     /// The family both tokens belong to.
@@ -349,12 +334,7 @@ impl Minted {
             expires_at: new.record.expires_at,
         };
         SessionRecord {
-            subject: record.subject.clone(),
-            username: record.username.clone(),
-            name: record.name.clone(),
-            email: record.email.clone(),
-            scopes: record.scopes.clone(),
-            client_id: record.client_id.clone(),
+            holder: record.holder.clone(),
             audience: record.audience,
             issued_at: record.issued_at,
             access: Some(slot(&self.access)),
@@ -382,7 +362,7 @@ impl Minted {
             && self.access.token.family() == Some(access.family)
             && self.refresh.as_ref().is_none_or(|refresh| {
                 refresh.record.kind == TokenKind::Refresh
-                    && refresh.record.subject == access.subject
+                    && refresh.record.holder.subject == access.holder.subject
                     && refresh.record.family == access.family
                     && refresh.token.family() == Some(access.family)
             });

@@ -14,8 +14,8 @@ use std::time::Duration;
 use rand::RngExt as _;
 use token_repository::codec::{SessionRecord, Slot, encode_session};
 use token_repository::{
-    Grant, KeyPrefix, Minted, RedisConfig, RedisStore, RefreshState, Rotation, Scopes, SubjectTag,
-    Timestamp, Token, TokenKind, TokenReader as _, TokenWriter as _,
+    Grant, Holder, KeyPrefix, Minted, RedisConfig, RedisStore, RefreshRefusal, RefreshState,
+    Rotation, Scopes, SubjectTag, Timestamp, Token, TokenKind, TokenReader as _, TokenWriter as _,
 };
 use token_test_harness::RedisServer;
 use uuid::Uuid;
@@ -29,12 +29,14 @@ const CALLS: usize = 40;
 
 fn grant(subject: &str) -> Grant {
     Grant {
-        subject: subject.into(),
-        username: "someone".into(),
-        name: Some("Some One".into()),
-        email: Some("someone@example.com".into()),
-        scopes: Scopes::parse("read write").expect("scopes"),
-        client_id: Some("web".into()),
+        holder: Holder {
+            subject: subject.into(),
+            username: "someone".into(),
+            name: Some("Some One".into()),
+            email: Some("someone@example.com".into()),
+            scopes: Scopes::parse("read write").expect("scopes"),
+            client_id: Some("web".into()),
+        },
         access_ttl: Duration::from_secs(600),
         refresh_ttl: Some(Duration::from_secs(3600)),
         audience: token_repository::Audience::unrestricted(),
@@ -96,12 +98,14 @@ async fn write_sessions(redis: &RedisServer, prefix: &KeyPrefix, subject: &str, 
         for _ in 0..5_000.min(count - chunk * 5_000) {
             let family = Uuid::new_v4();
             let session = SessionRecord {
-                subject: subject.into(),
-                username: "someone".into(),
-                name: None,
-                email: None,
-                scopes: Scopes::parse("read").expect("scopes"),
-                client_id: Some("web".into()),
+                holder: Holder {
+                    subject: subject.into(),
+                    username: "someone".into(),
+                    name: None,
+                    email: None,
+                    scopes: Scopes::parse("read").expect("scopes"),
+                    client_id: Some("web".into()),
+                },
                 audience: token_repository::Audience::unrestricted(),
                 issued_at: now,
                 access: Some(Slot {
@@ -218,7 +222,7 @@ async fn per_token_operations_do_not_grow_with_the_subject() {
                 let forged = forged_refresh(subject, family);
                 assert_eq!(
                     store.inspect_refresh(&forged).await.expect("inspect"),
-                    RefreshState::Unknown
+                    RefreshState::Refused(RefreshRefusal::Unknown)
                 );
             }
         })
@@ -296,7 +300,7 @@ async fn forged_refresh_tokens_cost_one_get_and_no_script() {
         let forged = forged_refresh("victim", family);
         assert_eq!(
             store.inspect_refresh(&forged).await.expect("inspect"),
-            RefreshState::Unknown
+            RefreshState::Refused(RefreshRefusal::Unknown)
         );
     }
     let stats = command_stats(&redis);
@@ -419,11 +423,11 @@ async fn format_1_tokens_validate_until_they_expire_and_refresh_is_refused() {
     let parsed = Token::parse(old[0].expose_secret()).expect("format-1 text parses");
     assert_eq!(parsed.family(), None);
     let record = store.lookup(&parsed).await.expect("lookup").expect("live");
-    assert_eq!(record.subject, "legacy");
+    assert_eq!(record.holder.subject, "legacy");
     assert_eq!(store.list("legacy").await.expect("list").len(), 3);
     assert_eq!(
         store.inspect_refresh(&old[1]).await.expect("inspect"),
-        RefreshState::Unknown,
+        RefreshState::Refused(RefreshRefusal::Unknown),
         "format-1 refresh tokens are refused"
     );
     assert_eq!(store.revoke(&old[0]).await.expect("revoke"), 1);
@@ -466,12 +470,14 @@ async fn a_pair_costs_less_than_400_bytes() {
     let before = used(&redis);
     let users: Vec<Grant> = (0..pairs / 10)
         .map(|index| Grant {
-            subject: Uuid::new_v4().to_string(),
-            username: format!("user{index:06}"),
-            name: Some(format!("Firstname Lastname {index}")),
-            email: Some(format!("user{index:06}@example.com")),
-            scopes: Scopes::parse("read write").expect("scopes"),
-            client_id: Some("web".into()),
+            holder: Holder {
+                subject: Uuid::new_v4().to_string(),
+                username: format!("user{index:06}"),
+                name: Some(format!("Firstname Lastname {index}")),
+                email: Some(format!("user{index:06}@example.com")),
+                scopes: Scopes::parse("read write").expect("scopes"),
+                client_id: Some("web".into()),
+            },
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Some(Duration::from_secs(1_209_600)),
             audience: token_repository::Audience::unrestricted(),
@@ -497,7 +503,7 @@ async fn a_pair_costs_less_than_400_bytes() {
     let per_pair = (after - before) / (users.len() * 10) as f64;
     let sample = users[0].mint().expect("mint");
     store.issue(&sample, None).await.expect("issue");
-    let tag = SubjectTag::of(&users[0].subject);
+    let tag = SubjectTag::of(&users[0].holder.subject);
     let key = store.prefix().session(&tag, sample.family());
     let index = store.prefix().sessions(&tag);
     let mut connection = redis::Client::open(redis.admin_url())

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use token_repository::{Error, Grant, Minted, RefreshState, Rotation, Scopes, Token, TokenWriter};
+use token_repository::{
+    Error, Grant, Holder, Minted, RefreshRefusal, RefreshState, Rotation, Scopes, Token,
+    TokenWriter,
+};
 use token_test_harness::{RedisServer, wait_until_async};
 
 /// A store under test, and what keeps its backend alive.
@@ -100,12 +103,14 @@ mod suite {
 
     pub(super) fn grant(subject: &str) -> Grant {
         Grant {
-            subject: subject.to_owned(),
-            username: format!("{subject}-login"),
-            name: Some("Display Name".into()),
-            email: Some(format!("{subject}@example.com")),
-            scopes: Scopes::parse("read write").expect("scopes"),
-            client_id: Some("web".into()),
+            holder: Holder {
+                subject: subject.to_owned(),
+                username: format!("{subject}-login"),
+                name: Some("Display Name".into()),
+                email: Some(format!("{subject}@example.com")),
+                scopes: Scopes::parse("read write").expect("scopes"),
+                client_id: Some("web".into()),
+            },
             access_ttl: Duration::from_secs(300),
             refresh_ttl: Some(Duration::from_secs(3600)),
             audience: token_repository::Audience::unrestricted(),
@@ -154,7 +159,7 @@ mod suite {
                 .inspect_refresh(refresh(&never_issued))
                 .await
                 .expect("inspect"),
-            RefreshState::Unknown
+            RefreshState::Refused(RefreshRefusal::Unknown)
         );
         assert_eq!(
             store
@@ -318,7 +323,7 @@ mod suite {
     pub(super) async fn collision_is_refused_and_overwrites_nothing(store: &Store) {
         let minted = issued(store, "alice").await;
         let mut again = minted.clone();
-        again.access.record.scopes = Scopes::parse("admin").expect("scopes");
+        again.access.record.holder.scopes = Scopes::parse("admin").expect("scopes");
         let result = store.issue(&again, None).await;
         assert!(matches!(result, Err(Error::Collision)), "{result:?}");
         let record = store.lookup(&minted.access.token).await.expect("lookup");
@@ -373,7 +378,10 @@ mod suite {
             .inspect_refresh(refresh(&first))
             .await
             .expect("inspect");
-        assert_eq!(state, RefreshState::Reused { revoked: 2 });
+        assert_eq!(
+            state,
+            RefreshState::Refused(RefreshRefusal::Reused { revoked: 2 })
+        );
         for token in [&first.access.token, &next.access.token, refresh(&next)] {
             assert!(!live(store, token).await, "family member survived reuse");
         }
@@ -384,7 +392,7 @@ mod suite {
                 .inspect_refresh(refresh(&first))
                 .await
                 .expect("inspect"),
-            RefreshState::Unknown
+            RefreshState::Refused(RefreshRefusal::Unknown)
         );
     }
 
@@ -402,7 +410,10 @@ mod suite {
             Rotation::Rotated
         );
         let outcome = store.rotate(refresh(&first), &loser).await.expect("rotate");
-        assert!(matches!(outcome, Rotation::Reused { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, Rotation::Refused(RefreshRefusal::Reused { .. })),
+            "{outcome:?}"
+        );
         assert!(!live(store, refresh(&winner)).await);
         assert!(
             !live(store, &loser.access.token).await,
@@ -436,7 +447,7 @@ mod suite {
                 .inspect_refresh(refresh(oldest))
                 .await
                 .expect("inspect"),
-            RefreshState::Unknown
+            RefreshState::Refused(RefreshRefusal::Unknown)
         );
         assert!(live(store, refresh(&current)).await, "family intact");
         let newest_retired = retired.last().expect("retired");
@@ -445,7 +456,7 @@ mod suite {
                 .inspect_refresh(refresh(newest_retired))
                 .await
                 .expect("inspect"),
-            RefreshState::Reused { .. }
+            RefreshState::Refused(RefreshRefusal::Reused { .. })
         ));
         assert!(!live(store, refresh(&current)).await);
     }

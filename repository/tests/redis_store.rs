@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
 use token_repository::{
-    Grant, KeyPrefix, RedisConfig, RedisStore, RedisTokenReader, Scopes, SubjectTag, TokenReader,
-    TokenWriter,
+    Grant, Holder, KeyPrefix, RedisConfig, RedisStore, RedisTokenReader, Scopes, SubjectTag,
+    TokenReader, TokenWriter,
 };
 use token_test_harness::{RedisServer, wait_until_async};
 
@@ -18,12 +18,14 @@ fn store(redis: &RedisServer) -> RedisStore {
 
 fn grant(subject: &str) -> Grant {
     Grant {
-        subject: subject.into(),
-        username: "alice".into(),
-        name: Some("Alice".into()),
-        email: Some("alice@example.com".into()),
-        scopes: Scopes::parse("read").expect("scopes"),
-        client_id: Some("web".into()),
+        holder: Holder {
+            subject: subject.into(),
+            username: "alice".into(),
+            name: Some("Alice".into()),
+            email: Some("alice@example.com".into()),
+            scopes: Scopes::parse("read").expect("scopes"),
+            client_id: Some("web".into()),
+        },
         access_ttl: Duration::from_secs(300),
         refresh_ttl: Some(Duration::from_secs(3600)),
         audience: token_repository::Audience::unrestricted(),

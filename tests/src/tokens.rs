@@ -2,19 +2,21 @@
 
 use std::time::Duration;
 
-use token_repository::{Grant, Minted, RedisConfig, RedisStore, Scopes, TokenWriter as _};
+use token_repository::{Grant, Holder, Minted, RedisConfig, RedisStore, Scopes, TokenWriter as _};
 
 /// A grant for `username` (subject `user-<username>`) with `scopes`, a
 /// 10-minute access token and a refresh token.
 #[must_use]
 pub fn grant(username: &str, scopes: &str) -> Grant {
     Grant {
-        subject: format!("user-{username}"),
-        username: username.to_owned(),
-        name: Some(format!("{username} (display)")),
-        email: Some(format!("{username}@example.com")),
-        scopes: Scopes::parse(scopes).expect("valid scopes"),
-        client_id: Some("e2e".to_owned()),
+        holder: Holder {
+            subject: format!("user-{username}"),
+            username: username.to_owned(),
+            name: Some(format!("{username} (display)")),
+            email: Some(format!("{username}@example.com")),
+            scopes: Scopes::parse(scopes).expect("valid scopes"),
+            client_id: Some("e2e".to_owned()),
+        },
         access_ttl: Duration::from_secs(600),
         refresh_ttl: Some(Duration::from_secs(3600)),
         audience: token_repository::Audience::unrestricted(),

@@ -96,7 +96,7 @@ async fn token_client_user_reads_token_keys_and_nothing_else() {
     let reader = RedisTokenReader::new(RedisConfig::new(redis.client_url())).expect("reader");
     reader.ping().await.expect("the reader may PING");
     let record = reader.lookup(token).await.expect("the reader may GET");
-    assert_eq!(record.expect("live").username, "alice");
+    assert_eq!(record.expect("live").holder.username, "alice");
 
     let mut client = connect_as(&redis.client_url()).await;
     let value: Option<Vec<u8>> = redis::cmd("GET")

@@ -145,7 +145,7 @@ pub async fn handle(
 ) -> Response {
     let result = async {
         let caller = authenticate::bearer_with_scope(&state, &headers, ADMIN_SCOPE).await?;
-        tracing::info!(admin = ?caller.username, token_id = %caller.id, ?operation, "admin operation");
+        tracing::info!(admin = ?caller.holder.username, token_id = %caller.id, ?operation, "admin operation");
         run(&state, &headers, operation, &body).await
     };
     result.await.unwrap_or_else(Problem::into_response)

@@ -67,7 +67,7 @@ impl From<ConnectError> for Problem {
                 tracing::warn!(%error, "provider failure");
                 Problem::provider_error("the provider refused the request or answered unusably")
             }
-            ConnectError::Store(error) => Problem::from_store(&error),
+            ConnectError::Store(error) => Problem::from(error),
             ConnectError::NotConfigured => {
                 Problem::not_found("connected services are not configured")
             }
@@ -90,9 +90,10 @@ async fn user(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord, Prob
 /// Whether a token was issued to a client for itself (`client_credentials`).
 fn is_client_token(record: &TokenRecord) -> bool {
     record
+        .holder
         .client_id
         .as_deref()
-        .is_some_and(|id| record.subject == client_subject(id))
+        .is_some_and(|id| record.holder.subject == client_subject(id))
 }
 
 /// `expires=N` from a query: 0–86400 seconds, default 60.
@@ -144,7 +145,7 @@ pub async fn offers(state: AppState, headers: HeaderMap) -> Response {
         let caller = user(&state, &headers).await?;
         let offers: Vec<Offer> = state
             .connect()
-            .offers(&caller.subject, &caller.username)
+            .offers(&caller.holder.subject, &caller.holder.username)
             .await?;
         Ok::<_, Problem>(json(
             StatusCode::OK,
@@ -252,8 +253,8 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
         }
         Err(problem) => return problem_page(&problem),
     };
-    if session.record.subject != subject {
-        tracing::warn!(signed_in = %session.record.subject, link_for = %subject, %provider, "connect link opened by another user; refused");
+    if session.record.holder.subject != subject {
+        tracing::warn!(signed_in = %session.record.holder.subject, link_for = %subject, %provider, "connect link opened by another user; refused");
         return error_page(
             StatusCode::FORBIDDEN,
             "Connection refused",
@@ -263,8 +264,8 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
     match connect
         .start_in_browser(
             &provider,
-            &session.record.subject,
-            &session.record.username,
+            &session.record.holder.subject,
+            &session.record.holder.username,
             &session.binding(),
             false,
         )
@@ -279,7 +280,8 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
 pub async fn connections(state: AppState, headers: HeaderMap) -> Response {
     let result = async {
         let caller = user(&state, &headers).await?;
-        let connections: Vec<ConnectionView> = state.connect().connections(&caller.subject).await?;
+        let connections: Vec<ConnectionView> =
+            state.connect().connections(&caller.holder.subject).await?;
         Ok::<_, Problem>(json(
             StatusCode::OK,
             &serde_json::json!({ "connections": connections }),
@@ -293,7 +295,10 @@ pub async fn connections(state: AppState, headers: HeaderMap) -> Response {
 pub async fn status(state: AppState, headers: HeaderMap, provider: String) -> Response {
     let result = async {
         let caller = user(&state, &headers).await?;
-        let view = state.connect().status(&caller.subject, &provider).await?;
+        let view = state
+            .connect()
+            .status(&caller.holder.subject, &provider)
+            .await?;
         Ok::<_, Problem>(json(StatusCode::OK, &view))
     };
     result.await.unwrap_or_else(Problem::into_response)
@@ -306,7 +311,7 @@ pub async fn disconnect(state: AppState, headers: HeaderMap, provider: String) -
         let caller = user(&state, &headers).await?;
         let revocation: Revocation = state
             .connect()
-            .disconnect(&caller.subject, &provider)
+            .disconnect(&caller.holder.subject, &provider)
             .await?;
         Ok::<_, Problem>(json(
             StatusCode::OK,
@@ -329,7 +334,7 @@ pub async fn token(
         let at_least = min_validity(&query)?;
         let token = state
             .connect()
-            .token(&caller.subject, &provider, at_least)
+            .token(&caller.holder.subject, &provider, at_least)
             .await?;
         Ok::<_, Problem>(token_response(&token, &provider))
     };
@@ -379,15 +384,11 @@ pub async fn service_token(
             return Err(deny(
                 "not_a_client",
                 "only service clients (client_credentials tokens) may fetch a user's provider token",
-                caller.client_id.as_deref(),
+                caller.holder.client_id.as_deref(),
             ));
         }
-        let client_id = caller.client_id.as_deref().unwrap_or_default();
-        let client = state
-            .accounts()
-            .client(client_id)
-            .await
-            .map_err(|error| Problem::from_accounts(&error))?;
+        let client_id = caller.holder.client_id.as_deref().unwrap_or_default();
+        let client = state.accounts().client(client_id).await?;
         let Some(client) = client.filter(|client| !client.disabled) else {
             return Err(deny(
                 "unknown_client",
@@ -419,11 +420,7 @@ pub async fn service_token(
         let at_least = min_validity(&query)?;
         let token = state.connect().token(&subject, &provider, at_least).await?;
         // The user must still exist and be enabled.
-        let user = state
-            .accounts()
-            .user(&token.username)
-            .await
-            .map_err(|error| Problem::from_accounts(&error))?;
+        let user = state.accounts().user(&token.username).await?;
         if !user.is_some_and(|user| user.subject == subject && !user.disabled) {
             tracing::info!(%client_id, user_subject = ?subject, provider = ?provider, "provider token refused: the user is removed or disabled");
             return Err(Problem::not_connected());

@@ -22,12 +22,12 @@ pub async fn readyz(state: AppState) -> Response {
     if state.config().allow_redis_eviction {
         return match state.store().ping().await {
             Ok(()) => ready(),
-            Err(error) => Problem::from_store(&error).into_response(),
+            Err(error) => Problem::from(error).into_response(),
         };
     }
     match eviction::check(state.store()).await {
         Ok(()) => ready(),
-        Err(EvictionError::Unreachable(error)) => Problem::from_store(&error).into_response(),
+        Err(EvictionError::Unreachable(error)) => Problem::from(error).into_response(),
         Err(error) => {
             tracing::warn!(%error, "not ready");
             Problem::unavailable_because(

@@ -22,12 +22,12 @@ pub async fn me(state: AppState, headers: HeaderMap) -> Response {
     match result.await {
         Ok((record, aud)) => {
             let mut body = serde_json::json!({
-                "sub": record.subject,
-                "username": record.username,
-                "name": record.name,
-                "email": record.email,
-                "scope": record.scopes.to_string(),
-                "client_id": record.client_id,
+                "sub": record.holder.subject,
+                "username": record.holder.username,
+                "name": record.holder.name,
+                "email": record.holder.email,
+                "scope": record.holder.scopes.to_string(),
+                "client_id": record.holder.client_id,
                 "token_id": record.id,
                 "iat": record.issued_at.as_unix_secs(),
                 "exp": record.expires_at.as_unix_secs(),
@@ -66,8 +66,8 @@ fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
             record.kind.as_str()
         },
         session: record.family,
-        client_id: record.client_id.clone(),
-        scope: record.scopes.to_string(),
+        client_id: record.holder.client_id.clone(),
+        scope: record.holder.scopes.to_string(),
         issued_at: record.issued_at.as_unix_secs(),
         expires_at: record.expires_at.as_unix_secs(),
         current: record.id == caller.id,
@@ -76,18 +76,14 @@ fn view(record: &TokenRecord, caller: &TokenRecord) -> SessionToken {
 
 /// Whether `record` belongs to a browser session itself.
 fn is_browser(record: &TokenRecord) -> bool {
-    record.client_id.as_deref() == Some(crate::web::BROWSER_CLIENT)
+    record.holder.client_id.as_deref() == Some(crate::web::BROWSER_CLIENT)
 }
 
 /// `GET /v1/sessions`: the caller's live tokens.
 pub async fn sessions(state: AppState, headers: HeaderMap) -> Response {
     let result = async {
         let caller = authenticate::bearer(&state, &headers).await?;
-        let records = state
-            .store()
-            .list(&caller.subject)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
+        let records = state.store().list(&caller.holder.subject).await?;
         // A browser session's own access token is never handed out: not
         // listed.
         let tokens: Vec<SessionToken> = records
@@ -111,11 +107,7 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
         let id: Uuid = id
             .parse()
             .map_err(|_| Problem::invalid_request("the session id must be a UUID"))?;
-        let records = state
-            .store()
-            .list(&caller.subject)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
+        let records = state.store().list(&caller.holder.subject).await?;
         let family = records
             .iter()
             .find(|record| record.id == id || record.family == id)
@@ -123,10 +115,9 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
             .ok_or_else(|| Problem::not_found("no such session"))?;
         let revoked = state
             .store()
-            .revoke_family(&caller.subject, family)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
-        tracing::info!(subject = %caller.subject, session = %family, revoked, "session revoked");
+            .revoke_family(&caller.holder.subject, family)
+            .await?;
+        tracing::info!(subject = %caller.holder.subject, session = %family, revoked, "session revoked");
         crate::metrics::revoked("session", revoked);
         Ok::<_, Problem>(json(
             StatusCode::OK,
@@ -140,12 +131,8 @@ pub async fn revoke_session(state: AppState, headers: HeaderMap, id: String) -> 
 pub async fn revoke_all_sessions(state: AppState, headers: HeaderMap) -> Response {
     let result = async {
         let caller = authenticate::bearer(&state, &headers).await?;
-        let revoked = state
-            .store()
-            .revoke_all(&caller.subject)
-            .await
-            .map_err(|error| Problem::from_store(&error))?;
-        tracing::info!(subject = %caller.subject, revoked, "signed out everywhere");
+        let revoked = state.store().revoke_all(&caller.holder.subject).await?;
+        tracing::info!(subject = %caller.holder.subject, revoked, "signed out everywhere");
         crate::metrics::revoked("sign_out_everywhere", revoked);
         Ok::<_, Problem>(json(
             StatusCode::OK,

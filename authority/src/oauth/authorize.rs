@@ -17,10 +17,11 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use percent_encoding::percent_decode;
-use token_repository::{Scopes, SubjectTag};
+use token_repository::Scopes;
 use warp::reply::Response;
 
 use super::code::{self, CodeGrant};
+use super::consent::{consented, remember_consent};
 use super::redirect;
 use super::resource;
 use crate::accounts::{Client, User, valid_client_id};
@@ -154,7 +155,7 @@ async fn check(state: &AppState, raw: &str) -> Result<Request, Refusal> {
         .accounts()
         .client(client_id)
         .await
-        .map_err(|error| Refusal::Unavailable(Problem::from_accounts(&error)))?
+        .map_err(|error| Refusal::Unavailable(Problem::from(error)))?
         .filter(|client| !client.disabled)
         .ok_or_else(|| page("No application is registered with this client_id."))?;
     if client.redirect_uris.is_empty() {
@@ -356,10 +357,9 @@ fn refuse(state: &AppState, refusal: Refusal) -> Response {
 async fn user_of(state: &AppState, session: &BrowserSession) -> Result<Option<User>, Problem> {
     Ok(state
         .accounts()
-        .user(&session.record.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
-        .filter(|user| user.subject == session.record.subject && !user.disabled))
+        .user(&session.record.holder.username)
+        .await?
+        .filter(|user| user.subject == session.record.holder.subject && !user.disabled))
 }
 
 /// The scopes granted: the requested ones the user has, or all of the
@@ -372,103 +372,6 @@ fn granted(request: &Request, user: &User) -> Scopes {
                 .unwrap_or_else(|_| Scopes::empty())
         }
     }
-}
-
-/// The scopes the user consented to for `client_id`, if ever.
-async fn consented(
-    state: &AppState,
-    subject: &str,
-    client_id: &str,
-) -> Result<Option<Scopes>, Problem> {
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let client_id = client_id.to_owned();
-    let stored: Option<String> = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HGET")
-                .arg(&key)
-                .arg(&client_id)
-                .query_async(&mut connection)
-                .await
-        })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    Ok(stored.map(|text| Scopes::parse(&text).unwrap_or_else(|_| Scopes::empty())))
-}
-
-/// Every consent of the user: client id → scope.
-///
-/// # Errors
-///
-/// 503 when Redis is unavailable.
-pub async fn consents(state: &AppState, subject: &str) -> Result<Vec<(String, String)>, Problem> {
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let mut all: Vec<(String, String)> = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-        })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    all.sort();
-    Ok(all)
-}
-
-/// Forgets the user's consent for `client_id`.
-///
-/// # Errors
-///
-/// 503 when Redis is unavailable.
-pub async fn revoke_consent(
-    state: &AppState,
-    subject: &str,
-    client_id: &str,
-) -> Result<(), Problem> {
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let client_id = client_id.to_owned();
-    let _: i64 = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HDEL")
-                .arg(&key)
-                .arg(&client_id)
-                .query_async(&mut connection)
-                .await
-        })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    Ok(())
-}
-
-async fn remember_consent(
-    state: &AppState,
-    subject: &str,
-    client_id: &str,
-    scopes: &Scopes,
-) -> Result<(), Problem> {
-    let previous = consented(state, subject, client_id)
-        .await?
-        .unwrap_or_else(Scopes::empty);
-    let all = Scopes::from_tokens(previous.iter().chain(scopes.iter()))
-        .unwrap_or_else(|_| scopes.clone());
-    let key = state.store().prefix().consents(&SubjectTag::of(subject));
-    let (client_id, value) = (client_id.to_owned(), all.to_string());
-    let _: i64 = state
-        .store()
-        .with_shared(|mut connection| async move {
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg(&client_id)
-                .arg(&value)
-                .query_async(&mut connection)
-                .await
-        })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    Ok(())
 }
 
 fn to_signin(raw: &str) -> Response {
@@ -492,8 +395,8 @@ async fn approve(
         scope: scopes.to_string(),
         challenge: request.challenge.clone(),
         resources: request.resources.clone(),
-        subject: session.record.subject.clone(),
-        username: session.record.username.clone(),
+        subject: session.record.holder.subject.clone(),
+        username: session.record.holder.username.clone(),
         family: session.record.family,
     };
     match code::issue(state, &grant).await {
@@ -574,7 +477,7 @@ fn consent_page(
          <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button>\
          </form>",
-        user = escape(&session.record.username),
+        user = escape(&session.record.holder.username),
         target = escape(&request.redirect_uri),
         csrf = hidden("csrf", &csrf),
         request = hidden("request", raw),

@@ -1,4 +1,6 @@
-//! Authorization codes (RFC 6749 §4.1) and the `authorization_code` grant.
+//! Authorization codes (RFC 6749 §4.1): issuing and redeeming them, PKCE
+//! (the grant that exchanges them is
+//! [`crate::oauth::grant::authorization_code`]).
 //!
 //! A code is 256 random bits (base64url, 43 characters). Redis holds its
 //! grant under the code's SHA-256 (`P code:{C}`) for 60 seconds. Redeeming
@@ -19,18 +21,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
-use token_repository::{Grant, Minted, Scopes, TokenKind, TokenWriter as _};
 use uuid::Uuid;
 
 use crate::accounts::Client;
-use crate::address::ClientAddress;
-use crate::authenticate;
-use crate::credentials::ClientCredentials;
-use crate::form::Form;
 use crate::problem::Problem;
 use crate::state::AppState;
-use crate::web::BROWSER_CLIENT;
 
 /// How long a code may be redeemed.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
@@ -104,21 +99,25 @@ pub async fn issue(state: &AppState, grant: &CodeGrant) -> Result<String, Proble
                 .query_async(&mut connection)
                 .await
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     if created.is_none() {
         return Err(Problem::internal(&"authorization code collision"));
     }
     Ok(code)
 }
 
-enum Redeemed {
+/// What redeeming a code found.
+pub(crate) enum Redeemed {
+    /// Not redeemed before: its grant, now taken.
     Fresh(CodeGrant),
+    /// Redeemed before: the grant it had.
     Used(CodeGrant),
+    /// Unknown or expired.
     Unknown,
 }
 
-async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Problem> {
+/// Takes the code's grant, leaving a used copy; or reports a used code.
+pub(crate) async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Problem> {
     let code_digest = digest(code);
     let prefix = state.store().prefix();
     let key = prefix.authorization_code(&code_digest);
@@ -134,8 +133,7 @@ async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Problem> {
                 .invoke_async(&mut connection)
                 .await?)
         })
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+        .await?;
     let parse = |text: &str| {
         serde_json::from_str::<CodeGrant>(text).map_err(|error| Problem::internal(&error))
     };
@@ -153,11 +151,7 @@ async fn redeem(state: &AppState, code: &str) -> Result<Redeemed, Problem> {
 /// 401 `invalid_client` for an unknown, disabled or confidential client;
 /// 503 when Redis is unavailable.
 pub async fn public_client(state: &AppState, client_id: &str) -> Result<Client, Problem> {
-    let client = state
-        .accounts()
-        .client(client_id)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
+    let client = state.accounts().client(client_id).await?;
     match client {
         Some(client) if client.public && !client.disabled => Ok(client),
         _ => {
@@ -168,7 +162,7 @@ pub async fn public_client(state: &AppState, client_id: &str) -> Result<Client, 
 }
 
 /// Whether `verifier` is a well-formed PKCE verifier (RFC 7636 §4.1).
-fn valid_verifier(verifier: &str) -> bool {
+pub(crate) fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
         && verifier
             .bytes()
@@ -179,158 +173,6 @@ fn valid_verifier(verifier: &str) -> bool {
 #[must_use]
 pub fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-/// RFC 6749 §4.1.3: exchange a code for tokens.
-///
-/// # Errors
-///
-/// RFC 6749 §5.2 answers: `invalid_request` for missing parameters,
-/// `invalid_client`, `invalid_grant` for an unknown, expired, used or
-/// mismatched code (a used one also revokes what it issued), 503.
-pub async fn exchange(
-    state: &AppState,
-    form: &Form,
-    credentials: ClientCredentials,
-    address: ClientAddress,
-) -> Result<Minted, Problem> {
-    let code = form
-        .get("code")
-        .ok_or_else(|| Problem::invalid_request("code is required"))?;
-    let verifier = form
-        .get("code_verifier")
-        .ok_or_else(|| Problem::invalid_request("code_verifier is required (PKCE)"))?;
-    let narrowed = super::resource::requested(form)?;
-    let client = match credentials {
-        ClientCredentials::IdOnly(client_id) => public_client(state, &client_id).await?,
-        ClientCredentials::None => return Err(Problem::invalid_client()),
-        credentials @ ClientCredentials::Secret { .. } => {
-            authenticate::required_client(state, credentials, address).await?
-        }
-    };
-    let invalid = || Problem::invalid_grant("the code is invalid, expired or used");
-    if code.len() != 43
-        || !code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(invalid());
-    }
-    let grant = match redeem(state, code).await? {
-        Redeemed::Fresh(grant) => grant,
-        Redeemed::Used(grant) => {
-            let revoked = state
-                .store()
-                .revoke_family(&grant.subject, issued_family(code))
-                .await
-                .map_err(|error| Problem::from_store(&error))?;
-            tracing::warn!(client_id = %grant.client_id, subject = %grant.subject, revoked, "authorization code used twice: the tokens issued from it are revoked");
-            crate::metrics::revoked("code_reuse", revoked);
-            return Err(invalid());
-        }
-        Redeemed::Unknown => return Err(invalid()),
-    };
-    if grant.client_id != client.client_id {
-        tracing::info!(client_id = %client.client_id, "code presented by another client");
-        return Err(invalid());
-    }
-    let redirect_ok = match form.get("redirect_uri") {
-        Some(presented) => presented == grant.redirect_uri,
-        None => !grant.redirect_given,
-    };
-    if !redirect_ok {
-        return Err(Problem::invalid_grant(
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    if !valid_verifier(verifier)
-        || !bool::from(s256(verifier).as_bytes().ct_eq(grant.challenge.as_bytes()))
-    {
-        return Err(Problem::invalid_grant("the code_verifier does not match"));
-    }
-    let generation = state
-        .store()
-        .generation(&grant.subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    // The browser session that approved must still be signed in.
-    let signed_in = state
-        .store()
-        .list(&grant.subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-        .iter()
-        .any(|record| {
-            record.family == grant.family
-                && record.kind == TokenKind::Refresh
-                && record.client_id.as_deref() == Some(BROWSER_CLIENT)
-        });
-    if !signed_in {
-        return Err(Problem::invalid_grant(
-            "the browser session that approved this code has ended",
-        ));
-    }
-    let user = state
-        .accounts()
-        .user(&grant.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
-        .filter(|user| user.subject == grant.subject && !user.disabled)
-        .ok_or_else(invalid)?;
-    let requested = Scopes::parse(&grant.scope).map_err(|error| Problem::internal(&error))?;
-    let scopes = Scopes::from_tokens(requested.iter().filter(|scope| user.scopes.contains(scope)))
-        .map_err(|error| Problem::internal(&error))?;
-    let approved = super::resource::parse_all(grant.resources.iter().map(String::as_str))?;
-    let approved = if approved.is_empty() {
-        state.default_audience().to_vec()
-    } else {
-        approved
-    };
-    if narrowed
-        .iter()
-        .any(|uri| !approved.iter().any(|own| own.tag() == uri.tag()))
-    {
-        return Err(Problem::invalid_target(
-            "the token request may narrow the authorized resources, never widen them",
-        ));
-    }
-    let uris = if narrowed.is_empty() {
-        approved
-    } else {
-        narrowed
-    };
-    let target = super::resource::resolve(state, &uris, Some(&client)).await?;
-    let scopes = target.fit(scopes, false)?;
-    let config = state.config();
-    let minted = Grant {
-        subject: user.subject,
-        username: user.username,
-        name: user.name,
-        email: user.email,
-        scopes,
-        client_id: Some(client.client_id),
-        access_ttl: config.access_token_ttl,
-        refresh_ttl: Some(config.refresh_token_ttl),
-        audience: target.audience,
-    }
-    .mint_in_family(issued_family(code))
-    .map_err(|error| Problem::internal(&error))?;
-    super::token::store(state, &minted, Some(generation)).await?;
-    Ok(minted)
-}
-
-/// The session family of the tokens a code issues: derived from the code,
-/// so that a second use finds and revokes them without storing more. Each
-/// code's tokens are a session of their own (the repository keeps one token
-/// pair per session), apart from the browser session that approved it.
-fn issued_family(code: &str) -> Uuid {
-    let digest = Sha256::new()
-        .chain_update(b"token-service code family\0")
-        .chain_update(code.as_bytes())
-        .finalize();
-    let mut bytes = [0_u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    Uuid::from_bytes(bytes)
 }
 
 #[cfg(test)]

@@ -82,16 +82,11 @@ async fn introspect(
     let Ok(token) = Token::parse(text) else {
         return Ok(inactive());
     };
-    let Some(record) = state
-        .store()
-        .lookup(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    else {
+    let Some(record) = state.store().lookup(&token).await? else {
         return Ok(inactive());
     };
     if record.kind == TokenKind::Refresh
-        && record.client_id.as_deref() != Some(client.client_id.as_str())
+        && record.holder.client_id.as_deref() != Some(client.client_id.as_str())
     {
         return Ok(inactive());
     }
@@ -102,17 +97,17 @@ async fn introspect(
         &Active {
             active: true,
             token_type: (record.kind == TokenKind::Access).then_some("Bearer"),
-            scope: record.scopes.to_string(),
-            client_id: record.client_id.as_deref(),
-            username: &record.username,
-            sub: &record.subject,
+            scope: record.holder.scopes.to_string(),
+            client_id: record.holder.client_id.as_deref(),
+            username: &record.holder.username,
+            sub: &record.holder.subject,
             exp: record.expires_at.as_unix_secs(),
             iat: record.issued_at.as_unix_secs(),
             jti: record.id.to_string(),
             iss: state.issuer(),
             aud,
-            name: record.name.as_deref(),
-            email: record.email.as_deref(),
+            name: record.holder.name.as_deref(),
+            email: record.holder.email.as_deref(),
         },
     ))
 }

@@ -5,6 +5,8 @@
 
 pub mod authorize;
 pub mod code;
+pub mod consent;
+pub mod grant;
 pub mod introspect;
 pub mod metadata;
 pub mod redirect;

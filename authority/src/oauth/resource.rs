@@ -13,7 +13,7 @@ use token_repository::{Audience, MAX_AUDIENCE, ResourceTag, ResourceUri, Scopes}
 use crate::accounts::Client;
 use crate::form::Form;
 use crate::problem::Problem;
-use crate::resources::{RegistryError, Resource};
+use crate::resources::Resource;
 use crate::state::AppState;
 
 /// The name of the parameter.
@@ -90,14 +90,6 @@ pub fn parse_all<'a>(
     Ok(resources)
 }
 
-/// The answer for a registry failure: 503 when Redis is unavailable.
-pub fn from_registry(error: &RegistryError) -> Problem {
-    match error {
-        RegistryError::Store(error) => Problem::from_store(error),
-        RegistryError::Corrupt(_) => Problem::internal(error),
-    }
-}
-
 /// The registered resources of `uris` (`DEFAULT_AUDIENCE` when empty), which
 /// `client` (when any) may use.
 ///
@@ -116,11 +108,7 @@ pub async fn resolve(
         uris
     };
     let tags: Vec<ResourceTag> = uris.iter().map(ResourceUri::tag).collect();
-    let found = state
-        .resources()
-        .get_many(&tags)
-        .await
-        .map_err(|error| from_registry(&error))?;
+    let found = state.resources().get_many(&tags).await?;
     let mut resources = Vec::with_capacity(found.len());
     for resource in found {
         resources.push(resource.ok_or_else(|| Problem::invalid_target("unknown resource"))?);
@@ -202,11 +190,7 @@ pub async fn check_client_resources(
     let parsed = parse_all(uris.iter().map(String::as_str))
         .map_err(|problem| Problem::invalid_request(problem.description().to_owned()))?;
     let tags: Vec<ResourceTag> = parsed.iter().map(ResourceUri::tag).collect();
-    let found = state
-        .resources()
-        .get_many(&tags)
-        .await
-        .map_err(|error| from_registry(&error))?;
+    let found = state.resources().get_many(&tags).await?;
     if let Some((uri, _)) = parsed.iter().zip(&found).find(|(_, found)| found.is_none()) {
         return Err(Problem::invalid_request(format!(
             "resource {:?} is not registered (token-authority resource add)",
@@ -230,11 +214,7 @@ pub async fn audience_uris(
     if audience.is_unrestricted() {
         return Ok(None);
     }
-    let found = state
-        .resources()
-        .get_many(audience.tags())
-        .await
-        .map_err(|error| from_registry(&error))?;
+    let found = state.resources().get_many(audience.tags()).await?;
     Ok(Some(
         found
             .into_iter()

@@ -48,15 +48,10 @@ async fn revoke(
     let Ok(token) = Token::parse(text) else {
         return Ok(());
     };
-    let Some(record) = state
-        .store()
-        .lookup(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    else {
+    let Some(record) = state.store().lookup(&token).await? else {
         return Ok(());
     };
-    if let Some(owner) = &record.client_id {
+    if let Some(owner) = &record.holder.client_id {
         match &client {
             None => return Err(Problem::invalid_client()),
             Some(client) if &client.client_id != owner => {
@@ -67,12 +62,8 @@ async fn revoke(
             Some(_) => {}
         }
     }
-    let revoked = state
-        .store()
-        .revoke(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.subject, revoked, "token revoked");
+    let revoked = state.store().revoke(&token).await?;
+    tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.holder.subject, revoked, "token revoked");
     crate::metrics::revoked("revocation_endpoint", revoked);
     Ok(())
 }

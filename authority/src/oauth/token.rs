@@ -1,23 +1,16 @@
-//! `POST /oauth/token` (RFC 6749): the `password`, `client_credentials`,
-//! `refresh_token` and `authorization_code` ([`super::code`]) grants.
+//! `POST /oauth/token` (RFC 6749): the form parsed into a
+//! [`TokenRequest`], run, and answered; the grants themselves are in
+//! [`super::grant`].
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use token_repository::{
-    Error as StoreError, Generation, Grant, Minted, RefreshState, ResourceUri, Rotation, Scopes,
-    Timestamp, Token, TokenKind, TokenWriter as _,
-};
+use token_repository::{Minted, Timestamp};
 use warp::reply::Response;
-use zeroize::Zeroizing;
 
-use super::resource;
-use crate::accounts::{Client, User, client_subject};
+use super::grant::TokenRequest;
 use crate::address::ClientAddress;
-use crate::authenticate;
-use crate::credentials::{ClientCredentials, client_credentials};
 use crate::form::Form;
 use crate::metrics;
-use crate::password::Verification;
 use crate::problem::{Problem, json};
 use crate::state::AppState;
 
@@ -43,7 +36,13 @@ pub async fn handle(
     let (grant_type, result) = match Form::from_request(&headers, &body) {
         Ok(form) => {
             let grant_type = metrics::grant_label(form.get("grant_type"));
-            (grant_type, grant(&state, &headers, address, &form).await)
+            let request = TokenRequest::parse(&headers, &form, state.config());
+            drop(form);
+            let result = match request {
+                Ok(request) => request.execute(&state, address).await,
+                Err(problem) => Err(problem),
+            };
+            (grant_type, result)
         }
         Err(error) => ("none", Err(Problem::invalid_request(error.to_string()))),
     };
@@ -62,53 +61,6 @@ pub async fn handle(
     }
 }
 
-async fn grant(
-    state: &AppState,
-    headers: &HeaderMap,
-    address: ClientAddress,
-    form: &Form,
-) -> Result<Minted, Problem> {
-    let credentials = client_credentials(headers, form)?;
-    if matches!(credentials, ClientCredentials::IdOnly(_))
-        && !matches!(
-            form.get("grant_type"),
-            Some("authorization_code" | "refresh_token")
-        )
-    {
-        // Only public clients name themselves without a secret, and only
-        // for the code and refresh grants.
-        return Err(Problem::invalid_client());
-    }
-    let requested = form
-        .get("scope")
-        .map(Scopes::parse)
-        .transpose()
-        .map_err(|error| Problem::invalid_scope(error.to_string()))?;
-    // Checked for form before anything is looked up or counted.
-    let resources = resource::requested(form)?;
-    match form.get("grant_type") {
-        None => Err(Problem::invalid_request("grant_type is required")),
-        Some("password") if !state.config().password_grant => {
-            Err(Problem::unsupported_grant_type())
-        }
-        Some("password") => {
-            password(state, form, credentials, (requested, &resources), address).await
-        }
-        Some("authorization_code") => {
-            let minted = super::code::exchange(state, form, credentials, address).await?;
-            log_issue("authorization_code", &minted);
-            Ok(minted)
-        }
-        Some("client_credentials") => {
-            client_credentials_grant(state, credentials, (requested, &resources), address).await
-        }
-        Some("refresh_token") => {
-            refresh(state, form, credentials, (requested, &resources), address).await
-        }
-        Some(_) => Err(Problem::unsupported_grant_type()),
-    }
-}
-
 fn respond(minted: &Minted) -> Response {
     let access = &minted.access;
     let now = Timestamp::now();
@@ -122,373 +74,9 @@ fn respond(minted: &Minted) -> Response {
                 .refresh
                 .as_ref()
                 .map(|refresh| refresh.token.expose_secret()),
-            scope: access.record.scopes.to_string(),
+            scope: access.record.holder.scopes.to_string(),
         },
     )
-}
-
-/// The requested scope must be granted scope; without a request, all of it.
-fn narrow(requested: Option<Scopes>, granted: &Scopes) -> Result<Scopes, Problem> {
-    match requested {
-        None => Ok(granted.clone()),
-        Some(requested) if requested.is_subset_of(granted) => Ok(requested),
-        Some(_) => Err(Problem::invalid_scope(
-            "the requested scope exceeds what may be granted",
-        )),
-    }
-}
-
-/// Stores minted tokens; maps the store's refusals to OAuth answers.
-pub(crate) async fn store(
-    state: &AppState,
-    minted: &Minted,
-    guard: Option<Generation>,
-) -> Result<(), Problem> {
-    match state.store().issue(minted, guard).await {
-        Ok(issued) => {
-            if !issued.evicted.is_empty() {
-                tracing::info!(
-                    subject = %minted.subject(),
-                    evicted = ?issued.evicted,
-                    cap = state.config().max_sessions_per_subject,
-                    "session cap reached: the subject's oldest sessions were revoked"
-                );
-                metrics::sessions_evicted(issued.evicted.len());
-            }
-            Ok(())
-        }
-        Err(StoreError::Superseded) => Err(Problem::invalid_grant(
-            "the credentials changed while the request was processed; try again",
-        )),
-        Err(error) => Err(Problem::from_store(&error)),
-    }
-}
-
-fn lifetimes(
-    state: &AppState,
-    with_refresh: bool,
-) -> (std::time::Duration, Option<std::time::Duration>) {
-    let config = state.config();
-    (
-        config.access_token_ttl,
-        with_refresh.then_some(config.refresh_token_ttl),
-    )
-}
-
-/// RFC 6749 §4.3: a user's username and password.
-async fn password(
-    state: &AppState,
-    form: &Form,
-    credentials: ClientCredentials,
-    (requested, resources): (Option<Scopes>, &[ResourceUri]),
-    address: ClientAddress,
-) -> Result<Minted, Problem> {
-    let username = form
-        .get("username")
-        .ok_or_else(|| Problem::invalid_request("username is required"))?
-        .to_ascii_lowercase();
-    let password = Zeroizing::new(
-        form.get("password")
-            .ok_or_else(|| Problem::invalid_request("password is required"))?
-            .to_owned(),
-    );
-    let client = authenticate::client(state, credentials, address).await?;
-    let target = resource::resolve(state, resources, client.as_ref()).await?;
-    // Counted before the password is checked: concurrent guesses each get
-    // a count of their own, so no more than the limit are ever checked.
-    if let Some(wait) = state
-        .throttle()
-        .begin_login(&username, address)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    {
-        tracing::info!(username = ?username, %address, "login throttled");
-        metrics::throttled();
-        return Err(Problem::throttled(wait));
-    }
-    let checked = check_password(state, &username, password.clone()).await;
-    let (user, needs_rehash) = match checked {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            tracing::info!(username = ?username, %address, "login failed");
-            return Err(Problem::invalid_grant("invalid username or password"));
-        }
-        Err(problem) => {
-            // Not decided (the store or the hashing pool failed): the
-            // attempt does not count.
-            if let Err(error) = state.throttle().login_undecided(&username, address).await {
-                tracing::warn!(%error, "a failed login attempt stays counted");
-            }
-            return Err(problem);
-        }
-    };
-    let (user, generation) = user;
-    state
-        .throttle()
-        .login_succeeded(&username, address)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    if needs_rehash {
-        upgrade_hash(
-            state.clone(),
-            username.clone(),
-            user.password_hash.clone(),
-            password,
-        );
-    }
-    let explicit = requested.is_some();
-    let scopes = target.fit(narrow(requested, &user.scopes)?, explicit)?;
-    let (access_ttl, refresh_ttl) = lifetimes(state, true);
-    let minted = Grant {
-        subject: user.subject,
-        username: user.username,
-        name: user.name,
-        email: user.email,
-        scopes,
-        client_id: client.map(|client| client.client_id),
-        access_ttl,
-        refresh_ttl,
-        audience: target.audience,
-    }
-    .mint()
-    .map_err(|error| Problem::internal(&error))?;
-    store(state, &minted, Some(generation)).await?;
-    log_issue("password", &minted);
-    Ok(minted)
-}
-
-/// The user `username` and the revocation generation read before the
-/// check, when `password` is right; `None` for a wrong password, an
-/// unknown or a disabled user.
-pub(crate) async fn check_password(
-    state: &AppState,
-    username: &str,
-    password: Zeroizing<String>,
-) -> Result<Option<((User, Generation), bool)>, Problem> {
-    // The first read only names the subject. Its revocation generation is
-    // read next, and the record whose password is checked after that: a
-    // password change or disabling that lands anywhere in between is either
-    // seen by the second read or bumps the generation, which refuses the
-    // issue. (Checking the first read's hash would let the old password
-    // succeed after a change: the generation read after the change's
-    // revocation no longer guards anything.) Unknown users take the same
-    // path, so that both cost the same.
-    let subject = state
-        .accounts()
-        .user(username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
-        .map_or_else(|| format!("unknown:{username}"), |user| user.subject);
-    let generation = state
-        .store()
-        .generation(&subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    let user = state
-        .accounts()
-        .user(username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
-    if user.as_ref().is_some_and(|user| user.subject != subject) {
-        // Removed and created again between the reads.
-        return Err(Problem::invalid_grant(
-            "the credentials changed while the request was processed; try again",
-        ));
-    }
-    let verification = state
-        .hasher()
-        .verify(
-            password,
-            user.as_ref().map(|user| user.password_hash.as_str()),
-        )
-        .await
-        .map_err(|error| Problem::from_hash(&error))?;
-    Ok(match (user, verification) {
-        (Some(user), Verification::Match { needs_rehash }) if !user.disabled => {
-            Some(((user, generation), needs_rehash))
-        }
-        _ => None,
-    })
-}
-
-/// Replaces a hash made with old parameters, in the background, unless the
-/// password changed meanwhile.
-pub(crate) fn upgrade_hash(
-    state: AppState,
-    username: String,
-    old_hash: String,
-    password: Zeroizing<String>,
-) {
-    tokio::spawn(async move {
-        let new_hash = match state.hasher().hash(password).await {
-            Ok(hash) => hash,
-            Err(error) => {
-                tracing::warn!(%error, username = ?username, "could not upgrade a password hash");
-                return;
-            }
-        };
-        let result = state
-            .accounts()
-            .update_user(&username, |user| {
-                if user.password_hash == old_hash {
-                    user.password_hash.clone_from(&new_hash);
-                }
-            })
-            .await;
-        match result {
-            Ok(Some((old, new))) if old.password_hash != new.password_hash => {
-                tracing::info!(username = ?username, "password hash upgraded to the configured parameters");
-            }
-            Ok(_) => {
-                tracing::debug!(username = ?username, "password changed meanwhile; hash not upgraded");
-            }
-            Err(error) => {
-                tracing::warn!(%error, username = ?username, "could not upgrade a password hash");
-            }
-        }
-    });
-}
-
-/// RFC 6749 §4.4: an application obtains a token for itself.
-async fn client_credentials_grant(
-    state: &AppState,
-    credentials: ClientCredentials,
-    (requested, resources): (Option<Scopes>, &[ResourceUri]),
-    address: ClientAddress,
-) -> Result<Minted, Problem> {
-    let ClientCredentials::Secret { client_id, .. } = &credentials else {
-        return Err(Problem::invalid_client());
-    };
-    let generation = state
-        .store()
-        .generation(&client_subject(client_id))
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    let client: Client = authenticate::required_client(state, credentials, address).await?;
-    let target = resource::resolve(state, resources, Some(&client)).await?;
-    let explicit = requested.is_some();
-    let scopes = target.fit(narrow(requested, &client.scopes)?, explicit)?;
-    let (access_ttl, _) = lifetimes(state, false);
-    let minted = Grant {
-        subject: client.subject(),
-        username: client.client_id.clone(),
-        name: None,
-        email: None,
-        scopes,
-        client_id: Some(client.client_id),
-        access_ttl,
-        refresh_ttl: None,
-        audience: target.audience,
-    }
-    .mint()
-    .map_err(|error| Problem::internal(&error))?;
-    store(state, &minted, Some(generation)).await?;
-    log_issue("client_credentials", &minted);
-    Ok(minted)
-}
-
-/// RFC 6749 §6: rotate a refresh token. Reuse of a rotated one revokes its
-/// family.
-async fn refresh(
-    state: &AppState,
-    form: &Form,
-    credentials: ClientCredentials,
-    (requested, resources): (Option<Scopes>, &[ResourceUri]),
-    address: ClientAddress,
-) -> Result<Minted, Problem> {
-    let text = form
-        .get("refresh_token")
-        .ok_or_else(|| Problem::invalid_request("refresh_token is required"))?;
-    let invalid = || Problem::invalid_grant("the refresh token is invalid, expired or revoked");
-    let presented = Token::parse(text).map_err(|_| invalid())?;
-    if presented.kind() != TokenKind::Refresh {
-        return Err(invalid());
-    }
-    let client = match credentials {
-        ClientCredentials::IdOnly(client_id) => {
-            Some(super::code::public_client(state, &client_id).await?)
-        }
-        credentials => authenticate::client(state, credentials, address).await?,
-    };
-    let record = match state
-        .store()
-        .inspect_refresh(&presented)
-        .await
-        .map_err(|error| Problem::from_store(&error))?
-    {
-        RefreshState::Live(record) => record,
-        RefreshState::Reused { revoked } => {
-            tracing::warn!(token_id = %presented.id(), revoked, "rotated refresh token presented again: its family is revoked");
-            metrics::revoked("refresh_reuse", revoked);
-            return Err(invalid());
-        }
-        RefreshState::Unknown => return Err(invalid()),
-    };
-    let client_id = client.as_ref().map(|client| client.client_id.clone());
-    if record.client_id != client_id {
-        return Err(if client_id.is_none() {
-            Problem::invalid_client()
-        } else {
-            Problem::invalid_grant("the refresh token was issued to another client")
-        });
-    }
-    let target = resource::refreshed(state, resources, &record.audience, client.as_ref()).await?;
-    let explicit = requested.is_some();
-    let scopes = target.fit(narrow(requested, &record.scopes)?, explicit)?;
-    let user = state
-        .accounts()
-        .user(&record.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?;
-    let Some(user) = user.filter(|user| user.subject == record.subject && !user.disabled) else {
-        let _ = state
-            .store()
-            .revoke_family(&record.subject, record.family)
-            .await;
-        return Err(invalid());
-    };
-    // Scopes the user has lost since the login are dropped.
-    let scopes = Scopes::from_tokens(scopes.iter().filter(|scope| user.scopes.contains(scope)))
-        .map_err(|error| Problem::internal(&error))?;
-    let (access_ttl, refresh_ttl) = lifetimes(state, true);
-    let minted = Grant {
-        subject: user.subject,
-        username: user.username,
-        name: user.name,
-        email: user.email,
-        scopes,
-        client_id,
-        access_ttl,
-        refresh_ttl,
-        audience: target.audience,
-    }
-    .mint_in_family(record.family)
-    .map_err(|error| Problem::internal(&error))?;
-    match state.store().rotate(&presented, &minted).await {
-        Ok(Rotation::Rotated) => {
-            log_issue("refresh_token", &minted);
-            Ok(minted)
-        }
-        Ok(Rotation::Reused { revoked }) => {
-            tracing::warn!(token_id = %presented.id(), revoked, "refresh token used twice: its family is revoked");
-            metrics::revoked("refresh_reuse", revoked);
-            Err(invalid())
-        }
-        Ok(Rotation::Unknown) => Err(invalid()),
-        Err(error) => Err(Problem::from_store(&error)),
-    }
-}
-
-fn log_issue(grant: &'static str, minted: &Minted) {
-    let record = &minted.access.record;
-    tracing::info!(
-        grant,
-        subject = %record.subject,
-        client_id = record.client_id.as_deref().unwrap_or("-"),
-        token_id = %record.id,
-        family = %record.family,
-        "tokens issued"
-    );
 }
 
 #[cfg(test)]
@@ -499,7 +87,7 @@ mod tests {
     use zeroize::Zeroizing;
 
     use crate::admin::{self, NewUser, UserChange};
-    use crate::faults::{login, state};
+    use crate::test_support::{login, state};
 
     /// A password change that lands after a login read the user record
     /// (paused there by the store) leaves the old password without a token:

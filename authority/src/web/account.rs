@@ -23,7 +23,7 @@ use super::{
 };
 use crate::admin::{self, UserChange};
 use crate::form::Form;
-use crate::oauth::authorize;
+use crate::oauth::consent;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -104,11 +104,11 @@ struct SessionRow {
 fn sessions(records: &[TokenRecord]) -> Vec<SessionRow> {
     let mut rows: Vec<SessionRow> = Vec::new();
     for record in records {
-        let browser = record.client_id.as_deref() == Some(BROWSER_CLIENT);
+        let browser = record.holder.client_id.as_deref() == Some(BROWSER_CLIENT);
         if browser && record.kind != TokenKind::Refresh {
             continue;
         }
-        let client = record.client_id.clone().filter(|_| !browser);
+        let client = record.holder.client_id.clone().filter(|_| !browser);
         match rows.iter_mut().find(|row| row.family == record.family) {
             Some(row) => {
                 row.browser |= browser;
@@ -118,7 +118,7 @@ fn sessions(records: &[TokenRecord]) -> Vec<SessionRow> {
                 row.issued_at = row.issued_at.min(record.issued_at);
                 row.expires_at = row.expires_at.max(record.expires_at);
                 if row.scope.is_empty() {
-                    row.scope = record.scopes.to_string();
+                    row.scope = record.holder.scopes.to_string();
                 }
             }
             None => rows.push(SessionRow {
@@ -127,7 +127,7 @@ fn sessions(records: &[TokenRecord]) -> Vec<SessionRow> {
                 client,
                 issued_at: record.issued_at,
                 expires_at: record.expires_at,
-                scope: record.scopes.to_string(),
+                scope: record.holder.scopes.to_string(),
             }),
         }
     }
@@ -152,20 +152,15 @@ async fn render(
     session: &BrowserSession,
     notice: &str,
 ) -> Result<Response, Problem> {
-    let subject = &session.record.subject;
+    let subject = &session.record.holder.subject;
     let user = state
         .accounts()
-        .user(&session.record.username)
-        .await
-        .map_err(|error| Problem::from_accounts(&error))?
+        .user(&session.record.holder.username)
+        .await?
         .filter(|user| &user.subject == subject)
         .ok_or_else(|| Problem::invalid_request("the account no longer exists"))?;
-    let records = state
-        .store()
-        .list(subject)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
-    let consents = authorize::consents(state, subject).await?;
+    let records = state.store().list(subject).await?;
+    let consents = consent::consents(state, subject).await?;
     let csrf = session.csrf_token();
     let mut body = String::new();
     let _ = write!(
@@ -391,7 +386,7 @@ async fn profile(
         email: field("email"),
         ..UserChange::default()
     };
-    match admin::change_user(state, &session.record.username, change).await {
+    match admin::change_user(state, &session.record.holder.username, change).await {
         Ok(_) => Ok("/account?done=profile".to_owned()),
         Err(problem) if problem.status() == StatusCode::BAD_REQUEST => {
             Ok("/account?failed=profile".to_owned())
@@ -418,7 +413,7 @@ async fn password(
     if new != confirm || new.chars().count() < 8 {
         return see_other("/account?failed=password");
     }
-    let username = session.record.username.clone();
+    let username = session.record.holder.username.clone();
     match login::verify(
         state,
         &username,
@@ -449,7 +444,7 @@ async fn password(
     // Every session ended with the change; this browser signs in anew.
     let generation = match state.store().generation(&user.subject).await {
         Ok(generation) => generation,
-        Err(error) => return problem_page(&Problem::from_store(&error)),
+        Err(error) => return problem_page(&Problem::from(error)),
     };
     match super::signin::start_session(state, &user, generation).await {
         Ok(token) => {
@@ -478,12 +473,8 @@ async fn sign_out(
         .get("session")
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| Problem::invalid_request("no such session"))?;
-    let subject = &session.record.subject;
-    let revoked = state
-        .store()
-        .revoke_family(subject, family)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let subject = &session.record.holder.subject;
+    let revoked = state.store().revoke_family(subject, family).await?;
     tracing::info!(%subject, session = %family, revoked, "session signed out on the account page");
     crate::metrics::revoked("session", revoked);
     Ok(if family == session.record.family {
@@ -494,7 +485,7 @@ async fn sign_out(
 }
 
 async fn sign_out_everywhere(state: &AppState, session: &BrowserSession) -> Response {
-    let subject = &session.record.subject;
+    let subject = &session.record.holder.subject;
     match state.store().revoke_all(subject).await {
         Ok(revoked) => {
             tracing::info!(%subject, revoked, "signed out everywhere on the account page");
@@ -506,7 +497,7 @@ async fn sign_out_everywhere(state: &AppState, session: &BrowserSession) -> Resp
                 .append(header::SET_COOKIE, policy.set(policy.session_name(), "", 0));
             response
         }
-        Err(error) => problem_page(&Problem::from_store(&error)),
+        Err(error) => problem_page(&Problem::from(error)),
     }
 }
 
@@ -518,8 +509,8 @@ async fn revoke_consent(
     let client_id = form
         .get("client_id")
         .ok_or_else(|| Problem::invalid_request("client_id is required"))?;
-    authorize::revoke_consent(state, &session.record.subject, client_id).await?;
-    tracing::info!(subject = %session.record.subject, %client_id, "consent withdrawn");
+    consent::revoke_consent(state, &session.record.holder.subject, client_id).await?;
+    tracing::info!(subject = %session.record.holder.subject, %client_id, "consent withdrawn");
     Ok("/account?done=consent_revoked".to_owned())
 }
 
@@ -537,8 +528,8 @@ async fn connect(state: &AppState, session: &BrowserSession, form: &Form) -> Res
         .connect()
         .start_in_browser(
             provider,
-            &session.record.subject,
-            &session.record.username,
+            &session.record.holder.subject,
+            &session.record.holder.username,
             &session.binding(),
             true,
         )
@@ -563,7 +554,7 @@ async fn disconnect(
         .ok_or_else(|| Problem::invalid_request("no provider named"))?;
     match state
         .connect()
-        .disconnect(&session.record.subject, provider)
+        .disconnect(&session.record.holder.subject, provider)
         .await
     {
         Ok(_) | Err(token_broker::ConnectError::NotConnected) => Ok(format!(

@@ -2,7 +2,7 @@
 //! same throttling counters and the same hashing pool.
 //!
 //! Counted first (`INCR`, without hashing), then checked exactly as the
-//! password grant checks ([`crate::oauth::token::check_password`]: the
+//! password grant checks (`oauth::grant::password::check_password`: the
 //! subject's revocation generation is read before the record whose hash is
 //! verified; unknown users are verified against the dummy hash, so unknown
 //! names, wrong passwords and disabled accounts take as long and get the
@@ -62,23 +62,23 @@ async fn check(
         .throttle()
         .begin_login(username, address)
         .await
-        .map_err(|error| unavailable(Problem::from_store(&error)))?
+        .map_err(|error| unavailable(Problem::from(error)))?
     {
         tracing::info!(username = ?username, %address, "browser sign-in throttled");
         metrics::throttled();
         return Err(LoginFailure::Throttled(wait));
     }
-    match crate::oauth::token::check_password(state, username, password.clone()).await {
+    match crate::oauth::grant::password::check_password(state, username, password.clone()).await {
         Ok(Some(((user, generation), needs_rehash))) => {
             state
                 .throttle()
                 .login_succeeded(username, address)
                 .await
-                .map_err(|error| unavailable(Problem::from_store(&error)))?;
+                .map_err(|error| unavailable(Problem::from(error)))?;
             if needs_rehash {
                 // As the password grant does: a hash made with other
                 // parameters is replaced in the background.
-                crate::oauth::token::upgrade_hash(
+                crate::oauth::grant::password::upgrade_hash(
                     state.clone(),
                     username.to_owned(),
                     user.password_hash.clone(),

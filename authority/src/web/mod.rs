@@ -142,9 +142,12 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// The page for a [`Problem`] met while serving a page (503 for an
-/// unreachable Redis, with `Retry-After`).
+/// unreachable Redis, with `Retry-After`), after
+/// [reporting](Problem::report) its cause: the HTML counterpart of
+/// [`Problem::into_response`].
 #[must_use]
 pub fn problem_page(problem: &Problem) -> Response {
+    problem.report();
     let status = problem.status();
     let mut response = if status == StatusCode::SERVICE_UNAVAILABLE {
         error_page(
@@ -324,13 +327,9 @@ pub async fn session(
     if token.kind() != TokenKind::Refresh {
         return Ok(None);
     }
-    let record = state
-        .store()
-        .lookup(&token)
-        .await
-        .map_err(|error| Problem::from_store(&error))?;
+    let record = state.store().lookup(&token).await?;
     Ok(record
-        .filter(|record| record.client_id.as_deref() == Some(BROWSER_CLIENT))
+        .filter(|record| record.holder.client_id.as_deref() == Some(BROWSER_CLIENT))
         .map(|record| BrowserSession { token, record }))
 }
 

@@ -222,12 +222,7 @@ pub async fn start_session(
     generation: Generation,
 ) -> Result<Token, Problem> {
     let minted = Grant {
-        subject: user.subject.clone(),
-        username: user.username.clone(),
-        name: user.name.clone(),
-        email: user.email.clone(),
-        scopes: Scopes::empty(),
-        client_id: Some(BROWSER_CLIENT.to_owned()),
+        holder: user.holder(Scopes::empty(), Some(BROWSER_CLIENT.to_owned())),
         access_ttl: std::time::Duration::from_secs(5),
         refresh_ttl: Some(state.config().browser_session_ttl),
         // The browser session is good at the authority only.
@@ -236,7 +231,7 @@ pub async fn start_session(
     }
     .mint()
     .map_err(|error| Problem::internal(&error))?;
-    crate::oauth::token::store(state, &minted, Some(generation)).await?;
+    crate::oauth::grant::store(state, &minted, Some(generation)).await?;
     minted
         .refresh
         .map(|refresh| refresh.token)
@@ -262,14 +257,14 @@ pub async fn logout(state: AppState, headers: HeaderMap, body: Bytes) -> Respons
         }
         match state
             .store()
-            .revoke_family(&session.record.subject, session.record.family)
+            .revoke_family(&session.record.holder.subject, session.record.family)
             .await
         {
             Ok(revoked) => {
-                tracing::info!(subject = %session.record.subject, session = %session.record.family, revoked, "browser signed out");
+                tracing::info!(subject = %session.record.holder.subject, session = %session.record.family, revoked, "browser signed out");
                 crate::metrics::revoked("browser_sign_out", revoked);
             }
-            Err(error) => return problem_page(&Problem::from_store(&error)),
+            Err(error) => return problem_page(&Problem::from(error)),
         }
     }
     let mut response = see_other("/signin");

@@ -254,18 +254,20 @@ impl fmt::Debug for TokenCache {
 /// ```
 /// use std::time::Duration;
 /// use token_client::{CacheConfig, CachingReader, MemoryStore, TokenCache};
-/// use token_client::repository::{Grant, Scopes, TokenReader as _, TokenWriter as _};
+/// use token_client::repository::{Grant, Holder, Scopes, TokenReader as _, TokenWriter as _};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = MemoryStore::new();
 /// let minted = Grant {
-///     subject: "user-1".into(),
-///     username: "alice".into(),
-///     name: None,
-///     email: None,
-///     scopes: Scopes::parse("read").unwrap(),
-///     client_id: None,
+///     holder: Holder {
+///         subject: "user-1".into(),
+///         username: "alice".into(),
+///         name: None,
+///         email: None,
+///         scopes: Scopes::parse("read").unwrap(),
+///         client_id: None,
+///     },
 ///     access_ttl: Duration::from_secs(900),
 ///     refresh_ttl: None,
 ///     audience: token_repository::Audience::unrestricted(),

@@ -388,6 +388,7 @@ impl Drop for Pending<'_> {
 
 #[cfg(test)]
 mod tests {
+    use token_repository::Holder;
     use uuid::Uuid;
 
     use super::*;
@@ -403,12 +404,14 @@ mod tests {
         TokenRecord {
             id: Uuid::nil(),
             kind: token_repository::TokenKind::Access,
-            subject: "s".into(),
-            username: "u".into(),
-            name: None,
-            email: None,
-            scopes: token_repository::Scopes::empty(),
-            client_id: None,
+            holder: Holder {
+                subject: "s".into(),
+                username: "u".into(),
+                name: None,
+                email: None,
+                scopes: token_repository::Scopes::empty(),
+                client_id: None,
+            },
             issued_at: now,
             expires_at: now.saturating_add(Duration::from_secs(600)),
             family: Uuid::nil(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use token_repository::{
-    Grant, MemoryStore, Result, Scopes, Token, TokenReader, TokenRecord, TokenWriter,
+    Grant, Holder, MemoryStore, Result, Scopes, Token, TokenReader, TokenRecord, TokenWriter,
 };
 
 use super::{CacheConfig, CachingReader, TokenCache};
@@ -37,12 +37,14 @@ impl Counting {
 
     async fn issue(&self, ttl: Duration) -> Token {
         let minted = Grant {
-            subject: "user-1".into(),
-            username: "alice".into(),
-            name: None,
-            email: None,
-            scopes: Scopes::parse("read").expect("scopes"),
-            client_id: None,
+            holder: Holder {
+                subject: "user-1".into(),
+                username: "alice".into(),
+                name: None,
+                email: None,
+                scopes: Scopes::parse("read").expect("scopes"),
+                client_id: None,
+            },
             access_ttl: ttl,
             refresh_ttl: None,
             audience: token_repository::Audience::unrestricted(),
@@ -76,7 +78,7 @@ async fn hits_spare_the_reader() {
     let first = lookup(&reader, &token).await;
     let second = lookup(&reader, &token).await;
     assert_eq!(first, second);
-    assert_eq!(first.expect("live").username, "alice");
+    assert_eq!(first.expect("live").holder.username, "alice");
     assert_eq!(reader.get_ref().lookups(), 1);
     let stats = reader.cache().stats();
     assert_eq!((stats.hits, stats.misses), (1, 1));

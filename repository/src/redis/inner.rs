@@ -164,7 +164,7 @@ impl Inner {
             return Ok(None);
         };
         let session = codec::decode_session(&bytes)?;
-        Ok((&SubjectTag::of(&session.subject) == tag).then_some(session))
+        Ok((&SubjectTag::of(&session.holder.subject) == tag).then_some(session))
     }
 
     pub(super) async fn lookup_v1(&self, token: &Token) -> Result<Option<TokenRecord>> {
@@ -190,7 +190,7 @@ impl Inner {
 fn decode_for(token: &Token, bytes: &[u8]) -> Result<Option<TokenRecord>> {
     let record = codec::decode(bytes, token.digest())?;
     let belongs = record.kind == token.kind()
-        && &SubjectTag::of(&record.subject) == token.tag()
+        && &SubjectTag::of(&record.holder.subject) == token.tag()
         && record.is_live_at(Timestamp::now());
     Ok(belongs.then_some(record))
 }

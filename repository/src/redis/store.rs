@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::keys::{EntryKind, GENERATION_TTL, IndexMember, KeyPrefix};
 use crate::record::{Timestamp, TokenRecord};
 use crate::store::{
-    Generation, Issued, MAX_EVICTIONS_PER_ISSUE, Minted, RefreshState, Rotation, TokenReader,
-    TokenWriter, USED_REFRESH_MEMORY,
+    Generation, Issued, MAX_EVICTIONS_PER_ISSUE, Minted, RefreshRefusal, RefreshState, Rotation,
+    TokenReader, TokenWriter, USED_REFRESH_MEMORY,
 };
 use crate::token::{SubjectTag, Token, TokenDigest, TokenKind};
 
@@ -271,7 +271,7 @@ impl RedisStore {
         for (digest, value) in found {
             let Some(bytes) = value else { continue };
             let record = codec::decode(&bytes, &digest)?;
-            if record.subject == subject && record.is_live_at(now) {
+            if record.holder.subject == subject && record.is_live_at(now) {
                 records.push(record);
             }
         }
@@ -379,13 +379,13 @@ impl TokenWriter for RedisStore {
         // Format-1 refresh tokens (issued before the bounded schema) are
         // refused: their holders sign in again. Nothing is looked up.
         let Some(family) = presented.family() else {
-            return Ok(RefreshState::Unknown);
+            return Ok(RefreshState::Refused(RefreshRefusal::Unknown));
         };
         // One GET for every token, live, retired or forged: a script runs
         // only to revoke a session whose rotated token came back.
         let tag = presented.tag();
         let Some(session) = self.inner.session(tag, family).await? else {
-            return Ok(RefreshState::Unknown);
+            return Ok(RefreshState::Refused(RefreshRefusal::Unknown));
         };
         if let Some(record) = session.token(
             TokenKind::Refresh,
@@ -397,9 +397,9 @@ impl TokenWriter for RedisStore {
         }
         if session.was_used(presented.digest()) {
             let revoked = self.revoke_session(tag, family).await?;
-            return Ok(RefreshState::Reused { revoked });
+            return Ok(RefreshState::Refused(RefreshRefusal::Reused { revoked }));
         }
-        Ok(RefreshState::Unknown)
+        Ok(RefreshState::Refused(RefreshRefusal::Unknown))
     }
 
     async fn rotate(&self, presented: &Token, next: &Minted) -> Result<Rotation> {
@@ -414,7 +414,7 @@ impl TokenWriter for RedisStore {
             ));
         }
         let Some(family) = presented.family() else {
-            return Ok(Rotation::Unknown);
+            return Ok(Rotation::Refused(RefreshRefusal::Unknown));
         };
         if next.family() != family {
             return Err(Error::InvalidRequest(
@@ -430,7 +430,7 @@ impl TokenWriter for RedisStore {
             .key(prefix.sessions(tag))
             .arg(presented.digest().short().as_slice())
             .arg(session.header())
-            .arg(session.holder())
+            .arg(session.encoded_holder())
             .arg(ttl_ms(now, next.expires_at()))
             .arg(USED_REFRESH_MEMORY)
             .arg(family.as_bytes().as_slice())
@@ -451,11 +451,11 @@ impl TokenWriter for RedisStore {
             },
             "reused" => {
                 let value: Option<Vec<u8>> = from_value(payload)?;
-                Ok(Rotation::Reused {
+                Ok(Rotation::Refused(RefreshRefusal::Reused {
                     revoked: live_in(value.as_deref())?,
-                })
+                }))
             }
-            "unknown" => Ok(Rotation::Unknown),
+            "unknown" => Ok(Rotation::Refused(RefreshRefusal::Unknown)),
             _ => Err(Error::InvalidRequest("unexpected script reply")),
         }
     }
@@ -548,7 +548,7 @@ impl TokenWriter for RedisStore {
                 continue;
             };
             let session = codec::decode_session(&bytes)?;
-            if session.subject == subject {
+            if session.holder.subject == subject {
                 records.extend(session.live_tokens(family, now));
             }
         }

@@ -3,22 +3,24 @@
 //! Every route answers with a [`Response`]; handlers build error responses
 //! themselves through [`Problem`], and a last catch-all route answers what
 //! no route took: 405 with the path's methods in `Allow`, or 404. Bodies are
-//! read by [`body`] with the configured limit, whether or not a
+//! read by `extract::body` with the configured limit, whether or not a
 //! `Content-Length` is sent.
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt as _};
+mod extract;
+mod unrouted;
+
+use bytes::Bytes;
 use http::HeaderMap;
-use percent_encoding::percent_decode_str;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use self::extract::{body, decoded, peer, provider_segment, raw_query};
+use self::unrouted::unrouted;
 use crate::api::admin::Operation;
 use crate::api::{admin, connect, health, me};
 use crate::oauth::{introspect, metadata, revoke, token};
 use crate::problem::Problem;
-use crate::server::PeerAddr;
 use crate::state::AppState;
 
 /// Every route the server registers, as `(method, path)`; kept in step with
@@ -67,15 +69,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.yaml"),
 ];
 
-/// The peer address of the connection, when the server recorded it.
-fn peer()
--> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible> + Clone
-{
-    warp::ext::optional::<PeerAddr>().map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr))
-}
-
 /// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("../openapi.yaml");
+pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
 /// The authority's HTTP API.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
@@ -533,122 +528,14 @@ where
         .boxed()
 }
 
-/// The raw query string, empty when there is none.
-fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
-}
-
-/// A `{provider}` segment: decoded, and never one of the fixed routes next
-/// to it (those answer 405 for other methods, not "no such provider").
-async fn provider_segment(raw: String) -> Result<String, Rejection> {
-    let name = decoded(raw).await?;
-    if matches!(name.as_str(), "callback" | "tokens") {
-        return Err(warp::reject::not_found());
-    }
-    Ok(name)
-}
-
-/// Percent-decodes a path segment (usernames may contain `@` and `+`,
-/// which clients may escape); invalid UTF-8 is a path that does not exist.
-async fn decoded(raw: String) -> Result<String, Rejection> {
-    decode_segment(&raw).ok_or_else(warp::reject::not_found)
-}
-
-/// Decodes a raw path segment, or `None` when it is not valid UTF-8.
-fn decode_segment(raw: &str) -> Option<String> {
-    percent_decode_str(raw)
-        .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
-}
-
-/// Reads the body, up to `limit` bytes, with or without Content-Length.
-fn body(limit: u64) -> impl Filter<Extract = (Result<Bytes, Problem>,), Error = Rejection> + Clone {
-    warp::body::stream().then(move |stream| collect(stream, limit))
-}
-
-async fn collect<S, B>(stream: S, limit: u64) -> Result<Bytes, Problem>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: bytes::Buf,
-{
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut stream = std::pin::pin!(stream);
-    let mut collected = BytesMut::new();
-    let mut discarded = 0_usize;
-    while let Some(chunk) = stream.next().await {
-        let mut chunk =
-            chunk.map_err(|_| Problem::invalid_request("the request body could not be read"))?;
-        if discarded > 0 || collected.len() + chunk.remaining() > limit {
-            // Over the limit: read on (and drop) up to DRAIN_LIMIT more, so
-            // that an ordinary client still reads the 413 instead of a
-            // reset connection; beyond that, stop reading at all.
-            discarded += chunk.remaining();
-            if discarded > DRAIN_LIMIT {
-                break;
-            }
-            continue;
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            collected.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    if discarded > 0 {
-        return Err(Problem::too_large());
-    }
-    Ok(collected.freeze())
-}
-
-/// How much of an oversized body is read and dropped before answering 413.
-const DRAIN_LIMIT: usize = 1024 * 1024;
-
-/// The answer for a request no route took: 405 with the path's methods in
-/// `Allow` when the path exists, 404 otherwise.
-fn unrouted(path: &str) -> Response {
-    let methods = allowed_methods(path);
-    if methods.is_empty() {
-        Problem::not_found("no such endpoint").into_response()
-    } else {
-        Problem::method_not_allowed(&methods.join(", ")).into_response()
-    }
-}
-
-/// The methods [`ROUTES`] has for `path` (templates match one segment per
-/// `{placeholder}`; where several templates match, the one with the most
-/// literal segments wins: `/v1/connect/tokens` is not `/v1/connect/{provider}`).
-fn allowed_methods(path: &str) -> Vec<&'static str> {
-    let segments: Vec<&str> = path.split('/').collect();
-    let matching: Vec<(&'static str, usize)> = ROUTES
-        .iter()
-        .filter_map(|(method, template)| {
-            let pattern: Vec<&str> = template.split('/').collect();
-            let matches = pattern.len() == segments.len()
-                && pattern.iter().zip(&segments).all(|(expected, actual)| {
-                    (expected.starts_with('{') && !actual.is_empty()) || expected == actual
-                });
-            let literals = pattern.iter().filter(|part| !part.starts_with('{')).count();
-            matches.then_some((*method, literals))
-        })
-        .collect();
-    let most = matching.iter().map(|(_, literals)| *literals).max();
-    let mut methods: Vec<&'static str> = matching
-        .into_iter()
-        .filter(|(_, literals)| Some(*literals) == most)
-        .map(|(method, _)| method)
-        .collect();
-    methods.dedup();
-    methods
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
     use yaml_rust2::{Yaml, YamlLoader};
 
+    use super::extract::decode_segment;
+    use super::unrouted::allowed_methods;
     use super::*;
     use crate::config::Config;
 

@@ -1,0 +1,115 @@
+//! RFC 6749 §6: the `refresh_token` grant. The presented token is rotated:
+//! the next pair joins its family, and reuse of a rotated token revokes
+//! the family.
+
+use token_repository::{
+    Minted, RefreshRefusal, RefreshState, ResourceUri, Rotation, Scopes, Token, TokenKind,
+    TokenWriter as _,
+};
+
+use super::{grant as issue, narrow};
+use crate::address::ClientAddress;
+use crate::authenticate;
+use crate::credentials::ClientCredentials;
+use crate::form::Form;
+use crate::metrics;
+use crate::oauth::code::public_client;
+use crate::oauth::resource;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The grant's parameters.
+#[derive(Debug)]
+pub struct Request {
+    /// The presented refresh token, well-formed.
+    presented: Token,
+}
+
+impl Request {
+    /// Reads `refresh_token` and checks its format and kind (no I/O).
+    ///
+    /// # Errors
+    ///
+    /// `invalid_request` when missing, `invalid_grant` when it is not a
+    /// refresh token.
+    pub fn parse(form: &Form) -> Result<Self, Problem> {
+        let text = form
+            .get("refresh_token")
+            .ok_or_else(|| Problem::invalid_request("refresh_token is required"))?;
+        let presented = Token::parse(text).map_err(|_| invalid())?;
+        if presented.kind() != TokenKind::Refresh {
+            return Err(invalid());
+        }
+        Ok(Self { presented })
+    }
+}
+
+fn invalid() -> Problem {
+    Problem::invalid_grant("the refresh token is invalid, expired or revoked")
+}
+
+/// Checks the client, the token and its holder; rotates the token.
+pub(super) async fn grant(
+    state: &AppState,
+    request: Request,
+    credentials: ClientCredentials,
+    (requested, resources): (Option<Scopes>, &[ResourceUri]),
+    address: ClientAddress,
+) -> Result<Minted, Problem> {
+    let Request { presented } = request;
+    let client = match credentials {
+        ClientCredentials::IdOnly(client_id) => Some(public_client(state, &client_id).await?),
+        credentials => authenticate::client(state, credentials, address).await?,
+    };
+    let record = match state.store().inspect_refresh(&presented).await? {
+        RefreshState::Live(record) => record,
+        RefreshState::Refused(refusal) => return Err(refused(&presented, refusal)),
+    };
+    let client_id = client.as_ref().map(|client| client.client_id.clone());
+    if record.holder.client_id != client_id {
+        return Err(if client_id.is_none() {
+            Problem::invalid_client()
+        } else {
+            Problem::invalid_grant("the refresh token was issued to another client")
+        });
+    }
+    let target = resource::refreshed(state, resources, &record.audience, client.as_ref()).await?;
+    let explicit = requested.is_some();
+    let scopes = target.fit(narrow(requested, &record.holder.scopes)?, explicit)?;
+    let user = state.accounts().user(&record.holder.username).await?;
+    let Some(user) = user.filter(|user| user.subject == record.holder.subject && !user.disabled)
+    else {
+        let _ = state
+            .store()
+            .revoke_family(&record.holder.subject, record.family)
+            .await;
+        return Err(invalid());
+    };
+    // Scopes the user has lost since the login are dropped.
+    let scopes = Scopes::from_tokens(scopes.iter().filter(|scope| user.scopes.contains(scope)))
+        .map_err(|error| Problem::internal(&error))?;
+    let minted = issue(
+        state.config(),
+        user.holder(scopes, client_id),
+        target.audience,
+        true,
+    )
+    .mint_in_family(record.family)
+    .map_err(|error| Problem::internal(&error))?;
+    match state.store().rotate(&presented, &minted).await {
+        Ok(Rotation::Rotated) => Ok(minted),
+        Ok(Rotation::Refused(refusal)) => Err(refused(&presented, refusal)),
+        Err(error) => Err(Problem::from(error)),
+    }
+}
+
+/// The answer to a refused refresh token, whether the refusal came from
+/// inspecting it or from rotating it (used meanwhile); reuse is logged and
+/// counted here, once.
+fn refused(presented: &Token, refusal: RefreshRefusal) -> Problem {
+    if let RefreshRefusal::Reused { revoked } = refusal {
+        tracing::warn!(token_id = %presented.id(), revoked, "rotated refresh token presented again: its family is revoked");
+        metrics::revoked("refresh_reuse", revoked);
+    }
+    invalid()
+}
