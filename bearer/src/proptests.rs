@@ -109,4 +109,31 @@ proptest! {
             prop_assert_eq!(rest.matches('"').count(), 6, "{}", rest);
         }
     }
+
+    /// The one-pass classifier agrees with the grammar read literally, for
+    /// any text (mostly near-tokens: token characters, `=`, separators and
+    /// a few others in any order).
+    #[test]
+    fn the_classifier_is_the_grammar(text in "[A-Za-z0-9._~+/=, \t\"!é-]{0,24}") {
+        let literal = |text: &str| {
+            let body = text.trim_end_matches('=');
+            !body.is_empty()
+                && body
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
+        };
+        prop_assert_eq!(is_b64token(&text), literal(&text), "{:?}", text);
+        let token = text.trim_matches([' ', '\t']);
+        let expected = if token.is_empty() {
+            Err(Malformed::EmptyToken)
+        } else if token.contains([' ', '\t', ',']) {
+            Err(Malformed::SeveralCredentials)
+        } else if literal(token) {
+            Ok(Some(token))
+        } else {
+            Err(Malformed::NotB64Token)
+        };
+        let value = format!("Bearer {text}");
+        prop_assert_eq!(parse_authorization(&value), expected, "{:?}", text);
+    }
 }

@@ -20,7 +20,7 @@ use crate::bearer::{self, Malformed};
 use crate::cache::{CacheConfig, CachingReader, TokenCache};
 use crate::challenge::{ChallengeContext, Challenger, Refusal, Unavailable, is_grpc};
 use crate::edge;
-use crate::lookup::{Lookup, Measured};
+use crate::lookup::{Answer, Lookup, Measured};
 use crate::principal::Principal;
 
 /// What the layer answers for a well-formed token the repository does not
@@ -370,7 +370,12 @@ impl Authenticator {
     /// timeout.
     async fn authenticate(&self, token: &Token) -> Result<Principal, Refusal> {
         let token_id = token.id();
-        match tokio::time::timeout(self.timeout, self.lookup.lookup(token)).await {
+        // An answer at hand (a cache hit) needs no deadline: no timer, no clock.
+        let reply = match self.lookup.lookup(token) {
+            Answer::Ready(Some(reply)) => Ok(reply),
+            pending => tokio::time::timeout(self.timeout, pending).await,
+        };
+        match reply {
             Ok(Ok(Some(record))) if record.is_live_at(Timestamp::now()) => {
                 Ok(Principal::from(record))
             }
