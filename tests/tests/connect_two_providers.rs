@@ -336,12 +336,8 @@ async fn connection_keys(setup: &Setup) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// One provider's offer (the shape of an element of `GET /v1/connect`),
-/// and with `return_to` the browser ends there after the callback instead
-/// of the success page; the other provider, offered without it, still
-/// ends on the success page.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_offer_returns_to_an_allowed_url() {
+/// Two providers and an authority allowing two return URLs.
+fn with_return_urls() -> (Setup, Authority) {
     let setup = Setup::start_two(&[], "", "");
     let authority = setup.authority(
         BIN,
@@ -350,6 +346,16 @@ async fn one_offer_returns_to_an_allowed_url() {
             "https://app.example, https://jobs.example/runs/",
         )],
     );
+    (setup, authority)
+}
+
+/// One provider's offer (the shape of an element of `GET /v1/connect`),
+/// and with `return_to` the browser ends there after the callback instead
+/// of the success page; the other provider, offered without it, still
+/// ends on the success page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_offer_returns_to_an_allowed_url() {
+    let (setup, authority) = with_return_urls();
     let alice = connected::user(&authority, "alice").await;
     let all = json_of(authority.get_with("/v1/connect", &alice.bearer).await).await;
     let listed = all["providers"]
@@ -418,14 +424,7 @@ async fn one_offer_returns_to_an_allowed_url() {
 /// still returns to the allowed URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn return_urls_outside_the_allow_list_are_refused() {
-    let setup = Setup::start_two(&[], "", "");
-    let authority = setup.authority(
-        BIN,
-        &[(
-            "CONNECT_RETURN_URLS",
-            "https://app.example,https://jobs.example/runs/",
-        )],
-    );
+    let (setup, authority) = with_return_urls();
     let bob = connected::user(&authority, "bob").await;
     let before = connection_keys(&setup).await;
     for bad in [

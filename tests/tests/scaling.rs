@@ -167,33 +167,15 @@ async fn cluster_with_two_authorities() {
     // Every key of one subject is in one slot.
     let mut by_tag: std::collections::BTreeMap<Vec<u8>, Vec<u16>> =
         std::collections::BTreeMap::new();
-    for url in cluster.urls() {
-        let mut node = redis::Client::open(url)
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("node");
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-            .arg("ts:*")
-            .query_async(&mut node)
-            .await
-            .expect("KEYS");
-        for key in keys {
-            let Some(open) = key.iter().position(|&b| b == b'{') else {
-                continue;
-            };
-            let Some(close) = key[open..].iter().position(|&b| b == b'}') else {
-                continue;
-            };
-            let tag = key[open..=open + close].to_vec();
-            let slot: u16 = redis::cmd("CLUSTER")
-                .arg("KEYSLOT")
-                .arg(&key)
-                .query_async(&mut node)
-                .await
-                .expect("KEYSLOT");
-            by_tag.entry(tag).or_default().push(slot);
-        }
+    for key in cluster_keys(&cluster).await {
+        let Some(open) = key.iter().position(|&b| b == b'{') else {
+            continue;
+        };
+        let Some(close) = key[open..].iter().position(|&b| b == b'}') else {
+            continue;
+        };
+        let tag = key[open..=open + close].to_vec();
+        by_tag.entry(tag).or_default().push(cluster.slot_of(&key));
     }
     assert!(
         by_tag.values().any(|slots| slots.len() >= 3),
@@ -206,6 +188,25 @@ async fn cluster_with_two_authorities() {
             String::from_utf8_lossy(tag)
         );
     }
+}
+
+/// Every key of the authority's prefix (`ts:`) on every node of `cluster`.
+async fn cluster_keys(cluster: &RedisCluster) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for url in cluster.urls() {
+        let mut node = redis::Client::open(url)
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("node");
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("ts:*")
+            .query_async(&mut node)
+            .await
+            .expect("KEYS");
+        all.extend(keys);
+    }
+    all
 }
 
 /// What a failover did to a stream of logins and validations.
@@ -474,21 +475,9 @@ async fn connected_services_on(topology: &[(&str, &str)], cluster: Option<&Redis
     if let Some(cluster) = cluster {
         let tag = format!("{{{}}}", SubjectTag::of(&alice.subject).to_key_text());
         let mut slots = std::collections::BTreeSet::new();
-        for url in cluster.urls() {
-            let mut node = redis::Client::open(url)
-                .expect("url")
-                .get_multiplexed_async_connection()
-                .await
-                .expect("node");
-            let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-                .arg("*")
-                .query_async(&mut node)
-                .await
-                .expect("KEYS");
-            for key in keys {
-                if String::from_utf8_lossy(&key).contains(&tag) {
-                    slots.insert(cluster.slot_of(&key));
-                }
+        for key in cluster_keys(cluster).await {
+            if String::from_utf8_lossy(&key).contains(&tag) {
+                slots.insert(cluster.slot_of(&key));
             }
         }
         assert_eq!(slots.len(), 1, "alice's keys span slots {slots:?}");
