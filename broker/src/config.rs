@@ -15,9 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{Keyring, decode_key_material};
 use crate::providers::{self, ProviderConfig};
+use crate::return_url::ReturnUrls;
 use crate::settings::{
-    CA_FILE, FAILURE_URL, KEEPALIVE_INTERVAL, KEYS, KEYS_FILE, PROVIDER_TIMEOUT_MS, STATE_KEY,
-    STATE_KEY_FILE, STATE_TTL, SUCCESS_URL,
+    CA_FILE, EXPIRING_MARGIN, FAILURE_URL, KEEPALIVE_INTERVAL, KEYS, KEYS_FILE,
+    PROVIDER_TIMEOUT_MS, RETURN_URLS, STATE_KEY, STATE_KEY_FILE, STATE_TTL, SUCCESS_URL,
 };
 
 /// The shortest state key accepted, in bytes.
@@ -45,6 +46,12 @@ pub struct ConnectConfig {
     /// `CONNECT_KEEPALIVE_INTERVAL`: how often the keep-alive looks for
     /// connections to refresh.
     pub keepalive_interval: Duration,
+    /// `CONNECT_EXPIRING_MARGIN`: a connection with less than this left
+    /// (its refresh token, or its access token when it has no refresh
+    /// token) is reported `expiring`.
+    pub expiring_margin: Duration,
+    /// `CONNECT_RETURN_URLS`: the return URLs `return_to` may name.
+    pub return_urls: ReturnUrls,
     /// `CONNECT_CA_FILE`: CA certificates trusted for provider calls on
     /// top of the webpki roots (a private CA, a test provider).
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -61,6 +68,8 @@ impl fmt::Debug for ConnectConfig {
             .field("state_ttl", &self.state_ttl)
             .field("provider_timeout", &self.provider_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
+            .field("expiring_margin", &self.expiring_margin)
+            .field("return_urls", &self.return_urls)
             .field("extra_roots", &self.extra_roots.len())
             .finish()
     }
@@ -178,6 +187,9 @@ impl ConnectConfig {
             state_ttl: values.seconds(&STATE_TTL)?,
             provider_timeout: values.millis(&PROVIDER_TIMEOUT_MS)?,
             keepalive_interval: values.seconds(&KEEPALIVE_INTERVAL)?,
+            expiring_margin: values.seconds(&EXPIRING_MARGIN)?,
+            return_urls: ReturnUrls::parse(values.get(RETURN_URLS.name).unwrap_or_default())
+                .map_err(|problem| ConfigError::new(RETURN_URLS.name, problem))?,
             extra_roots: extra_roots(values)?,
             providers,
             state_key,
@@ -231,6 +243,7 @@ mod tests {
         let none = load(&[], &[]).expect("nothing needed");
         assert!(none.providers.is_empty());
         assert_eq!(none.state_ttl, Duration::from_secs(600));
+        assert_eq!(none.expiring_margin, Duration::from_secs(7 * 86_400));
         let error = load(&[], &providers()).unwrap_err();
         assert_eq!(error.variable, "CONNECT_STATE_KEY");
         let error = load(&[("CONNECT_STATE_KEY", STATE_KEY)], &providers()).unwrap_err();
@@ -288,6 +301,10 @@ mod tests {
                 "CONNECT_FAILURE_URL",
             ),
             (("CONNECT_STATE_TTL", "0"), "CONNECT_STATE_TTL"),
+            (
+                ("CONNECT_RETURN_URLS", "https://app.example,//evil"),
+                "CONNECT_RETURN_URLS",
+            ),
             (
                 ("CONNECT_KEYS_FILE", "/nonexistent/keys"),
                 "CONNECT_KEYS_FILE",

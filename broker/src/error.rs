@@ -34,6 +34,9 @@ pub enum ConnectError {
     /// The provider failed or refused.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A `return_to` that is not allowed.
+    #[error(transparent)]
+    ReturnUrl(#[from] crate::return_url::ReturnUrlError),
     /// Redis failed.
     #[error(transparent)]
     Store(#[from] token_repository::Error),

@@ -48,6 +48,7 @@
 //! - [`registry`]: the configured providers and their endpoints (explicit
 //!   or discovered once).
 //! - [`state`]: signed state and the PKCE pair.
+//! - [`return_url`]: the `CONNECT_RETURN_URLS` allow-list of `return_to`.
 //! - [`crypto`]: AEAD with key ids (rotation).
 //! - [`record`]: the plaintext connection and its stored envelope.
 //! - [`store`]: records, the refresh lock, used states, the index, in Redis.
@@ -69,6 +70,7 @@ pub mod oauth_client;
 pub mod providers;
 pub mod record;
 pub mod registry;
+pub mod return_url;
 pub mod settings;
 pub mod state;
 pub mod store;

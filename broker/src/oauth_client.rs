@@ -74,6 +74,10 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
     /// A (new) refresh token, if any.
     pub refresh_token: Option<Zeroizing<String>>,
+    /// The refresh token's lifetime, when the provider says (Keycloak's
+    /// `refresh_expires_in`; its `0`, an offline token without a maximum
+    /// lifetime, is read as unknown).
+    pub refresh_expires_in: Option<u64>,
     /// The granted scope, if the provider said.
     pub scope: Option<String>,
     /// The `sub` of the ID token, when the provider sent one (OpenID
@@ -103,6 +107,7 @@ impl fmt::Debug for TokenResponse {
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("refresh_expires_in", &self.refresh_expires_in)
             .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
@@ -134,6 +139,7 @@ struct RawTokenResponse {
     token_type: Option<String>,
     expires_in: Option<Seconds>,
     refresh_token: Option<String>,
+    refresh_expires_in: Option<Seconds>,
     scope: Option<String>,
     id_token: Option<String>,
 }
@@ -487,6 +493,11 @@ impl ProviderClient {
                 .refresh_token
                 .filter(|token| !token.is_empty())
                 .map(Zeroizing::new),
+            refresh_expires_in: raw
+                .refresh_expires_in
+                .as_ref()
+                .and_then(Seconds::value)
+                .filter(|seconds| *seconds > 0),
             scope: raw.scope,
             id_token_subject: raw.id_token.as_deref().and_then(jwt_subject),
         })
@@ -596,6 +607,21 @@ mod tests {
         .expect("ok");
         assert_eq!(ok.expires_in, Some(29));
         assert_eq!(ok.token_type, "Bearer");
+        assert_eq!(ok.refresh_expires_in, None);
+        // Keycloak: the refresh token's lifetime; 0 for an offline token
+        // without a maximum (unknown, not "expired").
+        let keycloak = ProviderClient::token_answer(
+            200,
+            br#"{"access_token":"a","refresh_token":"r","refresh_expires_in":1800}"#,
+        )
+        .expect("ok");
+        assert_eq!(keycloak.refresh_expires_in, Some(1800));
+        let offline = ProviderClient::token_answer(
+            200,
+            br#"{"access_token":"a","refresh_token":"r","refresh_expires_in":0}"#,
+        )
+        .expect("ok");
+        assert_eq!(offline.refresh_expires_in, None);
         let rejected =
             ProviderClient::token_answer(400, br#"{"error":"invalid_grant"}"#).unwrap_err();
         assert!(rejected.is_invalid_grant());

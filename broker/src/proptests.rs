@@ -48,6 +48,7 @@ fn connection() -> impl Strategy<Value = Connection> {
                 connected_at,
                 refreshed_at,
                 provider_subject: None,
+                refresh_expires_at: None,
             },
         )
 }

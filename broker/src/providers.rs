@@ -17,6 +17,7 @@
 //! authorize_params = { idp = "google" }           # extra authorize parameters
 //! default_expires_in = 3600                       # when the provider sends no expires_in
 //! keepalive_after = 604800                        # refresh idle connections after a week
+//! refresh_token_expires_in = 2592000              # refresh tokens live 30 days (the provider's refresh_expires_in wins)
 //! enabled = true
 //! # allow_insecure_http = true                    # tests only: plain http:// to a non-loopback host
 //! ```
@@ -97,6 +98,10 @@ pub struct ProviderConfig {
     pub enabled: bool,
     /// Refresh connections not refreshed for this long (keep-alive).
     pub keepalive_after: Option<Duration>,
+    /// How long a refresh token lives from when it was issued, as the
+    /// provider documents it (`refresh_token_expires_in`); a token
+    /// response's own `refresh_expires_in` wins over it.
+    pub refresh_token_expires_in: Option<Duration>,
     /// `allow_insecure_http`: plain `http://` endpoints on hosts other
     /// than loopback are accepted (for tests; never for a real provider).
     pub allow_insecure_http: bool,
@@ -115,6 +120,7 @@ impl fmt::Debug for ProviderConfig {
             .field("scopes", &self.scopes)
             .field("enabled", &self.enabled)
             .field("keepalive_after", &self.keepalive_after)
+            .field("refresh_token_expires_in", &self.refresh_token_expires_in)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish_non_exhaustive()
     }
@@ -148,6 +154,7 @@ struct RawProvider {
     authorize_params: std::collections::BTreeMap<String, String>,
     enabled: Option<bool>,
     keepalive_after: Option<u64>,
+    refresh_token_expires_in: Option<u64>,
     allow_insecure_http: Option<bool>,
 }
 
@@ -372,6 +379,18 @@ pub fn parse(
                 ));
             }
         };
+        let refresh_token_expires_in = match raw.refresh_token_expires_in {
+            None => None,
+            Some(seconds) if (1..=315_360_000).contains(&seconds) => {
+                Some(Duration::from_secs(seconds))
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    &at("refresh_token_expires_in"),
+                    "expected seconds from 1 to 315360000",
+                ));
+            }
+        };
         providers.push(ProviderConfig {
             display_name: raw.display_name.unwrap_or_else(|| raw.name.clone()),
             name: raw.name,
@@ -389,6 +408,7 @@ pub fn parse(
             authorize_params: raw.authorize_params.into_iter().collect(),
             enabled: raw.enabled.unwrap_or(true),
             keepalive_after,
+            refresh_token_expires_in,
             allow_insecure_http,
         });
     }
@@ -440,6 +460,7 @@ mod tests {
         scopes = "openid offline_access"
         authorize_params = { idp = "google" }
         keepalive_after = 60
+        refresh_token_expires_in = 86400
 
         [[providers]]
         name = "github"
@@ -465,11 +486,16 @@ mod tests {
         assert_eq!(orcid.auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(orcid.default_expires_in, Duration::from_secs(3600));
         assert_eq!(orcid.keepalive_after, Some(Duration::from_secs(60)));
+        assert_eq!(
+            orcid.refresh_token_expires_in,
+            Some(Duration::from_secs(86_400))
+        );
         assert!(orcid.enabled);
         let github = &providers[1];
         assert_eq!(github.display_name, "github");
         assert_eq!(github.auth_method, AuthMethod::ClientSecretPost);
         assert!(!github.enabled);
+        assert_eq!(github.refresh_token_expires_in, None);
         assert!(!format!("{providers:?}").contains("s3cret"));
     }
 
@@ -533,6 +559,10 @@ mod tests {
             (
                 base("issuer = \"https://x\"\nclient_secret = \"s\"\nscopes = [\"a b\"]"),
                 "providers[0].scopes",
+            ),
+            (
+                base("issuer = \"https://x\"\nclient_secret = \"s\"\nrefresh_token_expires_in = 0"),
+                "providers[0].refresh_token_expires_in",
             ),
         ];
         for (text, variable) in cases {

@@ -42,6 +42,12 @@ pub struct Connection {
     /// an ID token at the connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_subject: Option<String>,
+    /// When the refresh token expires, Unix milliseconds, when known (the
+    /// token response's `refresh_expires_in`, or the provider's
+    /// `refresh_token_expires_in`). Records written before this field
+    /// existed read as unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<u64>,
 }
 
 impl Drop for Connection {
@@ -61,6 +67,7 @@ impl fmt::Debug for Connection {
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
             .field("refreshed_at", &self.refreshed_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
             .finish_non_exhaustive()
     }
 }
@@ -87,10 +94,38 @@ impl Connection {
             .until(Timestamp::from_unix_millis(self.expires_at))
     }
 
-    /// Usable without the user: a refresh token, or a live access token.
+    /// Whether the refresh token is known to have expired at `now`.
+    #[must_use]
+    pub fn refresh_expired(&self, now: Timestamp) -> bool {
+        self.refresh_expires_at
+            .is_some_and(|at| now.as_unix_millis() >= at)
+    }
+
+    /// Whether a refresh can be tried: a refresh token not known to have
+    /// expired.
+    #[must_use]
+    pub fn refreshable(&self, now: Timestamp) -> bool {
+        self.refresh_token.is_some() && !self.refresh_expired(now)
+    }
+
+    /// Usable without the user: a refresh token that has not expired, or
+    /// a live access token.
     #[must_use]
     pub fn usable(&self, now: Timestamp) -> bool {
-        self.refresh_token.is_some() || !self.remaining(now).is_zero()
+        self.refreshable(now) || !self.remaining(now).is_zero()
+    }
+
+    /// When the connection stops working without the user, Unix
+    /// milliseconds, when known: the refresh token's expiry, or the access
+    /// token's when there is no refresh token. `None`: a refresh token of
+    /// unknown lifetime.
+    #[must_use]
+    pub fn ends_at(&self) -> Option<u64> {
+        if self.refresh_token.is_some() {
+            self.refresh_expires_at
+        } else {
+            Some(self.expires_at)
+        }
     }
 }
 
@@ -242,6 +277,7 @@ mod tests {
             connected_at: 1_000,
             refreshed_at: 4_000,
             provider_subject: None,
+            refresh_expires_at: None,
         }
     }
 
@@ -287,6 +323,30 @@ mod tests {
         let mut no_refresh = connection;
         no_refresh.refresh_token = None;
         assert!(!no_refresh.usable(expired));
+        assert_eq!(no_refresh.ends_at(), Some(10_000));
+    }
+
+    /// A refresh token past its known expiry makes the connection
+    /// unusable once the access token has expired too; no known expiry
+    /// (records written before the field existed) means refreshable.
+    #[test]
+    fn refresh_token_expiry() {
+        let mut connection = connection();
+        let old = serde_json::to_string(&connection).expect("json");
+        assert!(!old.contains("refresh_expires_at"), "{old}");
+        let read: Connection = serde_json::from_str(&old).expect("an old record");
+        assert_eq!(read.refresh_expires_at, None);
+        assert_eq!(read.ends_at(), None);
+        assert!(read.refreshable(Timestamp::from_unix_millis(u64::MAX / 2)));
+        connection.refresh_expires_at = Some(20_000);
+        assert_eq!(connection.ends_at(), Some(20_000));
+        let before = Timestamp::from_unix_millis(19_999);
+        let at = Timestamp::from_unix_millis(20_000);
+        assert!(connection.refreshable(before));
+        assert!(!connection.refreshable(at));
+        assert!(connection.refresh_expired(at));
+        assert!(!connection.usable(at), "access token expired at 10 000 too");
+        assert!(connection.usable(Timestamp::from_unix_millis(9_000)));
     }
 
     /// Debug output never shows a token.

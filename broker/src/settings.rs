@@ -65,6 +65,22 @@ pub const KEEPALIVE_INTERVAL: Setting = Setting::number(
     "seconds between keep-alive passes",
 );
 
+/// `CONNECT_EXPIRING_MARGIN`: a connection whose refresh token has less
+/// than this left is reported `expiring`.
+pub const EXPIRING_MARGIN: Setting = Setting::number(
+    "CONNECT_EXPIRING_MARGIN",
+    604_800,
+    0..=31_536_000,
+    "seconds: a connection with less left than this is reported expiring",
+);
+
+/// `CONNECT_RETURN_URLS`: where `return_to` may send the browser after a
+/// connection ([`crate::return_url`]).
+pub const RETURN_URLS: Setting = Setting::optional(
+    "CONNECT_RETURN_URLS",
+    "comma-separated origins or origin + path prefixes that return_to may name",
+);
+
 /// Every `CONNECT_*` setting.
 pub const SETTINGS: &[Setting] = &[
     STATE_KEY,
@@ -77,4 +93,6 @@ pub const SETTINGS: &[Setting] = &[
     PROVIDER_TIMEOUT_MS,
     CA_FILE,
     KEEPALIVE_INTERVAL,
+    EXPIRING_MARGIN,
+    RETURN_URLS,
 ];

@@ -95,6 +95,23 @@ pub struct StateClaims {
     /// there.
     #[serde(rename = "a", default, skip_serializing_if = "std::ops::Not::not")]
     pub to_account: bool,
+    /// Where the callback sends the browser instead of the success page
+    /// (`return_to` of `GET /v1/connect/{provider}/offer`, checked against
+    /// `CONNECT_RETURN_URLS` when issued and again at the callback). Signed
+    /// with the rest, so it cannot be swapped.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
+}
+
+/// What a state is bound to besides its user and provider.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Binding<'a> {
+    /// The browser session (see [`StateClaims::browser`]).
+    pub browser: Option<&'a str>,
+    /// Return to the account page (see [`StateClaims::to_account`]).
+    pub to_account: bool,
+    /// Return there (see [`StateClaims::return_to`]).
+    pub return_to: Option<&'a str>,
 }
 
 impl fmt::Debug for StateClaims {
@@ -103,6 +120,7 @@ impl fmt::Debug for StateClaims {
             .field("subject", &self.subject)
             .field("provider", &self.provider)
             .field("expires_at", &self.expires_at)
+            .field("return_to", &self.return_to)
             .finish_non_exhaustive()
     }
 }
@@ -177,12 +195,13 @@ impl StateSigner {
         provider: &str,
         now: Timestamp,
     ) -> Result<IssuedState, rand::rngs::SysError> {
-        self.issue_bound(subject, username, provider, now, None, false)
+        self.issue_bound(subject, username, provider, now, Binding::default())
     }
 
     /// A link ticket of `GET /v1/connect` (the state format, unbound, so
     /// the callback refuses it), valid for [`TICKET_TTL`] or the state
     /// lifetime, whichever is longer: the user may have to sign in first.
+    /// `return_to` (already checked) goes on into the state of the flow.
     ///
     /// # Errors
     ///
@@ -193,15 +212,19 @@ impl StateSigner {
         username: &str,
         provider: &str,
         now: Timestamp,
+        return_to: Option<&str>,
     ) -> Result<IssuedState, rand::rngs::SysError> {
         let ttl = self.ttl.max(TICKET_TTL);
         let later = now.saturating_add(ttl.saturating_sub(self.ttl));
-        self.issue_bound(subject, username, provider, later, None, false)
+        let binding = Binding {
+            return_to,
+            ..Binding::default()
+        };
+        self.issue_bound(subject, username, provider, later, binding)
     }
 
-    /// [`Self::issue`], bound to the browser session `browser` (see
-    /// [`StateClaims::browser`]), returning to the account page when
-    /// `to_account`.
+    /// [`Self::issue`] with a [`Binding`]: to a browser session, to the
+    /// account page, to a return URL.
     ///
     /// # Errors
     ///
@@ -212,8 +235,7 @@ impl StateSigner {
         username: &str,
         provider: &str,
         now: Timestamp,
-        browser: Option<&str>,
-        to_account: bool,
+        binding: Binding<'_>,
     ) -> Result<IssuedState, rand::rngs::SysError> {
         let mut nonce = [0_u8; 16];
         rand::rngs::SysRng.try_fill_bytes(&mut nonce)?;
@@ -224,8 +246,9 @@ impl StateSigner {
             username: username.to_owned(),
             provider: provider.to_owned(),
             expires_at: now.saturating_add(self.ttl).as_unix_millis(),
-            browser: browser.map(str::to_owned),
-            to_account,
+            browser: binding.browser.map(str::to_owned),
+            to_account: binding.to_account,
+            return_to: binding.return_to.map(str::to_owned),
         };
         // Serialising plain strings and integers cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();
@@ -362,6 +385,48 @@ mod tests {
         for garbage in ["", "abc", "a.b.c", "!!.!!", &"x".repeat(3000)] {
             assert!(signer.verify(garbage, now).is_err(), "{garbage:?}");
         }
+    }
+
+    /// A return URL travels signed in the state: it reads back, and a
+    /// state whose return URL was swapped does not verify; with the
+    /// longest return URL the state stays well under the size limit.
+    #[test]
+    fn return_url_is_signed() {
+        let signer = signer();
+        let now = Timestamp::now();
+        let binding = Binding {
+            browser: Some("b"),
+            to_account: false,
+            return_to: Some("https://app.example/jobs/1"),
+        };
+        let issued = signer
+            .issue_bound("sub-1", "alice", "orcid", now, binding)
+            .expect("issue");
+        let claims = signer.verify(&issued.state, now).expect("valid");
+        assert_eq!(
+            claims.return_to.as_deref(),
+            Some("https://app.example/jobs/1")
+        );
+        let (payload, tag) = issued.state.split_once('.').expect("two parts");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+        json["r"] = "https://evil.example/".into();
+        let swapped = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(json.to_string()));
+        assert_eq!(signer.verify(&swapped, now), Err(StateError::Forged));
+        let long = format!(
+            "https://app.example/{}",
+            "a".repeat(crate::return_url::MAX_LEN)
+        );
+        let binding = Binding {
+            browser: Some(&"b".repeat(43)),
+            to_account: false,
+            return_to: Some(&long),
+        };
+        let issued = signer
+            .issue_bound(&"s".repeat(64), &"u".repeat(64), "orcid", now, binding)
+            .expect("issue");
+        assert!(issued.state.len() < MAX_STATE_LEN, "{}", issued.state.len());
+        assert!(signer.verify(&issued.state, now).is_ok());
     }
 
     /// A genuine state expires after its lifetime, not before.

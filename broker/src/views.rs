@@ -45,6 +45,16 @@ pub struct ConnectionView {
     /// The provider account connected (the ID token's `sub`), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// When the stored refresh token expires (Unix seconds), when known
+    /// (the provider's `refresh_expires_in` or `refresh_token_expires_in`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<u64>,
+    /// Less than `CONNECT_EXPIRING_MARGIN` is left before the connection
+    /// stops working without the user (its refresh token expires, or its
+    /// access token when there is no refresh token): ask the user to
+    /// connect again before a long run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiring: Option<bool>,
 }
 
 /// A provider access token handed out.
@@ -104,4 +114,7 @@ pub struct KeepAliveReport {
     pub rejected: usize,
     /// Refreshes that failed for now (retried next pass).
     pub failed: usize,
+    /// Connections whose refresh token had expired (not tried; now "needs
+    /// reconnect" once the access token expires too).
+    pub expired: usize,
 }

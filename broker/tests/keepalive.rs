@@ -113,6 +113,7 @@ fn provider(name: &str, stub: &str, keepalive_after: Duration) -> ProviderConfig
         authorize_params: Vec::new(),
         enabled: true,
         keepalive_after: Some(keepalive_after),
+        refresh_token_expires_in: None,
         allow_insecure_http: false,
     }
 }
@@ -143,6 +144,7 @@ async fn plant(connect: &Connect, subject: &str, provider: &str, refresh: &str, 
         connected_at: refreshed_at,
         refreshed_at,
         provider_subject: None,
+        refresh_expires_at: None,
     };
     let sealed = Stored::seal(&keys, subject, provider, &connection).expect("seal");
     connect

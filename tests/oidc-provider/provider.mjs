@@ -39,6 +39,9 @@ const STRICT_OFFLINE_ACCESS = bool('OIDC_STRICT_OFFLINE_ACCESS', false);
 //                       document /.well-known/oauth-authorization-server has (as Django OAuth Toolkit does)
 //   rfc8414             no OpenID discovery (404), only the RFC 8414 document (a plain OAuth 2.0 server)
 const METADATA = env.OIDC_METADATA || 'oidc';
+// Clients (ids, comma-separated, or `*`) whose token responses carry Keycloak's
+// `refresh_expires_in` (the refresh token's lifetime, OIDC_REFRESH_TOKEN_TTL) next to a refresh token.
+const REFRESH_EXPIRES_IN = (env.OIDC_REFRESH_EXPIRES_IN_CLIENTS || '').split(/[\s,]+/).filter(Boolean);
 if (!['oidc', 'rfc8414-revocation', 'rfc8414'].includes(METADATA)) {
   throw new Error('OIDC_METADATA must be oidc, rfc8414-revocation or rfc8414');
 }
@@ -335,6 +338,11 @@ function observe(provider) {
     }
     await next();
     const route = ctx.oidc?.route;
+    const clientId = ctx.oidc?.client?.clientId;
+    if (route === 'token' && ctx.status === 200 && ctx.body?.refresh_token
+        && (REFRESH_EXPIRES_IN.includes('*') || REFRESH_EXPIRES_IN.includes(clientId))) {
+      ctx.body = { ...ctx.body, refresh_expires_in: REFRESH_TOKEN_TTL };
+    }
     if (route === 'revocation' && ctx.status === 200) {
       stats.revocation_requests += 1;
       const { AccessToken, RefreshToken } = ctx.oidc.entities;

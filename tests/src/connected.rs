@@ -12,10 +12,15 @@ use token_repository::{KeyPrefix, SubjectTag};
 use token_test_harness::RedisServer;
 
 use crate::Authority;
-use crate::oidc::{Browser, CLIENT_ID, CLIENT_SECRET, OidcProvider};
+use crate::oidc::{
+    Browser, CLIENT_ID, CLIENT_SECRET, OidcProvider, SECOND_CLIENT_ID, SECOND_CLIENT_SECRET,
+};
 
 /// The provider's name in the authority's configuration.
 pub const PROVIDER: &str = "test-idp";
+/// The second provider of [`Setup::start_two`]: another client of the
+/// same provider process.
+pub const SECOND: &str = "test-idp-b";
 /// `CONNECT_STATE_KEY` of the test authorities.
 pub const STATE_KEY: &str = "MBgwaAU/a08Qv6bqfhEeHCObD/aTHo+6FUWtKPVbMso=";
 /// The first encryption key.
@@ -27,7 +32,7 @@ pub const SUCCESS_URL: &str = "http://app.test/connected";
 /// `CONNECT_FAILURE_URL`.
 pub const FAILURE_URL: &str = "http://app.test/failed";
 /// Passwords of the authority's test users.
-pub const PASSWORD: &str = "correct horse battery";
+pub use crate::PASSWORD;
 
 /// Redis, the provider and the authority's configuration.
 #[derive(Debug)]
@@ -81,6 +86,48 @@ impl Setup {
         };
         setup.write_config(provider_toml);
         setup
+    }
+
+    /// Like [`Self::start`], with a second provider, [`SECOND`] (another
+    /// client of the same provider process), whose table ends with
+    /// `second_toml`.
+    ///
+    /// # Panics
+    ///
+    /// When something does not start.
+    #[must_use]
+    pub fn start_two(
+        provider_env: &[(&str, &str)],
+        provider_toml: &str,
+        second_toml: &str,
+    ) -> Self {
+        let setup = Self::start(provider_env, provider_toml);
+        setup.write_config_two(provider_toml, second_toml);
+        setup
+    }
+
+    /// (Re)writes the configuration file with both [`PROVIDER`] and
+    /// [`SECOND`].
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be written.
+    pub fn write_config_two(&self, provider_toml: &str, second_toml: &str) {
+        self.write_config(provider_toml);
+        let second = format!(
+            "[[providers]]\n\
+             name = \"{SECOND}\"\n\
+             display_name = \"Test IdP (second client)\"\n\
+             issuer = \"{issuer}\"\n\
+             client_id = \"{SECOND_CLIENT_ID}\"\n\
+             client_secret = \"{SECOND_CLIENT_SECRET}\"\n\
+             scopes = [\"openid\", \"offline_access\"]\n\
+             {second_toml}\n",
+            issuer = self.provider.issuer(),
+        );
+        let mut text = std::fs::read_to_string(self.config_path()).expect("configuration");
+        text.push_str(&second);
+        std::fs::write(self.config_path(), text).expect("write the configuration");
     }
 
     /// The configuration file.
@@ -137,7 +184,12 @@ impl Setup {
 
     /// The raw stored value of `subject`'s connection to [`PROVIDER`].
     pub async fn stored(&self, subject: &str) -> Option<String> {
-        let key = KeyPrefix::default().connection(&SubjectTag::of(subject), PROVIDER);
+        self.stored_at(subject, PROVIDER).await
+    }
+
+    /// The raw stored value of `subject`'s connection to `provider`.
+    pub async fn stored_at(&self, subject: &str, provider: &str) -> Option<String> {
+        let key = KeyPrefix::default().connection(&SubjectTag::of(subject), provider);
         let client = redis::Client::open(self.redis.url()).expect("url");
         let mut connection = client
             .get_multiplexed_async_connection()
@@ -157,11 +209,23 @@ impl Setup {
     ///
     /// When there is none or it does not decrypt.
     pub async fn decrypt(&self, subject: &str, keys: &str) -> Connection {
-        let raw = self.stored(subject).await.expect("a stored connection");
+        self.decrypt_at(subject, PROVIDER, keys).await
+    }
+
+    /// Decrypts `subject`'s stored connection to `provider` with `keys`.
+    ///
+    /// # Panics
+    ///
+    /// When there is none or it does not decrypt.
+    pub async fn decrypt_at(&self, subject: &str, provider: &str, keys: &str) -> Connection {
+        let raw = self
+            .stored_at(subject, provider)
+            .await
+            .expect("a stored connection");
         let keys = Keyring::parse(keys, "keys").expect("keys");
         Stored::parse(&raw)
             .expect("stored value")
-            .open(&keys, subject, PROVIDER)
+            .open(&keys, subject, provider)
             .expect("decrypts")
     }
 }
@@ -192,6 +256,15 @@ pub async fn user(authority: &Authority, username: &str) -> User {
 ///
 /// Unless the authority offers the provider with a URL.
 pub async fn authorize_url(authority: &Authority, user: &User) -> String {
+    authorize_url_for(authority, user, PROVIDER).await
+}
+
+/// `GET /v1/connect` for `user`: `provider`'s authorize URL.
+///
+/// # Panics
+///
+/// Unless the authority offers the provider with a URL.
+pub async fn authorize_url_for(authority: &Authority, user: &User, provider: &str) -> String {
     let response = authority.get_with("/v1/connect", &user.bearer).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("json");
@@ -199,7 +272,7 @@ pub async fn authorize_url(authority: &Authority, user: &User) -> String {
         .as_array()
         .expect("providers")
         .iter()
-        .find(|offer| offer["name"] == PROVIDER)
+        .find(|offer| offer["name"] == provider)
         .and_then(|offer| offer["authorize_url"].as_str())
         .expect("an authorize URL")
         .to_owned()
@@ -209,9 +282,21 @@ pub async fn authorize_url(authority: &Authority, user: &User) -> String {
 /// same name): answers the callback URL the provider redirected to, and
 /// where the authority's callback then sent the browser.
 pub async fn connect(authority: &Authority, user: &User) -> (String, String) {
+    connect_to(authority, user, PROVIDER).await
+}
+
+/// [`connect`] to `provider`.
+pub async fn connect_to(authority: &Authority, user: &User, provider: &str) -> (String, String) {
+    let url = authorize_url_for(authority, user, provider).await;
+    finish(&url, user).await
+}
+
+/// The browser flow from a `/connect/start` link (or a provider URL) for
+/// `user`: the callback URL and where the authority then sent the
+/// browser.
+pub async fn finish(url: &str, user: &User) -> (String, String) {
     let browser = Browser::new();
-    let url = authorize_url(authority, user).await;
-    let callback = browser.authorize(&url, &user.username).await;
+    let callback = browser.authorize(url, &user.username).await;
     let (status, page) = browser.visit(callback.as_str()).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "the callback redirects");
     (callback.to_string(), page.expect("Location"))

@@ -35,4 +35,8 @@ pub mod redis_admin;
 pub mod snapshot;
 pub mod tokens;
 
+/// The password of the authority's test users (set by [`connected`]'s
+/// setup; typed by [`oidc`]'s browser at the authority's sign-in page).
+pub const PASSWORD: &str = "correct horse battery";
+
 pub use authority::Authority;

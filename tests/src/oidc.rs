@@ -23,6 +23,11 @@ use crate::process::ServiceProcess;
 pub const CLIENT_ID: &str = "authority";
 /// Its secret (only `[A-Za-z0-9._~-]`, see the provider's README).
 pub const CLIENT_SECRET: &str = "authority-secret";
+/// A second client of the authority at the same provider (a second
+/// configured provider, for tests with two providers at once).
+pub const SECOND_CLIENT_ID: &str = "authority-b";
+/// Its secret.
+pub const SECOND_CLIENT_SECRET: &str = "authority-b-secret";
 /// What `node` missing says.
 pub const NODE_INSTALL_HINT: &str =
     "install nodejs: `apt-get install -y nodejs npm` (CI does this in .ci/run)";
@@ -79,13 +84,19 @@ pub fn ensure_installed() {
     });
 }
 
-/// The `OIDC_CLIENTS` entry of the authority: a native (loopback) client,
-/// so the authority's callback may be on any port.
+/// The `OIDC_CLIENTS` entries of the authority ([`CLIENT_ID`] and
+/// [`SECOND_CLIENT_ID`]): native (loopback) clients, so the authority's
+/// callback may be on any port.
 #[must_use]
 pub fn client_registration() -> String {
     serde_json::json!([{
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
+        "redirect_uris": ["http://127.0.0.1/v1/connect/callback"],
+        "application_type": "native",
+    }, {
+        "client_id": SECOND_CLIENT_ID,
+        "client_secret": SECOND_CLIENT_SECRET,
         "redirect_uris": ["http://127.0.0.1/v1/connect/callback"],
         "application_type": "native",
     }])
@@ -156,6 +167,36 @@ impl OidcProvider {
             .json()
             .await
             .expect("stats json")
+    }
+
+    /// `GET /test/events`: the event log (the last 1000 events).
+    ///
+    /// # Panics
+    ///
+    /// When the provider does not answer.
+    pub async fn events(&self) -> Vec<Value> {
+        self.http
+            .get(self.process.url("/test/events"))
+            .send()
+            .await
+            .expect("events")
+            .json()
+            .await
+            .expect("events json")
+    }
+
+    /// How many successful grants of `grant_type` `client_id` got
+    /// (`grant.success` events).
+    pub async fn grants_of(&self, client_id: &str, grant_type: &str) -> usize {
+        self.events()
+            .await
+            .iter()
+            .filter(|event| {
+                event["type"] == "grant.success"
+                    && event["client_id"] == client_id
+                    && event["grant_type"] == grant_type
+            })
+            .count()
     }
 
     /// One counter of [`Self::stats`].
@@ -277,7 +318,7 @@ impl Browser {
     /// Goes through the whole connect flow from `authorize_url` (the
     /// authority's `/connect/start` link of `GET /v1/connect`, or a
     /// provider URL): signs in at the authority as `login` (password
-    /// [`crate::connected::PASSWORD`]) when its sign-in page comes, logs in
+    /// [`crate::PASSWORD`]) when its sign-in page comes, logs in
     /// at the provider as `login` when asked (consent is automatic), and
     /// answers the URL the provider finally redirects to (the authority's
     /// callback with `code` and `state`, or `error`), without visiting it.
@@ -320,7 +361,7 @@ impl Browser {
                         .post(post.clone())
                         .form(&[
                             ("username", login),
-                            ("password", crate::connected::PASSWORD),
+                            ("password", crate::PASSWORD),
                             ("csrf", &field("csrf")),
                             ("return_to", &field("return_to")),
                         ])

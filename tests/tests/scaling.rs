@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
+use token_repository::{SubjectTag, Timestamp};
 use token_service_tests::Authority;
+use token_service_tests::connected::{self, FAILURE_URL, PROVIDER, SECOND, SUCCESS_URL, Setup};
+use token_service_tests::oidc::{Browser, CLIENT_ID, SECOND_CLIENT_ID};
 use token_service_tests::protected::{Options, ProtectedService};
 use token_test_harness::{RedisCluster, RedisSentinels, wait_until_async};
 
@@ -167,33 +170,15 @@ async fn cluster_with_two_authorities() {
     // Every key of one subject is in one slot.
     let mut by_tag: std::collections::BTreeMap<Vec<u8>, Vec<u16>> =
         std::collections::BTreeMap::new();
-    for url in cluster.urls() {
-        let mut node = redis::Client::open(url)
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("node");
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-            .arg("ts:*")
-            .query_async(&mut node)
-            .await
-            .expect("KEYS");
-        for key in keys {
-            let Some(open) = key.iter().position(|&b| b == b'{') else {
-                continue;
-            };
-            let Some(close) = key[open..].iter().position(|&b| b == b'}') else {
-                continue;
-            };
-            let tag = key[open..=open + close].to_vec();
-            let slot: u16 = redis::cmd("CLUSTER")
-                .arg("KEYSLOT")
-                .arg(&key)
-                .query_async(&mut node)
-                .await
-                .expect("KEYSLOT");
-            by_tag.entry(tag).or_default().push(slot);
-        }
+    for key in cluster_keys(&cluster).await {
+        let Some(open) = key.iter().position(|&b| b == b'{') else {
+            continue;
+        };
+        let Some(close) = key[open..].iter().position(|&b| b == b'}') else {
+            continue;
+        };
+        let tag = key[open..=open + close].to_vec();
+        by_tag.entry(tag).or_default().push(cluster.slot_of(&key));
     }
     assert!(
         by_tag.values().any(|slots| slots.len() >= 3),
@@ -206,6 +191,25 @@ async fn cluster_with_two_authorities() {
             String::from_utf8_lossy(tag)
         );
     }
+}
+
+/// Every key of the authority's prefix (`ts:`) on every node of `cluster`.
+async fn cluster_keys(cluster: &RedisCluster) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for url in cluster.urls() {
+        let mut node = redis::Client::open(url)
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("node");
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("ts:*")
+            .query_async(&mut node)
+            .await
+            .expect("KEYS");
+        all.extend(keys);
+    }
+    all
 }
 
 /// What a failover did to a stream of logins and validations.
@@ -431,4 +435,169 @@ async fn sentinel_failover_without_wait_reports_losses() {
     println!("FAILOVER wait=0 {report}");
     assert!(report.acknowledged >= 20);
     assert!(report.unavailable < Duration::from_secs(30), "{report:?}");
+}
+
+/// Connected services on a Redis topology given by `topology` (the
+/// authorities' extra environment), with two providers at once and two
+/// authority replicas: a connection made at one, its single-use state
+/// refused at the other, one refresh at the provider for concurrent
+/// requests spread over both, the keep-alive (its index) refreshing the
+/// second provider's connection, status and listing at either, and a
+/// disconnect at one seen by the other. On a cluster, every key of the
+/// user (connections, refresh locks) lies in one slot.
+async fn connected_services_on(topology: &[(&str, &str)], cluster: Option<&RedisCluster>) {
+    let setup = Setup::start_two(&[("OIDC_ACCESS_TOKEN_TTL", "4")], "", "keepalive_after = 2");
+    let mut env = topology.to_vec();
+    env.push(("CONNECT_KEEPALIVE_INTERVAL", "1"));
+    let one = setup.authority_on(AUTHORITY, "", &env);
+    // Replicas of one deployment share its ISSUER (alice's token is for it).
+    let issuer = one.url("");
+    env.push(("ISSUER", issuer.as_str()));
+    let two = setup.authority_on(AUTHORITY, "", &env);
+    let alice = connected::user(&one, "alice").await;
+
+    // Connect at one; the same callback at the other is a replay.
+    let browser = Browser::new();
+    let link = connected::authorize_url_for(&one, &alice, PROVIDER).await;
+    let callback = browser.authorize(&link, "alice").await;
+    let (status, page) = browser.visit(callback.as_str()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.as_deref(),
+        Some(format!("{SUCCESS_URL}?provider={PROVIDER}").as_str())
+    );
+    let mut replay = callback.clone();
+    replay
+        .set_port(Url::parse(&two.url("/")).expect("url").port())
+        .expect("port");
+    let (_, page) = browser.visit(replay.as_str()).await;
+    assert_eq!(
+        page.as_deref(),
+        Some(format!("{FAILURE_URL}?reason=replayed_state&provider={PROVIDER}").as_str())
+    );
+    let (_, page) = connected::connect_to(&two, &alice, SECOND).await;
+    assert_eq!(page, format!("{SUCCESS_URL}?provider={SECOND}"));
+
+    if let Some(cluster) = cluster {
+        let tag = format!("{{{}}}", SubjectTag::of(&alice.subject).to_key_text());
+        let mut slots = std::collections::BTreeSet::new();
+        for key in cluster_keys(cluster).await {
+            if String::from_utf8_lossy(&key).contains(&tag) {
+                slots.insert(cluster.slot_of(&key));
+            }
+        }
+        assert_eq!(slots.len(), 1, "alice's keys span slots {slots:?}");
+    }
+
+    // Concurrent requests for an expired token over both replicas: one
+    // refresh at the provider, the same fresh token for everyone.
+    let waited = wait_until_async(Duration::from_secs(20), tokio::time::sleep, || async {
+        let view: Value = json(
+            one.get_with(&format!("/v1/connect/{PROVIDER}"), &alice.bearer)
+                .await,
+        )
+        .await;
+        let expires_at = view["expires_at"].as_u64().unwrap_or(u64::MAX);
+        (Timestamp::now().as_unix_millis() / 1000 > expires_at).then_some(())
+    })
+    .await;
+    assert!(waited.is_some(), "the provider token never expired");
+    let requests = [&one, &two].into_iter().flat_map(|authority| {
+        (0..4).map(|_| async {
+            let response = authority
+                .get_with(
+                    &format!("/v1/connect/{PROVIDER}/token?expires=1"),
+                    &alice.bearer,
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+            json(response).await["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned()
+        })
+    });
+    let tokens: std::collections::BTreeSet<String> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(tokens.len(), 1, "every request gets the same token");
+    assert_eq!(
+        setup.provider.grants_of(CLIENT_ID, "refresh_token").await,
+        1,
+        "exactly one refresh"
+    );
+
+    // The keep-alive (its index, read with the paging script) refreshes
+    // the second provider's connection.
+    let kept = wait_until_async(Duration::from_secs(20), tokio::time::sleep, || async {
+        (setup
+            .provider
+            .grants_of(SECOND_CLIENT_ID, "refresh_token")
+            .await
+            >= 1)
+            .then_some(())
+    })
+    .await;
+    assert!(kept.is_some(), "no keep-alive refresh:\n{}", one.logs());
+
+    // Status and listing at either replica; disconnect at one.
+    let listed = json(two.get_with("/v1/connect/tokens", &alice.bearer).await).await;
+    let listed = listed["connections"]
+        .as_array()
+        .expect("connections")
+        .clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|view| view["status"] == "connected"));
+    let removed = two
+        .http
+        .delete(two.url(&format!("/v1/connect/{PROVIDER}")))
+        .bearer_auth(&alice.bearer)
+        .send()
+        .await
+        .expect("disconnect");
+    assert_eq!(removed.status(), StatusCode::OK);
+    assert_eq!(json(removed).await["provider_revocation"], "revoked");
+    let view = json(
+        one.get_with(&format!("/v1/connect/{PROVIDER}"), &alice.bearer)
+            .await,
+    )
+    .await;
+    assert_eq!(view["status"], "not_connected");
+    let gone = one
+        .get_with(&format!("/v1/connect/{PROVIDER}/token"), &alice.bearer)
+        .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let view = json(
+        one.get_with(&format!("/v1/connect/{SECOND}"), &alice.bearer)
+            .await,
+    )
+    .await;
+    assert_eq!(view["status"], "connected");
+}
+
+/// Connected services on a 3-master Redis Cluster with two replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_services_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let seeds = cluster.urls().join(",");
+    connected_services_on(&[("REDIS_CLUSTER_URLS", seeds.as_str())], Some(&cluster)).await;
+}
+
+/// Connected services through Sentinel with two replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_services_through_sentinel() {
+    let sentinels = RedisSentinels::start_with_replicas(1);
+    let urls = sentinels.sentinel_urls().join(",");
+    connected_services_on(
+        &[
+            ("REDIS_SENTINEL_URLS", urls.as_str()),
+            (
+                "REDIS_SENTINEL_MASTER",
+                token_test_harness::sentinel::MASTER_NAME,
+            ),
+        ],
+        None,
+    )
+    .await;
 }

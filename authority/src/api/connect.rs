@@ -7,6 +7,7 @@
 //! | `GET /v1/connect/callback` | the provider's redirect (no credentials: the state) |
 //! | `GET /v1/connect/tokens` | the user: their connections, never tokens |
 //! | `GET /v1/connect/{provider}` | the user: connected / needs reconnect / not connected |
+//! | `GET /v1/connect/{provider}/offer?return_to=URL` | the user: that provider's offer, returning to an allowed URL |
 //! | `DELETE /v1/connect/{provider}` | the user: forget (and revoke at the provider) |
 //! | `GET /v1/connect/{provider}/token?expires=N` | the user: a provider access token |
 //! | `GET /v1/users/{subject}/connect/{provider}/token?expires=N` | a service client with `view_access_tokens` |
@@ -67,6 +68,7 @@ impl From<ConnectError> for Problem {
                 tracing::warn!(%error, "provider failure");
                 Problem::provider_error("the provider refused the request or answered unusably")
             }
+            error @ ConnectError::ReturnUrl(_) => Problem::invalid_request(error.to_string()),
             ConnectError::Store(error) => Problem::from(error),
             ConnectError::NotConfigured => {
                 Problem::not_found("connected services are not configured")
@@ -155,6 +157,35 @@ pub async fn offers(state: AppState, headers: HeaderMap) -> Response {
     result.await.unwrap_or_else(Problem::into_response)
 }
 
+/// `GET /v1/connect/{provider}/offer?return_to=URL`: that enabled
+/// provider's offer for the bearer (an element of `GET /v1/connect`'s
+/// list); after the callback the browser goes to `return_to` (which
+/// `CONNECT_RETURN_URLS` must allow: 400 otherwise) instead of the success
+/// page.
+pub async fn offer(
+    state: AppState,
+    headers: HeaderMap,
+    provider: String,
+    query: String,
+) -> Response {
+    let result = async {
+        let caller = user(&state, &headers).await?;
+        let form = Form::parse(query.as_bytes())
+            .map_err(|error| Problem::invalid_request(format!("query: {error}")))?;
+        let offer: Offer = state
+            .connect()
+            .offer(
+                &caller.holder.subject,
+                &caller.holder.username,
+                &provider,
+                form.get("return_to"),
+            )
+            .await?;
+        Ok::<_, Problem>(json(StatusCode::OK, &offer))
+    };
+    result.await.unwrap_or_else(Problem::into_response)
+}
+
 /// `GET /v1/connect/callback?code&state` (or `?error&state`): completes a
 /// connection and sends the browser to the success or failure page (303),
 /// or, for flows started on the account page, back there. A state
@@ -206,7 +237,7 @@ pub async fn callback(state: AppState, headers: HeaderMap, query: String) -> Res
             ),
         })
     } else {
-        connect.result_page(&outcome)
+        connect.return_page(callback.state.as_deref(), &outcome)
     };
     let Some(location) = page.and_then(|page| HeaderValue::from_str(&page).ok()) else {
         return Problem::internal(&"the connect result pages are not configured").into_response();
@@ -233,7 +264,7 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
     let ticket = Form::parse(query.as_bytes())
         .ok()
         .and_then(|form| form.get("ticket").map(str::to_owned));
-    let Some((subject, provider)) = ticket
+    let Some(claims) = ticket
         .as_deref()
         .and_then(|ticket| connect.ticket(ticket).ok())
     else {
@@ -253,7 +284,8 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
         }
         Err(problem) => return problem_page(&problem),
     };
-    if session.record.holder.subject != subject {
+    let (subject, provider) = (&claims.subject, &claims.provider);
+    if session.record.holder.subject != *subject {
         tracing::warn!(signed_in = %session.record.holder.subject, link_for = %subject, %provider, "connect link opened by another user; refused");
         return error_page(
             StatusCode::FORBIDDEN,
@@ -262,12 +294,12 @@ pub async fn start(state: AppState, headers: HeaderMap, query: String) -> Respon
         );
     }
     match connect
-        .start_in_browser(
-            &provider,
+        .start_in_browser_to(
+            provider,
             &session.record.holder.subject,
             &session.record.holder.username,
             &session.binding(),
-            false,
+            claims.return_to.as_deref(),
         )
         .await
     {

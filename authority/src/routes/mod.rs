@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/connect/tokens"),
     ("GET", "/v1/connect/{provider}"),
     ("DELETE", "/v1/connect/{provider}"),
+    ("GET", "/v1/connect/{provider}/offer"),
     ("GET", "/v1/connect/{provider}/token"),
     ("GET", "/v1/users/{subject}/connect/{provider}/token"),
     ("GET", "/oauth/authorize"),
@@ -381,6 +382,13 @@ where
         .and(headers.clone())
         .and(raw_query())
         .then(|provider, state, headers, query| connect::token(state, headers, provider, query));
+    let offer = warp::path!("v1" / "connect" / String / "offer")
+        .and_then(decoded)
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(|provider, state, headers, query| connect::offer(state, headers, provider, query));
     let service_token = warp::path!("v1" / "users" / String / "connect" / String / "token")
         .and(warp::get())
         .and_then(|subject: String, provider: String| async move {
@@ -407,6 +415,8 @@ where
         .or(disconnect)
         .unify()
         .or(token)
+        .unify()
+        .or(offer)
         .unify()
         .or(service_token)
         .unify()

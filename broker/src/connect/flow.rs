@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use token_repository::Timestamp;
 
-use super::{Connect, Current, expiry};
+use super::{Connect, Current, expiry, refresh_expiry};
 use crate::callback::{Callback, Failure, Refusal};
 use crate::error::ConnectError;
 use crate::metrics;
@@ -14,7 +14,7 @@ use crate::oauth_client::{self, ProviderError};
 use crate::providers::Endpoints;
 use crate::record::{Connection, Stored};
 use crate::registry::Provider;
-use crate::state::StateError;
+use crate::state::{Binding, StateClaims, StateError};
 use crate::views::Offer;
 
 /// Query values: all but unreserved characters escaped.
@@ -32,11 +32,44 @@ impl Connect {
     /// configured.
     #[must_use]
     pub fn result_page(&self, outcome: &Result<String, Refusal>) -> Option<String> {
-        let (base, pairs): (&Option<String>, Vec<(&str, &str)>) = match outcome {
-            Ok(provider) => (
-                &self.inner.success_url,
-                vec![("provider", provider.as_str())],
-            ),
+        let base = match outcome {
+            Ok(_) => self.inner.success_url.as_deref(),
+            Err(_) => self.inner.failure_url.as_deref(),
+        };
+        Some(Self::page(base?, outcome))
+    }
+
+    /// Where the callback with `state` sends the browser: the return URL
+    /// its (genuine, unexpired) state carries, if `CONNECT_RETURN_URLS`
+    /// still allows it, with the same parameters as the result pages;
+    /// otherwise [`Self::result_page`].
+    #[must_use]
+    pub fn return_page(
+        &self,
+        state: Option<&str>,
+        outcome: &Result<String, Refusal>,
+    ) -> Option<String> {
+        let return_to = match (&self.inner.signer, state) {
+            (Some(signer), Some(state)) => signer
+                .verify(state, Timestamp::now())
+                .ok()
+                .and_then(|claims| claims.return_to),
+            _ => None,
+        };
+        match return_to.map(|url| self.inner.return_urls.check(&url)) {
+            Some(Ok(url)) => Some(Self::page(&url, outcome)),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "the state's return URL is no longer allowed; the result pages are used");
+                self.result_page(outcome)
+            }
+            None => self.result_page(outcome),
+        }
+    }
+
+    /// `base` with the outcome's parameters appended.
+    fn page(base: &str, outcome: &Result<String, Refusal>) -> String {
+        let pairs: Vec<(&str, &str)> = match outcome {
+            Ok(provider) => vec![("provider", provider.as_str())],
             Err(refusal) => {
                 let mut pairs = vec![("reason", refusal.failure.code())];
                 if let Some(provider) = &refusal.provider {
@@ -47,10 +80,9 @@ impl Connect {
                 if let Some(error) = refusal.error.as_deref().and_then(oauth_client::error_code) {
                     pairs.push(("error", error));
                 }
-                (&self.inner.failure_url, pairs)
+                pairs
             }
         };
-        let base = base.as_deref()?;
         let (before_fragment, fragment) = match base.split_once('#') {
             Some((before, fragment)) => (before, Some(fragment)),
             None => (base, None),
@@ -66,7 +98,7 @@ impl Connect {
             page.push('#');
             page.push_str(fragment);
         }
-        Some(page)
+        page
     }
 
     /// The enabled providers with a fresh authorization URL each, for the
@@ -88,7 +120,7 @@ impl Connect {
         let mut offers = Vec::with_capacity(enabled.len());
         for (provider, endpoints) in enabled.into_iter().zip(endpoints) {
             let authorize_url = match endpoints {
-                Ok(_) => Some(self.ticket_url(provider, subject, username)?),
+                Ok(_) => Some(self.ticket_url(provider, subject, username, None)?),
                 Err(error) => {
                     tracing::warn!(provider = %provider.config.name, %error, "provider unavailable; offered without a URL");
                     None
@@ -104,6 +136,44 @@ impl Connect {
         Ok(offers)
     }
 
+    /// One enabled provider's offer for `subject` / `username` (as an
+    /// element of [`Self::offers`]); the callback of the flow it starts
+    /// sends the browser to `return_to` when given, which
+    /// `CONNECT_RETURN_URLS` must allow.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::UnknownProvider`] (also for a disabled provider),
+    /// [`ConnectError::ReturnUrl`], [`ConnectError::Internal`].
+    pub async fn offer(
+        &self,
+        subject: &str,
+        username: &str,
+        provider: &str,
+        return_to: Option<&str>,
+    ) -> Result<Offer, ConnectError> {
+        let provider = self.provider(provider)?;
+        if !provider.config.enabled {
+            return Err(ConnectError::UnknownProvider);
+        }
+        let return_to = return_to
+            .map(|url| self.inner.return_urls.check(url))
+            .transpose()?;
+        let authorize_url = match self.endpoints(&provider).await {
+            Ok(_) => Some(self.ticket_url(&provider, subject, username, return_to.as_deref())?),
+            Err(error) => {
+                tracing::warn!(provider = %provider.config.name, %error, "provider unavailable; offered without a URL");
+                None
+            }
+        };
+        Ok(Offer {
+            name: provider.config.name.clone(),
+            display_name: provider.config.display_name.clone(),
+            logo_url: provider.config.logo_url.clone(),
+            authorize_url,
+        })
+    }
+
     /// A link to `ISSUER/connect/start` for `subject`: a signed ticket
     /// (the state format, unbound, so never accepted by the callback) that
     /// a browser signed in as the same user turns into a flow bound to its
@@ -113,6 +183,7 @@ impl Connect {
         provider: &Provider,
         subject: &str,
         username: &str,
+        return_to: Option<&str>,
     ) -> Result<String, ConnectError> {
         let signer = self
             .inner
@@ -120,7 +191,13 @@ impl Connect {
             .as_ref()
             .ok_or(ConnectError::NotConfigured)?;
         let ticket = signer
-            .issue_ticket(subject, username, &provider.config.name, Timestamp::now())
+            .issue_ticket(
+                subject,
+                username,
+                &provider.config.name,
+                Timestamp::now(),
+                return_to,
+            )
             .map_err(|error| ConnectError::Internal(format!("random generator: {error}")))?;
         Ok(format!(
             "{}?ticket={}",
@@ -129,14 +206,14 @@ impl Connect {
         ))
     }
 
-    /// Checks a `GET /v1/connect` link ticket: answers the subject and the
-    /// provider it was made for.
+    /// Checks a `GET /v1/connect` link ticket: answers what it says (the
+    /// subject and the provider it was made for, its return URL).
     ///
     /// # Errors
     ///
     /// [`ConnectError::UnknownProvider`] for a malformed, forged or expired
     /// ticket (or one naming no provider).
-    pub fn ticket(&self, ticket: &str) -> Result<(String, String), ConnectError> {
+    pub fn ticket(&self, ticket: &str) -> Result<StateClaims, ConnectError> {
         let signer = self
             .inner
             .signer
@@ -148,7 +225,7 @@ impl Connect {
         if claims.browser.is_some() {
             return Err(ConnectError::UnknownProvider);
         }
-        Ok((claims.subject, claims.provider))
+        Ok(claims)
     }
 
     /// Whether the callback with `state` should return to the account page
@@ -179,14 +256,53 @@ impl Connect {
         browser: &str,
         to_account: bool,
     ) -> Result<String, ConnectError> {
+        let binding = Binding {
+            browser: Some(browser),
+            to_account,
+            return_to: None,
+        };
+        self.start_bound(provider, subject, username, binding).await
+    }
+
+    /// [`Self::start_in_browser`] from a link ticket: the callback returns
+    /// to `return_to` (the ticket's, checked again against
+    /// `CONNECT_RETURN_URLS`) when given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::start_in_browser`], and [`ConnectError::ReturnUrl`].
+    pub async fn start_in_browser_to(
+        &self,
+        provider: &str,
+        subject: &str,
+        username: &str,
+        browser: &str,
+        return_to: Option<&str>,
+    ) -> Result<String, ConnectError> {
+        let return_to = return_to
+            .map(|url| self.inner.return_urls.check(url))
+            .transpose()?;
+        let binding = Binding {
+            browser: Some(browser),
+            to_account: false,
+            return_to: return_to.as_deref(),
+        };
+        self.start_bound(provider, subject, username, binding).await
+    }
+
+    async fn start_bound(
+        &self,
+        provider: &str,
+        subject: &str,
+        username: &str,
+        binding: Binding<'_>,
+    ) -> Result<String, ConnectError> {
         let provider = self.provider(provider)?;
         if !provider.config.enabled {
             return Err(ConnectError::UnknownProvider);
         }
         let endpoints = self.endpoints(&provider).await?;
-        self.authorize_url(
-            &provider, &endpoints, subject, username, browser, to_account,
-        )
+        self.authorize_url(&provider, &endpoints, subject, username, binding)
     }
 
     fn authorize_url(
@@ -195,8 +311,7 @@ impl Connect {
         endpoints: &Endpoints,
         subject: &str,
         username: &str,
-        browser: &str,
-        to_account: bool,
+        binding: Binding<'_>,
     ) -> Result<String, ConnectError> {
         let signer = self
             .inner
@@ -205,14 +320,7 @@ impl Connect {
             .ok_or(ConnectError::NotConfigured)?;
         let config = &provider.config;
         let issued = signer
-            .issue_bound(
-                subject,
-                username,
-                &config.name,
-                Timestamp::now(),
-                Some(browser),
-                to_account,
-            )
+            .issue_bound(subject, username, &config.name, Timestamp::now(), binding)
             .map_err(|error| ConnectError::Internal(format!("random generator: {error}")))?;
         let mut url = endpoints.authorization.clone();
         {
@@ -392,6 +500,12 @@ impl Connect {
             connected_at: now.as_unix_millis(),
             refreshed_at: now.as_unix_millis(),
             provider_subject: tokens.id_token_subject.clone(),
+            refresh_expires_at: refresh_expiry(
+                now,
+                &tokens,
+                provider.config.refresh_token_expires_in,
+                None,
+            ),
         };
         let stored = Stored::seal(keys, &claims.subject, &name, &connection).map_err(|error| {
             tracing::error!(%error, "cannot encrypt a connection");

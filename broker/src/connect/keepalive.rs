@@ -9,7 +9,11 @@
 //! longer ago than that and refreshes them, under the same per-connection
 //! lock as any other refresh, so replicas running the same task never
 //! refresh one connection twice. A refresh the provider refuses turns the
-//! connection into "needs reconnect", as a user's request would.
+//! connection into "needs reconnect", as a user's request would. A
+//! connection whose refresh token is past its known lifetime
+//! (`refresh_expires_in`, `refresh_token_expires_in`) is not tried: it
+//! leaves the index, and is reported "needs reconnect" (`expired`) once its
+//! access token has expired too.
 
 use std::future::Future;
 
@@ -151,6 +155,14 @@ impl Connect {
                     .await?;
             }
             Ok(Refreshed::Changed) => {}
+            Ok(Refreshed::Expired) => {
+                // Not tried: the next pass need not look at it again.
+                report.expired += 1;
+                self.inner
+                    .store
+                    .unindex(&entry.subject, &entry.provider)
+                    .await?;
+            }
             Err(ConnectError::NotConnected) => {
                 self.inner
                     .store
@@ -193,11 +205,14 @@ pub async fn run(connect: Connect, shutdown: impl Future<Output = ()>) {
             () = &mut shutdown => return,
         }
         match connect.keep_alive().await {
-            Ok(report) if report.refreshed + report.rejected + report.failed > 0 => {
+            Ok(report)
+                if report.refreshed + report.rejected + report.failed + report.expired > 0 =>
+            {
                 tracing::info!(
                     refreshed = report.refreshed,
                     rejected = report.rejected,
                     failed = report.failed,
+                    expired = report.expired,
                     "keep-alive pass"
                 );
             }

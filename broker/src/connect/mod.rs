@@ -46,6 +46,8 @@ enum Refreshed {
     Served(Connection, bool),
     /// Nothing to do (keep-alive: refreshed recently enough).
     Skipped(Connection),
+    /// Not tried: the refresh token is past its known expiry.
+    Expired,
     /// The record changed under us (reconnect, disconnect): look again.
     Changed,
 }
@@ -76,6 +78,10 @@ struct Inner {
     failure_url: Option<String>,
     lock_ttl: Duration,
     keepalive_interval: Duration,
+    /// `CONNECT_EXPIRING_MARGIN`.
+    expiring_margin: Duration,
+    /// `CONNECT_RETURN_URLS`.
+    return_urls: crate::return_url::ReturnUrls,
     /// Where the next keep-alive pass goes on in the index (this
     /// replica's; `None`: from the oldest).
     keepalive_cursor: std::sync::Mutex<Option<store::IndexEntry>>,
@@ -124,6 +130,8 @@ impl Connect {
                 failure_url: config.failure_url.clone(),
                 lock_ttl: config.provider_timeout + LOCK_MARGIN,
                 keepalive_interval: config.keepalive_interval,
+                expiring_margin: config.expiring_margin,
+                return_urls: config.return_urls.clone(),
                 keepalive_cursor: std::sync::Mutex::new(None),
                 start_url: format!("{issuer}/connect/start"),
             }),
@@ -202,7 +210,7 @@ impl Connect {
         }
     }
 
-    fn view(provider: &str, current: Current) -> ConnectionView {
+    fn view(&self, provider: &str, current: Current) -> ConnectionView {
         let mut view = ConnectionView {
             provider: provider.to_owned(),
             status: "not_connected",
@@ -213,6 +221,8 @@ impl Connect {
             connected_at: None,
             refreshed_at: None,
             account: None,
+            refresh_expires_at: None,
+            expiring: None,
         };
         match current {
             Current::Absent => {}
@@ -225,7 +235,8 @@ impl Connect {
                 view.reason = Some("unreadable".to_owned());
             }
             Current::Live { connection, .. } => {
-                let usable = connection.usable(Timestamp::now());
+                let now = Timestamp::now();
+                let usable = connection.usable(now);
                 view.status = if usable {
                     "connected"
                 } else {
@@ -234,10 +245,14 @@ impl Connect {
                 view.reason = (!usable).then(|| "expired".to_owned());
                 view.scope.clone_from(&connection.scope);
                 view.expires_at = Some(secs(connection.expires_at));
-                view.refreshable = Some(connection.refresh_token.is_some());
+                view.refreshable = Some(connection.refreshable(now));
                 view.connected_at = Some(secs(connection.connected_at));
                 view.refreshed_at = Some(secs(connection.refreshed_at));
                 view.account.clone_from(&connection.provider_subject);
+                view.refresh_expires_at = connection.refresh_expires_at.map(secs);
+                view.expiring = Some(connection.ends_at().is_some_and(|end| {
+                    now.until(Timestamp::from_unix_millis(end)) < self.inner.expiring_margin
+                }));
             }
         }
         view
@@ -255,7 +270,7 @@ impl Connect {
     ) -> Result<ConnectionView, ConnectError> {
         let provider = self.provider(provider)?;
         let current = self.read(subject, &provider.config.name).await?;
-        Ok(Self::view(&provider.config.name, current))
+        Ok(self.view(&provider.config.name, current))
     }
 
     /// `subject`'s connections (usable or needing a reconnect), in
@@ -276,7 +291,7 @@ impl Connect {
             .iter()
             .zip(values)
             .filter(|(_, raw)| raw.is_some())
-            .map(|(name, raw)| Self::view(name, self.decode(subject, name, raw)))
+            .map(|(name, raw)| self.view(name, self.decode(subject, name, raw)))
             .collect())
     }
 }
@@ -288,4 +303,22 @@ fn expiry(now: Timestamp, tokens: &TokenResponse, default: Duration) -> u64 {
         Duration::from_secs(seconds.min(31_536_000))
     });
     now.saturating_add(lifetime).as_unix_millis()
+}
+
+/// When the refresh token after `tokens` expires (Unix ms), when known:
+/// the response's `refresh_expires_in` (capped at ten years); for a new
+/// refresh token without it, the provider's `refresh_token_expires_in`;
+/// for a refresh token kept (not rotated), its `previous` expiry.
+fn refresh_expiry(
+    now: Timestamp,
+    tokens: &TokenResponse,
+    declared: Option<Duration>,
+    previous: Option<u64>,
+) -> Option<u64> {
+    let lifetime = match tokens.refresh_expires_in {
+        Some(seconds) => Some(Duration::from_secs(seconds.min(315_360_000))),
+        None if tokens.refresh_token.is_some() => declared,
+        None => return previous,
+    };
+    lifetime.map(|lifetime| now.saturating_add(lifetime).as_unix_millis())
 }

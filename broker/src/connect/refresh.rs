@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use token_repository::Timestamp;
 use zeroize::Zeroizing;
 
-use super::{Connect, Current, Need, POLL_INTERVAL, Refreshed, TOMBSTONE_TTL, expiry};
+use super::{
+    Connect, Current, Need, POLL_INTERVAL, Refreshed, TOMBSTONE_TTL, expiry, refresh_expiry,
+};
 use crate::error::ConnectError;
 use crate::metrics;
 use crate::record::{Connection, Stored};
@@ -54,7 +56,7 @@ impl Connect {
                         metrics::connect_token(name, "stored");
                         return Ok(serve(&connection, now, false));
                     }
-                    refreshable(&connection, at_least)?;
+                    refreshable(&connection, now, at_least)?;
                 }
             }
             if let Some(lock) = self
@@ -84,6 +86,7 @@ impl Connect {
                         );
                         return Ok(serve(&connection, now, refreshed));
                     }
+                    Refreshed::Expired => return Err(expired()),
                     Refreshed::Skipped(_) | Refreshed::Changed => {}
                 }
             }
@@ -131,6 +134,10 @@ impl Connect {
             }
             _ => {}
         }
+        if connection.refresh_expired(now) {
+            // Past its known lifetime: the provider is not asked.
+            return Ok(Refreshed::Expired);
+        }
         let Some(refresh_token) = connection.refresh_token.clone().map(Zeroizing::new) else {
             return Err(ConnectError::Reconnect(
                 "the provider issued no refresh token and the access token has expired; connect the service again",
@@ -161,6 +168,12 @@ impl Connect {
                     connected_at: connection.connected_at,
                     refreshed_at: now.as_unix_millis(),
                     provider_subject: connection.provider_subject.clone(),
+                    refresh_expires_at: refresh_expiry(
+                        now,
+                        &tokens,
+                        provider.config.refresh_token_expires_in,
+                        connection.refresh_expires_at,
+                    ),
                 };
                 // Re-encrypting on every write is the key-rotation path.
                 let sealed = Stored::seal(keys, subject, name, &next)
@@ -340,17 +353,31 @@ impl Connect {
 /// only `at_least < lifetime` can be met. This is the same comparison the
 /// answer is checked with after the refresh (`valid_for`), so a request
 /// at the boundary is refused here instead of costing a refresh first.
-fn refreshable(connection: &Connection, at_least: Duration) -> Result<(), ConnectError> {
+fn refreshable(
+    connection: &Connection,
+    now: Timestamp,
+    at_least: Duration,
+) -> Result<(), ConnectError> {
     if connection.refresh_token.is_none() {
         return Err(ConnectError::Reconnect(
             "the provider issued no refresh token and the access token expires too soon; connect the service again",
         ));
+    }
+    if connection.refresh_expired(now) {
+        return Err(expired());
     }
     let lifetime = connection.lifetime();
     if !lifetime.is_zero() && at_least >= lifetime {
         return Err(too_long(lifetime));
     }
     Ok(())
+}
+
+/// The refusal when the refresh token is past its known lifetime.
+fn expired() -> ConnectError {
+    ConnectError::Reconnect(
+        "the refresh token has expired (its lifetime at the provider is over); connect the service again",
+    )
 }
 
 /// The refusal of an `expires` a token of `lifetime` cannot satisfy: the
@@ -393,14 +420,16 @@ mod tests {
             connected_at: 1_000,
             refreshed_at: 1_000,
             provider_subject: None,
+            refresh_expires_at: Some(100_000),
         };
-        assert!(refreshable(&connection, Duration::from_secs(59)).is_ok());
+        let now = Timestamp::from_unix_millis(2_000);
+        assert!(refreshable(&connection, now, Duration::from_secs(59)).is_ok());
         // A fresh 60 s token is already some milliseconds old when handed
         // out: 60 s is refused before the provider is called, as the
         // check after a refresh would refuse it (after the refresh).
         for asked in [60, 61] {
             assert!(matches!(
-                refreshable(&connection, Duration::from_secs(asked)),
+                refreshable(&connection, now, Duration::from_secs(asked)),
                 Err(ConnectError::TooLong {
                     lifetime_secs: 60,
                     max_secs: 59
@@ -421,10 +450,19 @@ mod tests {
             too_long(Duration::from_secs(60)).to_string(),
             "the provider's tokens live 60 seconds; ask for expires <= 59"
         );
+        // Past the refresh token's known expiry nothing is tried.
+        assert!(matches!(
+            refreshable(
+                &connection,
+                Timestamp::from_unix_millis(100_000),
+                Duration::from_secs(1)
+            ),
+            Err(ConnectError::Reconnect(_))
+        ));
         let mut no_refresh = connection;
         no_refresh.refresh_token = None;
         assert!(matches!(
-            refreshable(&no_refresh, Duration::from_secs(1)),
+            refreshable(&no_refresh, now, Duration::from_secs(1)),
             Err(ConnectError::Reconnect(_))
         ));
     }
