@@ -86,16 +86,40 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// The hash slot of `key`, as the cluster computes it (`CLUSTER KEYSLOT`).
+    /// The hash slot of `key`, as the cluster computes it (the test below
+    /// checks it against `CLUSTER KEYSLOT`). Computed here, because keys
+    /// hold raw bytes (NUL included) that no command-line argument can
+    /// carry.
     #[must_use]
     pub fn slot_of(&self, key: &[u8]) -> u16 {
-        let key = String::from_utf8_lossy(key);
-        self.nodes[0]
-            .cli(&["CLUSTER", "KEYSLOT", &key])
-            .trim()
-            .parse()
-            .expect("CLUSTER KEYSLOT answers a number")
+        key_slot(key)
     }
+}
+
+/// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of its hash tag
+/// (the bytes between the first `{` and the next `}`, when not empty) or of
+/// the whole key, modulo 16384.
+#[must_use]
+pub fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&byte| byte == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let len = rest.iter().position(|&byte| byte == b'}')?;
+        (len > 0).then(|| &rest[..len])
+    });
+    crc16(tagged.unwrap_or(key)) % 16384
+}
+
+/// CRC16-CCITT (XMODEM), the checksum of Redis Cluster's key slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    bytes.iter().fold(0, |crc, &byte| {
+        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
+            if crc & 0x8000 == 0 {
+                crc << 1
+            } else {
+                (crc << 1) ^ 0x1021
+            }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -113,5 +137,22 @@ mod tests {
         assert!(info.contains("cluster_known_nodes:3"), "{info}");
         assert_eq!(cluster.slot_of(b"a{user-1}"), cluster.slot_of(b"b{user-1}"));
         assert_ne!(cluster.slot_of(b"{a}"), cluster.slot_of(b"{b}"));
+        for key in [
+            "a{user-1}",
+            "{a}",
+            "foo",
+            "{}x",
+            "x{}{y}",
+            "ts:s:{abc}:z",
+            "{a}{b}",
+            "x{y",
+        ] {
+            let by_server: u16 = cluster.nodes()[0]
+                .cli(&["CLUSTER", "KEYSLOT", key])
+                .trim()
+                .parse()
+                .expect("a number");
+            assert_eq!(key_slot(key.as_bytes()), by_server, "{key}");
+        }
     }
 }
