@@ -34,6 +34,9 @@ pub enum Failure {
     /// The user signed in at the provider as another account than the one
     /// connected; the existing connection is kept.
     AccountMismatch,
+    /// Sign-in: the ID token is missing or does not verify (signature,
+    /// issuer, audience, expiry, nonce).
+    InvalidIdToken,
 }
 
 impl Failure {
@@ -53,6 +56,7 @@ impl Failure {
             Self::ServerError => "server_error",
             Self::SessionMismatch => "session_mismatch",
             Self::AccountMismatch => "account_mismatch",
+            Self::InvalidIdToken => "invalid_id_token",
         }
     }
 }

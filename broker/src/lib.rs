@@ -45,6 +45,10 @@
 //! - [`providers`]: the `[[providers]]` file format, validated, and where
 //!   a provider's endpoints are.
 //! - [`oauth_client`]: discovery, code exchange, refresh, revocation.
+//! - [`login`]: a provider's sign-in fields (`login`, `login_options`,
+//!   `provision`, `default_scopes`, `scope_map`).
+//! - [`id_token`]: ID token verification for sign-in, with the providers'
+//!   key sets cached.
 //! - [`registry`]: the configured providers and their endpoints (explicit
 //!   or discovered once).
 //! - [`state`]: signed state and the PKCE pair.
@@ -53,7 +57,7 @@
 //! - [`record`]: the plaintext connection and its stored envelope.
 //! - [`store`]: records, the refresh lock, used states, the index, in Redis.
 //! - [`connect`]: [`Connect`], the operations: authorize URLs and the
-//!   callback, handing out tokens (refresh under the lock), disconnecting,
+//!   callback, sign-in with a provider, handing out tokens (refresh under the lock), disconnecting,
 //!   the keep-alive ([`connect::keepalive`]) and re-encryption.
 //! - [`callback`]: what a callback brings and why it may not connect.
 //! - [`views`]: what the operations answer.
@@ -65,6 +69,8 @@ pub mod config;
 pub mod connect;
 pub mod crypto;
 pub mod error;
+pub mod id_token;
+pub mod login;
 pub mod metrics;
 pub mod oauth_client;
 pub mod providers;

@@ -85,6 +85,9 @@ pub struct TokenResponse {
     /// Connect Core §3.1.3.7 lets the code flow skip the signature), and
     /// only used to tell provider accounts apart.
     pub id_token_subject: Option<String>,
+    /// The ID token itself, when sent: sign-in verifies it
+    /// ([`crate::id_token`]).
+    pub id_token: Option<Zeroizing<String>>,
 }
 
 /// The `sub` claim of a JWT's payload, without checking the signature.
@@ -170,6 +173,9 @@ pub struct Discovered {
     /// PKCE methods; S256 is what the authority uses.
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// The JSON Web Key Set of its ID tokens (OpenID Connect discovery).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
 }
 
 /// Form-urlencoding for HTTP Basic credentials (RFC 6749 §2.3.1): all but
@@ -500,7 +506,43 @@ impl ProviderClient {
                 .filter(|seconds| *seconds > 0),
             scope: raw.scope,
             id_token_subject: raw.id_token.as_deref().and_then(jwt_subject),
+            id_token: raw.id_token.map(Zeroizing::new),
         })
+    }
+
+    /// Fetches a JSON Web Key Set (RFC 7517) from `url`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::Unavailable`] for a failure that may pass,
+    /// [`ProviderError::Invalid`] for an answer that is no key set.
+    pub async fn jwks(&self, url: &Url) -> Result<jsonwebtoken::jwk::JwkSet, ProviderError> {
+        let (status, body) = self
+            .send(
+                self.http
+                    .get(url.clone())
+                    .header("accept", "application/json"),
+            )
+            .await?;
+        if status >= 500 || status == 429 {
+            return Err(ProviderError::Unavailable(format!(
+                "the key set answered {status}"
+            )));
+        }
+        if status != 200 {
+            return Err(ProviderError::Invalid("the key set is not published"));
+        }
+        // Keys of kinds this crate cannot read are skipped, not fatal.
+        let raw: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::Invalid("the key set is not JSON"))?;
+        let keys = raw
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .ok_or(ProviderError::Invalid("the key set has no keys"))?
+            .iter()
+            .filter_map(|key| serde_json::from_value(key.clone()).ok())
+            .collect();
+        Ok(jsonwebtoken::jwk::JwkSet { keys })
     }
 
     /// Exchanges an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5).

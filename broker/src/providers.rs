@@ -44,6 +44,7 @@ const RESERVED_PARAMS: &[&str] = &[
     "state",
     "code_challenge",
     "code_challenge_method",
+    "nonce",
 ];
 
 /// Path segments next to `/v1/connect/{provider}` that are routes.
@@ -105,6 +106,13 @@ pub struct ProviderConfig {
     /// `allow_insecure_http`: plain `http://` endpoints on hosts other
     /// than loopback are accepted (for tests; never for a real provider).
     pub allow_insecure_http: bool,
+    /// Users may sign in with it (`login = true`), and how
+    /// ([`crate::login`]).
+    pub login: Option<crate::login::LoginConfig>,
+    /// Also a connected service (`connect`, default true): offered by
+    /// `GET /v1/connect`, and a sign-in keeps its tokens. `false`: sign-in
+    /// only.
+    pub connect: bool,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -122,6 +130,8 @@ impl fmt::Debug for ProviderConfig {
             .field("keepalive_after", &self.keepalive_after)
             .field("refresh_token_expires_in", &self.refresh_token_expires_in)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("login", &self.login)
+            .field("connect", &self.connect)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +166,14 @@ struct RawProvider {
     keepalive_after: Option<u64>,
     refresh_token_expires_in: Option<u64>,
     allow_insecure_http: Option<bool>,
+    login: Option<bool>,
+    #[serde(default)]
+    login_options: Vec<crate::login::LoginOption>,
+    provision: Option<bool>,
+    #[serde(default)]
+    default_scopes: Vec<String>,
+    scope_map: Option<crate::login::ScopeMap>,
+    connect: Option<bool>,
 }
 
 /// Whether `name` is a usable provider name: 1–32 of `a-z 0-9 _ -`,
@@ -391,6 +409,25 @@ pub fn parse(
                 ));
             }
         };
+        let login = crate::login::parse(
+            crate::login::RawLogin {
+                login: raw.login,
+                login_options: raw.login_options,
+                provision: raw.provision,
+                default_scopes: raw.default_scopes,
+                scope_map: raw.scope_map,
+            },
+            index,
+            issuer.as_deref(),
+            RESERVED_PARAMS,
+        )?;
+        let connect = raw.connect.unwrap_or(true);
+        if !connect && login.is_none() {
+            return Err(ConfigError::new(
+                &at("connect"),
+                "a provider that is not a connected service must be a sign-in provider (login = true)",
+            ));
+        }
         providers.push(ProviderConfig {
             display_name: raw.display_name.unwrap_or_else(|| raw.name.clone()),
             name: raw.name,
@@ -410,6 +447,8 @@ pub fn parse(
             keepalive_after,
             refresh_token_expires_in,
             allow_insecure_http,
+            login,
+            connect,
         });
     }
     Ok(providers)
@@ -428,6 +467,9 @@ pub struct Endpoints {
     pub issuer: Option<String>,
     /// The provider always sends `iss` with the callback (RFC 9207).
     pub iss_parameter_required: bool,
+    /// The provider's JSON Web Key Set (OpenID Connect discovery's
+    /// `jwks_uri`): the keys of its ID tokens.
+    pub jwks: Option<Url>,
 }
 
 /// The `[[providers]]` tables of a TOML text (for tests).

@@ -106,10 +106,16 @@ impl Provider {
                         .as_ref()
                         .and_then(|d| d.revocation_endpoint.as_ref()),
                 )?;
+                let jwks = discovered
+                    .as_ref()
+                    .and_then(|d| d.jwks_uri.as_deref())
+                    .map(url)
+                    .transpose()?;
                 // Discovered endpoints obey the rule of configured ones.
                 for endpoint in [&authorization, &token]
                     .into_iter()
                     .chain(revocation.as_ref())
+                    .chain(jwks.as_ref())
                 {
                     match endpoint.scheme() {
                         "https" => {}
@@ -130,6 +136,7 @@ impl Provider {
                     iss_parameter_required: discovered
                         .as_ref()
                         .is_some_and(|d| d.authorization_response_iss_parameter_supported),
+                    jwks,
                 };
                 tracing::info!(provider = %config.name, ?endpoints, "provider endpoints known");
                 Ok(Arc::new(endpoints))

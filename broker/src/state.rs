@@ -48,6 +48,7 @@ const MAX_STATE_LEN: usize = 2048;
 /// Domain separation of the two uses of the key.
 const STATE_CONTEXT: &[u8] = b"token-service/connect-state/v1\0";
 const VERIFIER_CONTEXT: &[u8] = b"token-service/pkce-verifier/v1\0";
+const OIDC_NONCE_CONTEXT: &[u8] = b"token-service/oidc-nonce/v1\0";
 
 /// Why a state is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +102,21 @@ pub struct StateClaims {
     /// with the rest, so it cannot be swapped.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub return_to: Option<String>,
+    /// A sign-in, not a connection (federated sign-in): the subject and
+    /// username are empty, `browser` is the sign-in cookie's digest.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginClaims>,
+}
+
+/// What a sign-in state carries besides the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginClaims {
+    /// The login option chosen (its name), if the provider has options.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
+    /// The local path the browser returns to once signed in.
+    #[serde(rename = "t")]
+    pub return_to: String,
 }
 
 /// What a state is bound to besides its user and provider.
@@ -112,6 +128,8 @@ pub struct Binding<'a> {
     pub to_account: bool,
     /// Return there (see [`StateClaims::return_to`]).
     pub return_to: Option<&'a str>,
+    /// A sign-in (see [`StateClaims::login`]).
+    pub login: Option<&'a LoginClaims>,
 }
 
 impl fmt::Debug for StateClaims {
@@ -249,6 +267,7 @@ impl StateSigner {
             browser: binding.browser.map(str::to_owned),
             to_account: binding.to_account,
             return_to: binding.return_to.map(str::to_owned),
+            login: binding.login.cloned(),
         };
         // Serialising plain strings and integers cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();
@@ -303,6 +322,18 @@ impl StateSigner {
             .finalize()
             .into_bytes();
         Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The OpenID Connect `nonce` of the sign-in state with `nonce`:
+    /// derived with the key like the verifier (another context), so the
+    /// ID token can be checked against it without storage.
+    #[must_use]
+    pub fn oidc_nonce(&self, nonce: &str) -> String {
+        let bytes = self
+            .mac(OIDC_NONCE_CONTEXT, nonce.as_bytes())
+            .finalize()
+            .into_bytes();
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// The S256 `code_challenge` of a verifier (RFC 7636 §4.2).
@@ -398,6 +429,7 @@ mod tests {
             browser: Some("b"),
             to_account: false,
             return_to: Some("https://app.example/jobs/1"),
+            login: None,
         };
         let issued = signer
             .issue_bound("sub-1", "alice", "orcid", now, binding)
@@ -421,6 +453,7 @@ mod tests {
             browser: Some(&"b".repeat(43)),
             to_account: false,
             return_to: Some(&long),
+            login: None,
         };
         let issued = signer
             .issue_bound(&"s".repeat(64), &"u".repeat(64), "orcid", now, binding)

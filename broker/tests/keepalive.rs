@@ -115,6 +115,8 @@ fn provider(name: &str, stub: &str, keepalive_after: Duration) -> ProviderConfig
         keepalive_after: Some(keepalive_after),
         refresh_token_expires_in: None,
         allow_insecure_http: false,
+        login: None,
+        connect: true,
     }
 }
 

@@ -112,7 +112,7 @@ impl Connect {
             .inner
             .registry
             .all()
-            .filter(|provider| provider.config.enabled)
+            .filter(|provider| provider.config.enabled && provider.config.connect)
             .collect();
         let endpoints =
             futures_util::future::join_all(enabled.iter().map(|provider| self.endpoints(provider)))
@@ -153,7 +153,7 @@ impl Connect {
         return_to: Option<&str>,
     ) -> Result<Offer, ConnectError> {
         let provider = self.provider(provider)?;
-        if !provider.config.enabled {
+        if !provider.config.enabled || !provider.config.connect {
             return Err(ConnectError::UnknownProvider);
         }
         let return_to = return_to
@@ -222,7 +222,7 @@ impl Connect {
         let claims = signer
             .verify(ticket, Timestamp::now())
             .map_err(|_| ConnectError::UnknownProvider)?;
-        if claims.browser.is_some() {
+        if claims.browser.is_some() || claims.login.is_some() {
             return Err(ConnectError::UnknownProvider);
         }
         Ok(claims)
@@ -260,6 +260,7 @@ impl Connect {
             browser: Some(browser),
             to_account,
             return_to: None,
+            login: None,
         };
         self.start_bound(provider, subject, username, binding).await
     }
@@ -286,6 +287,7 @@ impl Connect {
             browser: Some(browser),
             to_account: false,
             return_to: return_to.as_deref(),
+            login: None,
         };
         self.start_bound(provider, subject, username, binding).await
     }
@@ -298,7 +300,7 @@ impl Connect {
         binding: Binding<'_>,
     ) -> Result<String, ConnectError> {
         let provider = self.provider(provider)?;
-        if !provider.config.enabled {
+        if !provider.config.enabled || !provider.config.connect {
             return Err(ConnectError::UnknownProvider);
         }
         let endpoints = self.endpoints(&provider).await?;
@@ -387,6 +389,11 @@ impl Connect {
             }
             Some(Ok(claims)) => claims,
         };
+        if claims.login.is_some() {
+            // A sign-in's state connects nothing (the authority sends
+            // those to the sign-in's own completion).
+            return Err(Refusal::new(Failure::InvalidState, None));
+        }
         let name = claims.provider.clone();
         let fail = |failure: Failure| Refusal::new(failure, Some(name.clone()));
         let Some(provider) = self.inner.registry.get(&claims.provider).cloned() else {
@@ -489,49 +496,68 @@ impl Connect {
             tracing::warn!(subject = %claims.subject, provider = %name, "reconnect with another provider account; the existing connection is kept");
             return Err(fail(Failure::AccountMismatch));
         }
+        let refreshable = self
+            .save_connection(keys, &claims.subject, &claims.username, &provider, &tokens)
+            .await
+            .map_err(fail)?;
+        tracing::info!(
+            subject = %claims.subject,
+            username = %claims.username,
+            provider = %name,
+            refreshable,
+            "service connected"
+        );
+        Ok(name)
+    }
+
+    /// Seals and stores `tokens` as `subject`'s connection to `provider`
+    /// (a connect callback, or a sign-in that also connects); answers
+    /// whether it can be refreshed.
+    pub(super) async fn save_connection(
+        &self,
+        keys: &crate::crypto::Keyring,
+        subject: &str,
+        username: &str,
+        provider: &Provider,
+        tokens: &oauth_client::TokenResponse,
+    ) -> Result<bool, Failure> {
+        let name = &provider.config.name;
         let now = Timestamp::now();
         let connection = Connection {
-            username: claims.username.clone(),
+            username: username.to_owned(),
             access_token: tokens.access_token.to_string(),
             token_type: tokens.token_type.clone(),
             refresh_token: tokens.refresh_token.as_ref().map(|token| token.to_string()),
-            expires_at: expiry(now, &tokens, provider.config.default_expires_in),
+            expires_at: expiry(now, tokens, provider.config.default_expires_in),
             scope: tokens.scope.clone(),
             connected_at: now.as_unix_millis(),
             refreshed_at: now.as_unix_millis(),
             provider_subject: tokens.id_token_subject.clone(),
             refresh_expires_at: refresh_expiry(
                 now,
-                &tokens,
+                tokens,
                 provider.config.refresh_token_expires_in,
                 None,
             ),
         };
-        let stored = Stored::seal(keys, &claims.subject, &name, &connection).map_err(|error| {
+        let stored = Stored::seal(keys, subject, name, &connection).map_err(|error| {
             tracing::error!(%error, "cannot encrypt a connection");
-            fail(Failure::ServerError)
+            Failure::ServerError
         })?;
         self.inner
             .store
             .put(
-                &claims.subject,
-                &name,
+                subject,
+                name,
                 &stored.to_text(),
                 connection.refresh_token.is_some().then_some(now),
             )
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "cannot store a connection");
-                fail(Failure::ServerError)
+                Failure::ServerError
             })?;
-        tracing::info!(
-            subject = %claims.subject,
-            username = %claims.username,
-            provider = %name,
-            refreshable = connection.refresh_token.is_some(),
-            "service connected"
-        );
-        Ok(name)
+        Ok(connection.refresh_token.is_some())
     }
 }
 

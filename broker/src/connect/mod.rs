@@ -8,6 +8,9 @@ mod flow;
 pub mod keepalive;
 mod reencrypt;
 mod refresh;
+mod signin;
+
+pub use signin::{LoginButton, SignedIn};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +90,8 @@ struct Inner {
     keepalive_cursor: std::sync::Mutex<Option<store::IndexEntry>>,
     /// `ISSUER/connect/start`: where `GET /v1/connect`'s links point.
     start_url: String,
+    /// Sign-in providers' key sets (ID token signatures).
+    key_sets: crate::id_token::KeySets,
 }
 
 /// Unix milliseconds to seconds.
@@ -134,6 +139,7 @@ impl Connect {
                 return_urls: config.return_urls.clone(),
                 keepalive_cursor: std::sync::Mutex::new(None),
                 start_url: format!("{issuer}/connect/start"),
+                key_sets: crate::id_token::KeySets::default(),
             }),
         })
     }
