@@ -19,6 +19,10 @@ use tokio::sync::OnceCell;
 
 use crate::keynames::{DeploymentKey, NameKind};
 
+#[path = "accounts_identity.rs"]
+mod identity;
+pub use identity::federated_username;
+
 /// Errors of the account store.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -64,6 +68,22 @@ pub struct User {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// The external identity it signs in with (federated sign-in); such
+    /// an account has no password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// An account's identity at an external provider: the key of a federated
+/// account is (`issuer`, `subject`), never an e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The configured provider it first signed in with.
+    pub provider: String,
+    /// The provider's issuer.
+    pub issuer: String,
+    /// `sub` at that issuer.
+    pub subject: String,
 }
 
 impl User {
@@ -89,6 +109,7 @@ impl fmt::Debug for User {
             .field("username", &self.username)
             .field("scopes", &self.scopes)
             .field("disabled", &self.disabled)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -710,6 +731,7 @@ mod tests {
             disabled: false,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
+            identity: None,
         };
         assert!(!format!("{user:?}").contains("secret-hash"));
         let client = Client {

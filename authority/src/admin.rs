@@ -127,6 +127,11 @@ pub struct UserView {
     pub created_at: u64,
     /// Last change, Unix seconds.
     pub updated_at: u64,
+    /// The identity provider a federated account signs in with: the
+    /// configured provider, the issuer and the subject there; absent for
+    /// password accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<crate::accounts::Identity>,
 }
 
 impl From<&User> for UserView {
@@ -140,6 +145,7 @@ impl From<&User> for UserView {
             disabled: user.disabled,
             created_at: user.created_at.as_unix_secs(),
             updated_at: user.updated_at.as_unix_secs(),
+            identity_provider: user.identity.clone(),
         }
     }
 }
@@ -259,6 +265,7 @@ pub async fn create_user(state: &AppState, new: NewUser) -> Result<User, Problem
         disabled: false,
         created_at: now,
         updated_at: now,
+        identity: None,
     };
     let created = state.accounts().create_user(&user).await?;
     if !created {

@@ -55,6 +55,8 @@ pub enum NameKind {
     Client,
     /// A client network (`thr:a:`).
     Address,
+    /// A federated identity, issuer and subject (`fid:`).
+    Identity,
 }
 
 impl NameKind {
@@ -63,6 +65,7 @@ impl NameKind {
             Self::User => b"name:user",
             Self::Client => b"name:client",
             Self::Address => b"name:address",
+            Self::Identity => b"name:identity",
         }
     }
 }

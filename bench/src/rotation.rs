@@ -91,6 +91,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
                 disabled: false,
                 created_at: now,
                 updated_at: now,
+                identity: None,
             };
             accounts
                 .create_user(&user)

@@ -196,6 +196,13 @@ impl KeyPrefix {
         format!("{}user:{name}", self.0)
     }
 
+    /// `P fid:<name>` — a federated identity's account (its username),
+    /// `name` being a keyed digest of (issuer, subject).
+    #[must_use]
+    pub fn identity(&self, name: &str) -> String {
+        format!("{}fid:{name}", self.0)
+    }
+
     /// `P resources` — the registry of resource servers (audiences): a hash
     /// from hex tag to the resource's URI and declared scopes.
     #[must_use]

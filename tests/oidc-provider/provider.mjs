@@ -28,6 +28,10 @@ const REQUIRE_PKCE = bool('OIDC_REQUIRE_PKCE', true);
 const AUTO_LOGIN = env.OIDC_AUTO_LOGIN || '';
 const EXTRA_SCOPES = (env.OIDC_SCOPES || '').split(/[\s,]+/).filter(Boolean);
 const QUIET = bool('OIDC_QUIET', false);
+// ID tokens carry the scopes' claims (email, name, groups), as most IdPs' do for sign-in.
+const ID_TOKEN_CLAIMS = bool('OIDC_ID_TOKEN_CLAIMS', false);
+// {"alice": ["admins"]}: the `groups` claim (scope `profile`) of each user.
+const GROUPS = env.OIDC_GROUPS ? JSON.parse(env.OIDC_GROUPS) : {};
 // oidc-provider follows OIDC Core 11 strictly: offline_access is silently dropped from the
 // request (=> no refresh token) unless prompt contains "consent". By default this wrapper
 // adds prompt=consent to such authorize requests (like most commercial IdPs behave);
@@ -130,14 +134,15 @@ function configuration() {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'preferred_username'],
+      profile: ['name', 'preferred_username', 'groups'],
     },
+    conformIdTokenClaims: !ID_TOKEN_CLAIMS,
     scopes: ['openid', 'offline_access', ...EXTRA_SCOPES],
     async findAccount(ctx, sub) {
       return {
         accountId: sub,
         async claims() {
-          return { sub, email: `${sub}@example.test`, email_verified: true, name: sub, preferred_username: sub };
+          return { sub, email: `${sub}@example.test`, email_verified: true, name: sub, preferred_username: sub, groups: GROUPS[sub] || [] };
         },
       };
     },

@@ -206,6 +206,10 @@ pub async fn callback(state: AppState, headers: HeaderMap, query: String) -> Res
     if connect.registry().is_empty() {
         return Problem::not_found("connected services are not configured").into_response();
     }
+    if connect.is_signin_state(callback.state.as_deref()) {
+        // One redirect URI per provider: a sign-in's state ends a sign-in.
+        return crate::web::federated::finish(state, headers, callback).await;
+    }
     callback.browser = match crate::web::session(&state, &headers).await {
         Ok(session) => session.map(|session| session.binding()),
         Err(problem) => return crate::web::problem_page(&problem),

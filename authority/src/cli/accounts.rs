@@ -252,13 +252,19 @@ pub(super) async fn user(state: &AppState, command: UserCommand) -> Result<(), P
         }
         UserCommand::List => {
             println!(
-                "{:<32} {:<36} {:<9} SCOPE",
-                "USERNAME", "SUBJECT", "DISABLED"
+                "{:<32} {:<36} {:<9} {:<16} SCOPE",
+                "USERNAME", "SUBJECT", "DISABLED", "PROVIDER"
             );
             for user in admin::users(state).await? {
+                // The identity provider of a federated account, `-` for a
+                // password account.
+                let provider = user
+                    .identity
+                    .as_ref()
+                    .map_or("-", |identity| identity.provider.as_str());
                 println!(
-                    "{:<32} {:<36} {:<9} {}",
-                    user.username, user.subject, user.disabled, user.scopes
+                    "{:<32} {:<36} {:<9} {:<16} {}",
+                    user.username, user.subject, user.disabled, provider, user.scopes
                 );
             }
         }

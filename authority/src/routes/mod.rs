@@ -60,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/oauth/consent"),
     ("GET", "/signin"),
     ("POST", "/signin"),
+    ("GET", "/signin/federated"),
     ("POST", "/logout"),
     ("GET", "/account"),
     ("POST", "/account"),
@@ -463,6 +464,12 @@ where
         .and(headers.clone())
         .and(raw_query())
         .then(signin::form);
+    let signin_federated = warp::path!("signin" / "federated")
+        .and(warp::get())
+        .and(state.clone())
+        .and(headers.clone())
+        .and(raw_query())
+        .then(crate::web::federated::start);
     let signin_submit = warp::path!("signin")
         .and(warp::post())
         .and(state.clone())
@@ -526,6 +533,8 @@ where
         .or(signin_form)
         .unify()
         .or(signin_submit)
+        .unify()
+        .or(signin_federated)
         .unify()
         .or(logout)
         .unify()

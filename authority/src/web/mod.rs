@@ -27,10 +27,12 @@
 //! # Layout
 //!
 //! - [`signin`]: `GET` / `POST /signin`, `POST /logout`.
+//! - [`federated`]: sign-in with an external identity provider.
 //! - [`account`]: `/account` and its forms.
 //! - [`login`]: the password check shared with the password grant's rules.
 
 pub mod account;
+pub mod federated;
 pub mod login;
 pub mod signin;
 
@@ -84,6 +86,8 @@ button.secondary{background:#fff;color:#1f4fd1}button.danger{background:#fff;col
 ul.plain{list-style:none;padding:0;margin:0}ul.plain li{padding:.6rem 0;border-top:1px solid #eceef2}ul.plain li:first-child{border-top:0}\
 .muted{color:#5b6373;font-size:.9rem}.row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;justify-content:space-between}\
 .inline{display:inline;margin:0}code{word-break:break-all}\
+a.provider{display:block;text-align:center;text-decoration:none;font-size:1rem;padding:.55rem 1rem;border-radius:.35rem;border:1px solid #1f4fd1;color:#1f4fd1;background:#fff;margin-top:.75rem}\
+a.provider:focus{outline:3px solid #7aa7ff;outline-offset:1px}\
 header.bar{display:flex;justify-content:space-between;align-items:center;flex-wrap:wrap;gap:.5rem}";
 
 /// A whole HTML page around `body` (already escaped HTML).
@@ -226,6 +230,16 @@ impl CookiePolicy {
             "__Host-ts_signin"
         } else {
             "ts_signin"
+        }
+    }
+
+    /// The cookie binding a sign-in with a provider to this browser.
+    #[must_use]
+    pub fn federated_name(self) -> &'static str {
+        if self.secure {
+            "__Host-ts_federated"
+        } else {
+            "ts_federated"
         }
     }
 

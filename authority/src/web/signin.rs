@@ -80,10 +80,11 @@ fn render(
           autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus>\
          <label for=\"password\">Password</label>\
          <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>",
+         <button type=\"submit\">Sign in</button></form>{providers}",
         csrf = hidden("csrf", &csrf_token(&secret, "signin")),
         target = hidden("return_to", return_to),
         username = escape(username),
+        providers = provider_buttons(state, return_to),
     );
     let mut response = html(status, page("Sign in", &body));
     response.headers_mut().append(
@@ -91,6 +92,41 @@ fn render(
         policy.set(policy.signin_name(), &secret, 3600),
     );
     response
+}
+
+/// The "Sign in with …" buttons of the providers with `login = true`
+/// (one per login option), as links to `/signin/federated`.
+fn provider_buttons(state: &AppState, return_to: &str) -> String {
+    use std::fmt::Write as _;
+    let buttons = state.connect().login_buttons();
+    if buttons.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section aria-labelledby=\"with-provider\"><h2 id=\"with-provider\">Or sign in with</h2>",
+    );
+    for button in buttons {
+        let mut href = format!(
+            "/signin/federated?provider={}",
+            super::query_encode(&button.provider)
+        );
+        let mut label = format!("Sign in with {}", button.display_name);
+        if let Some(option) = &button.option {
+            let _ = write!(href, "&option={}", super::query_encode(option));
+            let _ = write!(label, ": {option}");
+        }
+        if return_to != DEFAULT_RETURN {
+            let _ = write!(href, "&return_to={}", super::query_encode(return_to));
+        }
+        let _ = write!(
+            out,
+            "<a class=\"provider\" href=\"{}\">{}</a>",
+            escape(&href),
+            escape(&label)
+        );
+    }
+    out.push_str("</section>");
+    out
 }
 
 /// `POST /signin`
