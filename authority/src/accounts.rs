@@ -21,7 +21,7 @@ use crate::keynames::{DeploymentKey, NameKind};
 
 #[path = "accounts_identity.rs"]
 mod identity;
-pub use identity::federated_username;
+pub use identity::{Identity, federated_username};
 
 /// Errors of the account store.
 #[derive(Debug, thiserror::Error)]
@@ -72,18 +72,6 @@ pub struct User {
     /// an account has no password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
-}
-
-/// An account's identity at an external provider: the key of a federated
-/// account is (`issuer`, `subject`), never an e-mail address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The configured provider it first signed in with.
-    pub provider: String,
-    /// The provider's issuer.
-    pub issuer: String,
-    /// `sub` at that issuer.
-    pub subject: String,
 }
 
 impl User {

@@ -9,10 +9,23 @@
 //! identity, so a lost index entry is found again, and a concurrent first
 //! sign-in of the same identity creates one account, not two.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{AccountError, Accounts, Identity, User};
+use super::{AccountError, Accounts, User};
 use crate::keynames::NameKind;
+
+/// An account's identity at an external provider: the key of a federated
+/// account is (`issuer`, `subject`), never an e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The configured provider it first signed in with.
+    pub provider: String,
+    /// The provider's issuer.
+    pub issuer: String,
+    /// `sub` at that issuer.
+    pub subject: String,
+}
 
 /// The username of a federated account: the provider's configured name, a
 /// dot, and 20 base32 characters (100 bits) of the SHA-256 of the issuer

@@ -174,7 +174,7 @@ impl KeySets {
                 return Ok(cached.set.clone());
             }
         }
-        let set = Arc::new(client.jwks(url).await?);
+        let set = Arc::new(fetch(client, url).await?);
         tracing::info!(keys = set.keys.len(), "provider key set fetched");
         if sets.len() >= MAX_SETS {
             sets.clear();
@@ -188,6 +188,30 @@ impl KeySets {
         );
         Ok(set)
     }
+}
+
+/// Fetches the JSON Web Key Set (RFC 7517) at `url`; keys of kinds this
+/// crate cannot read are skipped, not fatal.
+async fn fetch(client: &ProviderClient, url: &Url) -> Result<JwkSet, ProviderError> {
+    let (status, body) = client.get_json(url).await?;
+    if status >= 500 || status == 429 {
+        return Err(ProviderError::Unavailable(format!(
+            "the key set answered {status}"
+        )));
+    }
+    if status != 200 {
+        return Err(ProviderError::Invalid("the key set is not published"));
+    }
+    let raw: Value = serde_json::from_slice(&body)
+        .map_err(|_| ProviderError::Invalid("the key set is not JSON"))?;
+    let keys = raw
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(ProviderError::Invalid("the key set has no keys"))?
+        .iter()
+        .filter_map(|key| serde_json::from_value(key.clone()).ok())
+        .collect();
+    Ok(JwkSet { keys })
 }
 
 /// The key of `set` for a token with `kid` and `alg`: by key id, or the

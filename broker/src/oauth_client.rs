@@ -510,39 +510,18 @@ impl ProviderClient {
         })
     }
 
-    /// Fetches a JSON Web Key Set (RFC 7517) from `url`.
-    ///
-    /// # Errors
-    ///
-    /// [`ProviderError::Unavailable`] for a failure that may pass,
-    /// [`ProviderError::Invalid`] for an answer that is no key set.
-    pub async fn jwks(&self, url: &Url) -> Result<jsonwebtoken::jwk::JwkSet, ProviderError> {
-        let (status, body) = self
-            .send(
-                self.http
-                    .get(url.clone())
-                    .header("accept", "application/json"),
-            )
-            .await?;
-        if status >= 500 || status == 429 {
-            return Err(ProviderError::Unavailable(format!(
-                "the key set answered {status}"
-            )));
-        }
-        if status != 200 {
-            return Err(ProviderError::Invalid("the key set is not published"));
-        }
-        // Keys of kinds this crate cannot read are skipped, not fatal.
-        let raw: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| ProviderError::Invalid("the key set is not JSON"))?;
-        let keys = raw
-            .get("keys")
-            .and_then(serde_json::Value::as_array)
-            .ok_or(ProviderError::Invalid("the key set has no keys"))?
-            .iter()
-            .filter_map(|key| serde_json::from_value(key.clone()).ok())
-            .collect();
-        Ok(jsonwebtoken::jwk::JwkSet { keys })
+    /// `GET url` (JSON), its status and at most [`MAX_RESPONSE_BYTES`]
+    /// of its body (a provider's key set, [`crate::id_token`]).
+    pub(crate) async fn get_json(
+        &self,
+        url: &Url,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), ProviderError> {
+        self.send(
+            self.http
+                .get(url.clone())
+                .header("accept", "application/json"),
+        )
+        .await
     }
 
     /// Exchanges an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5).
