@@ -52,7 +52,7 @@ use crate::address::PeerAddr;
 use crate::config::HttpLimits;
 use crate::metrics;
 use crate::problem::Problem;
-use crate::routes::{metrics_routes, routes};
+use crate::routes::{HotRoutes, metrics_routes, routes};
 use crate::state::AppState;
 
 /// How long open connections may take to finish after a shutdown signal.
@@ -70,7 +70,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let _ = metrics::install();
-    serve(listener, routes(state.clone()), &state, shutdown).await;
+    serve(listener, routes(state.clone()), &state, shutdown, true).await;
 }
 
 /// Serves `/metrics` alone on `listener` (`METRICS_ADDR`) until
@@ -81,17 +81,26 @@ pub async fn run_metrics(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let _ = metrics::install();
-    serve(listener, metrics_routes(state.clone()), &state, shutdown).await;
+    serve(
+        listener,
+        metrics_routes(state.clone()),
+        &state,
+        shutdown,
+        false,
+    )
+    .await;
 }
 
 /// The tower stack around a warp filter tree: security headers, request
-/// ids, tracing and metrics, panic catching, the request timeout.
+/// ids, tracing and metrics, panic catching, the request timeout; with
+/// `hot`, the API's [`HotRoutes`] in front of the tree.
 /// Requests are expected to carry their [`PeerAddr`] (optional) and
 /// [`BodyDone`] (optional) extensions.
 pub fn stack<B>(
     filter: BoxedFilter<(warp::reply::Response,)>,
     limits: HttpLimits,
     https: bool,
+    hot: bool,
 ) -> impl Service<
     Request<B>,
     Response = Response<impl Body<Data = Bytes, Error = impl Into<tower::BoxError>>>,
@@ -117,7 +126,7 @@ where
         )
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequestTimeoutLayer(limits.request_timeout))
-        .service(warp::service(filter))
+        .service(HotRoutes::new(warp::service(filter), hot))
 }
 
 /// Adds `X-Content-Type-Options: nosniff` (and HSTS when `https`).
@@ -139,10 +148,11 @@ async fn serve(
     filter: BoxedFilter<(warp::reply::Response,)>,
     state: &AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    hot: bool,
 ) {
     let limits = state.config().http;
     let https = state.issuer().starts_with("https://");
-    let service = stack(filter, limits, https);
+    let service = stack(filter, limits, https, hot);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -570,7 +580,7 @@ mod tests {
         timeout: Duration,
         request: Request<String>,
     ) -> (http::response::Parts, String) {
-        let response = stack(filter(), limits(timeout), https)
+        let response = stack(filter(), limits(timeout), https, true)
             .oneshot(request)
             .await
             .expect("infallible");
@@ -632,6 +642,56 @@ mod tests {
         let (parts, body) = call(false, Duration::from_millis(100), get("/fast")).await;
         assert_eq!(parts.status, StatusCode::OK);
         assert_eq!(body, "ok");
+    }
+
+    /// `GET /healthz` is answered before the filter tree (the test tree has
+    /// no such route) with the health route's own response, inside the
+    /// stack (security headers, request id); not on a listener without hot
+    /// routes, and not for another method, which the tree answers.
+    #[tokio::test]
+    async fn healthz_is_answered_before_the_tree_inside_the_stack() {
+        let request = || {
+            Request::get("/healthz")
+                .header("x-request-id", "probe-1")
+                .body(String::new())
+                .expect("request")
+        };
+        let (parts, body) = call_with(true, request()).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, r#"{"status":"ok"}"#);
+        assert_eq!(parts.headers["content-type"], "application/json");
+        assert_eq!(parts.headers["cache-control"], "no-store");
+        assert_eq!(parts.headers["x-content-type-options"], "nosniff");
+        assert_eq!(parts.headers["x-request-id"], "probe-1");
+        let expected = crate::api::health::healthz();
+        assert_eq!(parts.headers.len(), expected.headers().len() + 2);
+
+        let (parts, _) = call_with(false, request()).await;
+        assert_eq!(parts.status, StatusCode::NOT_FOUND, "metrics listener");
+        let post = Request::post("/healthz")
+            .body(String::new())
+            .expect("request");
+        let (parts, _) = call_with(true, post).await;
+        assert_eq!(
+            parts.status,
+            StatusCode::NOT_FOUND,
+            "other methods: the tree"
+        );
+    }
+
+    async fn call_with(hot: bool, request: Request<String>) -> (http::response::Parts, String) {
+        let response = stack(filter(), limits(Duration::from_secs(5)), false, hot)
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(Into::into)
+            .expect("body")
+            .to_bytes();
+        (parts, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// The body flag is set once the body has been read to its end.

@@ -206,10 +206,7 @@ fn app(auth: TokenAuthLayer, metrics: PrometheusHandle, request_timeout: Duratio
         )
         .route_layer(auth.clone())
         .route("/public", get(public).route_layer(auth.optional()))
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/metrics", get(move || async move { metrics.render() }))
         .layer(
             ServiceBuilder::new()
@@ -220,17 +217,27 @@ fn app(auth: TokenAuthLayer, metrics: PrometheusHandle, request_timeout: Duratio
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(axum::middleware::from_fn(
-                    move |request: axum::extract::Request, next: axum::middleware::Next| {
-                        within(request_timeout, next.run(request))
-                    },
-                )),
+                // Plain tower layers rather than `axum::middleware::from_fn`
+                // and `map_response`, which box the rest of the stack and
+                // its future per request.
+                .map_future(move |handler| within(request_timeout, handler)),
         )
-        .layer(axum::middleware::map_response(nosniff))
+        .layer(tower::util::MapResponseLayer::new(nosniff))
+}
+
+/// `GET /healthz`: a constant answer, no JSON value built per request.
+async fn healthz() -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        )],
+        r#"{"status":"ok"}"#,
+    )
 }
 
 /// Browsers must not guess another content type than the one sent.
-async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
     response.headers_mut().insert(
         http::header::X_CONTENT_TYPE_OPTIONS,
         http::HeaderValue::from_static("nosniff"),
@@ -239,21 +246,21 @@ async fn nosniff(mut response: axum::response::Response) -> axum::response::Resp
 }
 
 /// The response of `handler`, or 503 (RFC 6750 shape) past `limit`.
-async fn within(
+async fn within<E>(
     limit: Duration,
-    handler: impl Future<Output = axum::response::Response>,
-) -> axum::response::Response {
+    handler: impl Future<Output = Result<axum::response::Response, E>>,
+) -> Result<axum::response::Response, E> {
     use axum::response::IntoResponse as _;
     match tokio::time::timeout(limit, handler).await {
         Ok(response) => response,
-        Err(_) => (
+        Err(_) => Ok((
             http::StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "error": "temporarily_unavailable",
                 "error_description": "the request took too long; retry later",
             })),
         )
-            .into_response(),
+            .into_response()),
     }
 }
 
@@ -340,7 +347,7 @@ async fn admin(principal: Principal) -> Json<Value> {
 }
 
 async fn public(principal: Option<Principal>) -> Json<Value> {
-    let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username);
+    let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username.clone());
     Json(json!({ "greeting": format!("hello, {name}") }))
 }
 

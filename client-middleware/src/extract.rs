@@ -6,11 +6,11 @@
 //! use token_repository::MemoryStore;
 //!
 //! async fn whoami(principal: Principal) -> String {
-//!     principal.holder.username
+//!     principal.holder.username.clone()
 //! }
 //!
 //! async fn greet(principal: Option<Principal>) -> String {
-//!     let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username);
+//!     let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username.clone());
 //!     format!("hello, {name}")
 //! }
 //!
@@ -97,11 +97,11 @@ mod tests {
     use crate::TokenAuthLayer;
 
     async fn whoami(principal: Principal) -> String {
-        principal.holder.username
+        principal.holder.username.clone()
     }
 
     async fn greet(principal: Option<Principal>) -> String {
-        let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.holder.username);
+        let name = principal.map_or_else(|| "stranger".to_owned(), |p| p.into_holder().username);
         format!("hello, {name}")
     }
 

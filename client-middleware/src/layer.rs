@@ -12,7 +12,7 @@ use http::{HeaderMap, Request, Response};
 use token_repository::redis::Invalidations;
 use token_repository::{
     RedisConfig, RedisTokenReader, ResourceTag, ResourceUri, Result as RepositoryResult, Timestamp,
-    Token, TokenKind, TokenReader,
+    Token, TokenKind, TokenReader, TokenRecord,
 };
 use tower::{Layer, Service};
 
@@ -354,16 +354,19 @@ where
         request
             .extensions_mut()
             .insert(ChallengeContext(Arc::clone(&auth.challenger)));
-        let token = match auth.credential(request.headers()) {
-            Ok(token) => token,
-            Err(refusal) if auth.optional => {
-                edge::let_through(&refusal);
-                return ResponseFuture::new(inner.call(request));
-            }
-            Err(refusal) => {
-                let response = edge::refuse(&auth.challenger, &refusal, grpc);
-                return ResponseFuture::new(async move { Ok(response) });
-            }
+        let now = Timestamp::now();
+        let token = match auth.credential(request.headers(), now) {
+            // A cache hit by the text: decided here, the handler called now.
+            Ok(Credential::Known(record)) => match auth.admit(record, now) {
+                Ok(principal) => {
+                    edge::authenticated();
+                    request.extensions_mut().insert(principal);
+                    return ResponseFuture::new(inner.call(request));
+                }
+                Err(refusal) => return auth.refuse(refusal, grpc, inner, request),
+            },
+            Ok(Credential::Token(token)) => token,
+            Err(refusal) => return auth.refuse(refusal, grpc, inner, request),
         };
         ResponseFuture::new(async move {
             match auth.authenticate(&token).await {
@@ -382,14 +385,27 @@ where
     }
 }
 
+/// What a request's credentials lead to before any await.
+enum Credential {
+    /// The record of the very token the request carries, recalled from the
+    /// cache by its text.
+    Known(TokenRecord),
+    /// A well-formed access token, to look up.
+    Token(Token),
+}
+
 impl Authenticator {
-    /// The well-formed access token of a request, checked without I/O.
-    fn credential(&self, headers: &HeaderMap) -> Result<Token, Refusal> {
+    /// The request's access token: its record when the cache recalls it by
+    /// the text (no parsing), else the token, checked without I/O.
+    fn credential(&self, headers: &HeaderMap, now: Timestamp) -> Result<Credential, Refusal> {
         let text = match bearer::find(headers, self.cookie.as_deref()) {
             Ok(Some(text)) => text,
             Ok(None) => return Err(Refusal::Missing),
             Err(Malformed(why)) => return Err(Refusal::InvalidRequest(why)),
         };
+        if let Some(record) = self.lookup.recall(text, now) {
+            return Ok(Credential::Known(record));
+        }
         let token = Token::parse(text).map_err(|_| Refusal::InvalidToken {
             description: "the access token is malformed",
             token_id: None,
@@ -400,7 +416,47 @@ impl Authenticator {
                 token_id: Some(token.id()),
             });
         }
-        Ok(token)
+        Ok(Credential::Token(token))
+    }
+
+    /// A request refused before any await: answered here, or let through
+    /// anonymously by an optional layer.
+    fn refuse<S, ReqBody, ResBody>(
+        &self,
+        refusal: Refusal,
+        grpc: bool,
+        mut inner: S,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        S::Future: Send + 'static,
+        ResBody: Default + Send + 'static,
+    {
+        if self.optional {
+            edge::let_through(&refusal);
+            ResponseFuture::new(inner.call(request))
+        } else {
+            let response = edge::refuse(&self.challenger, &refusal, grpc);
+            ResponseFuture::new(async move { Ok(response) })
+        }
+    }
+
+    /// The principal of `record` if it is live at `now` and for this
+    /// service's audience.
+    fn admit(&self, record: TokenRecord, now: Timestamp) -> Result<Principal, Refusal> {
+        if !record.is_live_at(now) {
+            return Err(Refusal::InvalidToken {
+                description: UNKNOWN_TOKEN,
+                token_id: Some(record.id),
+            });
+        }
+        match self.audience {
+            Some((_, tag)) if !record.audience.permits(tag) => Err(Refusal::WrongAudience {
+                token_id: record.id,
+            }),
+            _ => Ok(Principal::from(record)),
+        }
     }
 
     /// The principal of a live token, through the lookup chain, within the
@@ -413,13 +469,8 @@ impl Authenticator {
             pending => tokio::time::timeout(self.timeout, pending).await,
         };
         match reply {
-            Ok(Ok(Some(record))) if record.is_live_at(Timestamp::now()) => match self.audience {
-                Some((_, tag)) if !record.audience.permits(tag) => {
-                    Err(Refusal::WrongAudience { token_id })
-                }
-                _ => Ok(Principal::from(record)),
-            },
-            Ok(Ok(_)) => Err(Refusal::InvalidToken {
+            Ok(Ok(Some(record))) => self.admit(record, Timestamp::now()),
+            Ok(Ok(None)) => Err(Refusal::InvalidToken {
                 description: UNKNOWN_TOKEN,
                 token_id: Some(token_id),
             }),
@@ -861,6 +912,61 @@ mod tests {
         }
         assert_eq!(fixture.lookups(), 1);
         assert_eq!(layer.cache().expect("cache").stats().hits, 4);
+    }
+
+    /// A hit by the text alone answers only for the very token the entry
+    /// was filled for: a forged token naming the same session (a valid
+    /// checksum, another secret) is looked up and refused, a copy with one
+    /// character changed is refused as malformed without a lookup, the
+    /// session's refresh token is still refused, and a cleared cache asks
+    /// again.
+    #[tokio::test]
+    async fn a_hit_by_the_text_answers_only_its_own_token() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let layer = fixture.layer().with_cache(CacheConfig::new());
+        let cache = layer.cache().expect("cache").clone();
+        for _ in 0..2 {
+            assert_eq!(
+                send(layer.clone(), bearer(fixture.access())).await.body(),
+                "alice"
+            );
+        }
+        assert_eq!((fixture.lookups(), cache.stats().hits), (1, 1));
+
+        let family = fixture.minted.access.token.family().expect("format 2");
+        let forged = Token::forge(
+            TokenKind::Access,
+            &token_repository::SubjectTag::of("user-1"),
+            family,
+            &[9; 32],
+        );
+        let response = send(layer.clone(), bearer(forged.expose_secret())).await;
+        assert_invalid_token(&response);
+        assert_eq!(fixture.lookups(), 2, "the forged token was looked up");
+
+        let mut altered = fixture.access().to_owned();
+        let last = altered.pop().expect("text");
+        altered.push(if last == 'A' { 'B' } else { 'A' });
+        let response = send(layer.clone(), bearer(&altered)).await;
+        assert_invalid_token(&response);
+        assert!(
+            challenge(&response).contains("malformed"),
+            "{}",
+            challenge(&response)
+        );
+        assert_eq!(fixture.lookups(), 2, "refused without a lookup");
+
+        let response = send(layer.clone(), bearer(fixture.refresh())).await;
+        assert_invalid_token(&response);
+        assert_eq!(fixture.lookups(), 2);
+
+        assert_eq!(cache.stats().hits, 1, "none of them was a hit");
+        cache.clear();
+        assert_eq!(
+            send(layer.clone(), bearer(fixture.access())).await.body(),
+            "alice"
+        );
+        assert_eq!(fixture.lookups(), 3, "a cleared cache asks again");
     }
 
     /// The request goes to the inner service instance that was polled

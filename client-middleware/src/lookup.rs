@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use token_repository::{Result, Token, TokenReader, TokenRecord};
+use token_repository::{Result, Timestamp, Token, TokenReader, TokenRecord};
 
 /// What a lookup answers: the record of a live token, `None`, or the
 /// repository's failure.
@@ -25,6 +25,14 @@ pub(crate) type Reply = Result<Option<TokenRecord>>;
 pub(crate) trait Lookup: Send + Sync + fmt::Debug {
     /// The record of `token`.
     fn lookup<'a>(&'a self, token: &'a Token) -> Answer<'a>;
+
+    /// The record of the live access token whose text is `text`, when it
+    /// is at hand without parsing the text (a cache entry filled for
+    /// exactly this text); `None` sends the caller down the full path
+    /// (parse, then [`lookup`](Self::lookup)).
+    fn recall(&self, _text: &str, _now: Timestamp) -> Option<TokenRecord> {
+        None
+    }
 }
 
 /// The future of a [`Lookup`].

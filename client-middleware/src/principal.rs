@@ -1,5 +1,7 @@
 //! [`Principal`]: who holds the token of an authenticated request.
 
+use std::sync::Arc;
+
 use token_repository::{Audience, Holder, Timestamp, TokenRecord};
 use uuid::Uuid;
 
@@ -17,8 +19,10 @@ pub struct Principal {
     /// Who holds the token, what it grants and for which client:
     /// `principal.holder.subject` is the stable id to key your own data by
     /// (a user id, or a client id for tokens issued to an application
-    /// itself); see also [`Principal::has_scope`].
-    pub holder: Holder,
+    /// itself); see also [`Principal::has_scope`]. Shared with the record
+    /// it came from (a cache hit copies no string); read it through the
+    /// `Arc` as a `Holder`.
+    pub holder: Arc<Holder>,
     /// Public id of the token (safe to log, shown in session lists).
     pub token_id: Uuid,
     /// When the token stops being valid.
@@ -33,6 +37,13 @@ impl Principal {
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         self.holder.has_scope(scope)
+    }
+
+    /// The holder, owned: without a copy when this is its last reference
+    /// (as for a principal taken out of the request), else cloned.
+    #[must_use]
+    pub fn into_holder(self) -> Holder {
+        Arc::unwrap_or_clone(self.holder)
     }
 
     /// Whether the token is still valid at `now`.

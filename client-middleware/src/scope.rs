@@ -222,14 +222,14 @@ mod tests {
 
     fn principal(scopes: &str) -> Principal {
         Principal {
-            holder: token_repository::Holder {
+            holder: std::sync::Arc::new(token_repository::Holder {
                 subject: "s".into(),
                 username: "u".into(),
                 name: None,
                 email: None,
                 scopes: Scopes::parse(scopes).expect("scopes"),
                 client_id: None,
-            },
+            }),
             token_id: uuid::Uuid::nil(),
             expires_at: Timestamp::now().saturating_add(Duration::from_secs(60)),
             audience: token_repository::Audience::unrestricted(),

@@ -39,6 +39,8 @@
 //! is far beyond reach; they are compared in constant time. Token ids are
 //! derived from the same 16 bytes, so the session list needs nothing more.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -103,7 +105,7 @@ pub enum CodecError {
 pub fn encode(record: &TokenRecord) -> Vec<u8> {
     let stored = StoredRef {
         kind: record.kind,
-        holder: &record.holder,
+        holder: &*record.holder,
         issued_at: record.issued_at,
         expires_at: record.expires_at,
         family: record.family,
@@ -128,7 +130,7 @@ pub fn decode(bytes: &[u8], digest: &TokenDigest) -> Result<TokenRecord, CodecEr
     Ok(TokenRecord {
         id: digest.token_id(),
         kind: stored.kind,
-        holder: stored.holder,
+        holder: Arc::new(stored.holder),
         issued_at: stored.issued_at,
         expires_at: stored.expires_at,
         family: stored.family,
@@ -149,8 +151,9 @@ pub struct Slot {
 /// access and refresh tokens, and the recently rotated refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
-    /// Who holds the session's tokens, what they grant, for which client.
-    pub holder: Holder,
+    /// Who holds the session's tokens, what they grant, for which client
+    /// (shared with the records made from it).
+    pub holder: Arc<Holder>,
     /// Where the tokens may be presented (unrestricted for format 2).
     pub audience: Audience,
     /// When the current pair was issued.
@@ -384,14 +387,14 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, CodecError> {
         Audience::unrestricted()
     };
     Ok(SessionRecord {
-        holder: Holder {
+        holder: Arc::new(Holder {
             subject: holder.subject.into_string(),
             username: holder.username,
             name: holder.name,
             email: holder.email,
             scopes: holder.scopes,
             client_id: holder.client_id,
-        },
+        }),
         audience,
         issued_at,
         access,
@@ -425,7 +428,7 @@ mod tests {
 
     fn session() -> SessionRecord {
         SessionRecord {
-            holder: holder(),
+            holder: Arc::new(holder()),
             audience: audience(),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             access: Some(Slot {
@@ -457,7 +460,7 @@ mod tests {
             "session record is {} bytes",
             bytes.len()
         );
-        record.holder.subject = "client:reporting".into();
+        Arc::make_mut(&mut record.holder).subject = "client:reporting".into();
         record.refresh = None;
         record.used.clear();
         let bytes = encode_session(&record);
@@ -556,7 +559,7 @@ mod tests {
         TokenRecord {
             id: digest.token_id(),
             kind: TokenKind::Access,
-            holder: holder(),
+            holder: Arc::new(holder()),
             issued_at: Timestamp::from_unix_millis(1_763_900_000_000),
             expires_at: Timestamp::from_unix_millis(1_763_900_900_000),
             family: Uuid::from_u128(7),
@@ -606,10 +609,11 @@ mod tests {
         let token = encode(&sample(&digest));
         assert_eq!(hex(&token), PINNED_TOKEN, "format-1 record bytes changed");
         let mut client = sample(&digest);
-        client.holder.subject = "client:reporting".into();
-        client.holder.name = None;
-        client.holder.email = None;
-        client.holder.client_id = None;
+        let holder = Arc::make_mut(&mut client.holder);
+        holder.subject = "client:reporting".into();
+        holder.name = None;
+        holder.email = None;
+        holder.client_id = None;
         client.kind = TokenKind::Refresh;
         let bytes = encode(&client);
         assert_eq!(

@@ -1,6 +1,7 @@
 //! What the repository knows about a token: [`TokenRecord`] and time.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -83,9 +84,11 @@ pub struct TokenRecord {
     /// Access or refresh.
     pub kind: TokenKind,
     /// Who holds it, what it grants, for which client. Flattened: the JSON
-    /// form names the holder's fields beside the others.
+    /// form names the holder's fields beside the others. Shared: a record
+    /// and its clones (a cache entry, the middleware's principals, the
+    /// session's other token) hold one copy of its strings.
     #[serde(flatten)]
-    pub holder: Holder,
+    pub holder: Arc<Holder>,
     /// When it was issued.
     pub issued_at: Timestamp,
     /// When it stops being valid.
@@ -126,14 +129,14 @@ mod tests {
         let record = TokenRecord {
             id: Uuid::nil(),
             kind: TokenKind::Access,
-            holder: Holder {
+            holder: Arc::new(Holder {
                 subject: "s".into(),
                 username: "u".into(),
                 name: None,
                 email: None,
                 scopes: Scopes::empty(),
                 client_id: None,
-            },
+            }),
             issued_at: issued,
             expires_at: issued.saturating_add(Duration::from_secs(60)),
             family: Uuid::nil(),

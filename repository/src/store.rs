@@ -2,6 +2,7 @@
 //! [`TokenWriter`] for the authority alone.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -236,10 +237,19 @@ impl Grant {
         }
         let now = Timestamp::now();
         let tag = SubjectTag::of(&self.holder.subject);
-        let access = self.new_token(TokenKind::Access, &tag, family, now, self.access_ttl)?;
+        // One copy of the holder for both records.
+        let holder = Arc::new(self.holder.clone());
+        let access = self.new_token(
+            TokenKind::Access,
+            &holder,
+            &tag,
+            family,
+            now,
+            self.access_ttl,
+        )?;
         let refresh = self
             .refresh_ttl
-            .map(|ttl| self.new_token(TokenKind::Refresh, &tag, family, now, ttl))
+            .map(|ttl| self.new_token(TokenKind::Refresh, &holder, &tag, family, now, ttl))
             .transpose()?;
         Ok(Minted { access, refresh })
     }
@@ -247,6 +257,7 @@ impl Grant {
     fn new_token(
         &self,
         kind: TokenKind,
+        holder: &Arc<Holder>,
         tag: &SubjectTag,
         family: Uuid,
         now: Timestamp,
@@ -256,7 +267,7 @@ impl Grant {
         let record = TokenRecord {
             id: token.id(),
             kind,
-            holder: self.holder.clone(),
+            holder: Arc::clone(holder),
             issued_at: now,
             expires_at: now.saturating_add(ttl),
             family,

@@ -62,6 +62,10 @@ const DATA_CHARS: usize = DATA_LEN / 3 * 4;
 /// 58 bytes of data are 78 base64 characters, the last carrying 4 zero
 /// bits (a non-zero padding bit is a non-canonical encoding, refused).
 const DATA_CHARS_V2: usize = (DATA_LEN_V2 * 4).div_ceil(3);
+/// The whole 3-byte base64 groups of the data that hold the session id
+/// (bytes 10..26): bytes 9..27.
+const FAMILY_GROUP_START: usize = TAG_LEN / 3 * 3;
+const FAMILY_GROUP_LEN: usize = (TAG_LEN + FAMILY_LEN).div_ceil(3) * 3 - FAMILY_GROUP_START;
 /// 4 bytes of CRC are 6 base64 characters, the last carrying 4 zero bits.
 const CHECKSUM_CHARS: usize = 6;
 /// Length of a format-1 token's text (issued before the bounded schema).
@@ -273,6 +277,31 @@ impl Token {
             family,
             digest: TokenDigest::of(text),
         })
+    }
+
+    /// The session a format-2 access token's text names, read from the
+    /// text alone: its length, its prefix and the 24 characters that hold
+    /// the session id — no checksum, no check of the rest. For finding a
+    /// cache entry by the text (the middleware's cache-hit path); never a
+    /// proof of anything: the entry found must be compared with the text's
+    /// [`TokenDigest`] in constant time, and answer only for the token it
+    /// was filled for after a full [`parse`](Self::parse). `None` for
+    /// anything else (refresh and format-1 tokens included).
+    #[must_use]
+    pub fn claimed_access_family(text: &str) -> Option<Uuid> {
+        let bytes = text.as_bytes();
+        if bytes.len() != TOKEN_LEN || !bytes.starts_with(TokenKind::Access.prefix().as_bytes()) {
+            return None;
+        }
+        // Data bytes 9..27 are base64 characters 12..36 of the data (whole
+        // 3-byte groups); the session id is bytes 10..26.
+        let start = PREFIX_LEN + FAMILY_GROUP_START / 3 * 4;
+        let chars = bytes.get(start..start + FAMILY_GROUP_LEN / 3 * 4)?;
+        let mut group = [0_u8; FAMILY_GROUP_LEN];
+        let written = URL_SAFE_NO_PAD.decode_slice(chars, &mut group).ok()?;
+        let offset = TAG_LEN - FAMILY_GROUP_START;
+        let id: [u8; FAMILY_LEN] = group.get(offset..offset + FAMILY_LEN)?.try_into().ok()?;
+        (written == FAMILY_GROUP_LEN).then(|| Uuid::from_bytes(id))
     }
 
     /// The session (family) the token names: `None` for a format-1 token
@@ -517,6 +546,30 @@ mod tests {
         let forged = Token::forge(TokenKind::Refresh, &tag, family, &[7; 32]);
         let forged = Token::parse(forged.expose_secret()).expect("forged tokens are well-formed");
         assert_eq!(forged.family(), Some(family));
+    }
+
+    /// The session an access token's text claims is the one its parse
+    /// names; refresh tokens, format-1 tokens and texts that are not
+    /// base64 where the session id sits claim none.
+    #[test]
+    fn claimed_access_family_reads_the_session_id() {
+        let tag = SubjectTag::of("user-1");
+        for family in [Uuid::nil(), Uuid::from_u128(u128::MAX), Uuid::new_v4()] {
+            let access = Token::generate_in_family(TokenKind::Access, &tag, family).expect("rng");
+            assert_eq!(
+                Token::claimed_access_family(access.expose_secret()),
+                Some(family)
+            );
+            let refresh = Token::generate_in_family(TokenKind::Refresh, &tag, family).expect("rng");
+            assert_eq!(Token::claimed_access_family(refresh.expose_secret()), None);
+        }
+        let old = Token::generate_v1(TokenKind::Access, &tag).expect("randomness");
+        assert_eq!(Token::claimed_access_family(old.expose_secret()), None);
+        let access = token(TokenKind::Access);
+        let mut text = access.expose_secret().to_owned();
+        text.replace_range(20..21, "!");
+        assert_eq!(Token::claimed_access_family(&text), None);
+        assert_eq!(Token::claimed_access_family("tsa_"), None);
     }
 
     /// Two generated tokens differ (the secret is random, not derived).

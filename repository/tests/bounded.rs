@@ -98,14 +98,14 @@ async fn write_sessions(redis: &RedisServer, prefix: &KeyPrefix, subject: &str, 
         for _ in 0..5_000.min(count - chunk * 5_000) {
             let family = Uuid::new_v4();
             let session = SessionRecord {
-                holder: Holder {
+                holder: std::sync::Arc::new(Holder {
                     subject: subject.into(),
                     username: "someone".into(),
                     name: None,
                     email: None,
                     scopes: Scopes::parse("read").expect("scopes"),
                     client_id: Some("web".into()),
-                },
+                }),
                 audience: token_repository::Audience::unrestricted(),
                 issued_at: now,
                 access: Some(Slot {

@@ -6,13 +6,16 @@ use token_repository::TokenReader as _;
 use warp::reply::Response;
 
 use crate::eviction::{self, EvictionError};
-use crate::problem::{Problem, json};
+use crate::problem::{Problem, json, json_bytes};
 use crate::state::AppState;
 
 /// Liveness: answers as long as the process serves HTTP.
 #[must_use]
 pub fn healthz() -> Response {
-    json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    json_bytes(
+        StatusCode::OK,
+        bytes::Bytes::from_static(br#"{"status":"ok"}"#),
+    )
 }
 
 /// Readiness: 200 when the repository answers and its `maxmemory-policy`

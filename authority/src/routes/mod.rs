@@ -7,6 +7,7 @@
 //! `Content-Length` is sent.
 
 mod extract;
+mod hot;
 mod unrouted;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use self::extract::{body, decoded, peer, provider_segment, raw_query};
+pub use self::hot::HotRoutes;
 use self::unrouted::unrouted;
 use crate::api::admin::Operation;
 use crate::api::{admin, connect, health, me};

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use token_repository::redis::{Invalidations, Subscription};
-use token_repository::{KeyPrefix, RedisConfig, Result, Token, TokenReader, TokenRecord};
+use token_repository::redis::{Invalidations, Subscription, TrackedKey};
+use token_repository::{
+    KeyPrefix, RedisConfig, Result, Timestamp, Token, TokenDigest, TokenReader, TokenRecord,
+};
 
 use self::slots::{Begin, Entry, Slots};
 use crate::lookup::{Answer, Lookup, Reply};
@@ -326,6 +328,18 @@ impl<R: TokenReader> CachingReader<R> {
 }
 
 impl<R: TokenReader> Lookup for CachingReader<R> {
+    /// A hit by the text alone: the entry of the session the text claims,
+    /// if it was filled for the token whose SHA-256 digest the text has
+    /// (the digest compared in constant time). Equal digests mean the very
+    /// text that was parsed, checked and looked up when the entry was
+    /// filled, so its form needs no second check.
+    fn recall(&self, text: &str, now: Timestamp) -> Option<TokenRecord> {
+        let family = Token::claimed_access_family(text)?;
+        self.cache
+            .slots
+            .recall(&TrackedKey::Session(family), &TokenDigest::of(text), now)
+    }
+
     fn lookup<'a>(&'a self, token: &'a Token) -> Answer<'a> {
         let entry = Entry::of(token);
         match self.cache.slots.begin(&entry) {

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use token_repository::redis::{Epoch, Invalidation, InvalidationSink, TrackedKey};
-use token_repository::{Timestamp, Token, TokenDigest, TokenRecord};
+use token_repository::{Timestamp, Token, TokenDigest, TokenKind, TokenRecord};
 use tokio::time::Instant;
 
 use super::{CacheConfig, CacheStats};
@@ -133,21 +133,21 @@ impl Slots {
         let mut state = self.state();
         if !state.active {
             Self::count(&self.counters.bypassed);
-            metrics::cache("bypass");
+            metrics::cache_bypass();
             return Begin::Miss(None);
         }
         let slot = state.entries.get(&entry.key);
-        let ticket = match slot.map(|slot| (slot.digest == entry.digest, &slot.state)) {
+        let ticket = match slot.map(|slot| (slot.digest.ct_eq(&entry.digest), &slot.state)) {
             Some((true, SlotState::Known { record, until }))
                 if now < *until && record.is_live_at(Timestamp::now()) =>
             {
                 Self::count(&self.counters.hits);
-                metrics::cache("hit");
+                metrics::cache_hit();
                 return Begin::Hit(Some(record.clone()));
             }
             Some((true, SlotState::Unknown { until })) if now < *until => {
                 Self::count(&self.counters.hits);
-                metrics::cache("hit");
+                metrics::cache_hit();
                 return Begin::Hit(None);
             }
             // Join the lookup under way: any invalidation since it began
@@ -157,7 +157,7 @@ impl Slots {
             // without disturbing it.
             Some((false, SlotState::Pending(_))) => {
                 Self::count(&self.counters.misses);
-                metrics::cache("miss");
+                metrics::cache_miss();
                 return Begin::Miss(None);
             }
             _ => {
@@ -177,8 +177,42 @@ impl Slots {
             }
         };
         Self::count(&self.counters.misses);
-        metrics::cache("miss");
+        metrics::cache_miss();
         Begin::Miss(Some(ticket))
+    }
+
+    /// The record of a live access token held for `key` and filled for the
+    /// token whose digest is `digest` (compared in constant time), live at
+    /// `now`;
+    /// counted as a hit. `None` for everything else, uncounted: the caller
+    /// then takes the full path ([`Self::begin`]), which counts.
+    pub(super) fn recall(
+        &self,
+        key: &TrackedKey,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Option<TokenRecord> {
+        let instant = Instant::now();
+        let state = self.state();
+        if !state.active {
+            return None;
+        }
+        let slot = state.entries.get(key)?;
+        match &slot.state {
+            SlotState::Known { record, until }
+                if slot.digest.ct_eq(digest)
+                    && record.kind == TokenKind::Access
+                    && instant < *until
+                    && record.is_live_at(now) =>
+            {
+                let record = record.clone();
+                drop(state);
+                Self::count(&self.counters.hits);
+                metrics::cache_hit();
+                Some(record)
+            }
+            _ => None,
+        }
     }
 
     fn make_room(&self, state: &mut State, now: Instant) {
@@ -404,14 +438,14 @@ mod tests {
         TokenRecord {
             id: Uuid::nil(),
             kind: token_repository::TokenKind::Access,
-            holder: Holder {
+            holder: std::sync::Arc::new(Holder {
                 subject: "s".into(),
                 username: "u".into(),
                 name: None,
                 email: None,
                 scopes: token_repository::Scopes::empty(),
                 client_id: None,
-            },
+            }),
             issued_at: now,
             expires_at: now.saturating_add(Duration::from_secs(600)),
             family: Uuid::nil(),
