@@ -44,6 +44,8 @@
 //!   `[[providers]]` tables.
 //! - [`providers`]: the `[[providers]]` file format, validated, and where
 //!   a provider's endpoints are.
+//! - [`credentials`]: providers of kind `password` or `api_key`, what
+//!   users store for them, sealed.
 //! - [`oauth_client`]: discovery, code exchange, refresh, revocation.
 //! - [`registry`]: the configured providers and their endpoints (explicit
 //!   or discovered once).
@@ -63,6 +65,7 @@
 pub mod callback;
 pub mod config;
 pub mod connect;
+pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod metrics;
@@ -80,7 +83,10 @@ pub use callback::{Callback, Failure, Refusal};
 pub use config::ConnectConfig;
 pub use connect::{Connect, TOMBSTONE_TTL, keepalive};
 pub use error::{ConnectError, SetupError};
-pub use views::{ConnectionView, KeepAliveReport, Offer, ReencryptReport, Revocation, ServedToken};
+pub use views::{
+    ConnectionView, CredentialView, KeepAliveReport, Offer, ReencryptReport, Revocation,
+    ServedToken,
+};
 
 #[cfg(test)]
 mod proptests;

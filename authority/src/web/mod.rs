@@ -31,6 +31,7 @@
 //! - [`login`]: the password check shared with the password grant's rules.
 
 pub mod account;
+mod credentials;
 pub mod login;
 pub mod signin;
 
