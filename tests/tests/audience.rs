@@ -2,10 +2,14 @@
 //! two real example services (`protected-service`) with their own
 //! `AUDIENCE`, a private redis-server, HTTP on loopback.
 
+use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use token_service_tests::Authority;
 use token_service_tests::authority::run_cli;
+use token_service_tests::browser::{
+    Browser, add_public_client, hidden_value, location, query_param,
+};
 use token_service_tests::protected::{Options, ProtectedService, Reply};
 use token_test_harness::RedisServer;
 
@@ -529,4 +533,208 @@ async fn registry_and_default_audience() {
         second.get_with("/v1/me", access(&tokens)).await.status(),
         401
     );
+}
+
+/// The shop's registered redirect URI.
+const SHOP: &str = "https://shop.example/cb";
+
+/// `GET /oauth/authorize` for the public client `shop`, scope `read`, with
+/// `resource` parameters, in `browser`.
+async fn authorize(
+    setup: &Setup,
+    browser: &Browser,
+    challenge: &str,
+    resources: &[&str],
+) -> reqwest::Response {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", "shop"),
+        ("redirect_uri", SHOP),
+        ("scope", "read"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    params.extend(resources.iter().map(|resource| ("resource", *resource)));
+    let url = reqwest::Url::parse_with_params(&setup.authority.url("/oauth/authorize"), &params)
+        .expect("authorize URL");
+    browser.get(url.as_str()).await
+}
+
+/// The authorization code flow carries `resource` (RFC 8707 §2.1) for a
+/// third-party client: the consent page names the services the tokens
+/// will be for, the token from the code works at them only, consent is
+/// remembered per resource (a request for another service asks again),
+/// and an unknown resource goes back to the client as `invalid_target`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_flow_carries_the_resource() {
+    let setup = Setup::start();
+    let authority = &setup.authority;
+    add_public_client(authority, "shop", &[SHOP], &[]);
+    let browser = Browser::new();
+    assert_eq!(
+        browser.sign_in(authority, "alice", PASSWORD).await.status(),
+        303
+    );
+    let verifier = PkceCodeVerifier::new("a-verifier-of-at-least-43-characters-0123456789".into());
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+
+    // The consent page names the requested service, and only it.
+    let page = authorize(&setup, &browser, challenge.as_str(), &[ORDERS]).await;
+    assert_eq!(page.status(), 200, "the consent page");
+    let html = page.text().await.expect("page");
+    assert!(html.contains(ORDERS), "{html}");
+    assert!(!html.contains(BILLING), "{html}");
+    let allowed = browser
+        .post(
+            &authority.url("/oauth/consent"),
+            &[
+                ("csrf", &hidden_value(&html, "csrf").expect("csrf")),
+                ("request", &hidden_value(&html, "request").expect("request")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(allowed.status(), 303, "back to the shop");
+    let code = query_param(&location(&allowed), "code").expect("code");
+
+    // The code's token is for the orders service only.
+    let exchanged = authority
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", SHOP),
+            ("client_id", "shop"),
+            ("code_verifier", verifier.secret()),
+        ])
+        .await;
+    assert_eq!(exchanged.status(), 200, "{}", authority.logs());
+    let tokens: Value = exchanged.json().await.expect("json");
+    let token = access(&tokens);
+    assert_eq!(
+        setup.orders.get("/whoami", Some(token)).await.status,
+        StatusCode::OK
+    );
+    assert_wrong_audience(
+        &setup.billing.get("/whoami", Some(token)).await,
+        "billing, with a code for orders",
+    );
+    assert_eq!(
+        setup
+            .at_authority(reqwest::Method::GET, "/v1/me", token)
+            .await,
+        401
+    );
+
+    // Consent is remembered for that service: straight back to the shop.
+    let again = authorize(&setup, &browser, challenge.as_str(), &[ORDERS]).await;
+    assert_eq!(again.status(), 303, "no consent page the second time");
+    assert!(location(&again).starts_with(SHOP), "{}", location(&again));
+
+    // Another service is another consent.
+    let billing = authorize(&setup, &browser, challenge.as_str(), &[BILLING]).await;
+    assert_eq!(billing.status(), 200, "asked again for a new service");
+    let html = billing.text().await.expect("page");
+    assert!(html.contains(BILLING), "{html}");
+
+    // The account page lists what was approved, service included.
+    let account = browser.account(authority).await;
+    assert!(account.contains(ORDERS), "{account}");
+
+    // An unknown service goes back to the client as invalid_target.
+    let unknown = authorize(
+        &setup,
+        &browser,
+        challenge.as_str(),
+        &["https://unknown.example"],
+    )
+    .await;
+    assert_eq!(unknown.status(), 303);
+    let back = location(&unknown);
+    assert!(back.starts_with(SHOP), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("invalid_target")
+    );
+}
+
+/// `PATCH /v1/admin/clients/{id}` with `resources` takes effect at once:
+/// the client's tokens are revoked, a resource no longer allowed answers
+/// `invalid_target`, and an unregistered resource is refused with nothing
+/// changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_a_clients_resources() {
+    let setup = Setup::start();
+    let authority = &setup.authority;
+    let secret = authority.add_client_with("batch", &["read"], &["--resource", ORDERS]);
+    let grant = |resource: &'static str| {
+        let secret = secret.clone();
+        async move {
+            authority
+                .http
+                .post(authority.url("/oauth/token"))
+                .basic_auth("batch", Some(&secret))
+                .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+                .send()
+                .await
+                .expect("token request")
+        }
+    };
+    let first = grant(ORDERS).await;
+    assert_eq!(first.status(), 200, "{}", authority.logs());
+    let first: Value = first.json().await.expect("json");
+    let old = access(&first).to_owned();
+    assert_eq!(
+        setup.orders.get("/whoami", Some(&old)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(error_of(grant(BILLING).await).await.1, "invalid_target");
+
+    let admin = setup.tokens(&[&setup.issuer()]).await;
+    let patch = |body: Value| {
+        let admin = access(&admin).to_owned();
+        async move {
+            authority
+                .http
+                .patch(authority.url("/v1/admin/clients/batch"))
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await
+                .expect("PATCH")
+        }
+    };
+    let changed = patch(json!({ "resources": [BILLING] })).await;
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.expect("json");
+    assert_eq!(
+        changed["client"]["resources"],
+        json!([BILLING]),
+        "{changed}"
+    );
+    assert!(
+        changed["tokens_revoked"].as_u64() >= Some(1),
+        "the client's tokens are revoked: {changed}"
+    );
+    assert_eq!(
+        setup.orders.get("/whoami", Some(&old)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(error_of(grant(ORDERS).await).await.1, "invalid_target");
+    assert_eq!(grant(BILLING).await.status(), 200);
+
+    // An unregistered resource: refused, nothing changed.
+    let refused = patch(json!({ "resources": ["https://nowhere.example"] })).await;
+    assert_eq!(refused.status(), 400);
+    let shown: Value = authority
+        .http
+        .get(authority.url("/v1/admin/clients/batch"))
+        .bearer_auth(access(&admin))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["resources"], json!([BILLING]), "{shown}");
+    assert_eq!(grant(BILLING).await.status(), 200);
 }

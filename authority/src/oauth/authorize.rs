@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use percent_encoding::percent_decode;
-use token_repository::Scopes;
+use token_repository::{Audience, Scopes};
 use warp::reply::Response;
 
 use super::code::{self, CodeGrant};
@@ -66,6 +66,11 @@ struct Request {
     /// The `resource` parameters (RFC 8707), checked; empty: the default
     /// audience at the token request.
     resources: Vec<String>,
+    /// The audience the tokens will have (the default one when no
+    /// `resource` was given), for consent.
+    audience: Audience,
+    /// Its resources' URIs, shown on the consent page.
+    audience_uris: Vec<String>,
     state: Option<String>,
     challenge: String,
 }
@@ -306,10 +311,19 @@ async fn check(state: &AppState, raw: &str) -> Result<Request, Refusal> {
         redirect_uri: redirect_uri.clone(),
         redirect_given,
         scopes,
+        audience_uris: if resources.is_empty() {
+            state.default_audience()
+        } else {
+            &resources
+        }
+        .iter()
+        .map(|uri| uri.as_str().to_owned())
+        .collect(),
         resources: resources
             .iter()
             .map(|uri| uri.as_str().to_owned())
             .collect(),
+        audience: target.audience,
         state: echoed.clone(),
         challenge: challenge.to_owned(),
     })
@@ -444,7 +458,7 @@ pub async fn authorize(state: AppState, headers: HeaderMap, raw: String) -> Resp
     let scopes = granted(&request, &user);
     if !request.client.first_party {
         match consented(&state, &user.subject, &request.client.client_id).await {
-            Ok(Some(previous)) if scopes.is_subset_of(&previous) => {}
+            Ok(Some(previous)) if previous.covers(&scopes, &request.audience) => {}
             Ok(_) => return consent_page(&request, &session, &scopes, &raw),
             Err(problem) => return problem_page(&problem),
         }
@@ -466,11 +480,16 @@ fn consent_page(
     if list.is_empty() {
         list.push_str("<li>your name and username (no other access)</li>");
     }
+    let mut services = String::new();
+    for uri in &request.audience_uris {
+        let _ = write!(services, "<li><code>{}</code></li>", escape(uri));
+    }
     let csrf = session.csrf_token();
     let body = format!(
         "<h1>Allow {client}?</h1>\
          <section><p>The application <strong>{client}</strong> asks to act as \
          <strong>{user}</strong> with this access:</p><ul>{list}</ul>\
+         <p>at these services:</p><ul>{services}</ul>\
          <p class=\"muted\">It will be sent back to <code>{target}</code>. You can withdraw this \
          permission on your account page.</p></section>\
          <form class=\"card\" method=\"post\" action=\"/oauth/consent\">{csrf}{request}\
@@ -539,8 +558,14 @@ pub async fn consent(state: AppState, headers: HeaderMap, body: Bytes) -> Respon
         }
     }
     let scopes = granted(&request, &user);
-    if let Err(problem) =
-        remember_consent(&state, &user.subject, &request.client.client_id, &scopes).await
+    if let Err(problem) = remember_consent(
+        &state,
+        &user.subject,
+        &request.client.client_id,
+        &scopes,
+        &request.audience,
+    )
+    .await
     {
         return problem_page(&problem);
     }

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use token_repository::{Timestamp, TokenKind, TokenRecord, TokenWriter as _};
+use token_repository::{ResourceTag, Timestamp, TokenKind, TokenRecord, TokenWriter as _};
 use uuid::Uuid;
 use warp::reply::Response;
 use zeroize::Zeroizing;
@@ -142,6 +142,24 @@ fn sessions(records: &[TokenRecord]) -> Vec<SessionRow> {
     rows
 }
 
+/// ` · for <uri>, <uri>`: the resources a consent approved, escaped; a
+/// removed resource shows as its tag.
+async fn resource_names(state: &AppState, tags: &[ResourceTag]) -> Result<String, Problem> {
+    if tags.is_empty() {
+        return Ok(String::new());
+    }
+    let found = state.resources().get_many(tags).await?;
+    let names: Vec<String> = found
+        .iter()
+        .zip(tags)
+        .map(|(resource, tag)| match resource {
+            Some(resource) => format!("<code>{}</code>", escape(resource.uri.as_str())),
+            None => format!("<code>{tag}</code> (removed)"),
+        })
+        .collect();
+    Ok(format!(" · for {}", names.join(", ")))
+}
+
 /// `GET /account`
 pub async fn show(state: AppState, headers: HeaderMap, query: String) -> Response {
     let session = match super::session(&state, &headers).await {
@@ -265,12 +283,15 @@ async fn render(
     // Applications.
     if !consents.is_empty() {
         body.push_str("<section aria-labelledby=\"apps\"><h2 id=\"apps\">Applications you allowed</h2><ul class=\"plain\">");
-        for (client_id, scope) in &consents {
+        for (client_id, consent) in &consents {
+            let scope = consent.scopes.to_string();
+            let resources = resource_names(state, &consent.resources).await?;
             let _ = write!(
                 body,
-                "<li class=\"row\"><span><strong>{}</strong><br><span class=\"muted\">scope <code>{}</code></span></span>{}</li>",
+                "<li class=\"row\"><span><strong>{}</strong><br><span class=\"muted\">scope <code>{}</code>{}</span></span>{}</li>",
                 escape(client_id),
-                escape(if scope.is_empty() { "-" } else { scope }),
+                escape(if scope.is_empty() { "-" } else { &scope }),
+                resources,
                 button_form(
                     "/account",
                     &csrf,
