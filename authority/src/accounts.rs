@@ -123,6 +123,10 @@ pub struct Client {
     /// `GET /v1/users/{subject}/connect/{provider}/token`).
     #[serde(default)]
     pub view_access_tokens: bool,
+    /// The providers whose tokens it may fetch with `view_access_tokens`;
+    /// `None`: every provider (the behaviour before the list existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_providers: Option<Vec<String>>,
     /// Networks it may fetch provider tokens from; empty: any address.
     #[serde(default)]
     pub allowed_ips: Vec<ipnet::IpNet>,
@@ -169,6 +173,17 @@ impl fmt::Debug for PreviousSecret {
 }
 
 impl Client {
+    /// Whether the client may fetch users' tokens for `provider`: it has
+    /// `view_access_tokens`, and `provider` is on its list when it has one.
+    #[must_use]
+    pub fn may_view(&self, provider: &str) -> bool {
+        self.view_access_tokens
+            && self
+                .view_providers
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|name| name == provider))
+    }
+
     /// The subject of tokens issued to the client itself: `client:<id>`, so
     /// that no client id can ever equal a user's subject.
     #[must_use]
@@ -205,6 +220,7 @@ impl fmt::Debug for Client {
             .field("scopes", &self.scopes)
             .field("introspect", &self.introspect)
             .field("view_access_tokens", &self.view_access_tokens)
+            .field("view_providers", &self.view_providers)
             .field("allowed_ips", &self.allowed_ips)
             .field("redirect_uris", &self.redirect_uris)
             .field("public", &self.public)
@@ -728,6 +744,7 @@ mod tests {
             scopes: Scopes::empty(),
             introspect: false,
             view_access_tokens: false,
+            view_providers: None,
             allowed_ips: Vec::new(),
             previous_secret: None,
             redirect_uris: Vec::new(),

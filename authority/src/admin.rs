@@ -74,6 +74,9 @@ pub struct NewClient {
     pub introspect: bool,
     /// May fetch users' provider tokens (connected services).
     pub view_access_tokens: bool,
+    /// Of these providers only (`None`: of every provider; checked with
+    /// [`check_view_providers`]).
+    pub view_providers: Option<Vec<String>>,
     /// Networks it may fetch them from (empty: any).
     pub allowed_ips: Vec<IpNet>,
     /// Redirect URIs of the authorization code flow (checked with
@@ -96,6 +99,8 @@ pub struct ClientChange {
     pub introspect: Option<bool>,
     /// Allow or forbid fetching users' provider tokens.
     pub view_access_tokens: Option<bool>,
+    /// New provider list (`Some(None)`: every provider again).
+    pub view_providers: Option<Option<Vec<String>>>,
     /// New address allow-list (empty: any).
     pub allowed_ips: Option<Vec<IpNet>>,
     /// New resource list (empty: any registered resource).
@@ -161,6 +166,8 @@ pub struct ClientView {
     pub introspect: bool,
     /// May fetch users' provider tokens.
     pub view_access_tokens: bool,
+    /// Of these providers only; `None` (JSON `null`): of every provider.
+    pub view_providers: Option<Vec<String>>,
     /// Networks it may fetch them from (empty: any).
     pub allowed_ips: Vec<String>,
     /// Redirect URIs of the authorization code flow.
@@ -184,6 +191,7 @@ impl From<&Client> for ClientView {
             scope: client.scopes.to_string(),
             introspect: client.introspect,
             view_access_tokens: client.view_access_tokens,
+            view_providers: client.view_providers.clone(),
             allowed_ips: client.allowed_ips.iter().map(ToString::to_string).collect(),
             redirect_uris: client.redirect_uris.clone(),
             public: client.public,
@@ -434,6 +442,7 @@ pub async fn create_client(
         scopes: new.scopes,
         introspect: new.introspect,
         view_access_tokens: new.view_access_tokens,
+        view_providers: new.view_providers.map(check_view_providers).transpose()?,
         allowed_ips: new.allowed_ips,
         redirect_uris: new.redirect_uris,
         public: new.public,
@@ -531,6 +540,36 @@ pub fn parse_networks(entries: &[String]) -> Result<Vec<IpNet>, Problem> {
         .collect()
 }
 
+/// The most providers one client's `view_providers` may name.
+pub const MAX_VIEW_PROVIDERS: usize = 64;
+
+/// Checks a `view_providers` list: provider names (`a-z 0-9 _ -`, see
+/// [`token_broker::providers::valid_name`]), at most
+/// [`MAX_VIEW_PROVIDERS`]; answers it sorted without duplicates. Names
+/// need not be configured yet (a provider added later is then allowed).
+///
+/// # Errors
+///
+/// 400 `invalid_request` naming the bad entry or the cap.
+pub fn check_view_providers(mut names: Vec<String>) -> Result<Vec<String>, Problem> {
+    if names.len() > MAX_VIEW_PROVIDERS {
+        return Err(Problem::invalid_request(format!(
+            "view_providers may name at most {MAX_VIEW_PROVIDERS} providers"
+        )));
+    }
+    if let Some(index) = names
+        .iter()
+        .position(|name| !token_broker::providers::valid_name(name))
+    {
+        return Err(Problem::invalid_request(format!(
+            "view_providers[{index}] is not a provider name (1 to 32 of a-z 0-9 _ -)"
+        )));
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// A client secret: `tsc_` and 256 random bits, base64url.
 fn new_secret() -> Result<Zeroizing<String>, Problem> {
     let mut bytes = Zeroizing::new([0_u8; 32]);
@@ -553,6 +592,10 @@ pub async fn change_client(
     client_id: &str,
     change: ClientChange,
 ) -> Result<(Client, usize), Problem> {
+    let view_providers = change
+        .view_providers
+        .map(|list| list.map(check_view_providers).transpose())
+        .transpose()?;
     let resources = match &change.resources {
         Some(resources) => {
             Some(crate::oauth::resource::check_client_resources(state, resources).await?)
@@ -570,6 +613,9 @@ pub async fn change_client(
             }
             if let Some(view) = change.view_access_tokens {
                 client.view_access_tokens = view;
+            }
+            if let Some(list) = &view_providers {
+                client.view_providers.clone_from(list);
             }
             if let Some(networks) = &change.allowed_ips {
                 client.allowed_ips.clone_from(networks);

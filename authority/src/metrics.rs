@@ -20,7 +20,7 @@
 //! | `authority_connect_tokens_served_total` | counter | `provider`, `source` (`stored`, `refreshed`) |
 //! | `authority_connect_refreshes_total` | counter | `provider`, `outcome` (`refreshed`, `rejected`, `failed`) |
 //! | `authority_connect_refresh_duration_seconds` | histogram | `provider` |
-//! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `address`) |
+//! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `provider`, `address`) |
 //!
 //! Provider names come from the configuration, so they are a bounded set
 //! too. The broker records the `authority_connect_*` series but the last

@@ -5,7 +5,8 @@
 //!
 //! With at least one provider configured, `CONNECT_STATE_KEY` (or
 //! `CONNECT_STATE_KEY_FILE`), `CONNECT_KEYS` (or `CONNECT_KEYS_FILE`),
-//! `CONNECT_SUCCESS_URL` and `CONNECT_FAILURE_URL` are required.
+//! `CONNECT_SUCCESS_URL` and `CONNECT_FAILURE_URL` are required; with a
+//! provider of a credentials kind, `CONNECT_KEYS` is.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use token_settings::{ConfigError, Setting, Values};
 use zeroize::Zeroizing;
 
+use crate::credentials::CredentialProvider;
 use crate::crypto::{Keyring, decode_key_material};
 use crate::providers::{self, ProviderConfig};
 use crate::return_url::ReturnUrls;
@@ -27,8 +29,11 @@ pub const MIN_STATE_KEY_LEN: usize = 32;
 /// Connected services: providers, keys, pages, timing.
 #[derive(Clone, Default)]
 pub struct ConnectConfig {
-    /// The `[[providers]]` of the configuration file.
+    /// The OAuth `[[providers]]` of the configuration file.
     pub providers: Vec<ProviderConfig>,
+    /// Its `[[providers]]` of kind `password` or `api_key`
+    /// ([`crate::credentials`]).
+    pub credential_providers: Vec<CredentialProvider>,
     /// `CONNECT_STATE_KEY` / `_FILE`: signs states, derives PKCE verifiers.
     pub state_key: Option<Zeroizing<Vec<u8>>>,
     /// `CONNECT_KEYS` / `_FILE`: encrypt provider tokens (first = current).
@@ -61,6 +66,7 @@ impl fmt::Debug for ConnectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectConfig")
             .field("providers", &self.providers)
+            .field("credential_providers", &self.credential_providers)
             .field("state_key", &self.state_key.as_ref().map(|_| "<set>"))
             .field("keys", &self.keys)
             .field("success_url", &self.success_url)
@@ -158,8 +164,10 @@ impl ConnectConfig {
     ///
     /// [`ConfigError`] naming the variable or provider field.
     pub fn load(values: &Values<'_>, provider_tables: &[toml::Table]) -> Result<Self, ConfigError> {
-        let providers =
-            providers::parse(provider_tables, &|name| values.get(name).map(str::to_owned))?;
+        let providers::ProviderSet {
+            oauth: providers,
+            credentials: credential_providers,
+        } = providers::parse_all(provider_tables, &|name| values.get(name).map(str::to_owned))?;
         let state_key = direct_or_file(values, &STATE_KEY, &STATE_KEY_FILE)?
             .map(|(text, variable)| {
                 decode_key_material(&text)
@@ -192,9 +200,17 @@ impl ConnectConfig {
                 .map_err(|problem| ConfigError::new(RETURN_URLS.name, problem))?,
             extra_roots: extra_roots(values)?,
             providers,
+            credential_providers,
             state_key,
             keys,
         };
+        // Credentials providers need the keys that seal what users store.
+        if !config.credential_providers.is_empty() && config.keys.is_none() {
+            return Err(ConfigError::new(
+                KEYS.name,
+                "required when providers are configured (see the README, Connected services)",
+            ));
+        }
         if !config.providers.is_empty() {
             let required = [
                 (STATE_KEY.name, config.state_key.is_some()),
@@ -255,6 +271,12 @@ mod tests {
             ("CONNECT_FAILURE_URL", "/failed"),
         ];
         let config = load(&all, &providers()).expect("complete");
+        // Credentials providers alone need the sealing keys only.
+        let webdav = providers::tables("[[providers]]\nname = \"webdav\"\nkind = \"password\"\n");
+        assert_eq!(load(&[], &webdav).unwrap_err().variable, "CONNECT_KEYS");
+        let config_webdav = load(&[("CONNECT_KEYS", KEYS)], &webdav).expect("keys suffice");
+        assert_eq!(config_webdav.credential_providers.len(), 1);
+        assert!(config_webdav.providers.is_empty());
         assert_eq!(config.keys.expect("keys").current_id(), "k1");
         assert!(!format!("{:?}", load(&all, &providers())).contains(STATE_KEY));
     }

@@ -37,6 +37,10 @@ pub enum ConnectError {
     /// A `return_to` that is not allowed.
     #[error(transparent)]
     ReturnUrl(#[from] crate::return_url::ReturnUrlError),
+    /// Credentials refused (kind, size, characters; never their value),
+    /// or a disabled provider of a credentials kind.
+    #[error(transparent)]
+    Credential(#[from] crate::credentials::CredentialError),
     /// Redis failed.
     #[error(transparent)]
     Store(#[from] token_repository::Error),

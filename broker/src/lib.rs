@@ -44,6 +44,8 @@
 //!   `[[providers]]` tables.
 //! - [`providers`]: the `[[providers]]` file format, validated, and where
 //!   a provider's endpoints are.
+//! - [`credentials`]: providers of kind `password` or `api_key`, what
+//!   users store for them, sealed.
 //! - [`oauth_client`]: discovery, code exchange, refresh, revocation.
 //! - [`login`]: a provider's sign-in fields (`login`, `login_options`,
 //!   `provision`, `default_scopes`, `scope_map`).
@@ -67,6 +69,7 @@
 pub mod callback;
 pub mod config;
 pub mod connect;
+pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod id_token;
@@ -86,7 +89,10 @@ pub use callback::{Callback, Failure, Refusal};
 pub use config::ConnectConfig;
 pub use connect::{Connect, TOMBSTONE_TTL, keepalive};
 pub use error::{ConnectError, SetupError};
-pub use views::{ConnectionView, KeepAliveReport, Offer, ReencryptReport, Revocation, ServedToken};
+pub use views::{
+    ConnectionView, CredentialView, KeepAliveReport, Offer, ReencryptReport, Revocation,
+    ServedToken,
+};
 
 #[cfg(test)]
 mod proptests;

@@ -35,6 +35,8 @@ use serde::Deserialize;
 use token_settings::ConfigError;
 use zeroize::Zeroizing;
 
+use crate::credentials::{CredentialKind, CredentialProvider};
+
 /// Parameters the authority sets itself; `authorize_params` may not.
 const RESERVED_PARAMS: &[&str] = &[
     "response_type",
@@ -48,7 +50,7 @@ const RESERVED_PARAMS: &[&str] = &[
 ];
 
 /// Path segments next to `/v1/connect/{provider}` that are routes.
-const RESERVED_NAMES: &[&str] = &["callback", "tokens"];
+const RESERVED_NAMES: &[&str] = &["callback", "tokens", "credentials"];
 
 /// How the authority authenticates at the provider's token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -242,216 +244,292 @@ fn check_url(
     }
 }
 
-/// Validates the `[[providers]]` tables. `secret_env` reads provider
-/// secrets from the environment (it wins over the file).
+/// The validated `[[providers]]` tables: OAuth providers and providers
+/// of a credentials kind ([`crate::credentials`]), in file order each,
+/// with names unique across both.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSet {
+    /// Providers users connect with OAuth (no `kind`, or `kind = "oauth"`).
+    pub oauth: Vec<ProviderConfig>,
+    /// Providers whose users store a password or a key.
+    pub credentials: Vec<CredentialProvider>,
+}
+
+/// Validates the `[[providers]]` tables: each is OAuth (no `kind`, or
+/// `kind = "oauth"`) or of a credentials kind (`kind = "password"` or
+/// `"api_key"`, see [`crate::credentials`]). `secret_env` reads OAuth
+/// client secrets from the environment (it wins over the file).
 ///
 /// # Errors
 ///
 /// [`ConfigError`] naming the table and field (`providers[1].client_id`),
-/// for duplicate names too.
+/// for duplicate names (across both kinds) too.
+pub fn parse_all(
+    tables: &[toml::Table],
+    secret_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ProviderSet, ConfigError> {
+    let mut set = ProviderSet::default();
+    let mut names: Vec<String> = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let at = |field: &str| format!("providers[{index}].{field}");
+        let kind = match table.get("kind") {
+            None => None,
+            Some(toml::Value::String(kind)) => Some(kind.as_str()),
+            Some(_) => return Err(ConfigError::new(&at("kind"), "expected a string")),
+        };
+        let name = match kind {
+            None | Some("oauth") => {
+                let mut table = table.clone();
+                table.remove("kind");
+                let config = parse_oauth(index, &table, secret_env, &names)?;
+                let name = config.name.clone();
+                set.oauth.push(config);
+                name
+            }
+            Some(kind) if CredentialKind::is_credentials(kind) => {
+                let provider = crate::credentials::parse_provider(index, table)?;
+                check_name(index, &provider.name, &names)?;
+                let name = provider.name.clone();
+                set.credentials.push(provider);
+                name
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    &at("kind"),
+                    "expected \"oauth\" (the default), \"password\" or \"api_key\"",
+                ));
+            }
+        };
+        names.push(name);
+    }
+    Ok(set)
+}
+
+/// The OAuth providers of the tables (every table must be OAuth).
+///
+/// # Errors
+///
+/// Like [`parse_all`]; a table of a credentials kind is refused too.
 pub fn parse(
     tables: &[toml::Table],
     secret_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
-    let mut providers: Vec<ProviderConfig> = Vec::new();
-    for (index, table) in tables.iter().enumerate() {
-        let at = |field: &str| format!("providers[{index}].{field}");
-        let raw: RawProvider =
-            toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|error: toml::de::Error| {
-                    ConfigError::new(&format!("providers[{index}]"), error.message().to_owned())
-                })?;
-        if !valid_name(&raw.name) {
-            return Err(ConfigError::new(
-                &at("name"),
-                format!(
-                    "{:?}: expected 1 to 32 characters of a-z 0-9 _ - (not `callback` or `tokens`)",
-                    raw.name
-                ),
-            ));
-        }
-        if let Some(first) = providers.iter().position(|p| p.name == raw.name) {
-            return Err(ConfigError::new(
-                &at("name"),
-                format!(
-                    "{:?} is already the name of providers[{first}]; provider names must be unique",
-                    raw.name
-                ),
-            ));
-        }
-        let issuer = raw
-            .issuer
-            .as_deref()
-            .map(|issuer| issuer.trim_end_matches('/').to_owned());
-        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
-        for (field, url) in [
-            ("issuer", &issuer),
-            ("authorize_url", &raw.authorize_url),
-            ("token_url", &raw.token_url),
-            ("revocation_url", &raw.revocation_url),
-        ] {
-            if let Some(url) = url {
-                check_url(&at(field), url, true, allow_insecure_http)?;
-            }
-        }
-        if issuer.is_none() && (raw.authorize_url.is_none() || raw.token_url.is_none()) {
-            return Err(ConfigError::new(
-                &at("issuer"),
-                "set `issuer` (OpenID Connect discovery) or both `authorize_url` and `token_url`",
-            ));
-        }
-        if raw.client_id.is_empty() {
-            return Err(ConfigError::new(&at("client_id"), "must not be empty"));
-        }
-        let auth_method = raw
-            .token_endpoint_auth_method
-            .unwrap_or(AuthMethod::ClientSecretBasic);
-        let variable = secret_variable(&raw.name);
-        let secret = match (
-            secret_env(&variable),
-            raw.client_secret,
-            raw.client_secret_file,
-        ) {
-            (Some(secret), _, _) => Some(secret),
-            (None, Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    &at("client_secret"),
-                    "set client_secret or client_secret_file, not both",
-                ));
-            }
-            (None, Some(secret), None) => Some(secret),
-            (None, None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|error| {
-                        ConfigError::new(
-                            &at("client_secret_file"),
-                            format!("cannot read {path}: {error}"),
-                        )
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            ),
-            (None, None, None) => None,
-        };
-        let client_secret = match (auth_method, secret) {
-            (AuthMethod::None, None) => Zeroizing::new(String::new()),
-            (AuthMethod::None, Some(_)) => {
-                return Err(ConfigError::new(
-                    &at("client_secret"),
-                    "a public client (token_endpoint_auth_method = \"none\") has no secret",
-                ));
-            }
-            (_, Some(secret)) if !secret.is_empty() => Zeroizing::new(secret),
-            _ => {
-                return Err(ConfigError::new(
-                    &at("client_secret"),
-                    format!("no secret: set client_secret, client_secret_file or {variable}"),
-                ));
-            }
-        };
-        let scopes = match raw.scopes {
-            None => Vec::new(),
-            Some(ScopeList::Text(text)) => text.split_whitespace().map(str::to_owned).collect(),
-            Some(ScopeList::List(list)) => list,
-        };
-        if scopes
-            .iter()
-            .any(|scope| scope.is_empty() || scope.contains(char::is_whitespace))
-        {
-            return Err(ConfigError::new(
-                &at("scopes"),
-                "scopes are non-empty words without spaces",
-            ));
-        }
-        if let Some(url) = &raw.redirect_url {
-            check_url(&at("redirect_url"), url, false, false)?;
-        }
-        if let Some(url) = &raw.logo_url {
-            check_url(&at("logo_url"), url, false, false)?;
-        }
-        if let Some(reserved) = raw
-            .authorize_params
-            .keys()
-            .find(|key| RESERVED_PARAMS.contains(&key.as_str()))
-        {
-            return Err(ConfigError::new(
-                &at("authorize_params"),
-                format!("{reserved:?} is set by the authority itself"),
-            ));
-        }
-        let default_expires_in = raw.default_expires_in.unwrap_or(3600);
-        if !(1..=31_536_000).contains(&default_expires_in) {
-            return Err(ConfigError::new(
-                &at("default_expires_in"),
-                "expected seconds from 1 to 31536000",
-            ));
-        }
-        let keepalive_after = match raw.keepalive_after {
-            None | Some(0) => None,
-            Some(seconds) if seconds <= 31_536_000 => Some(Duration::from_secs(seconds)),
-            Some(_) => {
-                return Err(ConfigError::new(
-                    &at("keepalive_after"),
-                    "expected seconds up to 31536000 (0: off)",
-                ));
-            }
-        };
-        let refresh_token_expires_in = match raw.refresh_token_expires_in {
-            None => None,
-            Some(seconds) if (1..=315_360_000).contains(&seconds) => {
-                Some(Duration::from_secs(seconds))
-            }
-            Some(_) => {
-                return Err(ConfigError::new(
-                    &at("refresh_token_expires_in"),
-                    "expected seconds from 1 to 315360000",
-                ));
-            }
-        };
-        let login = crate::login::parse(
-            crate::login::RawLogin {
-                login: raw.login,
-                login_options: raw.login_options,
-                provision: raw.provision,
-                default_scopes: raw.default_scopes,
-                scope_map: raw.scope_map,
-            },
-            index,
-            issuer.as_deref(),
-            RESERVED_PARAMS,
-        )?;
-        let connect = raw.connect.unwrap_or(true);
-        if !connect && login.is_none() {
-            return Err(ConfigError::new(
-                &at("connect"),
-                "a provider that is not a connected service must be a sign-in provider (login = true)",
-            ));
-        }
-        providers.push(ProviderConfig {
-            display_name: raw.display_name.unwrap_or_else(|| raw.name.clone()),
-            name: raw.name,
-            logo_url: raw.logo_url,
-            issuer,
-            authorize_url: raw.authorize_url,
-            token_url: raw.token_url,
-            revocation_url: raw.revocation_url,
-            client_id: raw.client_id,
-            client_secret,
-            auth_method,
-            scopes,
-            redirect_url: raw.redirect_url,
-            default_expires_in: Duration::from_secs(default_expires_in),
-            authorize_params: raw.authorize_params.into_iter().collect(),
-            enabled: raw.enabled.unwrap_or(true),
-            keepalive_after,
-            refresh_token_expires_in,
-            allow_insecure_http,
-            login,
-            connect,
-        });
+    let set = parse_all(tables, secret_env)?;
+    if let Some(provider) = set.credentials.first() {
+        return Err(ConfigError::new(
+            &format!("providers.{}", provider.name),
+            "a provider of a credentials kind where only OAuth providers are expected",
+        ));
     }
-    Ok(providers)
+    Ok(set.oauth)
+}
+
+/// Checks the name of table `index` against the rules and the names of
+/// the tables before it (`names`, by index).
+fn check_name(index: usize, name: &str, names: &[String]) -> Result<(), ConfigError> {
+    let at = |field: &str| format!("providers[{index}].{field}");
+    if !valid_name(name) {
+        return Err(ConfigError::new(
+            &at("name"),
+            format!(
+                "{name:?}: expected 1 to 32 characters of a-z 0-9 _ - (not `callback`, `tokens` or `credentials`)"
+            ),
+        ));
+    }
+    if let Some(first) = names.iter().position(|other| other == name) {
+        return Err(ConfigError::new(
+            &at("name"),
+            format!(
+                "{name:?} is already the name of providers[{first}]; provider names must be unique"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates table `index`, an OAuth provider.
+fn parse_oauth(
+    index: usize,
+    table: &toml::Table,
+    secret_env: &dyn Fn(&str) -> Option<String>,
+    names: &[String],
+) -> Result<ProviderConfig, ConfigError> {
+    let at = |field: &str| format!("providers[{index}].{field}");
+    let raw: RawProvider =
+        toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|error: toml::de::Error| {
+                ConfigError::new(&format!("providers[{index}]"), error.message().to_owned())
+            })?;
+    check_name(index, &raw.name, names)?;
+    let issuer = raw
+        .issuer
+        .as_deref()
+        .map(|issuer| issuer.trim_end_matches('/').to_owned());
+    let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+    for (field, url) in [
+        ("issuer", &issuer),
+        ("authorize_url", &raw.authorize_url),
+        ("token_url", &raw.token_url),
+        ("revocation_url", &raw.revocation_url),
+    ] {
+        if let Some(url) = url {
+            check_url(&at(field), url, true, allow_insecure_http)?;
+        }
+    }
+    if issuer.is_none() && (raw.authorize_url.is_none() || raw.token_url.is_none()) {
+        return Err(ConfigError::new(
+            &at("issuer"),
+            "set `issuer` (OpenID Connect discovery) or both `authorize_url` and `token_url`",
+        ));
+    }
+    if raw.client_id.is_empty() {
+        return Err(ConfigError::new(&at("client_id"), "must not be empty"));
+    }
+    let auth_method = raw
+        .token_endpoint_auth_method
+        .unwrap_or(AuthMethod::ClientSecretBasic);
+    let variable = secret_variable(&raw.name);
+    let secret = match (
+        secret_env(&variable),
+        raw.client_secret,
+        raw.client_secret_file,
+    ) {
+        (Some(secret), _, _) => Some(secret),
+        (None, Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                &at("client_secret"),
+                "set client_secret or client_secret_file, not both",
+            ));
+        }
+        (None, Some(secret), None) => Some(secret),
+        (None, None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|error| {
+                    ConfigError::new(
+                        &at("client_secret_file"),
+                        format!("cannot read {path}: {error}"),
+                    )
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        (None, None, None) => None,
+    };
+    let client_secret = match (auth_method, secret) {
+        (AuthMethod::None, None) => Zeroizing::new(String::new()),
+        (AuthMethod::None, Some(_)) => {
+            return Err(ConfigError::new(
+                &at("client_secret"),
+                "a public client (token_endpoint_auth_method = \"none\") has no secret",
+            ));
+        }
+        (_, Some(secret)) if !secret.is_empty() => Zeroizing::new(secret),
+        _ => {
+            return Err(ConfigError::new(
+                &at("client_secret"),
+                format!("no secret: set client_secret, client_secret_file or {variable}"),
+            ));
+        }
+    };
+    let scopes = match raw.scopes {
+        None => Vec::new(),
+        Some(ScopeList::Text(text)) => text.split_whitespace().map(str::to_owned).collect(),
+        Some(ScopeList::List(list)) => list,
+    };
+    if scopes
+        .iter()
+        .any(|scope| scope.is_empty() || scope.contains(char::is_whitespace))
+    {
+        return Err(ConfigError::new(
+            &at("scopes"),
+            "scopes are non-empty words without spaces",
+        ));
+    }
+    if let Some(url) = &raw.redirect_url {
+        check_url(&at("redirect_url"), url, false, false)?;
+    }
+    if let Some(url) = &raw.logo_url {
+        check_url(&at("logo_url"), url, false, false)?;
+    }
+    if let Some(reserved) = raw
+        .authorize_params
+        .keys()
+        .find(|key| RESERVED_PARAMS.contains(&key.as_str()))
+    {
+        return Err(ConfigError::new(
+            &at("authorize_params"),
+            format!("{reserved:?} is set by the authority itself"),
+        ));
+    }
+    let default_expires_in = raw.default_expires_in.unwrap_or(3600);
+    if !(1..=31_536_000).contains(&default_expires_in) {
+        return Err(ConfigError::new(
+            &at("default_expires_in"),
+            "expected seconds from 1 to 31536000",
+        ));
+    }
+    let keepalive_after = match raw.keepalive_after {
+        None | Some(0) => None,
+        Some(seconds) if seconds <= 31_536_000 => Some(Duration::from_secs(seconds)),
+        Some(_) => {
+            return Err(ConfigError::new(
+                &at("keepalive_after"),
+                "expected seconds up to 31536000 (0: off)",
+            ));
+        }
+    };
+    let refresh_token_expires_in = match raw.refresh_token_expires_in {
+        None => None,
+        Some(seconds) if (1..=315_360_000).contains(&seconds) => Some(Duration::from_secs(seconds)),
+        Some(_) => {
+            return Err(ConfigError::new(
+                &at("refresh_token_expires_in"),
+                "expected seconds from 1 to 315360000",
+            ));
+        }
+    };
+    let login = crate::login::parse(
+        crate::login::RawLogin {
+            login: raw.login,
+            login_options: raw.login_options,
+            provision: raw.provision,
+            default_scopes: raw.default_scopes,
+            scope_map: raw.scope_map,
+        },
+        index,
+        issuer.as_deref(),
+        RESERVED_PARAMS,
+    )?;
+    let connect = raw.connect.unwrap_or(true);
+    if !connect && login.is_none() {
+        return Err(ConfigError::new(
+            &at("connect"),
+            "a provider that is not a connected service must be a sign-in provider (login = true)",
+        ));
+    }
+    Ok(ProviderConfig {
+        display_name: raw.display_name.unwrap_or_else(|| raw.name.clone()),
+        name: raw.name,
+        logo_url: raw.logo_url,
+        issuer,
+        authorize_url: raw.authorize_url,
+        token_url: raw.token_url,
+        revocation_url: raw.revocation_url,
+        client_id: raw.client_id,
+        client_secret,
+        auth_method,
+        scopes,
+        redirect_url: raw.redirect_url,
+        default_expires_in: Duration::from_secs(default_expires_in),
+        authorize_params: raw.authorize_params.into_iter().collect(),
+        enabled: raw.enabled.unwrap_or(true),
+        keepalive_after,
+        refresh_token_expires_in,
+        allow_insecure_http,
+        login,
+        connect,
+    })
 }
 
 /// Where a provider's endpoints are.
@@ -539,6 +617,74 @@ mod tests {
         assert!(!github.enabled);
         assert_eq!(github.refresh_token_expires_in, None);
         assert!(!format!("{providers:?}").contains("s3cret"));
+    }
+
+    /// Tables of kind `password` and `api_key` are credentials providers,
+    /// with none of OAuth's fields; names are unique across both kinds;
+    /// an unknown kind is named.
+    #[test]
+    fn credentials_kinds() {
+        let text = r#"
+            [[providers]]
+            name = "orcid"
+            kind = "oauth"
+            issuer = "https://orcid.org"
+            client_id = "a"
+            client_secret = "x"
+            [[providers]]
+            name = "webdav"
+            kind = "password"
+            display_name = "WebDAV"
+            [[providers]]
+            name = "zenodo"
+            kind = "api_key"
+            enabled = false
+        "#;
+        let set = parse_all(&tables(text), &no_env).expect("valid");
+        assert_eq!(set.oauth.len(), 1);
+        let kinds: Vec<_> = set
+            .credentials
+            .iter()
+            .map(|p| (p.name.as_str(), p.display_name.as_str(), p.kind, p.enabled))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("webdav", "WebDAV", CredentialKind::Password, true),
+                ("zenodo", "zenodo", CredentialKind::ApiKey, false)
+            ]
+        );
+        assert!(parse(&tables(text), &no_env).is_err(), "OAuth only");
+        let cases = [
+            (
+                "[[providers]]\nname = \"w\"\nkind = \"password\"\nissuer = \"https://x\"\n",
+                "providers[0]",
+            ),
+            (
+                "[[providers]]\nname = \"w\"\nkind = \"saml\"\n",
+                "providers[0].kind",
+            ),
+            (
+                "[[providers]]\nname = \"w\"\nkind = 1\n",
+                "providers[0].kind",
+            ),
+            (
+                "[[providers]]\nname = \"credentials\"\nkind = \"api_key\"\n",
+                "providers[0].name",
+            ),
+            (
+                "[[providers]]\nname = \"w\"\nkind = \"api_key\"\n[[providers]]\nname = \"w\"\nissuer = \"https://x\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+                "providers[1].name",
+            ),
+            (
+                "[[providers]]\nname = \"w\"\nkind = \"api_key\"\nlogo_url = \"javascript:x\"\n",
+                "providers[0].logo_url",
+            ),
+        ];
+        for (text, variable) in cases {
+            let error = parse_all(&tables(text), &no_env).unwrap_err();
+            assert_eq!(error.variable, variable, "{text}: {error}");
+        }
     }
 
     /// Duplicate names stop the start-up, naming the field and the first

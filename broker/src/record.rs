@@ -208,12 +208,19 @@ impl Stored {
     ) -> Result<Self, RecordError> {
         let plaintext = Zeroizing::new(serde_json::to_vec(connection).unwrap_or_default());
         let sealed = keys.seal(&plaintext, &associated_data(subject, provider))?;
-        Ok(Self::Sealed {
+        Ok(Self::envelope(subject, sealed))
+    }
+
+    /// The stored form of `sealed` bytes of `subject` (also used for
+    /// [`crate::credentials`] records).
+    #[must_use]
+    pub fn envelope(subject: &str, sealed: Sealed) -> Self {
+        Self::Sealed {
             sub: subject.to_owned(),
             kid: sealed.key_id,
             nonce: STANDARD_NO_PAD.encode(sealed.nonce),
             ct: STANDARD_NO_PAD.encode(sealed.ciphertext),
-        })
+        }
     }
 
     /// The encrypted parts of a sealed value.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use tokio::sync::OnceCell;
 
+use crate::credentials::CredentialProvider;
 use crate::oauth_client::{ProviderClient, ProviderError};
 use crate::providers::{Endpoints, ProviderConfig, plain_http_allowed};
 
@@ -146,10 +147,12 @@ impl Provider {
     }
 }
 
-/// Every configured provider, by name.
+/// Every configured provider, by name: the OAuth ones and those of a
+/// credentials kind (names are unique across both).
 #[derive(Debug)]
 pub struct Registry {
     providers: Vec<Arc<Provider>>,
+    credentials: Vec<CredentialProvider>,
 }
 
 impl Registry {
@@ -162,10 +165,31 @@ impl Registry {
                 .iter()
                 .map(|config| Arc::new(Provider::new(config.clone(), default_redirect)))
                 .collect(),
+            credentials: Vec::new(),
         }
     }
 
-    /// The provider called `name`.
+    /// The same, with `credentials`: the providers of a credentials kind.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: &[CredentialProvider]) -> Self {
+        self.credentials = credentials.to_vec();
+        self
+    }
+
+    /// The provider of a credentials kind called `name`.
+    #[must_use]
+    pub fn credential(&self, name: &str) -> Option<&CredentialProvider> {
+        self.credentials
+            .iter()
+            .find(|provider| provider.name == name)
+    }
+
+    /// Every provider of a credentials kind, in configuration order.
+    pub fn credentials(&self) -> impl Iterator<Item = &CredentialProvider> {
+        self.credentials.iter()
+    }
+
+    /// The OAuth provider called `name`.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
         self.providers
@@ -178,7 +202,7 @@ impl Registry {
         self.providers.iter()
     }
 
-    /// Whether no provider is configured.
+    /// Whether no OAuth provider is configured.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.providers.is_empty()

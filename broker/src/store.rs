@@ -98,6 +98,72 @@ impl ConnectionStore {
         self.prefix().connection(&SubjectTag::of(subject), provider)
     }
 
+    /// The key of `subject`'s credentials for `provider` (a provider of a
+    /// credentials kind; same slot as the subject's connections).
+    #[must_use]
+    pub fn credential_key(&self, subject: &str, provider: &str) -> String {
+        self.prefix().credential(&SubjectTag::of(subject), provider)
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn set_key(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.store
+            .with_connection(|mut connection| async move {
+                let () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .query_async(&mut connection)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The values at `keys`, in order (one `MGET`: the keys must share a
+    /// slot, as one subject's do).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn get_keys(&self, keys: Vec<String>) -> Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await
+    }
+
+    /// Deletes `keys` (one `DEL`: the keys must share a slot); answers how
+    /// many existed.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn delete_keys(&self, keys: Vec<String>) -> Result<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.store
+            .with_connection(|mut connection| async move {
+                Ok(redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await?)
+            })
+            .await
+    }
+
     /// The stored value of a connection.
     ///
     /// # Errors

@@ -118,3 +118,19 @@ pub struct KeepAliveReport {
     /// reconnect" once the access token expires too).
     pub expired: usize,
 }
+
+/// A provider of a credentials kind as the user sees it: whether they
+/// stored something, and when (never the secret, nor the username).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredentialView {
+    /// The provider.
+    pub provider: String,
+    /// `password` or `api_key`.
+    pub kind: &'static str,
+    /// `stored`, `unreadable` (stored under a retired key: store it again)
+    /// or `not_stored`.
+    pub status: &'static str,
+    /// When it was stored (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<u64>,
+}

@@ -43,6 +43,7 @@
 //! | key                 | type   | holds                                           | TTL                  |
 //! |---------------------|--------|-------------------------------------------------|----------------------|
 //! | `P conn:{T}:<p>`    | string | the subject's connection to provider `p`: JSON envelope of key id, nonce and AEAD ciphertext (or a "reconnect" tombstone, no secrets) | none (tombstones: 30 days) |
+//! | `P cred:{T}:<p>`    | string | the subject's stored credentials for a provider of kind `password` or `api_key`: the same sealed JSON envelope (its own associated data) | none |
 //! | `P clock:{T}:<p>`   | string | the refresh lock of that connection (random owner token) | the lock lifetime (`SET NX PX`) |
 //! | `P cstate:<N>`      | string | marks a `state` as used (single use)             | the state's remaining lifetime (`SET NX PX`) |
 //! | `P conns`           | zset   | every connection (`<p>:<subject>`), scored by its last refresh (ms), for the keep-alive | none |
@@ -270,6 +271,14 @@ impl KeyPrefix {
         format!("{}conn:{{{}}}:{provider}", self.0, tag.to_key_text())
     }
 
+    /// `P cred:{T}:<provider>` — a subject's stored credentials (a
+    /// username and password, or a key) for a provider of a credentials
+    /// kind, sealed; in the subject's slot.
+    #[must_use]
+    pub fn credential(&self, tag: &SubjectTag, provider: &str) -> String {
+        format!("{}cred:{{{}}}:{provider}", self.0, tag.to_key_text())
+    }
+
     /// `P clock:{T}:<provider>` — the refresh lock of one connection (in the
     /// same slot as the connection).
     #[must_use]
@@ -454,6 +463,10 @@ mod tests {
         assert_eq!(
             prefix.connection_lock(&tag, "orcid"),
             format!("app1:clock:{{{tag_text}}}:orcid")
+        );
+        assert_eq!(
+            prefix.credential(&tag, "webdav"),
+            format!("app1:cred:{{{tag_text}}}:webdav")
         );
         assert_eq!(prefix.connect_state("n"), "app1:cstate:n");
         assert_eq!(prefix.connections(), "app1:conns");

@@ -130,6 +130,35 @@ impl Setup {
         std::fs::write(self.config_path(), text).expect("write the configuration");
     }
 
+    /// Appends `toml` (more `[[providers]]` tables, say) to the
+    /// configuration file; later authorities read it.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be written.
+    pub fn append_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(self.config_path()).expect("configuration");
+        text.push('\n');
+        text.push_str(toml);
+        std::fs::write(self.config_path(), text).expect("write the configuration");
+    }
+
+    /// The raw stored value of `subject`'s credentials for `provider` (a
+    /// provider of a credentials kind).
+    pub async fn stored_credentials(&self, subject: &str, provider: &str) -> Option<String> {
+        let key = KeyPrefix::default().credential(&SubjectTag::of(subject), provider);
+        let client = redis::Client::open(self.redis.url()).expect("url");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .expect("GET")
+    }
+
     /// The configuration file.
     #[must_use]
     pub fn config_path(&self) -> PathBuf {

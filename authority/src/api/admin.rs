@@ -103,6 +103,8 @@ struct CreateClientBody {
     #[serde(default)]
     view_access_tokens: bool,
     #[serde(default)]
+    view_providers: Option<Vec<String>>,
+    #[serde(default)]
     allowed_ips: Vec<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
@@ -123,6 +125,8 @@ struct ChangeClientBody {
     introspect: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     view_access_tokens: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    view_providers: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     allowed_ips: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -228,6 +232,7 @@ async fn run(
                     scopes: scopes(body.scope.as_deref())?,
                     introspect: body.introspect,
                     view_access_tokens: body.view_access_tokens,
+                    view_providers: body.view_providers,
                     allowed_ips: parse_networks(&body.allowed_ips)?,
                     redirect_uris: body.redirect_uris,
                     public: body.public,
@@ -245,6 +250,7 @@ async fn run(
                     "scope": view.scope,
                     "introspect": view.introspect,
                     "view_access_tokens": view.view_access_tokens,
+                    "view_providers": view.view_providers,
                     "allowed_ips": view.allowed_ips,
                     "redirect_uris": view.redirect_uris,
                     "public": view.public,
@@ -269,6 +275,7 @@ async fn run(
                     .transpose()?,
                 introspect: body.introspect,
                 view_access_tokens: body.view_access_tokens,
+                view_providers: body.view_providers,
                 allowed_ips: body
                     .allowed_ips
                     .as_deref()

@@ -51,6 +51,7 @@ fn field() -> impl Strategy<Value = String> {
             "client_id",
             "introspect",
             "view_access_tokens",
+            "view_providers",
             "allowed_ips",
         ])
         .prop_map(str::to_owned),

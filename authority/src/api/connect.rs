@@ -10,7 +10,10 @@
 //! | `GET /v1/connect/{provider}/offer?return_to=URL` | the user: that provider's offer, returning to an allowed URL |
 //! | `DELETE /v1/connect/{provider}` | the user: forget (and revoke at the provider) |
 //! | `GET /v1/connect/{provider}/token?expires=N` | the user: a provider access token |
-//! | `GET /v1/users/{subject}/connect/{provider}/token?expires=N` | a service client with `view_access_tokens` |
+//! | `GET /v1/users/{subject}/connect/{provider}/token?expires=N` | a service client with `view_access_tokens` (and `provider` on its `view_providers`, when it has that list) |
+//!
+//! The routes of providers of a credentials kind are in
+//! [`crate::api::credentials`].
 //!
 //! Users are token holders whose subject is a user's (tokens a client got
 //! for itself are refused: connections belong to people). Service clients
@@ -69,6 +72,10 @@ impl From<ConnectError> for Problem {
                 Problem::provider_error("the provider refused the request or answered unusably")
             }
             error @ ConnectError::ReturnUrl(_) => Problem::invalid_request(error.to_string()),
+            ConnectError::Credential(token_broker::credentials::CredentialError::Disabled) => {
+                Problem::conflict("the provider is disabled and takes no new credentials")
+            }
+            error @ ConnectError::Credential(_) => Problem::invalid_request(error.to_string()),
             ConnectError::Store(error) => Problem::from(error),
             ConnectError::NotConfigured => {
                 Problem::not_found("connected services are not configured")
@@ -79,7 +86,7 @@ impl From<ConnectError> for Problem {
 }
 
 /// The bearer, who must be a user (not a client acting for itself).
-async fn user(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord, Problem> {
+pub(crate) async fn user(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord, Problem> {
     let record = authenticate::bearer(state, headers).await?;
     if is_client_token(&record) {
         return Err(Problem::forbidden(
@@ -399,9 +406,98 @@ fn deny(
     Problem::forbidden(description)
 }
 
+/// Checks that the bearer of `headers` is a service client that may read
+/// `subject`'s tokens or credentials of `provider` from `address`:
+/// a client's own token, an enabled client with `view_access_tokens`,
+/// `provider` on its `view_providers` when it has that list, `address` in
+/// its allow-list when it has one. Answers the client id; every refusal
+/// is a logged 403.
+///
+/// # Errors
+///
+/// 401 for a bad bearer token, 403 as above, 503 when unavailable.
+pub(crate) async fn service_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+    subject: &str,
+    provider: &str,
+) -> Result<String, Problem> {
+    let caller = authenticate::bearer(state, headers).await?;
+    let deny = |reason, description, client_id: Option<&str>| {
+        deny(reason, description, client_id, subject, provider, address)
+    };
+    if !is_client_token(&caller) {
+        return Err(deny(
+            "not_a_client",
+            "only service clients (client_credentials tokens) may fetch a user's provider token",
+            caller.holder.client_id.as_deref(),
+        ));
+    }
+    let client_id = caller.holder.client_id.unwrap_or_default();
+    let client = state.accounts().client(&client_id).await?;
+    let Some(client) = client.filter(|client| !client.disabled) else {
+        return Err(deny(
+            "unknown_client",
+            "the client is unknown or disabled",
+            Some(&client_id),
+        ));
+    };
+    if !client.view_access_tokens {
+        return Err(deny(
+            "permission",
+            "the client lacks the view_access_tokens permission",
+            Some(&client_id),
+        ));
+    }
+    if !client.may_view(provider) {
+        return Err(deny(
+            "provider",
+            "the client may not fetch tokens of this provider",
+            Some(&client_id),
+        ));
+    }
+    if !client.allowed_ips.is_empty()
+        && !address.is_some_and(|address| {
+            client
+                .allowed_ips
+                .iter()
+                .any(|network| network.contains(&address))
+        })
+    {
+        return Err(deny(
+            "address",
+            "the client may not fetch tokens from this address",
+            Some(&client_id),
+        ));
+    }
+    Ok(client_id)
+}
+
+/// Whether the user who connected (or stored credentials) as `username`
+/// still exists as `subject` and is enabled; logs a refusal.
+///
+/// # Errors
+///
+/// 404 `not_connected` when not; 503 when unavailable.
+pub(crate) async fn owner_is_active(
+    state: &AppState,
+    client_id: &str,
+    subject: &str,
+    provider: &str,
+    username: &str,
+) -> Result<(), Problem> {
+    let user = state.accounts().user(username).await?;
+    if user.is_some_and(|user| user.subject == subject && !user.disabled) {
+        return Ok(());
+    }
+    tracing::info!(%client_id, user_subject = ?subject, provider = ?provider, "refused to a service client: the user is removed or disabled");
+    Err(Problem::not_connected())
+}
+
 /// `GET /v1/users/{subject}/connect/{provider}/token?expires=N`: a user's
-/// provider token for a service client with `view_access_tokens`, from an
-/// allowed address.
+/// provider token for a service client with `view_access_tokens` (of this
+/// provider), from an allowed address.
 pub async fn service_token(
     state: AppState,
     headers: HeaderMap,
@@ -412,55 +508,10 @@ pub async fn service_token(
 ) -> Response {
     let address = address.map(|address| address.to_canonical());
     let result = async {
-        let caller = authenticate::bearer(&state, &headers).await?;
-        let deny = |reason, description, client_id: Option<&str>| {
-            deny(reason, description, client_id, &subject, &provider, address)
-        };
-        if !is_client_token(&caller) {
-            return Err(deny(
-                "not_a_client",
-                "only service clients (client_credentials tokens) may fetch a user's provider token",
-                caller.holder.client_id.as_deref(),
-            ));
-        }
-        let client_id = caller.holder.client_id.as_deref().unwrap_or_default();
-        let client = state.accounts().client(client_id).await?;
-        let Some(client) = client.filter(|client| !client.disabled) else {
-            return Err(deny(
-                "unknown_client",
-                "the client is unknown or disabled",
-                Some(client_id),
-            ));
-        };
-        if !client.view_access_tokens {
-            return Err(deny(
-                "permission",
-                "the client lacks the view_access_tokens permission",
-                Some(client_id),
-            ));
-        }
-        if !client.allowed_ips.is_empty()
-            && !address.is_some_and(|address| {
-                client
-                    .allowed_ips
-                    .iter()
-                    .any(|network| network.contains(&address))
-            })
-        {
-            return Err(deny(
-                "address",
-                "the client may not fetch tokens from this address",
-                Some(client_id),
-            ));
-        }
+        let client_id = service_client(&state, &headers, address, &subject, &provider).await?;
         let at_least = min_validity(&query)?;
         let token = state.connect().token(&subject, &provider, at_least).await?;
-        // The user must still exist and be enabled.
-        let user = state.accounts().user(&token.username).await?;
-        if !user.is_some_and(|user| user.subject == subject && !user.disabled) {
-            tracing::info!(%client_id, user_subject = ?subject, provider = ?provider, "provider token refused: the user is removed or disabled");
-            return Err(Problem::not_connected());
-        }
+        owner_is_active(&state, &client_id, &subject, &provider, &token.username).await?;
         tracing::info!(
             %client_id,
             user_subject = ?subject,

@@ -100,6 +100,14 @@ pub(super) enum ClientCommand {
         /// (connected services).
         #[arg(long)]
         view_access_tokens: bool,
+        /// With `--view-access-tokens`: only this provider's tokens
+        /// (repeatable; none: every provider's).
+        #[arg(
+            long = "view-provider",
+            value_name = "NAME",
+            requires = "view_access_tokens"
+        )]
+        view_providers: Vec<String>,
         /// A network (CIDR) or address the client may fetch provider
         /// tokens from (repeatable; none: any address).
         #[arg(long = "allow-ip", value_name = "CIDR")]
@@ -279,6 +287,7 @@ pub(super) async fn client(state: &AppState, command: ClientCommand) -> Result<(
             scopes: granted,
             introspect,
             view_access_tokens,
+            view_providers,
             allow_ips,
             redirect_uris,
             public,
@@ -289,6 +298,7 @@ pub(super) async fn client(state: &AppState, command: ClientCommand) -> Result<(
                 scopes: scopes(granted)?,
                 introspect,
                 view_access_tokens,
+                view_providers: (!view_providers.is_empty()).then_some(view_providers),
                 allowed_ips: admin::parse_networks(&allow_ips)?,
                 redirect_uris,
                 public,
@@ -323,8 +333,13 @@ pub(super) async fn client(state: &AppState, command: ClientCommand) -> Result<(
         }
         ClientCommand::List => {
             println!(
-                "{:<32} {:<10} {:<12} {:<9} {:<24} SCOPE",
-                "CLIENT_ID", "INTROSPECT", "VIEW_TOKENS", "DISABLED", "ALLOWED_IPS"
+                "{:<32} {:<10} {:<12} {:<24} {:<9} {:<24} SCOPE",
+                "CLIENT_ID",
+                "INTROSPECT",
+                "VIEW_TOKENS",
+                "VIEW_PROVIDERS",
+                "DISABLED",
+                "ALLOWED_IPS"
             );
             for client in admin::clients(state).await? {
                 let networks: Vec<String> =
@@ -334,11 +349,19 @@ pub(super) async fn client(state: &AppState, command: ClientCommand) -> Result<(
                 } else {
                     networks.join(",")
                 };
+                // No list: every provider (shown as `all`); with
+                // view_access_tokens off, none at all (`-`).
+                let providers = match (&client.view_providers, client.view_access_tokens) {
+                    (_, false) => "-".to_owned(),
+                    (None, true) => "all".to_owned(),
+                    (Some(list), true) => list.join(","),
+                };
                 println!(
-                    "{:<32} {:<10} {:<12} {:<9} {:<24} {}",
+                    "{:<32} {:<10} {:<12} {:<24} {:<9} {:<24} {}",
                     client.client_id,
                     client.introspect,
                     client.view_access_tokens,
+                    providers,
                     client.disabled,
                     networks,
                     client.scopes

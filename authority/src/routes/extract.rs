@@ -27,7 +27,7 @@ pub(super) fn raw_query()
 /// to it (those answer 405 for other methods, not "no such provider").
 pub(super) async fn provider_segment(raw: String) -> Result<String, Rejection> {
     let name = decoded(raw).await?;
-    if matches!(name.as_str(), "callback" | "tokens") {
+    if matches!(name.as_str(), "callback" | "tokens" | "credentials") {
         return Err(warp::reject::not_found());
     }
     Ok(name)

@@ -6,6 +6,7 @@
 //! read by `extract::body` with the configured limit, whether or not a
 //! `Content-Length` is sent.
 
+mod credentials;
 mod extract;
 mod hot;
 mod unrouted;
@@ -58,6 +59,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/connect/{provider}/offer"),
     ("GET", "/v1/connect/{provider}/token"),
     ("GET", "/v1/users/{subject}/connect/{provider}/token"),
+    ("GET", "/v1/connect/credentials"),
+    ("PUT", "/v1/connect/{provider}/credentials"),
+    ("DELETE", "/v1/connect/{provider}/credentials"),
+    ("GET", "/v1/users/{subject}/connect/{provider}/credentials"),
     ("GET", "/oauth/authorize"),
     ("POST", "/oauth/consent"),
     ("GET", "/signin"),
@@ -265,6 +270,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed();
 
     let connected = connect_routes(&state, &headers);
+    let credentials = credentials::routes(&state, &headers, limit);
     let browser = browser_routes(&state, &headers, limit);
 
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
@@ -297,6 +303,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(holder)
         .unify()
         .or(administration)
+        .unify()
+        .or(credentials)
         .unify()
         .or(connected)
         .unify()

@@ -4,7 +4,9 @@
 //! (current password required; every other session ends), the live
 //! sessions and devices with "sign out" each and "sign out everywhere", the
 //! applications the user allowed (consents, revocable), and the connected
-//! services with their status and Connect / Disconnect buttons. Every form
+//! services with their status and Connect / Disconnect buttons, and the
+//! stored credentials of providers of a credentials kind
+//! ([`super::credentials`]). Every form
 //! posts to `/account` with the session's CSRF token and an `action`.
 
 use std::fmt::Write as _;
@@ -48,6 +50,12 @@ fn notice(query: &str) -> String {
         (Some("consent_revoked"), _) => ok("The application's access was withdrawn.".into()),
         (Some("connected"), _) => ok(format!("{provider} is connected.")),
         (Some("disconnected"), _) => ok(format!("{provider} is disconnected.")),
+        (Some("credentials_stored"), _) => ok(format!("Your credentials for {provider} were stored.")),
+        (Some("credentials_removed"), _) => ok(format!("Your credentials for {provider} were removed.")),
+        (_, Some("credentials")) => bad(format!(
+            "The credentials for {provider} were refused and nothing was stored: fill in every field, \
+             without line breaks, within the length limits."
+        )),
         (_, Some("password")) => bad("The current password is wrong, or the new passwords do not match or are too short (at least 8 characters).".into()),
         (_, Some("throttled")) => bad("Too many failed attempts. Please wait a while.".into()),
         (_, Some("profile")) => bad("The name or e-mail is too long or contains control characters.".into()),
@@ -65,7 +73,7 @@ fn notice(query: &str) -> String {
     }
 }
 
-fn when(timestamp: Timestamp) -> String {
+pub(super) fn when(timestamp: Timestamp) -> String {
     // UTC, minutes: `2026-12-02 16:50 UTC`, without a date crate.
     let secs = timestamp.as_unix_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
@@ -345,6 +353,7 @@ async fn render(
         }
         body.push_str("</ul></section>");
     }
+    body.push_str(&super::credentials::section(state, subject, &csrf).await?);
     Ok(html(StatusCode::OK, page("Your account", &body)))
 }
 
@@ -382,6 +391,8 @@ pub async fn submit(
         Some("revoke_consent") => revoke_consent(&state, &session, &form).await,
         Some("connect") => return connect(&state, &session, &form).await,
         Some("disconnect") => disconnect(&state, &session, &form).await,
+        Some("store_credentials") => super::credentials::store(&state, &session, &form).await,
+        Some("remove_credentials") => super::credentials::remove(&state, &session, &form).await,
         _ => Err(Problem::invalid_request("unknown action")),
     };
     match result {

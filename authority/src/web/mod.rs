@@ -32,6 +32,7 @@
 //! - [`login`]: the password check shared with the password grant's rules.
 
 pub mod account;
+mod credentials;
 pub mod federated;
 pub mod login;
 pub mod signin;

@@ -2,8 +2,10 @@
 //! handlers, its CLI and the keep-alive share. This module holds the type,
 //! reading and describing connections; the other operations live by topic
 //! in `flow` (authorize URLs, callback), `refresh` (handing out tokens,
-//! disconnecting), [`keepalive`] and `reencrypt`.
+//! disconnecting), `credentials` (what users store for providers of a
+//! credentials kind), [`keepalive`] and `reencrypt`.
 
+mod credentials;
 mod flow;
 pub mod keepalive;
 mod reencrypt;
@@ -123,7 +125,8 @@ impl Connect {
                 registry: Registry::new(
                     &config.providers,
                     &format!("{issuer}/v1/connect/callback"),
-                ),
+                )
+                .with_credentials(&config.credential_providers),
                 signer: config
                     .state_key
                     .as_ref()

@@ -324,7 +324,8 @@ impl Connect {
         }
     }
 
-    /// Forgets every connection of `subject` (the user was removed),
+    /// Forgets every connection and stored credentials of `subject` (the
+    /// user was removed),
     /// revoking at the providers (a provider that cannot be reached keeps
     /// its grant: logged). Tries every provider and answers the first
     /// failure to forget one, so that the removal is retried.
@@ -334,6 +335,10 @@ impl Connect {
     /// Redis failures, a refresh in progress ([`ConnectError::Busy`]).
     pub async fn forget_all(&self, subject: &str) -> Result<(), ConnectError> {
         let mut failed = None;
+        if let Err(error) = self.forget_credentials(subject).await {
+            tracing::warn!(%subject, %error, "cannot forget stored credentials");
+            failed = Some(error);
+        }
         for provider in self.inner.registry.all() {
             match self.disconnect(subject, &provider.config.name).await {
                 Ok(_) | Err(ConnectError::NotConnected) => {}
