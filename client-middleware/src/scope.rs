@@ -222,7 +222,7 @@ mod tests {
 
     fn principal(scopes: &str) -> Principal {
         Principal {
-            holder: std::sync::Arc::new(token_repository::Holder {
+            holder: Arc::new(token_repository::Holder {
                 subject: "s".into(),
                 username: "u".into(),
                 name: None,

@@ -105,7 +105,7 @@ pub enum CodecError {
 pub fn encode(record: &TokenRecord) -> Vec<u8> {
     let stored = StoredRef {
         kind: record.kind,
-        holder: &*record.holder,
+        holder: &record.holder,
         issued_at: record.issued_at,
         expires_at: record.expires_at,
         family: record.family,

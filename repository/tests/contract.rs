@@ -323,7 +323,8 @@ mod suite {
     pub(super) async fn collision_is_refused_and_overwrites_nothing(store: &Store) {
         let minted = issued(store, "alice").await;
         let mut again = minted.clone();
-        again.access.record.holder.scopes = Scopes::parse("admin").expect("scopes");
+        Arc::make_mut(&mut again.access.record.holder).scopes =
+            Scopes::parse("admin").expect("scopes");
         let result = store.issue(&again, None).await;
         assert!(matches!(result, Err(Error::Collision)), "{result:?}");
         let record = store.lookup(&minted.access.token).await.expect("lookup");

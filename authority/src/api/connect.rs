@@ -434,7 +434,7 @@ pub(crate) async fn service_client(
             caller.holder.client_id.as_deref(),
         ));
     }
-    let client_id = caller.holder.client_id.unwrap_or_default();
+    let client_id = caller.holder.client_id.clone().unwrap_or_default();
     let client = state.accounts().client(&client_id).await?;
     let Some(client) = client.filter(|client| !client.disabled) else {
         return Err(deny(

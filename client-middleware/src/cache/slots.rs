@@ -437,7 +437,7 @@ mod tests {
         let now = Timestamp::now();
         TokenRecord {
             id: Uuid::nil(),
-            kind: token_repository::TokenKind::Access,
+            kind: TokenKind::Access,
             holder: std::sync::Arc::new(Holder {
                 subject: "s".into(),
                 username: "u".into(),
