@@ -73,3 +73,17 @@ fn braces_expand() {
         ["repository/src/x.rs"]
     );
 }
+
+/// No crate's modules import each other in a cycle (`scripts/cycles`, as
+/// ARCHITECTURE.md promises).
+#[test]
+fn no_import_cycles() {
+    let output = std::process::Command::new("python3")
+        .arg(root().join("scripts/cycles"))
+        .current_dir(root())
+        .output()
+        .expect("python3 scripts/cycles");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("no import cycles"), "{report}");
+}

@@ -13,7 +13,7 @@ use token_broker::credentials::{
 use token_broker::{ConnectError, CredentialView};
 use token_repository::Timestamp;
 
-use super::account::when;
+use super::when::when;
 use super::{BrowserSession, button_form, escape, hidden, query_encode};
 use crate::form::Form;
 use crate::problem::Problem;

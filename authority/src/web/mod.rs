@@ -36,6 +36,7 @@ mod credentials;
 pub mod federated;
 pub mod login;
 pub mod signin;
+mod when;
 
 use std::fmt::Write as _;
 
