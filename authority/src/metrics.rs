@@ -21,9 +21,11 @@
 //! | `authority_connect_refreshes_total` | counter | `provider`, `outcome` (`refreshed`, `rejected`, `failed`) |
 //! | `authority_connect_refresh_duration_seconds` | histogram | `provider` |
 //! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `provider`, `address`) |
+//! | `authority_connect_providers` | gauge | `source` (`file`, `api`, `removing`) |
+//! | `authority_signin_callbacks_total` | counter | `provider`, `outcome` (`signed_in` or the failure reason) |
 //!
-//! Provider names come from the configuration, so they are a bounded set
-//! too. The broker records the `authority_connect_*` series but the last
+//! Provider names come from the configuration file and the admin API (at
+//! most 100 of those), so they are a bounded set too. The broker records the `authority_connect_*` series but the last
 //! (`token_broker::metrics`); they are described here with the others.
 
 use std::sync::OnceLock;
@@ -127,9 +129,17 @@ fn describe() {
         metrics::Unit::Seconds,
         "Duration of refresh calls to providers."
     );
+    metrics::describe_gauge!(
+        "authority_connect_providers",
+        "Providers by where they come from (the file, the admin API, being removed)."
+    );
     metrics::describe_counter!(
         "authority_connect_denied_total",
         "Service clients refused a user's provider token, by reason."
+    );
+    metrics::describe_counter!(
+        "authority_signin_callbacks_total",
+        "Sign-in callbacks from external identity providers by outcome."
     );
 }
 

@@ -154,7 +154,7 @@ pub async fn handle(
     let result = async {
         let caller = authenticate::bearer_with_scope(&state, &headers, ADMIN_SCOPE).await?;
         tracing::info!(admin = ?caller.holder.username, token_id = %caller.id, ?operation, "admin operation");
-        run(&state, &headers, operation, &body).await
+        boxed_run(&state, &headers, operation, &body).await
     };
     result.await.unwrap_or_else(Problem::into_response)
 }
@@ -339,6 +339,21 @@ async fn run(
             crate::api::providers::run(state, headers, operation, body).await?
         }
     })
+}
+
+/// [`run`]'s future on the heap, built in a frame of its own: it holds
+/// every operation's future (well over 100 KiB in a debug build), and
+/// each warp combinator that moves the route's future keeps a stack slot
+/// of that size while it polls; unboxed, a deep route overflowed a
+/// worker's 2 MiB stack.
+#[inline(never)]
+fn boxed_run<'a>(
+    state: &'a AppState,
+    headers: &'a HeaderMap,
+    operation: Operation,
+    body: &'a [u8],
+) -> std::pin::Pin<Box<dyn Future<Output = Result<Response, Problem>> + Send + 'a>> {
+    Box::pin(run(state, headers, operation, body))
 }
 
 #[cfg(test)]
