@@ -23,6 +23,11 @@
 //! resource servers, `{"kind":"resource","uri":…,"scopes":[…]}` (the
 //! authority's own is implicit and not exported). A client's allowed
 //! resources are part of its record. Formats 1 and 2 are still read.
+//!
+//! A federated account's record carries its identity (issuer, subject);
+//! the import writes the account's identity index entry (`P fid:`, see
+//! [`crate::accounts::Identity`]) from it, one per such user, so the
+//! index travels with the records and cannot disagree with them.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -282,6 +287,17 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
                 if !seen.insert(format!("user {}", record.username)) {
                     return Err(invalid(number, format!("user {:?} twice", record.username)));
                 }
+                if let Some(identity) = &record.identity
+                    && !seen.insert(format!(
+                        "identity {:?} {:?}",
+                        identity.issuer, identity.subject
+                    ))
+                {
+                    return Err(invalid(
+                        number,
+                        "two users with one federated identity (issuer and subject)",
+                    ));
+                }
                 plan.users.push(record);
             }
             Entry::Client { record } => {
@@ -390,6 +406,14 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
         if !state.accounts().create_user(user).await? {
             return Err(BackupError::Conflict(format!("user {:?}", user.username)));
         }
+        // A federated account's index entry (`P fid:`), named under the
+        // deployment key installed above: its next sign-in finds it.
+        if let Some(identity) = &user.identity {
+            state
+                .accounts()
+                .link_identity(identity, &user.username)
+                .await?;
+        }
         report.users += 1;
     }
     for client in &plan.clients {
@@ -447,6 +471,50 @@ mod tests {
         ));
         let own = foreign.replace("\\\"sub\\\":\\\"b\\\"", "\\\"sub\\\":\\\"a\\\"");
         assert_eq!(plan(own.as_bytes()).expect("valid").connections.len(), 1);
+    }
+
+    /// Two users with one federated identity are refused: the identity
+    /// index names one account.
+    #[test]
+    fn an_identity_belongs_to_one_user() {
+        let user = |username: &str, subject: &str| {
+            let now = Timestamp::now();
+            let record = User {
+                subject: subject.to_owned(),
+                username: username.to_owned(),
+                name: None,
+                email: None,
+                scopes: Scopes::default(),
+                password_hash: crate::accounts::NO_PASSWORD.to_owned(),
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+                identity: Some(crate::accounts::Identity {
+                    provider: "idp".to_owned(),
+                    issuer: "https://idp.example".to_owned(),
+                    subject: "alice".to_owned(),
+                }),
+            };
+            format!(
+                "{}\n",
+                serde_json::to_string(&Entry::User { record }).expect("json")
+            )
+        };
+        let header = "{\"kind\":\"export\",\"version\":3}\n";
+        let one = format!("{header}{}", user("idp.one", "s1"));
+        let planned = plan(one.as_bytes()).expect("valid");
+        assert_eq!(
+            planned.users[0]
+                .identity
+                .as_ref()
+                .map(|i| i.subject.as_str()),
+            Some("alice")
+        );
+        let two = format!("{one}{}", user("idp.two", "s2"));
+        assert!(matches!(
+            plan(two.as_bytes()),
+            Err(BackupError::Invalid { line: 3, .. })
+        ));
     }
 
     /// Format 3 carries registered resources; a malformed or repeated one
