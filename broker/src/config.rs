@@ -20,7 +20,8 @@ use crate::providers::{self, ProviderConfig};
 use crate::return_url::ReturnUrls;
 use crate::settings::{
     CA_FILE, EXPIRING_MARGIN, FAILURE_URL, KEEPALIVE_INTERVAL, KEYS, KEYS_FILE,
-    PROVIDER_TIMEOUT_MS, RETURN_URLS, STATE_KEY, STATE_KEY_FILE, STATE_TTL, SUCCESS_URL,
+    PROVIDER_TIMEOUT_MS, PROVIDERS_POLL_MS, RETURN_URLS, STATE_KEY, STATE_KEY_FILE, STATE_TTL,
+    SUCCESS_URL,
 };
 
 /// The shortest state key accepted, in bytes.
@@ -57,6 +58,9 @@ pub struct ConnectConfig {
     pub expiring_margin: Duration,
     /// `CONNECT_RETURN_URLS`: the return URLs `return_to` may name.
     pub return_urls: ReturnUrls,
+    /// `CONNECT_PROVIDERS_POLL_MS`: how often a replica checks the
+    /// providers added through the admin API.
+    pub providers_poll: Duration,
     /// `CONNECT_CA_FILE`: CA certificates trusted for provider calls on
     /// top of the webpki roots (a private CA, a test provider).
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -76,6 +80,7 @@ impl fmt::Debug for ConnectConfig {
             .field("keepalive_interval", &self.keepalive_interval)
             .field("expiring_margin", &self.expiring_margin)
             .field("return_urls", &self.return_urls)
+            .field("providers_poll", &self.providers_poll)
             .field("extra_roots", &self.extra_roots.len())
             .finish()
     }
@@ -196,6 +201,7 @@ impl ConnectConfig {
             provider_timeout: values.millis(&PROVIDER_TIMEOUT_MS)?,
             keepalive_interval: values.seconds(&KEEPALIVE_INTERVAL)?,
             expiring_margin: values.seconds(&EXPIRING_MARGIN)?,
+            providers_poll: values.millis(&PROVIDERS_POLL_MS)?,
             return_urls: ReturnUrls::parse(values.get(RETURN_URLS.name).unwrap_or_default())
                 .map_err(|problem| ConfigError::new(RETURN_URLS.name, problem))?,
             extra_roots: extra_roots(values)?,

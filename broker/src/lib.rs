@@ -51,8 +51,10 @@
 //!   `provision`, `default_scopes`, `scope_map`).
 //! - [`id_token`]: ID token verification for sign-in, with the providers'
 //!   key sets cached.
-//! - [`registry`]: the configured providers and their endpoints (explicit
-//!   or discovered once).
+//! - [`registry`]: the providers now (the file's and the API's) and their
+//!   endpoints (explicit or discovered once).
+//! - [`catalog`]: providers added at run time through the admin API,
+//!   stored in Redis with sealed secrets and a change counter.
 //! - [`state`]: signed state and the PKCE pair.
 //! - [`return_url`]: the `CONNECT_RETURN_URLS` allow-list of `return_to`.
 //! - [`crypto`]: AEAD with key ids (rotation).
@@ -60,13 +62,16 @@
 //! - [`store`]: records, the refresh lock, used states, the index, in Redis.
 //! - [`connect`]: [`Connect`], the operations: authorize URLs and the
 //!   callback, sign-in with a provider, handing out tokens (refresh under the lock), disconnecting,
-//!   the keep-alive ([`connect::keepalive`]) and re-encryption.
+//!   the keep-alive ([`connect::keepalive`]), re-encryption, and the
+//!   run-time providers ([`connect::catalog`]: the admin API's operations,
+//!   the reload every replica runs, removals).
 //! - [`callback`]: what a callback brings and why it may not connect.
 //! - [`views`]: what the operations answer.
 //! - [`error`]: [`ConnectError`] and [`SetupError`].
 //! - [`metrics`]: the broker's Prometheus series.
 
 pub mod callback;
+pub mod catalog;
 pub mod config;
 pub mod connect;
 pub mod credentials;
@@ -86,12 +91,13 @@ pub mod store;
 pub mod views;
 
 pub use callback::{Callback, Failure, Refusal};
+pub use catalog::CatalogError;
 pub use config::ConnectConfig;
 pub use connect::{Connect, TOMBSTONE_TTL, keepalive};
 pub use error::{ConnectError, SetupError};
 pub use views::{
-    ConnectionView, CredentialView, KeepAliveReport, Offer, ReencryptReport, Revocation,
-    ServedToken,
+    ConnectionView, CredentialView, KeepAliveReport, Offer, ProviderView, ReencryptReport,
+    Revocation, ServedToken,
 };
 
 #[cfg(test)]

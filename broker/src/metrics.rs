@@ -8,10 +8,37 @@
 //! | `authority_connect_refreshes_total` | counter | `provider`, `outcome` (`refreshed`, `rejected`, `failed`) |
 //! | `authority_connect_refresh_duration_seconds` | histogram | `provider` |
 //! | `authority_signin_callbacks_total` | counter | `provider` (configured names, `-`), `outcome` (`signed_in` or the failure reason) |
+//! | `authority_connect_providers` | gauge | `source` (`file`, `api`, `removing`) |
 //!
-//! Provider names come from the configuration, so they are a bounded set.
+//! Provider names come from the configuration file and the admin API (at
+//! most [`crate::catalog::MAX_API_PROVIDERS`]), so they are a bounded set.
 
 use std::time::Duration;
+
+use crate::registry::{Origin, Registry};
+
+/// How many providers `registry` has, by where they come from.
+pub fn providers(registry: &Registry) {
+    let names = registry
+        .all()
+        .map(|provider| provider.config.name.as_str())
+        .chain(
+            registry
+                .credentials()
+                .map(|provider| provider.name.as_str()),
+        );
+    let (mut file, mut api) = (0_u32, 0_u32);
+    for name in names {
+        match registry.origin(name) {
+            Some(Origin::Api) => api += 1,
+            _ => file += 1,
+        }
+    }
+    metrics::gauge!("authority_connect_providers", "source" => "file").set(f64::from(file));
+    metrics::gauge!("authority_connect_providers", "source" => "api").set(f64::from(api));
+    let removing = u32::try_from(registry.removing().len()).unwrap_or(u32::MAX);
+    metrics::gauge!("authority_connect_providers", "source" => "removing").set(f64::from(removing));
+}
 
 /// One connect callback for `provider` ended with `outcome`.
 pub fn connect_callback(provider: &str, outcome: &'static str) {

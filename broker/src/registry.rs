@@ -147,12 +147,41 @@ impl Provider {
     }
 }
 
-/// Every configured provider, by name: the OAuth ones and those of a
-/// credentials kind (names are unique across both).
-#[derive(Debug)]
+/// Every provider, by name: the OAuth ones and those of a credentials
+/// kind (names are unique across both), from the configuration file and
+/// added through the admin API ([`crate::catalog`]). A registry is a
+/// snapshot: [`crate::Connect`] swaps in a new one when the providers
+/// change.
+#[derive(Debug, Default)]
 pub struct Registry {
     providers: Vec<Arc<Provider>>,
     credentials: Vec<CredentialProvider>,
+    /// The names added through the API, with the stored text each was
+    /// built from (an unchanged text keeps its [`Provider`], and with it
+    /// the endpoints discovered).
+    api: std::collections::BTreeMap<String, String>,
+    /// API providers whose removal is under way.
+    removing: Vec<String>,
+}
+
+/// Where a provider comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration file: read-only through the API.
+    File,
+    /// The admin API (`/v1/admin/providers`).
+    Api,
+}
+
+impl Origin {
+    /// `file` or `api`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Api => "api",
+        }
+    }
 }
 
 impl Registry {
@@ -165,7 +194,7 @@ impl Registry {
                 .iter()
                 .map(|config| Arc::new(Provider::new(config.clone(), default_redirect)))
                 .collect(),
-            credentials: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -176,6 +205,82 @@ impl Registry {
         self
     }
 
+    /// This registry's file providers (the API's left out), to which
+    /// [`Self::add_api`] adds the API's.
+    #[must_use]
+    pub fn files_only(&self) -> Self {
+        Self {
+            providers: self
+                .providers
+                .iter()
+                .filter(|provider| !self.api.contains_key(&provider.config.name))
+                .cloned()
+                .collect(),
+            credentials: self
+                .credentials
+                .iter()
+                .filter(|provider| !self.api.contains_key(&provider.name))
+                .cloned()
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a provider of the API, built from the stored `text`.
+    pub fn add_api(&mut self, provider: ApiProvider, text: String) {
+        match provider {
+            ApiProvider::OAuth(provider) => {
+                self.api.insert(provider.config.name.clone(), text);
+                self.providers.push(provider);
+            }
+            ApiProvider::Credentials(provider) => {
+                self.api.insert(provider.name.clone(), text);
+                self.credentials.push(provider);
+            }
+        }
+    }
+
+    /// Marks `name` (an API provider) as being removed.
+    pub fn add_removing(&mut self, name: String) {
+        self.removing.push(name);
+    }
+
+    /// The API provider `name`, when it was built from `text` (to be kept
+    /// as it is).
+    #[must_use]
+    pub fn unchanged_api(&self, name: &str, text: &str) -> Option<ApiProvider> {
+        if self.api.get(name).map(String::as_str) != Some(text) {
+            return None;
+        }
+        self.get(name)
+            .map(|provider| ApiProvider::OAuth(Arc::clone(provider)))
+            .or_else(|| self.credential(name).cloned().map(ApiProvider::Credentials))
+    }
+
+    /// Whether a provider called `name` exists (of any kind or origin).
+    #[must_use]
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some() || self.credential(name).is_some()
+    }
+
+    /// Where provider `name` comes from (`None`: no such provider).
+    #[must_use]
+    pub fn origin(&self, name: &str) -> Option<Origin> {
+        if self.api.contains_key(name) {
+            Some(Origin::Api)
+        } else if self.contains(name) {
+            Some(Origin::File)
+        } else {
+            None
+        }
+    }
+
+    /// API providers whose removal is under way.
+    #[must_use]
+    pub fn removing(&self) -> &[String] {
+        &self.removing
+    }
+
     /// The provider of a credentials kind called `name`.
     #[must_use]
     pub fn credential(&self, name: &str) -> Option<&CredentialProvider> {
@@ -184,7 +289,8 @@ impl Registry {
             .find(|provider| provider.name == name)
     }
 
-    /// Every provider of a credentials kind, in configuration order.
+    /// Every provider of a credentials kind: the file's in configuration
+    /// order, then the API's by name.
     pub fn credentials(&self) -> impl Iterator<Item = &CredentialProvider> {
         self.credentials.iter()
     }
@@ -197,7 +303,8 @@ impl Registry {
             .find(|provider| provider.config.name == name)
     }
 
-    /// All providers, in configuration order.
+    /// All OAuth providers: the file's in configuration order, then the
+    /// API's by name.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.providers.iter()
     }
@@ -207,6 +314,15 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.providers.is_empty()
     }
+}
+
+/// A provider added through the API, built.
+#[derive(Debug, Clone)]
+pub enum ApiProvider {
+    /// An OAuth provider.
+    OAuth(Arc<Provider>),
+    /// A provider of a credentials kind.
+    Credentials(CredentialProvider),
 }
 
 #[cfg(test)]

@@ -81,6 +81,15 @@ pub const RETURN_URLS: Setting = Setting::optional(
     "comma-separated origins or origin + path prefixes that return_to may name",
 );
 
+/// `CONNECT_PROVIDERS_POLL_MS`: how often a replica looks whether the
+/// providers added through the admin API changed ([`crate::catalog`]).
+pub const PROVIDERS_POLL_MS: Setting = Setting::number(
+    "CONNECT_PROVIDERS_POLL_MS",
+    2_000,
+    100..=60_000,
+    "how often each replica checks for providers changed through the admin API, in milliseconds (one HGET)",
+);
+
 /// Every `CONNECT_*` setting.
 pub const SETTINGS: &[Setting] = &[
     STATE_KEY,
@@ -95,4 +104,5 @@ pub const SETTINGS: &[Setting] = &[
     KEEPALIVE_INTERVAL,
     EXPIRING_MARGIN,
     RETURN_URLS,
+    PROVIDERS_POLL_MS,
 ];

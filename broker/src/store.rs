@@ -92,6 +92,12 @@ impl ConnectionStore {
         self.store.prefix()
     }
 
+    /// The key prefix of the store.
+    #[must_use]
+    pub fn store_prefix(&self) -> &KeyPrefix {
+        self.store.prefix()
+    }
+
     /// The key of `subject`'s connection to `provider`.
     #[must_use]
     pub fn key(&self, subject: &str, provider: &str) -> String {
@@ -449,6 +455,15 @@ impl ConnectionStore {
         let key = self
             .prefix()
             .connection_lock(&SubjectTag::of(subject), provider);
+        self.try_lock_key(key, ttl).await
+    }
+
+    /// Takes the lock at `key` for `ttl`, unless someone holds it.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn try_lock_key(&self, key: String, ttl: Duration) -> Result<Option<Lock>> {
         let owner = random_text()?;
         let (lock_key, lock_owner) = (key.clone(), owner.clone());
         let taken: Option<String> = self
@@ -499,6 +514,102 @@ impl ConnectionStore {
             })
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Deletes every key matching `pattern` (`SCAN` in batches, one `DEL`
+    /// per key, so keys of any slot); answers how many it deleted. Its
+    /// cost grows with the keyspace: for an administrator's removal of a
+    /// provider, in the background, never for a user's request.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures (what was deleted stays deleted; run it again).
+    pub async fn delete_matching(&self, pattern: &str) -> Result<usize> {
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let pattern = pattern.to_owned();
+            let (next, batch): (u64, Vec<String>) = self
+                .store
+                .with_connection(|mut connection| async move {
+                    Ok(redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut connection)
+                        .await?)
+                })
+                .await?;
+            for key in batch {
+                let removed: usize = self
+                    .store
+                    .with_connection(|mut connection| async move {
+                        Ok(redis::cmd("DEL")
+                            .arg(&key)
+                            .query_async(&mut connection)
+                            .await?)
+                    })
+                    .await?;
+                deleted += removed;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Removes every keep-alive index entry of `provider` (`ZSCAN` in
+    /// batches); answers how many. Like [`Self::delete_matching`], for the
+    /// removal of a provider.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn unindex_provider(&self, provider: &str) -> Result<usize> {
+        let index = self.prefix().connections();
+        let pattern = format!("{provider}:*");
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (scanned, pattern) = (index.clone(), pattern.clone());
+            let (next, batch): (u64, Vec<String>) = self
+                .store
+                .with_connection(|mut connection| async move {
+                    Ok(redis::cmd("ZSCAN")
+                        .arg(&scanned)
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut connection)
+                        .await?)
+                })
+                .await?;
+            // ZSCAN answers member, score, member, score, …
+            let members: Vec<String> = batch.into_iter().step_by(2).collect();
+            if !members.is_empty() {
+                let index = index.clone();
+                let count: usize = self
+                    .store
+                    .with_connection(|mut connection| async move {
+                        Ok(redis::cmd("ZREM")
+                            .arg(&index)
+                            .arg(&members)
+                            .query_async(&mut connection)
+                            .await?)
+                    })
+                    .await?;
+                removed += count;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
     }
 
     /// Every connection key (`SCAN`; for re-encryption).

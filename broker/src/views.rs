@@ -134,3 +134,109 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stored_at: Option<u64>,
 }
+
+/// A provider as the admin API shows it (never its client secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProviderView {
+    /// Its name.
+    pub name: String,
+    /// `oauth`, `password` or `api_key`.
+    pub kind: &'static str,
+    /// Where it comes from: `file` (read-only through the API) or `api`.
+    pub source: &'static str,
+    /// `active`, or `removing` while its connections are being deleted.
+    pub status: &'static str,
+    /// Its display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Offered to users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// A sign-in provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<bool>,
+    /// A connected service (`false`: sign-in only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<bool>,
+    /// Its issuer (OAuth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The authority's client id there (OAuth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The scopes asked for (OAuth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// A provider of the API: its table as stored, without the client
+    /// secret (what `PUT` replaces and `PATCH` changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl ProviderView {
+    /// An OAuth provider of the file (the caller marks the API's).
+    #[must_use]
+    pub fn of_oauth(config: &crate::providers::ProviderConfig) -> Self {
+        Self {
+            name: config.name.clone(),
+            kind: "oauth",
+            source: "file",
+            status: "active",
+            display_name: Some(config.display_name.clone()),
+            enabled: Some(config.enabled),
+            login: Some(config.login.is_some()),
+            connect: Some(config.connect),
+            issuer: config.issuer.clone(),
+            client_id: Some(config.client_id.clone()),
+            scopes: Some(config.scopes.clone()),
+            settings: None,
+        }
+    }
+
+    /// A provider of a credentials kind of the file.
+    #[must_use]
+    pub fn of_credentials(provider: &crate::credentials::CredentialProvider) -> Self {
+        Self {
+            name: provider.name.clone(),
+            kind: provider.kind.as_str(),
+            source: "file",
+            status: "active",
+            display_name: Some(provider.display_name.clone()),
+            enabled: Some(provider.enabled),
+            login: None,
+            connect: None,
+            issuer: None,
+            client_id: None,
+            scopes: None,
+            settings: None,
+        }
+    }
+
+    /// A provider of the API that is not in the registry: being removed
+    /// (or left out, its entry invalid).
+    #[must_use]
+    pub fn of_record(name: &str, record: crate::catalog::Record) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: match record.table.get("kind").and_then(serde_json::Value::as_str) {
+                Some("password") => "password",
+                Some("api_key") => "api_key",
+                _ => "oauth",
+            },
+            source: "api",
+            status: if record.removing {
+                "removing"
+            } else {
+                "invalid"
+            },
+            display_name: None,
+            enabled: None,
+            login: None,
+            connect: None,
+            issuer: None,
+            client_id: None,
+            scopes: None,
+            settings: Some(record.table),
+        }
+    }
+}

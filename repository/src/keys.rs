@@ -211,6 +211,32 @@ impl KeyPrefix {
         format!("{}resources", self.0)
     }
 
+    /// `P providers` — the providers added at run time: a hash from a
+    /// provider's name to its stored table, with a change counter.
+    #[must_use]
+    pub fn providers(&self) -> String {
+        format!("{}providers", self.0)
+    }
+
+    /// `P provsweep:<provider>` — held by the replica deleting a removed
+    /// provider's connections.
+    #[must_use]
+    pub fn provider_sweep(&self, provider: &str) -> String {
+        format!("{}provsweep:{provider}", self.0)
+    }
+
+    /// `P conn:*:<provider>` and `P cred:*:<provider>` — match every
+    /// connection and stored credential of one provider (`SCAN`, when a
+    /// provider is removed; names are of `a-z 0-9 _ -`, nothing a pattern
+    /// reads specially).
+    #[must_use]
+    pub fn provider_records(&self, provider: &str) -> [String; 2] {
+        [
+            format!("{}conn:*:{provider}", self.0),
+            format!("{}cred:*:{provider}", self.0),
+        ]
+    }
+
     /// `P users` — the set of all usernames.
     #[must_use]
     pub fn users(&self) -> String {

@@ -1,5 +1,7 @@
-//! `/v1/admin/users`, `/v1/admin/clients` and `/v1/admin/resources`
-//! (bearer token with scope `admin`): the CLI's operations over HTTP.
+//! `/v1/admin/users`, `/v1/admin/clients`, `/v1/admin/resources` and
+//! `/v1/admin/providers` (bearer token with scope `admin`): the CLI's
+//! operations over HTTP, and the provider registry
+//! ([`crate::api::providers`]).
 
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -49,6 +51,8 @@ pub enum Operation {
     AddResource,
     /// `DELETE /v1/admin/resources/{resource}` (hex tag or URI)
     RemoveResource(String),
+    /// `/v1/admin/providers…`
+    Providers(crate::api::providers::ProviderOperation),
 }
 
 #[derive(Deserialize)]
@@ -330,6 +334,9 @@ async fn run(
         }
         Operation::RemoveResource(name) => {
             json(StatusCode::OK, &admin::remove_resource(state, &name).await?)
+        }
+        Operation::Providers(operation) => {
+            crate::api::providers::run(state, headers, operation, body).await?
         }
     })
 }

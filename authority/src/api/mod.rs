@@ -1,5 +1,6 @@
 //! The authority's own JSON API: the token holder (`/v1/me`,
-//! `/v1/sessions`), administration (`/v1/admin/…`, scope `admin`),
+//! `/v1/sessions`), administration (`/v1/admin/…`, scope `admin`; the
+//! provider registry in [`providers`]),
 //! connected services (`/v1/connect/…`, credentials in [`credentials`]) and
 //! health.
 
@@ -9,3 +10,4 @@ pub mod credentials;
 pub mod health;
 pub mod json;
 pub mod me;
+pub mod providers;

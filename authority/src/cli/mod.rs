@@ -293,14 +293,23 @@ async fn serve(mut config: Config) -> Result<(), String> {
         None => None,
     };
     tracing::info!(config = ?state.config(), "starting");
+    // The providers added through the admin API, before serving; then
+    // kept in step with the other replicas.
+    if let Err(error) = state.connect().reload_providers(true).await {
+        tracing::warn!(%error, "cannot read the providers added through the API; retried in the background");
+    }
+    tokio::spawn(token_broker::connect::catalog::watch(
+        state.connect().clone(),
+        server::shutdown_signal(),
+    ));
     let connect = state.connect().clone();
     tokio::spawn(async move { connect.discover_all().await });
-    if token_broker::keepalive::wanted(state.connect()) {
-        tokio::spawn(token_broker::keepalive::run(
-            state.connect().clone(),
-            server::shutdown_signal(),
-        ));
-    }
+    // Always running: a provider added through the API may want it; a
+    // pass without such a provider reads nothing.
+    tokio::spawn(token_broker::keepalive::run(
+        state.connect().clone(),
+        server::shutdown_signal(),
+    ));
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{bound}");
     let _ = stdout.flush();

@@ -21,6 +21,7 @@ use self::extract::{body, decoded, peer, provider_segment, raw_query};
 pub use self::hot::HotRoutes;
 use self::unrouted::unrouted;
 use crate::api::admin::Operation;
+use crate::api::providers::ProviderOperation;
 use crate::api::{admin, connect, health, me};
 use crate::oauth::{introspect, metadata, revoke, token};
 use crate::problem::Problem;
@@ -51,6 +52,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/resources"),
     ("POST", "/v1/admin/resources"),
     ("DELETE", "/v1/admin/resources/{resource}"),
+    ("GET", "/v1/admin/providers"),
+    ("POST", "/v1/admin/providers"),
+    ("GET", "/v1/admin/providers/{name}"),
+    ("PUT", "/v1/admin/providers/{name}"),
+    ("PATCH", "/v1/admin/providers/{name}"),
+    ("DELETE", "/v1/admin/providers/{name}"),
     ("GET", "/v1/connect"),
     ("GET", "/v1/connect/callback"),
     ("GET", "/v1/connect/tokens"),
@@ -254,6 +261,34 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::delete())
         .map(Operation::RemoveResource)
         .boxed();
+    let providers = warp::path!("v1" / "admin" / "providers")
+        .and(
+            warp::get()
+                .map(|| ProviderOperation::List)
+                .or(warp::post().map(|| ProviderOperation::Add))
+                .unify(),
+        )
+        .map(Operation::Providers)
+        .boxed();
+    let provider = warp::path!("v1" / "admin" / "providers" / String)
+        .and_then(decoded)
+        .and(
+            warp::get()
+                .map(|| ProviderOperation::Get as fn(String) -> ProviderOperation)
+                .or(warp::put()
+                    .map(|| ProviderOperation::Replace as fn(String) -> ProviderOperation))
+                .unify()
+                .or(warp::patch()
+                    .map(|| ProviderOperation::Change as fn(String) -> ProviderOperation))
+                .unify()
+                .or(warp::delete()
+                    .map(|| ProviderOperation::Remove as fn(String) -> ProviderOperation))
+                .unify(),
+        )
+        .map(|name: String, operation: fn(String) -> ProviderOperation| {
+            Operation::Providers(operation(name))
+        })
+        .boxed();
     let administration = admin_route(users)
         .or(admin_route(user))
         .unify()
@@ -266,6 +301,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(admin_route(resources))
         .unify()
         .or(admin_route(resource))
+        .unify()
+        .or(admin_route(providers))
+        .unify()
+        .or(admin_route(provider))
         .unify()
         .boxed();
 

@@ -18,10 +18,10 @@ impl Connect {
     /// # Errors
     ///
     /// [`ConnectError::UnknownProvider`] (also for an OAuth provider).
-    pub fn credential_provider(&self, name: &str) -> Result<&CredentialProvider, ConnectError> {
-        self.inner
-            .registry
+    pub fn credential_provider(&self, name: &str) -> Result<CredentialProvider, ConnectError> {
+        self.registry()
             .credential(name)
+            .cloned()
             .ok_or(ConnectError::UnknownProvider)
     }
 
@@ -138,8 +138,7 @@ impl Connect {
     /// Redis failures.
     pub async fn forget_credentials(&self, subject: &str) -> Result<usize, ConnectError> {
         let keys = self
-            .inner
-            .registry
+            .registry()
             .credentials()
             .map(|provider| self.inner.store.credential_key(subject, &provider.name))
             .collect();
@@ -156,7 +155,8 @@ impl Connect {
         &self,
         subject: &str,
     ) -> Result<Vec<CredentialView>, ConnectError> {
-        let providers: Vec<&CredentialProvider> = self.inner.registry.credentials().collect();
+        let registry = self.registry();
+        let providers: Vec<&CredentialProvider> = registry.credentials().collect();
         let keys = providers
             .iter()
             .map(|provider| self.inner.store.credential_key(subject, &provider.name))

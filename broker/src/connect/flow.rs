@@ -108,9 +108,8 @@ impl Connect {
     ///
     /// [`ConnectError::Internal`] when the random generator fails.
     pub async fn offers(&self, subject: &str, username: &str) -> Result<Vec<Offer>, ConnectError> {
-        let enabled: Vec<&Arc<Provider>> = self
-            .inner
-            .registry
+        let registry = self.registry();
+        let enabled: Vec<&Arc<Provider>> = registry
             .all()
             .filter(|provider| provider.config.enabled && provider.config.connect)
             .collect();
@@ -396,7 +395,7 @@ impl Connect {
         }
         let name = claims.provider.clone();
         let fail = |failure: Failure| Refusal::new(failure, Some(name.clone()));
-        let Some(provider) = self.inner.registry.get(&claims.provider).cloned() else {
+        let Some(provider) = self.registry().get(&claims.provider).cloned() else {
             return Err(Refusal::new(Failure::InvalidState, None));
         };
         // The state must come back in the browser session that started

@@ -50,8 +50,7 @@ impl Connect {
     pub async fn keep_alive(&self) -> Result<KeepAliveReport, ConnectError> {
         let mut report = KeepAliveReport::default();
         let Some(shortest) = self
-            .inner
-            .registry
+            .registry()
             .all()
             .filter_map(|provider| provider.config.keepalive_after)
             .min()
@@ -120,7 +119,15 @@ impl Connect {
         now: Timestamp,
         report: &mut KeepAliveReport,
     ) -> Result<bool, ConnectError> {
-        let Some(provider) = self.inner.registry.get(&entry.provider).cloned() else {
+        let Some(provider) = self.registry().get(&entry.provider).cloned() else {
+            // A provider removed through the API: its entries go (the
+            // removal deletes them too; this catches one it missed).
+            if self.registry().removing().contains(&entry.provider) {
+                self.inner
+                    .store
+                    .unindex(&entry.subject, &entry.provider)
+                    .await?;
+            }
             return Ok(false);
         };
         let Some(after) = provider.config.keepalive_after else {

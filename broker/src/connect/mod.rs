@@ -5,6 +5,7 @@
 //! disconnecting), `credentials` (what users store for providers of a
 //! credentials kind), [`keepalive`] and `reencrypt`.
 
+pub mod catalog;
 mod credentials;
 mod flow;
 pub mod keepalive;
@@ -74,7 +75,21 @@ pub struct Connect {
 
 #[derive(Debug)]
 struct Inner {
-    registry: Registry,
+    /// The providers now: the file's and the API's (swapped when the
+    /// API's change).
+    registry: std::sync::RwLock<Arc<Registry>>,
+    /// The file's providers alone, and the default callback URL: what a
+    /// reload starts from.
+    files: Registry,
+    default_redirect: String,
+    /// The providers added at run time, and the change counter this
+    /// replica's registry reflects.
+    catalog: crate::catalog::CatalogStore,
+    catalog_version: std::sync::Mutex<Option<i64>>,
+    /// `CONNECT_PROVIDERS_POLL_MS`.
+    catalog_poll: Duration,
+    /// Wakes the watcher after a change made here.
+    catalog_changed: tokio::sync::Notify,
     signer: Option<StateSigner>,
     keys: Option<Keyring>,
     store: ConnectionStore,
@@ -120,13 +135,18 @@ impl Connect {
         issuer: &str,
     ) -> Result<Self, SetupError> {
         let client = ProviderClient::with_roots(config.provider_timeout, &config.extra_roots)?;
+        let default_redirect = format!("{issuer}/v1/connect/callback");
+        let files = Registry::new(&config.providers, &default_redirect)
+            .with_credentials(&config.credential_providers);
         Ok(Self {
             inner: Arc::new(Inner {
-                registry: Registry::new(
-                    &config.providers,
-                    &format!("{issuer}/v1/connect/callback"),
-                )
-                .with_credentials(&config.credential_providers),
+                registry: std::sync::RwLock::new(Arc::new(files.files_only())),
+                files,
+                default_redirect,
+                catalog: crate::catalog::CatalogStore::new(store.clone()),
+                catalog_version: std::sync::Mutex::new(None),
+                catalog_poll: config.providers_poll,
+                catalog_changed: tokio::sync::Notify::new(),
                 signer: config
                     .state_key
                     .as_ref()
@@ -147,10 +167,17 @@ impl Connect {
         })
     }
 
-    /// The provider registry.
+    /// The providers now (a snapshot: the file's, and those added through
+    /// the admin API as this replica last read them).
     #[must_use]
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(
+            &self
+                .inner
+                .registry
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The connection store.
@@ -166,8 +193,7 @@ impl Connect {
     }
 
     fn provider(&self, name: &str) -> Result<Arc<Provider>, ConnectError> {
-        self.inner
-            .registry
+        self.registry()
             .get(name)
             .cloned()
             .ok_or(ConnectError::UnknownProvider)
@@ -184,7 +210,7 @@ impl Connect {
     /// Resolves every provider's endpoints now (at start-up), logging
     /// failures; they are retried on first use.
     pub async fn discover_all(&self) {
-        for provider in self.inner.registry.all() {
+        for provider in self.registry().all() {
             if let Err(error) = self.endpoints(provider).await {
                 tracing::warn!(provider = %provider.config.name, %error, "provider discovery failed; retried on first use");
             }
@@ -289,9 +315,8 @@ impl Connect {
     ///
     /// Redis failures.
     pub async fn connections(&self, subject: &str) -> Result<Vec<ConnectionView>, ConnectError> {
-        let names: Vec<&str> = self
-            .inner
-            .registry
+        let registry = self.registry();
+        let names: Vec<&str> = registry
             .all()
             .map(|provider| provider.config.name.as_str())
             .collect();

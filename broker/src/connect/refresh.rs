@@ -339,7 +339,7 @@ impl Connect {
             tracing::warn!(%subject, %error, "cannot forget stored credentials");
             failed = Some(error);
         }
-        for provider in self.inner.registry.all() {
+        for provider in self.registry().all() {
             match self.disconnect(subject, &provider.config.name).await {
                 Ok(_) | Err(ConnectError::NotConnected) => {}
                 Err(error) => {

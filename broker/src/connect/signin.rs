@@ -78,7 +78,7 @@ impl Connect {
     #[must_use]
     pub fn login_buttons(&self) -> Vec<LoginButton> {
         let mut buttons = Vec::new();
-        for provider in self.inner.registry.all() {
+        for provider in self.registry().all() {
             let config = &provider.config;
             let Some(login) = config.login.as_ref().filter(|_| config.enabled) else {
                 continue;
@@ -230,7 +230,7 @@ impl Connect {
         };
         let (Some(login), Some(provider)) = (
             claims.login.clone(),
-            self.inner.registry.get(&claims.provider).cloned(),
+            self.registry().get(&claims.provider).cloned(),
         ) else {
             return Err(Refusal::new(Failure::InvalidState, None));
         };
