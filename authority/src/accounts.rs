@@ -74,7 +74,18 @@ pub struct User {
     pub identity: Option<Identity>,
 }
 
+/// The password hash of accounts without a password (federated sign-in):
+/// not a PHC string, so no password ever verifies against it.
+pub const NO_PASSWORD: &str = "!federated";
+
 impl User {
+    /// Whether the account has a password (a federated account has none,
+    /// unless an administrator set one).
+    #[must_use]
+    pub fn has_password(&self) -> bool {
+        self.password_hash != NO_PASSWORD
+    }
+
     /// The holder of tokens issued to this user with `scopes` (narrowed from
     /// the user's) for `client_id`.
     #[must_use]

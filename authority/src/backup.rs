@@ -1,7 +1,8 @@
-//! Export and import (`token-authority export` / `import`): users, clients
-//! and connected-service connections as JSON lines, exactly as stored —
-//! password and secret hashes, connections as their sealed (encrypted)
-//! envelopes — never a plaintext secret, and never tokens (after an import
+//! Export and import (`token-authority export` / `import`): users, clients,
+//! connected-service connections and stored credentials as JSON lines,
+//! exactly as stored — password and secret hashes, connections and
+//! credentials as their sealed (encrypted) envelopes — never a plaintext
+//! secret, and never tokens (after an import
 //! everyone logs in again).
 //!
 //! For backups and for moving between Redis deployments. Everything goes
@@ -10,19 +11,28 @@
 //! format does not depend on the key schema.
 //!
 //! An import goes into an empty deployment only: it refuses (and writes
-//! nothing) when the target holds any user, client or connection, and it
-//! checks the whole input before writing anything. Connections decrypt at
-//! the target only with the same `CONNECT_KEYS` and provider names.
+//! nothing) when the target holds any user, client, connection or stored
+//! credentials, and it checks the whole input before writing anything.
+//! Connections and credentials decrypt at the target only with the same
+//! `CONNECT_KEYS` and provider names.
 //!
-//! Format: a first line `{"kind":"export","version":3}`, the deployment
+//! Format: a first line `{"kind":"export","version":4}`, the deployment
 //! key (`{"kind":"deployment_key","key":…}`: client secret digests verify
 //! only under it, so an export is as secret as the Redis it came from), then
 //! one object a line: `{"kind":"user","record":{…}}`, `{"kind":"client","record":{…}}`,
 //! `{"kind":"connection","subject":…,"provider":…,"value":"<stored
 //! envelope>","indexed_at":<ms or null>}`, and (format 3) the registered
 //! resource servers, `{"kind":"resource","uri":…,"scopes":[…]}` (the
-//! authority's own is implicit and not exported). A client's allowed
-//! resources are part of its record. Formats 1 and 2 are still read.
+//! authority's own is implicit and not exported), and (format 4) stored
+//! credentials of providers of a credentials kind,
+//! `{"kind":"credential","subject":…,"provider":…,"value":"<stored
+//! envelope>"}`. A client's allowed resources are part of its record.
+//! Formats 1 to 3 are still read.
+//!
+//! A federated account's record carries its identity (issuer, subject);
+//! the import writes the account's identity index entry (`P fid:`, see
+//! [`crate::accounts::Identity`]) from it, one per such user, so the
+//! index travels with the records and cannot disagree with them.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -35,7 +45,7 @@ use crate::accounts::{AccountError, Client, User, valid_client_id, valid_usernam
 use crate::state::AppState;
 
 /// The format version written (and every earlier one is read).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Why an export or import failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +71,7 @@ pub enum BackupError {
     /// written).
     #[error(
         "the target is not empty ({users} users, {clients} clients, {connections} connections, \
-         {resources} resources); import only into an empty deployment"
+         {credentials} credentials, {resources} resources); import only into an empty deployment"
     )]
     NotEmpty {
         /// Users found.
@@ -70,6 +80,8 @@ pub enum BackupError {
         clients: usize,
         /// Connections found.
         connections: usize,
+        /// Stored credentials found.
+        credentials: usize,
         /// Registered resources found (the authority's own not counted).
         resources: usize,
     },
@@ -102,6 +114,12 @@ enum Entry {
         value: String,
         indexed_at: Option<u64>,
     },
+    /// Stored credentials (format 4): the sealed envelope.
+    Credential {
+        subject: String,
+        provider: String,
+        value: String,
+    },
 }
 
 /// What an export or import covered.
@@ -115,6 +133,8 @@ pub struct Report {
     pub resources: usize,
     /// Connections.
     pub connections: usize,
+    /// Stored credentials.
+    pub credentials: usize,
 }
 
 fn line(output: &mut impl Write, entry: &Entry) -> Result<(), BackupError> {
@@ -123,7 +143,8 @@ fn line(output: &mut impl Write, entry: &Entry) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Writes every user, client and connection to `output`.
+/// Writes every user, client, resource, connection and stored credentials
+/// record to `output`.
 ///
 /// # Errors
 ///
@@ -184,6 +205,27 @@ pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report,
         )?;
         report.connections += 1;
     }
+    for key in connections.credential_keys().await? {
+        let Some((_, provider)) = key.rsplit_once(':') else {
+            continue;
+        };
+        let Some(value) = connections.get_key(&key).await? else {
+            continue; // removed meanwhile
+        };
+        let Ok(stored) = Stored::parse(&value) else {
+            tracing::warn!(%provider, "an unreadable credentials record is not exported");
+            continue;
+        };
+        line(
+            output,
+            &Entry::Credential {
+                subject: stored.subject().to_owned(),
+                provider: provider.to_owned(),
+                value,
+            },
+        )?;
+        report.credentials += 1;
+    }
     output.flush()?;
     Ok(report)
 }
@@ -214,6 +256,7 @@ struct Plan {
     clients: Vec<Client>,
     resources: Vec<(ResourceUri, Scopes)>,
     connections: Vec<(String, String, String, Option<u64>)>,
+    credentials: Vec<(String, String, String)>,
 }
 
 fn invalid(line: usize, message: impl Into<String>) -> BackupError {
@@ -282,6 +325,17 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
                 if !seen.insert(format!("user {}", record.username)) {
                     return Err(invalid(number, format!("user {:?} twice", record.username)));
                 }
+                if let Some(identity) = &record.identity
+                    && !seen.insert(format!(
+                        "identity {:?} {:?}",
+                        identity.issuer, identity.subject
+                    ))
+                {
+                    return Err(invalid(
+                        number,
+                        "two users with one federated identity (issuer and subject)",
+                    ));
+                }
                 plan.users.push(record);
             }
             Entry::Client { record } => {
@@ -331,6 +385,29 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
                 plan.connections
                     .push((subject, provider, value, indexed_at));
             }
+            Entry::Credential {
+                subject,
+                provider,
+                value,
+            } => {
+                if !valid_provider(&provider) {
+                    return Err(invalid(number, "credentials with an invalid provider name"));
+                }
+                if !matches!(Stored::parse(&value), Ok(stored @ Stored::Sealed { .. }) if stored.subject() == subject)
+                {
+                    return Err(invalid(
+                        number,
+                        "credentials whose stored value is unreadable or names another subject",
+                    ));
+                }
+                if !seen.insert(format!("credential {subject} {provider}")) {
+                    return Err(invalid(
+                        number,
+                        format!("credentials for {provider:?} twice"),
+                    ));
+                }
+                plan.credentials.push((subject, provider, value));
+            }
         }
     }
     if !header {
@@ -350,12 +427,14 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
     let users = state.accounts().users().await?.len();
     let clients = state.accounts().clients().await?.len();
     let connections = state.connect().store().keys().await?.len();
+    let credentials = state.connect().store().credential_keys().await?.len();
     let resources = registered(state).await?.len();
-    if users + clients + connections + resources > 0 {
+    if users + clients + connections + credentials + resources > 0 {
         return Err(BackupError::NotEmpty {
             users,
             clients,
             connections,
+            credentials,
             resources,
         });
     }
@@ -390,6 +469,14 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
         if !state.accounts().create_user(user).await? {
             return Err(BackupError::Conflict(format!("user {:?}", user.username)));
         }
+        // A federated account's index entry (`P fid:`), named under the
+        // deployment key installed above: its next sign-in finds it.
+        if let Some(identity) = &user.identity {
+            state
+                .accounts()
+                .link_identity(identity, &user.username)
+                .await?;
+        }
         report.users += 1;
     }
     for client in &plan.clients {
@@ -413,6 +500,12 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
             .await?;
         report.connections += 1;
     }
+    for (subject, provider, value) in &plan.credentials {
+        store
+            .set_key(&store.credential_key(subject, provider), value)
+            .await?;
+        report.credentials += 1;
+    }
     Ok(report)
 }
 
@@ -425,7 +518,7 @@ mod tests {
     fn input_is_checked_before_anything_is_written() {
         let header = "{\"kind\":\"export\",\"version\":1}\n";
         assert!(matches!(
-            plan("{\"kind\":\"export\",\"version\":4}\n".as_bytes()),
+            plan("{\"kind\":\"export\",\"version\":5}\n".as_bytes()),
             Err(BackupError::Invalid { line: 1, .. })
         ));
         assert!(matches!(
@@ -447,6 +540,50 @@ mod tests {
         ));
         let own = foreign.replace("\\\"sub\\\":\\\"b\\\"", "\\\"sub\\\":\\\"a\\\"");
         assert_eq!(plan(own.as_bytes()).expect("valid").connections.len(), 1);
+    }
+
+    /// Two users with one federated identity are refused: the identity
+    /// index names one account.
+    #[test]
+    fn an_identity_belongs_to_one_user() {
+        let user = |username: &str, subject: &str| {
+            let now = Timestamp::now();
+            let record = User {
+                subject: subject.to_owned(),
+                username: username.to_owned(),
+                name: None,
+                email: None,
+                scopes: Scopes::default(),
+                password_hash: crate::accounts::NO_PASSWORD.to_owned(),
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+                identity: Some(crate::accounts::Identity {
+                    provider: "idp".to_owned(),
+                    issuer: "https://idp.example".to_owned(),
+                    subject: "alice".to_owned(),
+                }),
+            };
+            format!(
+                "{}\n",
+                serde_json::to_string(&Entry::User { record }).expect("json")
+            )
+        };
+        let header = "{\"kind\":\"export\",\"version\":3}\n";
+        let one = format!("{header}{}", user("idp.one", "s1"));
+        let planned = plan(one.as_bytes()).expect("valid");
+        assert_eq!(
+            planned.users[0]
+                .identity
+                .as_ref()
+                .map(|i| i.subject.as_str()),
+            Some("alice")
+        );
+        let two = format!("{one}{}", user("idp.two", "s2"));
+        assert!(matches!(
+            plan(two.as_bytes()),
+            Err(BackupError::Invalid { line: 3, .. })
+        ));
     }
 
     /// Format 3 carries registered resources; a malformed or repeated one

@@ -618,7 +618,21 @@ impl ConnectionStore {
     ///
     /// Redis failures.
     pub async fn keys(&self) -> Result<Vec<String>> {
-        let pattern = self.prefix().connection_pattern();
+        self.scan(self.prefix().connection_pattern()).await
+    }
+
+    /// Every stored credentials key (`P cred:`; `SCAN`, for re-encryption
+    /// and export).
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn credential_keys(&self) -> Result<Vec<String>> {
+        self.scan(self.prefix().credential_pattern()).await
+    }
+
+    /// The keys matching `pattern`, sorted (`SCAN` in batches of 500).
+    async fn scan(&self, pattern: String) -> Result<Vec<String>> {
         let mut cursor: u64 = 0;
         let mut keys = Vec::new();
         loop {

@@ -318,6 +318,13 @@ impl KeyPrefix {
         format!("{}conn:*", self.0)
     }
 
+    /// `P cred:*` — every stored credentials record (for re-encryption
+    /// and export scans).
+    #[must_use]
+    pub fn credential_pattern(&self) -> String {
+        format!("{}cred:*", self.0)
+    }
+
     /// `P cstate:<nonce>` — marks a connect `state` as used.
     #[must_use]
     pub fn connect_state(&self, nonce: &str) -> String {

@@ -4,7 +4,9 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use token_repository::KeyPrefix;
 use token_service_tests::connected::{self, PASSWORD, PROVIDER, Setup, provider_token};
+use token_service_tests::oidc::Browser;
 use token_test_harness::RedisServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
@@ -150,4 +152,88 @@ async fn import_refuses_bad_input() {
         !String::from_utf8_lossy(&list.stdout).contains("bob"),
         "nothing written"
     );
+}
+
+/// The `P fid:` index entries (key name and username) of `redis_url`.
+async fn identity_index(redis_url: &str) -> Vec<(String, String)> {
+    let client = redis::Client::open(redis_url).expect("url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let pattern = format!("{}*", KeyPrefix::default().identity(""));
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    keys.sort();
+    let mut entries = Vec::new();
+    for key in keys {
+        let username: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .expect("GET");
+        entries.push((key, username));
+    }
+    entries
+}
+
+/// A federated account (made by sign-in with the provider) moves with its
+/// identity index entry (`P fid:`): the same key name and username at the
+/// target, and the next sign-in there finds the same account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_accounts_keep_their_identity_index() {
+    let setup = Setup::start(
+        &[("OIDC_ID_TOKEN_CLAIMS", "1")],
+        "login = true\nprovision = true",
+    );
+    let source = setup.authority(BIN, &[]);
+    let start = source.url(&format!(
+        "/signin/federated?provider={PROVIDER}&return_to=%2Faccount"
+    ));
+    let browser = Browser::new();
+    let callback = browser.authorize(&start, "dora").await;
+    let (status, _) = browser.visit(callback.as_str()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{}", source.logs());
+    let index = identity_index(&setup.redis.url()).await;
+    assert_eq!(index.len(), 1, "{index:?}");
+    let username = index[0].1.clone();
+    assert!(username.starts_with(&format!("{PROVIDER}.")), "{username}");
+
+    let output = source.cli(&["export"], None);
+    assert!(output.status.success());
+    let export = String::from_utf8(output.stdout).expect("utf-8");
+    let target_redis = RedisServer::start();
+    let target = setup.authority_on(BIN, &target_redis.url(), &[]);
+    let imported = target.cli(&["import"], Some(&export));
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert_eq!(
+        identity_index(&target_redis.url()).await,
+        index,
+        "the same entry at the target"
+    );
+
+    // The next sign-in at the target is the same account: nothing created.
+    let users = |authority: &token_service_tests::Authority| {
+        let list = authority.cli(&["user", "list"], None);
+        assert!(list.status.success());
+        String::from_utf8_lossy(&list.stdout).into_owned()
+    };
+    let before = users(&target);
+    let again = Browser::new();
+    let start = target.url(&format!(
+        "/signin/federated?provider={PROVIDER}&return_to=%2Faccount"
+    ));
+    let callback = again.authorize(&start, "dora").await;
+    let (status, _) = again.visit(callback.as_str()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{}", target.logs());
+    let page = again.page(&target.url("/account")).await;
+    assert!(page.contains(&username), "signed in as {username}: {page}");
+    assert_eq!(users(&target).lines().count(), before.lines().count());
 }

@@ -1,8 +1,10 @@
 //! A real browser: headless Chromium driven over WebDriver (chromedriver on
 //! a free port) signs in at the authority, lands on the account page,
 //! connects the test OpenID Connect provider, signs one session out,
-//! disconnects the provider and signs out everywhere. It also writes the
-//! README's screenshots (`docs/images/signin.png`, `docs/images/account.png`).
+//! disconnects the provider and signs out everywhere; and signs in with an
+//! identity provider from the sign-in page's provider buttons. It also
+//! writes the README's screenshots (`docs/images/signin.png`,
+//! `docs/images/account.png`, `docs/images/signin-federated.png`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
 //! them); without them the test fails with that hint.
@@ -314,6 +316,84 @@ async fn chromium_signs_in_and_manages_the_account() {
     driver.wait_for_url(|url| url.contains("/signin")).await;
     driver.go(&authority.url("/account")).await;
     driver.wait_for_url(|url| url.contains("/signin")).await;
+    let _ = driver
+        .http
+        .delete(format!("{}/session/{}", driver.url, driver.session))
+        .send()
+        .await;
+}
+
+/// The sign-in page with two sign-in providers, one with login options:
+/// a "Sign in with …" button per provider and option (the README's
+/// `docs/images/signin-federated.png`); clicking one signs in at the
+/// provider and lands on the account page of the account created there,
+/// which names the provider instead of offering a password change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_with_a_provider() {
+    let setup = Setup::start_two(
+        &[("OIDC_ID_TOKEN_CLAIMS", "1")],
+        "login = true\nprovision = true",
+        "login = true\nprovision = true\nlogin_options = [\n  \
+         { name = \"Staff\", params = { login_hint = \"staff\" } },\n  \
+         { name = \"Students\", params = { login_hint = \"student\" } },\n]",
+    );
+    let authority = setup.authority(BIN, &[]);
+    let driver = Driver::start().await;
+
+    driver.go(&authority.url("/account")).await;
+    driver.wait_for_url(|url| url.contains("/signin")).await;
+    let page = driver.source().await;
+    for label in [
+        "Sign in with Test IdP<",
+        "Sign in with Test IdP (second client): Staff<",
+        "Sign in with Test IdP (second client): Students<",
+    ] {
+        assert!(page.contains(label), "no button {label:?}: {page}");
+    }
+    let buttons = driver
+        .call(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({"using": "css selector", "value": "a.provider"})),
+        )
+        .await;
+    assert_eq!(buttons.as_array().map(Vec::len), Some(3), "{buttons}");
+    driver.screenshot("signin-federated.png").await;
+
+    let test_idp = driver
+        .call(
+            reqwest::Method::POST,
+            "/element",
+            Some(json!({"using": "link text", "value": "Sign in with Test IdP"})),
+        )
+        .await;
+    let test_idp = test_idp[ELEMENT].as_str().expect("the Test IdP button");
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{test_idp}/click"),
+            Some(json!({})),
+        )
+        .await;
+    driver
+        .wait_for_url(|url| url.contains("/interaction/"))
+        .await;
+    driver.type_into("input[name=login]", "erin").await;
+    driver
+        .type_into("input[name=password]", "any password")
+        .await;
+    driver.click("button[type=submit]").await;
+    driver.wait_for_url(|url| url.ends_with("/account")).await;
+    let page = driver.source().await;
+    assert!(
+        page.contains(&format!("{PROVIDER}.")),
+        "the account's username: {page}"
+    );
+    assert!(
+        page.contains("it signs in with <strong>Test IdP</strong>"),
+        "{page}"
+    );
+    assert!(!page.contains("current_password"));
     let _ = driver
         .http
         .delete(format!("{}/session/{}", driver.url, driver.session))

@@ -16,7 +16,7 @@ use token_broker::crypto::Keyring;
 use token_broker::record::Stored;
 use token_service_tests::Authority;
 use token_service_tests::browser::{Browser, hidden_value, location};
-use token_service_tests::connected::{self, KEY_1, PASSWORD, PROVIDER, SECOND, Setup, User};
+use token_service_tests::connected::{self, KEY_1, KEY_2, PASSWORD, PROVIDER, SECOND, Setup, User};
 use token_test_harness::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
@@ -564,4 +564,96 @@ async fn carol_subject(authority: &Authority) -> String {
         .as_str()
         .expect("sub")
         .to_owned()
+}
+
+/// The key id a stored credentials record is sealed under.
+fn sealed_kid(raw: &str) -> String {
+    match Stored::parse(raw).expect("an envelope") {
+        Stored::Sealed { kid, .. } => kid,
+        Stored::Reconnect { .. } => panic!("a tombstone"),
+    }
+}
+
+/// Key rotation covers stored credentials: sealed under the old key, they
+/// read while both keys are configured; `connect reencrypt` re-seals them
+/// under the new one, after which an authority with only the new key reads
+/// them. `export` / `import` carry them, sealed, to another Redis, where
+/// they read with the same keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencrypt_and_export_cover_credentials() {
+    let (setup, old) = start();
+    let alice = connected::user(&old, "alice").await;
+    let stored = put(
+        &old,
+        &alice,
+        "webdav",
+        &json!({ "username": DAV_USERNAME, "password": DAV_PASSWORD }),
+    )
+    .await;
+    assert_eq!(stored.status(), StatusCode::OK);
+    let raw = setup
+        .stored_credentials(&alice.subject, "webdav")
+        .await
+        .expect("stored");
+    assert_eq!(sealed_kid(&raw), "k1");
+
+    // One deployment: the same ISSUER (the tokens are for it).
+    let issuer = old.url("");
+    let both = format!("{KEY_2},{KEY_1}");
+    let rotated = setup.authority(BIN, &[("CONNECT_KEYS", &both), ("ISSUER", &issuer)]);
+    let output = rotated.cli(&["connect", "reencrypt"], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("re-encrypted: 1"), "{stdout}");
+    assert!(stdout.contains("unreadable: 0"), "{stdout}");
+    let raw = setup
+        .stored_credentials(&alice.subject, "webdav")
+        .await
+        .expect("stored");
+    assert_eq!(sealed_kid(&raw), "k2");
+    assert_no_secret(&raw, "the re-sealed value");
+    // Again: nothing left to do.
+    let again = rotated.cli(&["connect", "reencrypt"], None);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("re-encrypted: 0, already current: 1"));
+
+    // Only the new key: the service client reads them.
+    let new_only = setup.authority(BIN, &[("CONNECT_KEYS", KEY_2), ("ISSUER", &issuer)]);
+    let rds = client_token(&new_only, "rds", &["--view-access-tokens"]).await;
+    let served = new_only
+        .get_with(&service_path(&alice, "webdav"), &rds)
+        .await;
+    assert_eq!(served.status(), StatusCode::OK);
+    let served = json_of(served).await;
+    assert_eq!(served["username"], DAV_USERNAME);
+    assert_eq!(served["password"], DAV_PASSWORD);
+    // The old key alone no longer opens them.
+    let listed = json_of(old.get_with("/v1/connect/credentials", &alice.bearer).await).await;
+    assert_eq!(listed["credentials"][0]["status"], "unreadable", "{listed}");
+
+    // Export and import into another Redis: sealed, and readable there.
+    let output = new_only.cli(&["export"], None);
+    assert!(output.status.success());
+    let export = String::from_utf8(output.stdout).expect("utf-8");
+    assert_no_secret(&export, "the export");
+    assert!(export.contains("\"kind\":\"credential\""), "{export}");
+    let target_redis = token_test_harness::RedisServer::start();
+    let target = setup.authority_on(BIN, &target_redis.url(), &[("CONNECT_KEYS", KEY_2)]);
+    let imported = target.cli(&["import"], Some(&export));
+    let stderr = String::from_utf8_lossy(&imported.stderr);
+    assert!(imported.status.success(), "{stderr}");
+    assert!(stderr.contains("1 credentials"), "{stderr}");
+    let rds = client_token(&target, "rds-target", &["--view-access-tokens"]).await;
+    let served = json_of(target.get_with(&service_path(&alice, "webdav"), &rds).await).await;
+    assert_eq!(served["password"], DAV_PASSWORD);
+    // Into a target holding credentials: refused.
+    let again = target.cli(&["import"], Some(&export));
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("1 credentials"), "{stderr}");
+    assert_no_secret(&target.logs(), "the target's log");
+    assert_no_secret(&new_only.logs(), "the authority's log");
 }

@@ -1,6 +1,8 @@
 //! The README's "run the main job" command, `scripts/demo` (which runs
 //! `token-demo`), brings the system up; the walk-through of docker/README.md
-//! succeeds against it; Ctrl-C stops every process it started.
+//! succeeds against it; with Node.js, the test OpenID Connect provider it
+//! starts signs a user in (and connects it) from the sign-in page's
+//! button; Ctrl-C stops every process it started.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
@@ -90,6 +92,49 @@ async fn demo_walk_through() {
     assert_eq!(authorize.status(), 303);
     let target = authorize.headers()["location"].to_str().expect("location");
     assert!(target.starts_with("/signin?"), "{target}");
+    // With Node.js, the test OpenID Connect provider is a sign-in provider
+    // (a button on the sign-in page); without, one line says how to enable it.
+    let oidc_provider = &summary["oidc-provider"];
+    if token_test_harness::binary::find("node", "NODE", "").is_ok() {
+        assert!(
+            oidc_provider.starts_with("http://127.0.0.1:"),
+            "{oidc_provider}"
+        );
+        let signin = no_redirects
+            .get(format!("{authority}/signin"))
+            .send()
+            .await
+            .expect("sign-in page")
+            .text()
+            .await
+            .expect("page");
+        assert!(
+            signin.contains("Sign in with Test OpenID Provider"),
+            "{signin}"
+        );
+        // The whole flow: signed in (the account made just in time) and
+        // connected at once, as the account page shows.
+        let browser = token_service_tests::oidc::Browser::new();
+        let callback = browser
+            .authorize(
+                &format!("{authority}/signin/federated?provider=test-idp"),
+                "dora",
+            )
+            .await;
+        let (status, _) = browser.visit(callback.as_str()).await;
+        assert_eq!(status, 303);
+        let page = browser.page(&format!("{authority}/account")).await;
+        assert!(
+            page.contains("it signs in with <strong>Test OpenID Provider</strong>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("data-provider=\"test-idp\" data-status=\"connected\""),
+            "{page}"
+        );
+    } else {
+        assert!(oidc_provider.contains("install Node.js"), "{oidc_provider}");
+    }
     let http = reqwest::Client::new();
     // Tokens for the service name it (its AUDIENCE); the admin's is for the
     // authority (the default audience).

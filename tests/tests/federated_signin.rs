@@ -12,6 +12,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use token_service_tests::browser::hidden_value;
 use token_service_tests::connected::{Setup, user};
 use token_service_tests::oidc::{
     Browser, CLIENT_ID, CLIENT_SECRET, OidcProvider, SECOND_CLIENT_ID, SECOND_CLIENT_SECRET,
@@ -191,6 +192,12 @@ async fn first_signin_creates_the_account_and_connects() {
         account.contains("alice@example.test"),
         "name and e-mail from the claims"
     );
+    // No password to change: the page names the provider instead.
+    assert!(!account.contains("current_password"), "{account}");
+    assert!(
+        account.contains("it signs in with <strong>Test IdP</strong>"),
+        "{account}"
+    );
 
     let listed = users(&authority, &admin).await;
     let alice = federated(&listed, "test-idp");
@@ -214,6 +221,69 @@ async fn first_signin_creates_the_account_and_connects() {
     // The browser session is a session of the account, kind browser.
     let sessions = federation_sessions(&authority, &admin, &username).await;
     assert_eq!(sessions, 1);
+
+    // A password change posted anyway is refused, and changes nothing: no
+    // password, and the session (which a change would end) lives on.
+    let csrf = hidden_value(&account, "csrf").expect("csrf");
+    let response = browser
+        .post(
+            &authority.url("/account"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("action", "password"),
+                ("current_password", "!federated"),
+                ("new_password", "a new password"),
+                ("confirm_password", "a new password"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|value| value.to_str().ok()),
+        Some("/account?failed=no_password")
+    );
+    assert!(response.headers().get("set-cookie").is_none());
+    assert!(signed_in(&browser, &authority).await);
+    assert_eq!(federation_sessions(&authority, &admin, &username).await, 1);
+    let refused = authority
+        .token(&[
+            ("grant_type", "password"),
+            ("username", &username),
+            ("password", "a new password"),
+        ])
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = browser
+        .page(&authority.url("/account?failed=no_password"))
+        .await;
+    assert!(page.contains("no password to change"), "{page}");
+
+    // A password account's page still has the form.
+    let local = Browser::new();
+    let signin = local
+        .page(&authority.url("/signin?return_to=%2Faccount"))
+        .await;
+    let response = local
+        .post(
+            &authority.url("/signin"),
+            &[
+                ("username", "root"),
+                ("password", PASSWORD),
+                (
+                    "csrf",
+                    hidden_value(&signin, "csrf").expect("csrf").as_str(),
+                ),
+                ("return_to", "/account"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = local.page(&authority.url("/account")).await;
+    assert!(page.contains("current_password"), "{page}");
+    assert!(!page.contains("it signs in with"));
     // Connected at sign-in: the provider's tokens are stored.
     assert!(
         federation

@@ -49,9 +49,9 @@ enum Command {
     /// Connected services.
     #[command(subcommand)]
     Connect(ConnectCommand),
-    /// Write every user, client and connected-service connection as JSON
-    /// lines, exactly as stored (password and secret hashes, encrypted
-    /// connection envelopes; no tokens). For backups and for moving to
+    /// Write every user, client, connected-service connection and stored
+    /// credentials record as JSON lines, exactly as stored (password and
+    /// secret hashes, encrypted envelopes; no tokens). For backups and for moving to
     /// another Redis. The output holds hashes: keep it as safe as Redis.
     Export {
         /// Write to this new file (created with mode 0600) instead of
@@ -60,8 +60,9 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Read an export into an empty deployment (refused, with nothing
-    /// written, when it holds any user, client or connection). Connections
-    /// work afterwards with the same CONNECT_KEYS and provider names.
+    /// written, when it holds any user, client, connection or stored
+    /// credentials). Connections and credentials work afterwards with the
+    /// same CONNECT_KEYS and provider names.
     Import {
         /// Read this file instead of standard input.
         #[arg(long, value_name = "FILE")]
@@ -71,7 +72,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConnectCommand {
-    /// Re-encrypt every stored connection with the current key of
+    /// Re-encrypt every stored connection and credentials record with the current key of
     /// CONNECT_KEYS (after adding a new first key); older keys can be
     /// removed once it reports nothing unreadable.
     Reencrypt,
@@ -216,8 +217,8 @@ async fn export(state: &AppState, output: Option<PathBuf>) -> Result<(), String>
         }
     };
     eprintln!(
-        "exported {} users, {} clients, {} connections, {} resources",
-        report.users, report.clients, report.connections, report.resources
+        "exported {} users, {} clients, {} connections, {} resources, {} credentials",
+        report.users, report.clients, report.connections, report.resources, report.credentials
     );
     Ok(())
 }
@@ -233,8 +234,8 @@ async fn import(state: &AppState, input: Option<PathBuf>) -> Result<(), String> 
     }
     .map_err(|error| error.to_string())?;
     eprintln!(
-        "imported {} users, {} clients, {} connections, {} resources",
-        report.users, report.clients, report.connections, report.resources
+        "imported {} users, {} clients, {} connections, {} resources, {} credentials",
+        report.users, report.clients, report.connections, report.resources, report.credentials
     );
     Ok(())
 }

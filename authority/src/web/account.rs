@@ -1,7 +1,9 @@
 //! `/account`: the signed-in user's page, and `POST /account`, its forms.
 //!
 //! The page shows the name and e-mail (editable), a password change
-//! (current password required; every other session ends), the live
+//! (current password required; every other session ends) or, for an
+//! account without a password (federated sign-in), the provider it signs
+//! in with, the live
 //! sessions and devices with "sign out" each and "sign out everywhere", the
 //! applications the user allowed (consents, revocable), and the connected
 //! services with their status and Connect / Disconnect buttons, and the
@@ -58,6 +60,7 @@ fn notice(query: &str) -> String {
              without line breaks, within the length limits."
         )),
         (_, Some("password")) => bad("The current password is wrong, or the new passwords do not match or are too short (at least 8 characters).".into()),
+        (_, Some("no_password")) => bad("This account has no password to change: it signs in with an identity provider.".into()),
         (_, Some("throttled")) => bad("Too many failed attempts. Please wait a while.".into()),
         (_, Some("profile")) => bad("The name or e-mail is too long or contains control characters.".into()),
         (_, Some("account_mismatch")) => bad(format!(
@@ -135,6 +138,22 @@ async fn resource_names(state: &AppState, tags: &[ResourceTag]) -> Result<String
     Ok(format!(" · for {}", names.join(", ")))
 }
 
+/// The display name of the provider a federated account signs in with
+/// (its configured name when the provider is no longer configured).
+fn signs_in_with(state: &AppState, user: &crate::accounts::User) -> String {
+    let Some(identity) = &user.identity else {
+        return "an external identity provider".to_owned();
+    };
+    state
+        .connect()
+        .registry()
+        .get(&identity.provider)
+        .map_or_else(
+            || identity.provider.clone(),
+            |provider| provider.config.display_name.clone(),
+        )
+}
+
 /// `GET /account`
 pub async fn show(state: AppState, headers: HeaderMap, query: String) -> Response {
     let session = match super::session(&state, &headers).await {
@@ -188,22 +207,37 @@ async fn render(
         email = escape(user.email.as_deref().unwrap_or_default()),
     );
 
-    // Password.
-    let _ = write!(
-        body,
-        "<form class=\"card\" method=\"post\" action=\"/account\" aria-labelledby=\"password\">\
-         <h2 id=\"password\">Password</h2>{csrf_field}{action}\
-         <label for=\"current_password\">Current password</label>\
-         <input type=\"password\" id=\"current_password\" name=\"current_password\" autocomplete=\"current-password\" required>\
-         <label for=\"new_password\">New password</label>\
-         <input type=\"password\" id=\"new_password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
-         <label for=\"confirm_password\">New password again</label>\
-         <input type=\"password\" id=\"confirm_password\" name=\"confirm_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
-         <p class=\"muted\">Changing it signs out every other session and device.</p>\
-         <button type=\"submit\">Change password</button></form>",
-        csrf_field = hidden("csrf", &csrf),
-        action = hidden("action", "password"),
-    );
+    // Password: none for an account that signs in with a provider.
+    if user.has_password() {
+        let _ = write!(
+            body,
+            "<form class=\"card\" method=\"post\" action=\"/account\" aria-labelledby=\"password\">\
+             <h2 id=\"password\">Password</h2>{csrf_field}{action}\
+             <label for=\"current_password\">Current password</label>\
+             <input type=\"password\" id=\"current_password\" name=\"current_password\" autocomplete=\"current-password\" required>\
+             <label for=\"new_password\">New password</label>\
+             <input type=\"password\" id=\"new_password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
+             <label for=\"confirm_password\">New password again</label>\
+             <input type=\"password\" id=\"confirm_password\" name=\"confirm_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
+             <p class=\"muted\">Changing it signs out every other session and device.</p>\
+             <button type=\"submit\">Change password</button></form>",
+            csrf_field = hidden("csrf", &csrf),
+            action = hidden("action", "password"),
+        );
+    } else {
+        let _ = write!(
+            body,
+            "<section class=\"card\" aria-labelledby=\"password\" data-signs-in-with=\"{name}\">\
+             <h2 id=\"password\">Sign-in</h2>\
+             <p>This account has no password: it signs in with <strong>{display}</strong>.</p></section>",
+            name = escape(
+                user.identity
+                    .as_ref()
+                    .map_or("", |identity| identity.provider.as_str())
+            ),
+            display = escape(&signs_in_with(state, &user)),
+        );
+    }
 
     // Sessions.
     body.push_str("<section aria-labelledby=\"sessions\"><h2 id=\"sessions\">Sessions and devices</h2><ul class=\"plain\">");
@@ -421,6 +455,16 @@ async fn password(
         return see_other("/account?failed=password");
     }
     let username = session.record.holder.username.clone();
+    // An account without a password (federated sign-in) has none to
+    // change: refused before anything is checked or counted.
+    match state.accounts().user(&username).await {
+        Ok(Some(user)) if !user.has_password() => {
+            tracing::info!(%username, "password change refused: the account signs in with a provider");
+            return see_other("/account?failed=no_password");
+        }
+        Ok(_) => {}
+        Err(error) => return problem_page(&Problem::from(error)),
+    }
     match login::verify(
         state,
         &username,

@@ -27,7 +27,7 @@ use warp::reply::Response;
 
 use super::signin::{DEFAULT_RETURN, start_session};
 use super::{CookiePolicy, error_page, local_path, problem_page, random_secret, see_other};
-use crate::accounts::{Identity, User, federated_username};
+use crate::accounts::{Identity, NO_PASSWORD, User, federated_username};
 use crate::form::Form;
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -35,10 +35,6 @@ use crate::state::AppState;
 /// The longest `return_to` a sign-in carries through the provider (it
 /// travels in the state); a longer one returns to `/account`.
 const MAX_RETURN_TO: usize = 1024;
-
-/// The password hash of federated accounts: not a PHC string, so no
-/// password ever verifies against it.
-const NO_PASSWORD: &str = "!federated";
 
 fn binding(secret: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))

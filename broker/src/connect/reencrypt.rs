@@ -1,11 +1,14 @@
-//! Key rotation: re-encrypting every stored connection with the current
+//! Key rotation: re-encrypting every stored connection and every stored
+//! credentials record (`P cred:`, [`crate::credentials`]) with the current
 //! key (`token-authority connect reencrypt`), so that older keys can be
 //! removed from `CONNECT_KEYS`. Refreshes re-encrypt as they write, so this
-//! is only needed for connections nobody used since the rotation.
+//! is only needed for connections nobody used since the rotation; stored
+//! credentials change only when their user stores them again.
 
 use token_repository::Timestamp;
 
 use super::Connect;
+use crate::credentials::StoredCredential;
 use crate::crypto::Keyring;
 use crate::error::ConnectError;
 use crate::record::{RecordError, Stored};
@@ -13,7 +16,10 @@ use crate::views::ReencryptReport;
 
 impl Connect {
     /// Re-encrypts every connection record not under the current key
-    /// (`token-authority connect reencrypt`), under each record's lock.
+    /// (`token-authority connect reencrypt`), under each record's lock,
+    /// then every stored credentials record (compare-and-set: a record its
+    /// user replaced meanwhile is sealed under the current key already).
+    /// The report counts both kinds together.
     ///
     /// # Errors
     ///
@@ -59,7 +65,62 @@ impl Connect {
                 None => report.unreadable += 1,
             }
         }
+        for key in self.inner.store.credential_keys().await? {
+            self.reencrypt_credential(keys, &key, &mut report).await?;
+        }
         Ok(report)
+    }
+
+    /// Re-encrypts one credentials record (`P cred:{T}:<provider>`) if it
+    /// is not under the current key, counting the outcome in `report`. A
+    /// record replaced between the read and the write is read again (a
+    /// few times, then counted busy).
+    async fn reencrypt_credential(
+        &self,
+        keys: &Keyring,
+        key: &str,
+        report: &mut ReencryptReport,
+    ) -> Result<(), ConnectError> {
+        const ATTEMPTS: usize = 3;
+        let Some((_, provider)) = key.rsplit_once(':') else {
+            return Ok(());
+        };
+        for _ in 0..ATTEMPTS {
+            let Some(raw) = self.inner.store.get_key(key).await? else {
+                return Ok(()); // removed meanwhile
+            };
+            let stored = match Stored::parse(&raw) {
+                Ok(stored @ Stored::Sealed { .. }) => stored,
+                Ok(Stored::Reconnect { .. }) | Err(_) => {
+                    report.unreadable += 1;
+                    return Ok(());
+                }
+            };
+            if stored.sealed().is_ok_and(|sealed| keys.is_current(&sealed)) {
+                report.current += 1;
+                return Ok(());
+            }
+            let subject = stored.subject().to_owned();
+            let Ok(record) = StoredCredential::open(&stored, keys, &subject, provider) else {
+                tracing::warn!(%subject, %provider, "stored credentials no configured key opens");
+                report.unreadable += 1;
+                return Ok(());
+            };
+            let sealed = record
+                .seal(keys, &subject, provider)
+                .map_err(|error| ConnectError::Internal(error.to_string()))?;
+            if self
+                .inner
+                .store
+                .replace(key, &raw, &sealed.to_text(), None)
+                .await?
+            {
+                report.reencrypted += 1;
+                return Ok(());
+            }
+        }
+        report.busy += 1;
+        Ok(())
     }
 
     /// Re-encrypts one record (lock held): `Some(true)` done,

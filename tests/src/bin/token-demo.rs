@@ -9,6 +9,15 @@
 //! (its `AUDIENCE`), prints the URLs, the credentials and a
 //! curl walk-through, and stops everything on Ctrl-C or SIGTERM.
 //!
+//! When Node.js is installed, it also starts the test OpenID Connect
+//! provider (`tests/oidc-provider`, installing its dependencies with npm
+//! first if they are missing) on a free loopback port and configures it as
+//! `[[providers]]` `test-idp`: a sign-in provider (`login`, `provision`:
+//! "Sign in with Test OpenID Provider" on the sign-in page, any username
+//! and password there) and a connected service (the account page's
+//! Connect), so the whole federated flow can be tried in a browser.
+//! Without Node.js it says, in one line, how to enable it.
+//!
 //! ```sh
 //! scripts/demo            # builds, then runs this
 //! token-demo [--authority PATH] [--service PATH] [--acl PATH]
@@ -18,15 +27,19 @@
 //! this executable; the ACL template to `docker/redis-users.acl` of the
 //! source tree. The last line printed is `ready`; everything before it is
 //! `key: value` lines (`authority`, `service`, `resource`, `redis`,
-//! `admin`, `user`) and
+//! `admin`, `user`, and `oidc-provider` with the provider's issuer or why
+//! it is off) and
 //! the walk-through, so scripts and tests can read them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use token_service_tests::acl::{self, AUTHORITY_USER, CLIENT_USER, RenderedAcl};
+use token_service_tests::oidc::{self, CLIENT_ID, CLIENT_SECRET, OidcProvider};
 use token_service_tests::process::ServiceProcess;
-use token_test_harness::RedisServer;
+use token_test_harness::{RedisServer, binary};
 
 /// The example service's resource URI: registered at the authority, its
 /// `AUDIENCE`; tokens for it are requested with `resource=` this.
@@ -106,6 +119,73 @@ fn cli(authority: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> Re
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// The provider's name in the demo's `[[providers]]`.
+const DEMO_PROVIDER: &str = "test-idp";
+
+/// What the demo prints when the test OpenID Connect provider cannot run.
+const NO_PROVIDER: &str = "off: install Node.js and npm (apt-get install -y nodejs npm, or brew install node) \
+     and run scripts/demo again to sign in and connect with the test OpenID Connect provider";
+
+/// 32 random bytes, base64 (a `CONNECT_*` key).
+fn random_key() -> Result<String, String> {
+    let mut bytes = [0_u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+        .map_err(|error| format!("cannot read /dev/urandom: {error}"))?;
+    Ok(STANDARD.encode(bytes))
+}
+
+/// The test OpenID Connect provider, started when Node.js is installed
+/// (its dependencies installed with npm first when missing); otherwise
+/// why not, in a line.
+fn start_provider() -> Result<OidcProvider, String> {
+    if binary::find("node", "NODE", "").is_err() {
+        return Err(NO_PROVIDER.to_owned());
+    }
+    let dir = oidc::provider_dir();
+    if !dir
+        .join("node_modules/oidc-provider/package.json")
+        .is_file()
+    {
+        if binary::find("npm", "NPM", "").is_err() {
+            return Err(NO_PROVIDER.to_owned());
+        }
+        eprintln!("Installing the test OpenID Connect provider's dependencies (npm ci)...");
+        let installed = Command::new("bash")
+            .arg(dir.join("install.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|error| format!("off: cannot run its install.sh: {error}"))?;
+        if !installed.success() {
+            return Err(format!(
+                "off: {} failed; run it by hand to see why",
+                dir.join("install.sh").display()
+            ));
+        }
+    }
+    // ID tokens carry the e-mail and name, as most sign-in providers' do.
+    std::panic::catch_unwind(|| OidcProvider::start(&[("OIDC_ID_TOKEN_CLAIMS", "1")]))
+        .map_err(|_| "off: the test OpenID Connect provider did not start (see above)".to_owned())
+}
+
+/// The authority's configuration file naming `provider` as a sign-in
+/// provider and a connected service.
+fn provider_config(provider: &OidcProvider) -> String {
+    format!(
+        "[[providers]]\n\
+         name = \"{DEMO_PROVIDER}\"\n\
+         display_name = \"Test OpenID Provider\"\n\
+         issuer = \"{issuer}\"\n\
+         client_id = \"{CLIENT_ID}\"\n\
+         client_secret = \"{CLIENT_SECRET}\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"offline_access\"]\n\
+         login = true\n\
+         provision = true\n\
+         default_scopes = [\"read\"]\n",
+        issuer = provider.issuer(),
+    )
 }
 
 fn run() -> Result<(), String> {
@@ -194,7 +274,28 @@ fn run() -> Result<(), String> {
         &["resource", "add", SERVICE_RESOURCE],
         "",
     )?;
-    let authority = ServiceProcess::start_with_args(&options.authority, &["serve"], &authority_env);
+    // The test OpenID Connect provider, for sign-in and as a connected
+    // service, when Node.js can run it.
+    let provider = start_provider();
+    let config_dir =
+        tempfile::tempdir().map_err(|error| format!("cannot make a directory: {error}"))?;
+    let config_path = config_dir.path().join("authority.toml");
+    let config_arg = config_path.display().to_string();
+    let (state_key, connect_keys) = (random_key()?, format!("k1:{}", random_key()?));
+    let mut serve_env = authority_env.to_vec();
+    let mut serve_args = vec!["serve"];
+    if let Ok(provider) = &provider {
+        std::fs::write(&config_path, provider_config(provider))
+            .map_err(|error| format!("cannot write {config_arg}: {error}"))?;
+        serve_env.extend([
+            ("CONNECT_STATE_KEY", state_key.as_str()),
+            ("CONNECT_KEYS", connect_keys.as_str()),
+            ("CONNECT_SUCCESS_URL", "/account"),
+            ("CONNECT_FAILURE_URL", "/account"),
+        ]);
+        serve_args = vec!["--config", config_arg.as_str(), "serve"];
+    }
+    let authority = ServiceProcess::start_with_args(&options.authority, &serve_args, &serve_env);
     let service = ServiceProcess::start(
         &options.service,
         &[
@@ -219,6 +320,14 @@ fn run() -> Result<(), String> {
     println!("app: demo-app (public client, redirect http://127.0.0.1/callback on any port)");
     println!("admin: admin {admin_password}");
     println!("user: alice {user_password}");
+    match &provider {
+        Ok(provider) => println!(
+            "oidc-provider: {} (provider {DEMO_PROVIDER}: \"Sign in with Test OpenID Provider\" at {a}/signin \
+             with any username and password, and Connect on the account page)",
+            provider.issuer()
+        ),
+        Err(why) => println!("oidc-provider: {why}"),
+    }
     println!();
     println!("# Walk-through (copy and paste):");
     println!("A={a} S={s} R={SERVICE_RESOURCE}");
@@ -261,7 +370,9 @@ fn run() -> Result<(), String> {
     eprintln!("stopping the service, the authority and Redis");
     drop(service);
     drop(authority);
+    drop(provider);
     drop(redis);
+    drop(config_dir);
     Ok(())
 }
 
