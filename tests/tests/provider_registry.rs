@@ -533,3 +533,68 @@ async fn bad_provider_changes_change_nothing() {
             .contains("at most")
     );
 }
+
+/// Key rotation covers the client secrets of providers added through the
+/// API: `connect reencrypt` re-seals them under the new key, and an
+/// authority holding only the new key serves the provider; one holding
+/// only the old key lists it as `invalid` and does not offer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_secrets_follow_key_rotation() {
+    use token_service_tests::connected::{KEY_1, KEY_2};
+    let setup = Setup::start(&[], "");
+    let old = setup.authority(BIN, &[POLL]);
+    let issuer = old.url("");
+    let admin = admin_token(&old).await;
+    let user = connected::user(&old, "erin").await;
+    let (status, view) = call(
+        &old,
+        reqwest::Method::POST,
+        "/v1/admin/providers",
+        &admin,
+        Some(&second_table(&setup)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    let kid = |stored: &[(String, String)]| {
+        let (_, text) = stored
+            .iter()
+            .find(|(name, _)| name == SECOND)
+            .expect("stored");
+        let record: Value = serde_json::from_str(text).expect("json");
+        record["secret"]["kid"].as_str().expect("kid").to_owned()
+    };
+    assert_eq!(kid(&stored_providers(&setup).await), "k1");
+
+    let both = format!("{KEY_2},{KEY_1}");
+    let rotated = setup.authority(BIN, &[POLL, ("CONNECT_KEYS", &both), ("ISSUER", &issuer)]);
+    let output = rotated.cli(&["connect", "reencrypt"], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("re-encrypted: 1"), "{stdout}");
+    assert_eq!(kid(&stored_providers(&setup).await), "k2");
+
+    let new_only = setup.authority(BIN, &[POLL, ("CONNECT_KEYS", KEY_2), ("ISSUER", &issuer)]);
+    // Offered: the new key alone opened the secret (an entry whose secret
+    // does not open is left out).
+    assert!(offered(&new_only, &user, SECOND).await);
+    // The old key alone no longer opens it (the old replica reloads on
+    // the counter's move): left out, listed as invalid.
+    eventually("the old-key replica leaves it out", || async {
+        !offered(&old, &user, SECOND).await
+    })
+    .await;
+    let (status, view) = call(
+        &old,
+        reqwest::Method::GET,
+        &format!("/v1/admin/providers/{SECOND}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["status"], "invalid", "{view}");
+}

@@ -413,6 +413,59 @@ impl Connect {
     }
 }
 
+impl Connect {
+    /// Re-seals the client secrets of the providers added through the API
+    /// under the current key (compare-and-set: an entry changed meanwhile
+    /// was sealed under it already); counted in `report` with the other
+    /// records.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub(super) async fn reencrypt_provider_secrets(
+        &self,
+        keys: &crate::crypto::Keyring,
+        report: &mut crate::views::ReencryptReport,
+    ) -> Result<(), ConnectError> {
+        let (_, entries) = self.inner.catalog.all().await?;
+        for (name, text) in entries {
+            let Ok(record) = Record::parse(&text) else {
+                report.unreadable += 1;
+                continue;
+            };
+            let Some(secret) = &record.secret else {
+                continue;
+            };
+            if secret.sealed().is_ok_and(|sealed| keys.is_current(&sealed)) {
+                report.current += 1;
+                continue;
+            }
+            let resealed = record
+                .opened(Some(keys))
+                .and_then(|table| Record::seal(table, Some(keys), record.at));
+            let Ok(mut resealed) = resealed else {
+                tracing::warn!(provider = %name, "a provider's client secret no configured key opens");
+                report.unreadable += 1;
+                continue;
+            };
+            resealed.removing = record.removing;
+            match self
+                .inner
+                .catalog
+                .swap(&name, &text, Some(&resealed.to_text()))
+                .await
+            {
+                Ok(()) => report.reencrypted += 1,
+                Err(CatalogError::Conflict) => report.current += 1,
+                Err(CatalogError::Store(error)) => return Err(error.into()),
+                Err(error) => return Err(ConnectError::Internal(error.to_string())),
+            }
+        }
+        self.reload_providers(true).await?;
+        Ok(())
+    }
+}
+
 fn renamed() -> CatalogError {
     CatalogError::Invalid {
         field: "name".into(),

@@ -3,7 +3,9 @@
 //! key (`token-authority connect reencrypt`), so that older keys can be
 //! removed from `CONNECT_KEYS`. Refreshes re-encrypt as they write, so this
 //! is only needed for connections nobody used since the rotation; stored
-//! credentials change only when their user stores them again.
+//! credentials change only when their user stores them again. The client
+//! secrets of providers added through the admin API ([`crate::catalog`])
+//! are re-sealed too.
 
 use token_repository::Timestamp;
 
@@ -68,6 +70,7 @@ impl Connect {
         for key in self.inner.store.credential_keys().await? {
             self.reencrypt_credential(keys, &key, &mut report).await?;
         }
+        self.reencrypt_provider_secrets(keys, &mut report).await?;
         Ok(report)
     }
 
