@@ -525,40 +525,20 @@ impl ConnectionStore {
     ///
     /// Redis failures (what was deleted stays deleted; run it again).
     pub async fn delete_matching(&self, pattern: &str) -> Result<usize> {
-        let mut cursor: u64 = 0;
         let mut deleted = 0;
-        loop {
-            let pattern = pattern.to_owned();
-            let (next, batch): (u64, Vec<String>) = self
+        for key in self.scan(pattern.to_owned()).await? {
+            let removed: usize = self
                 .store
                 .with_connection(|mut connection| async move {
-                    Ok(redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(500)
+                    Ok(redis::cmd("DEL")
+                        .arg(&key)
                         .query_async(&mut connection)
                         .await?)
                 })
                 .await?;
-            for key in batch {
-                let removed: usize = self
-                    .store
-                    .with_connection(|mut connection| async move {
-                        Ok(redis::cmd("DEL")
-                            .arg(&key)
-                            .query_async(&mut connection)
-                            .await?)
-                    })
-                    .await?;
-                deleted += removed;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
+            deleted += removed;
         }
+        Ok(deleted)
     }
 
     /// Removes every keep-alive index entry of `provider` (`ZSCAN` in

@@ -193,16 +193,7 @@ impl Connect {
     /// [`CatalogError::ReadOnly`], [`CatalogError::Unknown`],
     /// [`CatalogError::Conflict`]; Redis failures.
     pub async fn remove_provider(&self, name: &str) -> Result<(), CatalogError> {
-        if self.inner.files.contains(name) {
-            return Err(CatalogError::ReadOnly(name.to_owned()));
-        }
-        let text = self
-            .inner
-            .catalog
-            .get(name)
-            .await?
-            .ok_or(CatalogError::Unknown)?;
-        let mut record = Record::parse(&text)?;
+        let (text, mut record) = self.entry(name).await?;
         if record.removing {
             return Ok(());
         }
@@ -217,8 +208,8 @@ impl Connect {
         Ok(())
     }
 
-    /// The stored entry of API provider `name`, not being removed.
-    async fn stored_provider(&self, name: &str) -> Result<(String, Record), CatalogError> {
+    /// The stored entry of API provider `name` (being removed or not).
+    async fn entry(&self, name: &str) -> Result<(String, Record), CatalogError> {
         if self.inner.files.contains(name) {
             return Err(CatalogError::ReadOnly(name.to_owned()));
         }
@@ -229,6 +220,12 @@ impl Connect {
             .await?
             .ok_or(CatalogError::Unknown)?;
         let record = Record::parse(&text)?;
+        Ok((text, record))
+    }
+
+    /// The stored entry of API provider `name`, not being removed.
+    async fn stored_provider(&self, name: &str) -> Result<(String, Record), CatalogError> {
+        let (text, record) = self.entry(name).await?;
         if record.removing {
             return Err(CatalogError::Removing(name.to_owned()));
         }
