@@ -26,7 +26,9 @@
 //! authority's own is implicit and not exported), and (format 4) stored
 //! credentials of providers of a credentials kind,
 //! `{"kind":"credential","subject":…,"provider":…,"value":"<stored
-//! envelope>"}`. A client's allowed resources are part of its record.
+//! envelope>"}`, and the providers added through the admin API,
+//! `{"kind":"provider","name":…,"value":"<stored entry, client secret
+//! sealed>"}`. A client's allowed resources are part of its record.
 //! Formats 1 to 3 are still read.
 //!
 //! A federated account's record carries its identity (issuer, subject);
@@ -71,7 +73,8 @@ pub enum BackupError {
     /// written).
     #[error(
         "the target is not empty ({users} users, {clients} clients, {connections} connections, \
-         {credentials} credentials, {resources} resources); import only into an empty deployment"
+         {credentials} credentials, {resources} resources, {providers} providers); import only \
+         into an empty deployment"
     )]
     NotEmpty {
         /// Users found.
@@ -84,6 +87,8 @@ pub enum BackupError {
         credentials: usize,
         /// Registered resources found (the authority's own not counted).
         resources: usize,
+        /// Providers added through the admin API found.
+        providers: usize,
     },
     /// A record appeared in the target while importing (a concurrent
     /// writer); what was imported before it stays.
@@ -120,6 +125,9 @@ enum Entry {
         provider: String,
         value: String,
     },
+    /// A provider added through the admin API (format 4): its stored
+    /// entry, the client secret sealed.
+    Provider { name: String, value: String },
 }
 
 /// What an export or import covered.
@@ -135,6 +143,8 @@ pub struct Report {
     pub connections: usize,
     /// Stored credentials.
     pub credentials: usize,
+    /// Providers added through the admin API.
+    pub providers: usize,
 }
 
 fn line(output: &mut impl Write, entry: &Entry) -> Result<(), BackupError> {
@@ -176,6 +186,10 @@ pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report,
             },
         )?;
         report.resources += 1;
+    }
+    for (name, value) in state.connect().stored_providers().await.map_err(catalog)? {
+        line(output, &Entry::Provider { name, value })?;
+        report.providers += 1;
     }
     let connections = state.connect().store();
     for key in connections.keys().await? {
@@ -230,6 +244,17 @@ pub async fn export(state: &AppState, output: &mut impl Write) -> Result<Report,
     Ok(report)
 }
 
+/// A provider registry failure as a backup error.
+fn catalog(error: token_broker::CatalogError) -> BackupError {
+    match error {
+        token_broker::CatalogError::Store(error) => BackupError::Store(error),
+        token_broker::CatalogError::Exists(name) => {
+            BackupError::Conflict(format!("provider {name:?}"))
+        }
+        other => BackupError::Accounts(AccountError::Corrupt(other.to_string())),
+    }
+}
+
 /// The registered resources but the authority's own.
 async fn registered(state: &AppState) -> Result<Vec<crate::resources::Resource>, BackupError> {
     let own = state.resources().issuer().tag();
@@ -257,6 +282,7 @@ struct Plan {
     resources: Vec<(ResourceUri, Scopes)>,
     connections: Vec<(String, String, String, Option<u64>)>,
     credentials: Vec<(String, String, String)>,
+    providers: Vec<(String, String)>,
 }
 
 fn invalid(line: usize, message: impl Into<String>) -> BackupError {
@@ -408,6 +434,15 @@ fn plan(input: impl BufRead) -> Result<Plan, BackupError> {
                 }
                 plan.credentials.push((subject, provider, value));
             }
+            Entry::Provider { name, value } => {
+                if let Err(error) = token_broker::connect::catalog::check_exported(&name, &value) {
+                    return Err(invalid(number, error.to_string()));
+                }
+                if !seen.insert(format!("provider {name}")) {
+                    return Err(invalid(number, format!("provider {name:?} twice")));
+                }
+                plan.providers.push((name, value));
+            }
         }
     }
     if !header {
@@ -429,13 +464,19 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
     let connections = state.connect().store().keys().await?.len();
     let credentials = state.connect().store().credential_keys().await?.len();
     let resources = registered(state).await?.len();
-    if users + clients + connections + credentials + resources > 0 {
+    let providers = state
+        .connect()
+        .stored_provider_count()
+        .await
+        .map_err(catalog)?;
+    if users + clients + connections + credentials + resources + providers > 0 {
         return Err(BackupError::NotEmpty {
             users,
             clients,
             connections,
             credentials,
             resources,
+            providers,
         });
     }
     if let Some(key) = &plan.deployment_key {
@@ -464,6 +505,14 @@ pub async fn import(state: &AppState, input: impl BufRead) -> Result<Report, Bac
             )));
         }
         report.resources += 1;
+    }
+    for (name, value) in &plan.providers {
+        state
+            .connect()
+            .import_provider(name, value)
+            .await
+            .map_err(catalog)?;
+        report.providers += 1;
     }
     for user in &plan.users {
         if !state.accounts().create_user(user).await? {

@@ -598,3 +598,60 @@ async fn provider_secrets_follow_key_rotation() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["status"], "invalid", "{view}");
 }
+
+/// A backup carries the providers added through the API, their secrets
+/// still sealed: exported from one Redis, imported into an empty one, an
+/// authority with the same keys offers them there; an import into a
+/// deployment that has such a provider is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_carry_the_providers_of_the_api() {
+    let setup = Setup::start(&[], "");
+    let source = setup.authority(BIN, &[POLL]);
+    let admin = admin_token(&source).await;
+    let (status, view) = call(
+        &source,
+        reqwest::Method::POST,
+        "/v1/admin/providers",
+        &admin,
+        Some(&second_table(&setup)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    let output = source.cli(&["export"], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let export = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(export.contains("\"kind\":\"provider\""), "{export}");
+    assert!(
+        !export.contains(SECOND_CLIENT_SECRET),
+        "the secret stays sealed"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 providers"));
+
+    let other = token_test_harness::RedisServer::start();
+    let target = setup.authority_on(BIN, &other.url(), &[POLL]);
+    let imported = target.cli(&["import"], Some(&export));
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(String::from_utf8_lossy(&imported.stderr).contains("1 providers"));
+    let user = connected::user(&target, "frank").await;
+    eventually("the target offers the imported provider", || {
+        offered(&target, &user, SECOND)
+    })
+    .await;
+
+    // The source has a provider of the API: an import there is refused.
+    let again = source.cli(&["import"], Some(&export));
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("1 providers"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

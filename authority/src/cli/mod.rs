@@ -217,8 +217,13 @@ async fn export(state: &AppState, output: Option<PathBuf>) -> Result<(), String>
         }
     };
     eprintln!(
-        "exported {} users, {} clients, {} connections, {} resources, {} credentials",
-        report.users, report.clients, report.connections, report.resources, report.credentials
+        "exported {} users, {} clients, {} connections, {} resources, {} credentials, {} providers",
+        report.users,
+        report.clients,
+        report.connections,
+        report.resources,
+        report.credentials,
+        report.providers
     );
     Ok(())
 }
@@ -234,8 +239,13 @@ async fn import(state: &AppState, input: Option<PathBuf>) -> Result<(), String> 
     }
     .map_err(|error| error.to_string())?;
     eprintln!(
-        "imported {} users, {} clients, {} connections, {} resources, {} credentials",
-        report.users, report.clients, report.connections, report.resources, report.credentials
+        "imported {} users, {} clients, {} connections, {} resources, {} credentials, {} providers",
+        report.users,
+        report.clients,
+        report.connections,
+        report.resources,
+        report.credentials,
+        report.providers
     );
     Ok(())
 }

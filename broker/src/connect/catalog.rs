@@ -463,6 +463,74 @@ impl Connect {
     }
 }
 
+impl Connect {
+    /// The stored entries of the providers added through the API (name,
+    /// stored text; the client secret sealed), those being removed left
+    /// out: what `export` writes.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn stored_providers(&self) -> Result<Vec<(String, String)>, CatalogError> {
+        let (_, entries) = self.inner.catalog.all().await?;
+        Ok(entries
+            .into_iter()
+            .filter(|(_, text)| Record::parse(text).is_ok_and(|record| !record.removing))
+            .collect())
+    }
+
+    /// How many providers were added through the API (removals under way
+    /// included): `import` wants none.
+    ///
+    /// # Errors
+    ///
+    /// Redis failures.
+    pub async fn stored_provider_count(&self) -> Result<usize, CatalogError> {
+        Ok(self.inner.catalog.all().await?.1.len())
+    }
+
+    /// Writes an exported entry back as it was (`import`): the record must
+    /// read, not be a removal, and not take a name of the file. Its secret
+    /// stays sealed; it opens with the same `CONNECT_KEYS`.
+    ///
+    /// # Errors
+    ///
+    /// [`CatalogError`]: unreadable, a file's name, exists, full; Redis
+    /// failures.
+    pub async fn import_provider(&self, name: &str, text: &str) -> Result<(), CatalogError> {
+        check_exported(name, text)?;
+        if self.inner.files.contains(name) {
+            return Err(CatalogError::Exists(name.to_owned()));
+        }
+        self.inner.catalog.add(name, text).await?;
+        self.changed().await;
+        Ok(())
+    }
+}
+
+/// Checks an exported provider entry: a valid name, a readable record
+/// naming it, not a removal.
+///
+/// # Errors
+///
+/// [`CatalogError::Invalid`].
+pub fn check_exported(name: &str, text: &str) -> Result<(), CatalogError> {
+    let invalid = |problem: &str| CatalogError::Invalid {
+        field: "provider".into(),
+        problem: problem.to_owned(),
+    };
+    if !crate::providers::valid_name(name) {
+        return Err(invalid("an invalid provider name"));
+    }
+    let record = Record::parse(text).map_err(|_| invalid("an unreadable provider entry"))?;
+    if record.removing || record.table.get("name").and_then(Value::as_str) != Some(name) {
+        return Err(invalid(
+            "a provider entry of another name, or one being removed",
+        ));
+    }
+    Ok(())
+}
+
 fn renamed() -> CatalogError {
     CatalogError::Invalid {
         field: "name".into(),
