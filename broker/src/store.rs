@@ -550,46 +550,29 @@ impl ConnectionStore {
     /// Redis failures.
     pub async fn unindex_provider(&self, provider: &str) -> Result<usize> {
         let index = self.prefix().connections();
-        let pattern = format!("{provider}:*");
-        let mut cursor: u64 = 0;
+        // ZSCAN answers member, score, member, score, …
+        let members: Vec<String> = self
+            .scan_with(Some(&index), format!("{provider}:*"))
+            .await?
+            .into_iter()
+            .step_by(2)
+            .collect();
         let mut removed = 0;
-        loop {
-            let (scanned, pattern) = (index.clone(), pattern.clone());
-            let (next, batch): (u64, Vec<String>) = self
+        for batch in members.chunks(500) {
+            let (index, batch) = (index.clone(), batch.to_vec());
+            let count: usize = self
                 .store
                 .with_connection(|mut connection| async move {
-                    Ok(redis::cmd("ZSCAN")
-                        .arg(&scanned)
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(500)
+                    Ok(redis::cmd("ZREM")
+                        .arg(&index)
+                        .arg(&batch)
                         .query_async(&mut connection)
                         .await?)
                 })
                 .await?;
-            // ZSCAN answers member, score, member, score, …
-            let members: Vec<String> = batch.into_iter().step_by(2).collect();
-            if !members.is_empty() {
-                let index = index.clone();
-                let count: usize = self
-                    .store
-                    .with_connection(|mut connection| async move {
-                        Ok(redis::cmd("ZREM")
-                            .arg(&index)
-                            .arg(&members)
-                            .query_async(&mut connection)
-                            .await?)
-                    })
-                    .await?;
-                removed += count;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
+            removed += count;
         }
+        Ok(removed)
     }
 
     /// Every connection key (`SCAN`; for re-encryption).
@@ -613,15 +596,31 @@ impl ConnectionStore {
 
     /// The keys matching `pattern`, sorted (`SCAN` in batches of 500).
     async fn scan(&self, pattern: String) -> Result<Vec<String>> {
+        let mut keys = self.scan_with(None, pattern).await?;
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Everything `SCAN` (no `key`) or `ZSCAN key` answers for `pattern`,
+    /// in batches of 500, one round trip each within the store's timeout.
+    async fn scan_with(&self, key: Option<&str>, pattern: String) -> Result<Vec<String>> {
         let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
+        let mut found = Vec::new();
         loop {
-            // One round trip per batch, each within the store's timeout.
-            let pattern = pattern.clone();
+            let (key, pattern) = (key.map(str::to_owned), pattern.clone());
             let (next, batch): (u64, Vec<String>) = self
                 .store
                 .with_connection(|mut connection| async move {
-                    Ok(redis::cmd("SCAN")
+                    let mut command = match &key {
+                        Some(key) => {
+                            let mut command = redis::cmd("ZSCAN");
+                            command.arg(key);
+                            command
+                        }
+                        None => redis::cmd("SCAN"),
+                    };
+                    Ok(command
                         .arg(cursor)
                         .arg("MATCH")
                         .arg(&pattern)
@@ -631,15 +630,12 @@ impl ConnectionStore {
                         .await?)
                 })
                 .await?;
-            keys.extend(batch);
+            found.extend(batch);
             if next == 0 {
-                break;
+                return Ok(found);
             }
             cursor = next;
         }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
     }
 }
 

@@ -57,6 +57,18 @@ async fn call(
     )
 }
 
+/// `POST /v1/admin/providers` with `table`.
+async fn add_provider(authority: &Authority, token: &str, table: &Value) -> (StatusCode, Value) {
+    call(
+        authority,
+        reqwest::Method::POST,
+        "/v1/admin/providers",
+        token,
+        Some(table),
+    )
+    .await
+}
+
 /// The second client of the test provider, as an API table.
 fn second_table(setup: &Setup) -> Value {
     json!({
@@ -131,14 +143,7 @@ async fn providers_added_at_run_time_reach_every_replica() {
     assert!(!offered(&b, &user, SECOND).await);
 
     // Added on A.
-    let (status, view) = call(
-        &a,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
-        &admin,
-        Some(&second_table(&setup)),
-    )
-    .await;
+    let (status, view) = add_provider(&a, &admin, &second_table(&setup)).await;
     assert_eq!(status, StatusCode::CREATED, "{view}");
     assert_eq!(view["source"], "api");
     assert_eq!(view["kind"], "oauth");
@@ -168,12 +173,10 @@ async fn providers_added_at_run_time_reach_every_replica() {
     assert_eq!(response.status(), StatusCode::OK);
 
     // A provider of a credentials kind too; the user stores a password.
-    let (status, view) = call(
+    let (status, view) = add_provider(
         &b,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
         &admin,
-        Some(&json!({"name": "webdav", "kind": "password", "display_name": "WebDAV"})),
+        &json!({"name": "webdav", "kind": "password", "display_name": "WebDAV"}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{view}");
@@ -334,14 +337,7 @@ async fn providers_added_at_run_time_reach_every_replica() {
     }
 
     // Added again: a new provider, none of the old connections.
-    let (status, _) = call(
-        &b,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
-        &admin,
-        Some(&second_table(&setup)),
-    )
-    .await;
+    let (status, _) = add_provider(&b, &admin, &second_table(&setup)).await;
     assert_eq!(status, StatusCode::CREATED);
     eventually("A knows it again", || offered(&a, &user, SECOND)).await;
     let (status, view) = call(
@@ -410,14 +406,7 @@ async fn bad_provider_changes_change_nothing() {
         ),
     ];
     for (body, expected, named) in cases {
-        let (status, problem) = call(
-            &authority,
-            reqwest::Method::POST,
-            "/v1/admin/providers",
-            &admin,
-            Some(&body),
-        )
-        .await;
+        let (status, problem) = add_provider(&authority, &admin, &body).await;
         assert_eq!(status, expected, "{body}: {problem}");
         assert!(
             problem["error_description"]
@@ -439,12 +428,10 @@ async fn bad_provider_changes_change_nothing() {
         .expect("request");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // Not an administrator.
-    let (status, _) = call(
+    let (status, _) = add_provider(
         &authority,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
         &user.bearer,
-        Some(&json!({"name": "x", "kind": "api_key"})),
+        &json!({"name": "x", "kind": "api_key"}),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -471,12 +458,10 @@ async fn bad_provider_changes_change_nothing() {
     );
 
     // A rename is refused; the entry is unchanged.
-    let (status, _) = call(
+    let (status, _) = add_provider(
         &authority,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
         &admin,
-        Some(&json!({"name": "keys", "kind": "api_key"})),
+        &json!({"name": "keys", "kind": "api_key"}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -507,22 +492,18 @@ async fn bad_provider_changes_change_nothing() {
 
     // The cap: 100 in all through the API.
     for index in 1..token_broker::catalog::MAX_API_PROVIDERS {
-        let (status, problem) = call(
+        let (status, problem) = add_provider(
             &authority,
-            reqwest::Method::POST,
-            "/v1/admin/providers",
             &admin,
-            Some(&json!({"name": format!("keys-{index}"), "kind": "api_key"})),
+            &json!({"name": format!("keys-{index}"), "kind": "api_key"}),
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{index}: {problem}");
     }
-    let (status, problem) = call(
+    let (status, problem) = add_provider(
         &authority,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
         &admin,
-        Some(&json!({"name": "one-too-many", "kind": "api_key"})),
+        &json!({"name": "one-too-many", "kind": "api_key"}),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
@@ -546,14 +527,7 @@ async fn provider_secrets_follow_key_rotation() {
     let issuer = old.url("");
     let admin = admin_token(&old).await;
     let user = connected::user(&old, "erin").await;
-    let (status, view) = call(
-        &old,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
-        &admin,
-        Some(&second_table(&setup)),
-    )
-    .await;
+    let (status, view) = add_provider(&old, &admin, &second_table(&setup)).await;
     assert_eq!(status, StatusCode::CREATED, "{view}");
     let kid = |stored: &[(String, String)]| {
         let (_, text) = stored
@@ -608,14 +582,7 @@ async fn exports_carry_the_providers_of_the_api() {
     let setup = Setup::start(&[], "");
     let source = setup.authority(BIN, &[POLL]);
     let admin = admin_token(&source).await;
-    let (status, view) = call(
-        &source,
-        reqwest::Method::POST,
-        "/v1/admin/providers",
-        &admin,
-        Some(&second_table(&setup)),
-    )
-    .await;
+    let (status, view) = add_provider(&source, &admin, &second_table(&setup)).await;
     assert_eq!(status, StatusCode::CREATED, "{view}");
     let output = source.cli(&["export"], None);
     assert!(

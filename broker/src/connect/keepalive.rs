@@ -119,10 +119,11 @@ impl Connect {
         now: Timestamp,
         report: &mut KeepAliveReport,
     ) -> Result<bool, ConnectError> {
-        let Some(provider) = self.registry().get(&entry.provider).cloned() else {
+        let registry = self.registry();
+        let Some(provider) = registry.get(&entry.provider).cloned() else {
             // A provider removed through the API: its entries go (the
             // removal deletes them too; this catches one it missed).
-            if self.registry().removing().contains(&entry.provider) {
+            if registry.removing().contains(&entry.provider) {
                 self.inner
                     .store
                     .unindex(&entry.subject, &entry.provider)
