@@ -18,6 +18,7 @@ use token_repository::{Holder, KeyPrefix, RedisStore, Scopes, Timestamp};
 use tokio::sync::OnceCell;
 
 use crate::keynames::{DeploymentKey, NameKind};
+use crate::tracked::{Ticket, Tracked};
 
 #[path = "accounts_identity.rs"]
 mod identity;
@@ -303,6 +304,8 @@ pub struct Accounts {
     store: RedisStore,
     key: Arc<DeploymentKey>,
     migrated: Arc<OnceCell<()>>,
+    /// Verified clients in memory (`INTROSPECTION_CACHE`).
+    tracked: Option<Arc<Tracked>>,
     #[cfg(test)]
     faults: Arc<crate::faults::Faults>,
 }
@@ -315,8 +318,57 @@ impl Accounts {
             key: Arc::new(DeploymentKey::new(store.clone())),
             store,
             migrated: Arc::new(OnceCell::new()),
+            tracked: None,
             #[cfg(test)]
             faults: Arc::default(),
+        }
+    }
+
+    /// These accounts, keeping verified clients in `tracked` (and dropping
+    /// them from it on every change made here).
+    #[must_use]
+    pub fn with_tracked(mut self, tracked: Arc<Tracked>) -> Self {
+        self.tracked = Some(tracked);
+        self
+    }
+
+    /// The client `client_id` as last verified, from memory: only while
+    /// the cache is tracking, never an unknown or unverified id. Its
+    /// secret must still be checked.
+    #[must_use]
+    pub fn verified_client(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.tracked.as_ref()?.client(client_id)
+    }
+
+    /// A ticket to [`remember_verified`](Self::remember_verified) a client
+    /// about to be read from Redis; `None` without a tracking cache.
+    #[must_use]
+    pub fn verified_ticket(&self) -> Option<Ticket> {
+        self.tracked.as_ref()?.ticket()
+    }
+
+    /// Keeps `client`, read after `ticket` was taken and just verified,
+    /// unless anything changed since.
+    ///
+    /// # Errors
+    ///
+    /// Store failures naming its key (the deployment key).
+    pub async fn remember_verified(
+        &self,
+        ticket: Ticket,
+        client: &Client,
+    ) -> Result<(), AccountError> {
+        if let Some(tracked) = &self.tracked {
+            let key = self.key_of::<Client>(&client.client_id).await?;
+            tracked.remember_client(ticket, &key, client.clone());
+        }
+        Ok(())
+    }
+
+    /// Drops the record `id` of kind `T` from memory (it changed here).
+    fn changed<T: Record>(&self, id: &str) {
+        if let (Some(tracked), NameKind::Client) = (&self.tracked, T::KIND) {
+            tracked.forget_client(id);
         }
     }
 
@@ -637,6 +689,7 @@ impl Accounts {
                 token_repository::cas::replace(&self.store, &key, &old_json, &new_json, None)
                     .await?;
             if swapped {
+                self.changed::<T>(id);
                 return Ok(Some((old, new)));
             }
         }
@@ -657,6 +710,7 @@ impl Accounts {
             }
             let key = self.key_of::<T>(id).await?;
             if token_repository::cas::delete_if(&self.store, &key, &old_json).await? {
+                self.changed::<T>(id);
                 let set = T::set(self.store.prefix());
                 let owned_id = id.to_owned();
                 let _: i64 = self

@@ -14,7 +14,7 @@
 
 use http::HeaderMap;
 use subtle::ConstantTimeEq as _;
-use token_repository::{Timestamp, TokenKind, TokenReader as _, TokenRecord};
+use token_repository::{Timestamp, TokenKind, TokenRecord};
 use zeroize::Zeroizing;
 
 use crate::accounts::Client;
@@ -47,32 +47,36 @@ pub async fn client(
     else {
         return Ok(None);
     };
-    let client = state.accounts().client(&client_id).await?;
     let key = state.accounts().deployment_key();
     let digest = key.secret_digest(&client_id, &secret).await?;
     let now = Timestamp::now();
-    let mut matched = false;
-    let mut legacy = Vec::new();
-    if let Some(client) = &client {
-        let previous = client
-            .previous_secret
-            .as_ref()
-            .filter(|previous| now < previous.expires_at)
-            .map(|previous| previous.secret_hash.as_str());
-        for stored in std::iter::once(client.secret_hash.as_str()).chain(previous) {
-            if stored.starts_with(SECRET_DIGEST_PREFIX) {
-                matched |= bool::from(stored.as_bytes().ct_eq(digest.as_bytes()));
-            } else {
-                legacy.push(stored.to_owned());
-            }
+    if let Some(cached) = state.accounts().verified_client(&client_id) {
+        // The record from memory; the secret is verified all the same. A
+        // failure rereads Redis below (a secret rotated elsewhere a moment
+        // ago, a legacy hash), so only a success is answered from memory.
+        if !cached.disabled && compare(&cached, &digest, now).0 {
+            tracing::debug!(client_id = ?cached.client_id, "client authenticated (record in memory)");
+            return Ok(Some(Client::clone(&cached)));
         }
     }
+    let ticket = state.accounts().verified_ticket();
+    let client = state.accounts().client(&client_id).await?;
+    let (mut matched, legacy) = client
+        .as_ref()
+        .map_or((false, Vec::new()), |client| compare(client, &digest, now));
     if !matched && !legacy.is_empty() {
         matched = verify_legacy(state, &client_id, &secret, &legacy, &digest, address).await?;
     }
     match client {
         Some(client) if matched && !client.disabled => {
             tracing::debug!(client_id = ?client.client_id, "client authenticated");
+            if let Some(ticket) = ticket {
+                // A legacy hash just upgraded changed the record, which
+                // voids the ticket: only digests are kept.
+                if let Err(error) = state.accounts().remember_verified(ticket, &client).await {
+                    tracing::debug!(%error, "verified client not kept in memory");
+                }
+            }
             Ok(Some(client))
         }
         _ => {
@@ -87,6 +91,27 @@ pub async fn client(
             }
         }
     }
+}
+
+/// Compares `digest` with the client's current secret and its previous one
+/// (while it is valid), in constant time; answers whether one matched, and
+/// the stored argon2 hashes of older versions, to be checked the slow way.
+fn compare(client: &Client, digest: &str, now: Timestamp) -> (bool, Vec<String>) {
+    let previous = client
+        .previous_secret
+        .as_ref()
+        .filter(|previous| now < previous.expires_at)
+        .map(|previous| previous.secret_hash.as_str());
+    let mut matched = false;
+    let mut legacy = Vec::new();
+    for stored in std::iter::once(client.secret_hash.as_str()).chain(previous) {
+        if stored.starts_with(SECRET_DIGEST_PREFIX) {
+            matched |= bool::from(stored.as_bytes().ct_eq(digest.as_bytes()));
+        } else {
+            legacy.push(stored.to_owned());
+        }
+    }
+    (matched, legacy)
 }
 
 /// Checks `secret` against argon2 hashes of older versions (unless the
@@ -162,7 +187,7 @@ pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord
     if token.kind() != TokenKind::Access {
         return Err(Problem::invalid_token());
     }
-    match state.store().lookup(&token).await {
+    match state.lookup(&token).await {
         Ok(Some(record)) if !record.audience.permits(state.resources().issuer().tag()) => {
             tracing::debug!(token_id = %record.id, "refused a token for another audience");
             Err(Problem::wrong_audience())

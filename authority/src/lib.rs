@@ -40,6 +40,8 @@
 //! - [`cli`]: the binary's command line.
 //! - [`logging`]: log output.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`tracked`]: verified clients and resources in memory, invalidated by
+//!   Redis tracking (introspection without a round trip).
 
 pub mod accounts;
 pub mod address;
@@ -67,6 +69,7 @@ pub mod state;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod throttle;
+pub mod tracked;
 pub mod web;
 
 #[cfg(test)]

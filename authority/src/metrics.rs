@@ -22,6 +22,8 @@
 //! | `authority_connect_refresh_duration_seconds` | histogram | `provider` |
 //! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `provider`, `address`) |
 //! | `authority_connect_providers` | gauge | `source` (`file`, `api`, `removing`) |
+//! | `authority_introspection_cache_lookups_total` | counter | `kind` (`client`, `resource`), `result` (`hit`, `miss`) |
+//! | `authority_introspection_cache_clients` | gauge | — (verified clients held, at most `INTROSPECTION_CACHE_CLIENTS`) |
 //! | `authority_signin_callbacks_total` | counter | `provider`, `outcome` (`signed_in` or the failure reason) |
 //!
 //! Provider names come from the configuration file and the admin API (at
@@ -95,6 +97,14 @@ fn describe() {
         "authority_login_duration_seconds",
         metrics::Unit::Seconds,
         "Password grant duration, hashing included."
+    );
+    metrics::describe_counter!(
+        "authority_introspection_cache_lookups_total",
+        "Lookups of verified clients and resources in memory (INTROSPECTION_CACHE), by kind and result."
+    );
+    metrics::describe_gauge!(
+        "authority_introspection_cache_clients",
+        "Verified clients held in memory (INTROSPECTION_CACHE_CLIENTS bounds them)."
     );
     metrics::describe_counter!(
         "authority_redis_errors_total",
@@ -243,4 +253,18 @@ pub fn connection_closed() {
 /// One service client refused for `reason`.
 pub fn connect_denied(reason: &'static str) {
     metrics::counter!("authority_connect_denied_total", "reason" => reason).increment(1);
+}
+
+/// One lookup in the introspection cache ([`crate::tracked`]): `kind` is
+/// `client` or `resource`.
+pub fn tracked_lookup(kind: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!("authority_introspection_cache_lookups_total", "kind" => kind, "result" => result)
+        .increment(1);
+}
+
+/// The verified clients held in memory now.
+pub fn tracked_clients(count: usize) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("authority_introspection_cache_clients").set(count as f64);
 }

@@ -9,8 +9,12 @@
 //! by its issuer; it is registered implicitly (never stored, never
 //! removable) and declares no scopes.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use token_repository::{RedisStore, ResourceTag, ResourceUri, Scopes};
+
+use crate::tracked::Tracked;
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,8 @@ struct Stored {
 pub struct Resources {
     store: RedisStore,
     issuer: Resource,
+    /// Registered resources in memory (`INTROSPECTION_CACHE`).
+    tracked: Option<Arc<Tracked>>,
 }
 
 impl Resources {
@@ -78,6 +84,24 @@ impl Resources {
                 uri: issuer,
                 scopes: Scopes::empty(),
             },
+            tracked: None,
+        }
+    }
+
+    /// This registry, answering [`get_many`](Self::get_many) from
+    /// `tracked` when it holds every resource asked for. A tag's URI
+    /// never changes (the tag is the URI's digest, and registration is
+    /// `HSETNX`); a removal here or anywhere drops them all.
+    #[must_use]
+    pub fn with_tracked(mut self, tracked: Arc<Tracked>) -> Self {
+        self.tracked = Some(tracked);
+        self
+    }
+
+    /// The registry changed here: drop what memory holds.
+    fn changed(&self) {
+        if let Some(tracked) = &self.tracked {
+            tracked.forget_resources();
         }
     }
 
@@ -126,6 +150,7 @@ impl Resources {
             })
             .await?;
         if added {
+            self.changed();
             tracing::info!(resource = %uri, tag = %uri.tag(), "resource registered");
             return Ok(Registered::Added);
         }
@@ -162,6 +187,7 @@ impl Resources {
             })
             .await?;
         if removed {
+            self.changed();
             tracing::info!(resource = %resource.uri, %tag, "resource removed");
         }
         Ok(removed.then_some(resource))
@@ -191,7 +217,16 @@ impl Resources {
             .copied()
             .filter(|tag| *tag != self.issuer.tag())
             .collect();
-        let mut found = if stored.is_empty() {
+        let ticket = match (&self.tracked, stored.is_empty()) {
+            (Some(tracked), false) => {
+                if let Some(held) = tracked.resources(&stored) {
+                    return Ok(self.in_order(tags, held.into_iter().map(Some)));
+                }
+                tracked.ticket()
+            }
+            _ => None,
+        };
+        let found = if stored.is_empty() {
             Vec::new()
         } else {
             let key = self.key();
@@ -211,10 +246,22 @@ impl Resources {
                 .zip(&stored)
                 .map(|(value, tag)| value.map(|value| decode(*tag, &value)).transpose())
                 .collect::<Result<Vec<_>, _>>()?
+        };
+        if let (Some(tracked), Some(ticket)) = (&self.tracked, ticket) {
+            let registered: Vec<Resource> = found.iter().flatten().cloned().collect();
+            tracked.remember_resources(ticket, &registered);
         }
-        .into_iter();
-        Ok(tags
-            .iter()
+        Ok(self.in_order(tags, found.into_iter()))
+    }
+
+    /// `tags`' resources: the authority's own, the others from `found`
+    /// (the stored ones, in order).
+    fn in_order(
+        &self,
+        tags: &[ResourceTag],
+        mut found: impl Iterator<Item = Option<Resource>>,
+    ) -> Vec<Option<Resource>> {
+        tags.iter()
             .map(|tag| {
                 if *tag == self.issuer.tag() {
                     Some(self.issuer.clone())
@@ -222,7 +269,7 @@ impl Resources {
                     found.next().flatten()
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// Every resource, the authority's first, then by URI.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use token_broker::Connect;
-use token_repository::{RedisStore, ResourceUri};
+use token_client::{CacheConfig, CachingReader, TokenCache};
+use token_repository::{RedisStore, ResourceUri, Token, TokenReader as _, TokenRecord};
 
 use crate::accounts::Accounts;
 use crate::address::{self, ClientAddress};
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::password::{HashError, Hasher};
 use crate::resources::Resources;
 use crate::throttle::{Limits, Throttle};
+use crate::tracked::Tracked;
 
 /// The authority's shared state. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -31,6 +33,12 @@ struct Inner {
     connect: Connect,
     resources: Resources,
     default_audience: Vec<ResourceUri>,
+    /// Token lookups through the middleware's tracking cache
+    /// (`INTROSPECTION_CACHE`, serving processes only).
+    tokens: Option<CachingReader<RedisStore>>,
+    /// Verified clients and resources in memory (shared with `accounts`
+    /// and `resources`).
+    tracked: Option<Arc<Tracked>>,
 }
 
 /// Why the authority could not be set up.
@@ -51,19 +59,55 @@ pub enum SetupError {
 }
 
 impl AppState {
-    /// Builds the state for `config` (does not contact Redis yet).
+    /// Builds the state for `config` (does not contact Redis yet), without
+    /// the caches of `INTROSPECTION_CACHE`: for admin commands, which run
+    /// once and must see every record as stored.
     ///
     /// # Errors
     ///
     /// [`SetupError`] for an unusable Redis URL or argon2 parameters.
     pub fn new(config: Config) -> Result<Self, SetupError> {
+        Self::build(config, false)
+    }
+
+    /// [`Self::new`] for a serving process: with `INTROSPECTION_CACHE` on,
+    /// token lookups go through the middleware's tracking cache
+    /// ([`TokenCache::tracking_for`]) and verified clients and resources
+    /// are kept in [`Tracked`]; both start tracking in the background on
+    /// the current runtime and read through until tracking is on.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`], and [`SetupError::Store`] outside a Tokio runtime.
+    pub fn serving(config: Config) -> Result<Self, SetupError> {
+        let cached = config.introspection_cache;
+        Self::build(config, cached)
+    }
+
+    fn build(config: Config, cached: bool) -> Result<Self, SetupError> {
         let issuer = config
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.listen_addr));
         let store = RedisStore::new(config.redis())?;
         let hasher = Hasher::new(config.argon2, config.hash_workers, config.hash_queue)?;
-        let accounts = Accounts::new(store.clone());
+        let (tokens, tracked) = if cached {
+            let redis = config.redis();
+            let cache = TokenCache::tracking_for(&redis, CacheConfig::new())?;
+            (
+                Some(CachingReader::new(store.clone(), cache)),
+                Some(Tracked::tracking(
+                    &redis,
+                    config.introspection_cache_clients,
+                )?),
+            )
+        } else {
+            (None, None)
+        };
+        let mut accounts = Accounts::new(store.clone());
+        if let Some(tracked) = &tracked {
+            accounts = accounts.with_tracked(Arc::clone(tracked));
+        }
         let throttle = Throttle::new(
             store.clone(),
             accounts.deployment_key().clone(),
@@ -81,7 +125,10 @@ impl AppState {
             .default_audience
             .clone()
             .unwrap_or_else(|| vec![own.clone()]);
-        let resources = Resources::new(store.clone(), own);
+        let mut resources = Resources::new(store.clone(), own);
+        if let Some(tracked) = &tracked {
+            resources = resources.with_tracked(Arc::clone(tracked));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 accounts,
@@ -93,8 +140,45 @@ impl AppState {
                 store,
                 hasher,
                 throttle,
+                tokens,
+                tracked,
             }),
         })
+    }
+
+    /// The record of `token`: from the tracking cache when it is on and
+    /// holds it, else from the store. For reads only; the store's writes
+    /// (issue, rotate, revoke) never go through a cache.
+    ///
+    /// # Errors
+    ///
+    /// Store failures (callers fail closed).
+    pub async fn lookup(&self, token: &Token) -> token_repository::Result<Option<TokenRecord>> {
+        match &self.inner.tokens {
+            Some(reader) => reader.lookup(token).await,
+            None => self.inner.store.lookup(token).await,
+        }
+    }
+
+    /// `token`'s session was revoked or rotated here: drops it from the
+    /// token cache at once, without waiting for Redis's push.
+    pub fn forget(&self, token: &Token) {
+        if let Some(reader) = &self.inner.tokens {
+            reader.cache().forget(token);
+        }
+    }
+
+    /// The token cache, when `INTROSPECTION_CACHE` is on (statistics).
+    #[must_use]
+    pub fn token_cache(&self) -> Option<&TokenCache> {
+        self.inner.tokens.as_ref().map(CachingReader::cache)
+    }
+
+    /// Verified clients and resources in memory, when
+    /// `INTROSPECTION_CACHE` is on.
+    #[must_use]
+    pub fn tracked(&self) -> Option<&Arc<Tracked>> {
+        self.inner.tracked.as_ref()
     }
 
     /// The configuration.

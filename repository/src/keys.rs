@@ -250,6 +250,14 @@ impl KeyPrefix {
         format!("{}client:{name}", self.0)
     }
 
+    /// `P client:` — the key prefix of every client record (for
+    /// client-side caching's `CLIENT TRACKING … BCAST PREFIX`; it does not
+    /// cover `P clients`).
+    #[must_use]
+    pub fn client_tracking_prefix(&self) -> String {
+        format!("{}client:", self.0)
+    }
+
     /// `P clients` — the set of all client ids.
     #[must_use]
     pub fn clients(&self) -> String {

@@ -263,7 +263,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
     config.listen_addr = bound;
-    let state = AppState::new(config).map_err(|error| error.to_string())?;
+    let state = AppState::serving(config).map_err(|error| error.to_string())?;
     if let Err(error) = state.store().ping().await {
         refuse_rejected_tls(&state, &error)?;
         // Not fatal: the server answers 503 and recovers when Redis comes

@@ -85,6 +85,12 @@ pub struct Config {
     pub address_max_failures: u32,
     /// `LOGIN_FAILURE_WINDOW`: the throttling window.
     pub login_failure_window: Duration,
+    /// `INTROSPECTION_CACHE`: tokens, verified clients and resource URIs
+    /// answered from memory, invalidated by Redis tracking
+    /// ([`crate::tracked`]).
+    pub introspection_cache: bool,
+    /// `INTROSPECTION_CACHE_CLIENTS`: the most verified clients kept.
+    pub introspection_cache_clients: usize,
     /// `TRUST_FORWARDED_FOR`: take the client address from the last entry
     /// of `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
@@ -301,6 +307,8 @@ impl Config {
             login_max_failures: values.number(&s::LOGIN_MAX_FAILURES)?,
             address_max_failures: values.number(&s::ADDRESS_MAX_FAILURES)?,
             login_failure_window: values.seconds(&s::LOGIN_FAILURE_WINDOW)?,
+            introspection_cache: values.flag(&s::INTROSPECTION_CACHE)?,
+            introspection_cache_clients: values.number(&s::INTROSPECTION_CACHE_CLIENTS)?,
             trust_forwarded_for: values.flag(&s::TRUST_FORWARDED_FOR)?,
             trusted_proxy_hops: values.number(&s::TRUSTED_PROXY_HOPS)?,
             ipv6_throttle_prefix: values.number(&s::IPV6_THROTTLE_PREFIX)?,
@@ -364,6 +372,11 @@ impl fmt::Debug for Config {
             .field("login_max_failures", &self.login_max_failures)
             .field("address_max_failures", &self.address_max_failures)
             .field("login_failure_window", &self.login_failure_window)
+            .field("introspection_cache", &self.introspection_cache)
+            .field(
+                "introspection_cache_clients",
+                &self.introspection_cache_clients,
+            )
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("ipv6_throttle_prefix", &self.ipv6_throttle_prefix)

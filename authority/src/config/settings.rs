@@ -173,6 +173,20 @@ pub const LOGIN_FAILURE_WINDOW: Setting = Setting::number(
     1..=86_400,
     "throttling window, seconds",
 );
+/// `INTROSPECTION_CACHE`: tokens, verified clients and resource URIs from
+/// memory, kept exact by Redis tracking.
+pub const INTROSPECTION_CACHE: Setting = Setting::flag(
+    "INTROSPECTION_CACHE",
+    true,
+    "answer introspection and bearer checks from memory, invalidated by Redis tracking",
+);
+/// `INTROSPECTION_CACHE_CLIENTS`: verified clients kept in memory.
+pub const INTROSPECTION_CACHE_CLIENTS: Setting = Setting::number(
+    "INTROSPECTION_CACHE_CLIENTS",
+    10_000,
+    1..=1_000_000,
+    "with INTROSPECTION_CACHE: the most verified clients kept in memory",
+);
 /// `TRUST_FORWARDED_FOR`: the client address from `X-Forwarded-For`.
 pub const TRUST_FORWARDED_FOR: Setting = Setting::flag(
     "TRUST_FORWARDED_FOR",
@@ -295,6 +309,8 @@ pub const AUTHORITY: &[Setting] = &[
     ARGON2_PARALLELISM,
     HASH_WORKERS,
     HASH_QUEUE,
+    INTROSPECTION_CACHE,
+    INTROSPECTION_CACHE_CLIENTS,
     LOGIN_MAX_FAILURES,
     ADDRESS_MAX_FAILURES,
     LOGIN_FAILURE_WINDOW,

@@ -11,7 +11,7 @@
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use token_repository::{Token, TokenKind, TokenReader as _};
+use token_repository::{Token, TokenKind};
 use warp::reply::Response;
 
 use crate::address::ClientAddress;
@@ -82,7 +82,7 @@ async fn introspect(
     let Ok(token) = Token::parse(text) else {
         return Ok(inactive());
     };
-    let Some(record) = state.store().lookup(&token).await? else {
+    let Some(record) = state.lookup(&token).await? else {
         return Ok(inactive());
     };
     if record.kind == TokenKind::Refresh

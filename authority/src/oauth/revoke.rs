@@ -62,7 +62,11 @@ async fn revoke(
             Some(_) => {}
         }
     }
-    let revoked = state.store().revoke(&token).await?;
+    let revoked = state.store().revoke(&token).await;
+    // This replica's cache forgets the session at once; the others hear
+    // Redis's push.
+    state.forget(&token);
+    let revoked = revoked?;
     tracing::info!(token_id = %record.id, kind = %record.kind, subject = %record.holder.subject, revoked, "token revoked");
     crate::metrics::revoked("revocation_endpoint", revoked);
     Ok(())

@@ -219,6 +219,14 @@ impl TokenCache {
         self.slots.clear();
     }
 
+    /// Drops the entries of `token`'s key (its whole session): for a writer
+    /// that shares the cache (the authority after a revocation or a
+    /// rotation), so that its own next lookup does not wait for Redis's
+    /// push. A lookup of that key in flight is not stored.
+    pub fn forget(&self, token: &Token) {
+        self.slots.invalidate(&[TrackedKey::of(token)]);
+    }
+
     /// Whether lookups are answered from the cache now (for a tracking
     /// cache: whether its connection is up and tracking).
     #[must_use]

@@ -300,7 +300,7 @@ impl Slots {
     }
 
     /// Drops the entries of `keys`.
-    fn invalidate(&self, keys: &[TrackedKey]) {
+    pub(super) fn invalidate(&self, keys: &[TrackedKey]) {
         let mut state = self.state();
         for key in keys {
             state.entries.remove(key);
@@ -390,6 +390,8 @@ impl InvalidationSink for Slots {
                 self.activate(epoch);
             }
             Invalidation::Keys(keys) => self.invalidate(keys),
+            // Not a token key: a cache of tokens tracks none of these.
+            Invalidation::Names(_) => {}
             Invalidation::Flushed => self.flush(),
             Invalidation::Lost(epoch) => self.deactivate(epoch),
         }

@@ -96,7 +96,11 @@ pub(super) async fn grant(
     )
     .mint_in_family(record.family)
     .map_err(|error| Problem::internal(&error))?;
-    match state.store().rotate(&presented, &minted).await {
+    let rotated = state.store().rotate(&presented, &minted).await;
+    // The session changed (rotated, or revoked on reuse): this replica's
+    // cache forgets it at once.
+    state.forget(&presented);
+    match rotated {
         Ok(Rotation::Rotated) => Ok(minted),
         Ok(Rotation::Refused(refusal)) => Err(refused(&presented, refusal)),
         Err(error) => Err(Problem::from(error)),

@@ -29,26 +29,58 @@ impl TrackedKey {
 }
 
 /// The tracked key prefixes of one key namespace, and how to read a pushed
-/// key name.
+/// key name: the token keys (read into [`TrackedKey`]s), or other
+/// prefixes whose keys are reported by name.
 #[derive(Debug)]
 pub(super) struct KeyNames {
-    /// `<prefix>s:`
+    /// `<prefix>s:` (empty when token keys are not tracked)
     session: String,
-    /// `<prefix>tok:`
+    /// `<prefix>tok:` (empty when token keys are not tracked)
     token: String,
+    /// Other prefixes, whose keys are reported by name.
+    named: Vec<String>,
 }
 
 impl KeyNames {
+    /// The token keys of `prefix`.
     pub(super) fn new(prefix: &KeyPrefix) -> Self {
         Self {
             session: prefix.session_tracking_prefix(),
             token: prefix.token_tracking_prefix(),
+            named: Vec::new(),
+        }
+    }
+
+    /// The keys under `prefixes` (full key-name prefixes), reported by
+    /// name; no token key.
+    pub(super) fn named(prefixes: Vec<String>) -> Self {
+        Self {
+            session: String::new(),
+            token: String::new(),
+            named: prefixes,
         }
     }
 
     /// The prefixes to track, sessions first.
-    pub(super) fn prefixes(&self) -> [&str; 2] {
-        [&self.session, &self.token]
+    pub(super) fn prefixes(&self) -> Vec<&str> {
+        [self.session.as_str(), self.token.as_str()]
+            .into_iter()
+            .filter(|prefix| !prefix.is_empty())
+            .chain(self.named.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The name of a pushed key under one of the named prefixes.
+    fn parse_named(&self, key: &Value) -> Option<Vec<u8>> {
+        let bytes = match key {
+            Value::BulkString(bytes) => bytes.as_slice(),
+            Value::SimpleString(text) => text.as_bytes(),
+            _ => return None,
+        };
+        self.named
+            .iter()
+            .any(|prefix| bytes.starts_with(prefix.as_bytes()))
+            .then(|| bytes.to_vec())
     }
 
     /// The tracked key a pushed key name stands for: the session id at the
@@ -61,13 +93,13 @@ impl KeyNames {
             Value::SimpleString(text) => text.as_bytes(),
             _ => return None,
         };
-        if bytes.starts_with(self.session.as_bytes()) {
+        if !self.session.is_empty() && bytes.starts_with(self.session.as_bytes()) {
             let start = bytes.len().checked_sub(16)?;
             return Uuid::from_slice(&bytes[start..])
                 .ok()
                 .map(TrackedKey::Session);
         }
-        if bytes.starts_with(self.token.as_bytes()) {
+        if !self.token.is_empty() && bytes.starts_with(self.token.as_bytes()) {
             let start = bytes.len().checked_sub(32)?;
             let mut digest = [0_u8; 32];
             digest.copy_from_slice(&bytes[start..]);
@@ -77,22 +109,39 @@ impl KeyNames {
     }
 
     /// The data of an `invalidate` push: the key names (an array), or nil
-    /// for `FLUSHALL` / `FLUSHDB`. Answers the keys read, and whether
-    /// everything was flushed.
-    pub(super) fn read_push(&self, data: &[Value]) -> (Vec<TrackedKey>, bool) {
-        let mut keys = Vec::new();
-        let mut flushed = false;
+    /// for `FLUSHALL` / `FLUSHDB`. Answers the token keys read, the names
+    /// of the keys under the named prefixes, and whether everything was
+    /// flushed.
+    pub(super) fn read_push(&self, data: &[Value]) -> Pushed {
+        let mut pushed = Pushed::default();
         for value in data {
             match value {
                 Value::Array(names) | Value::Set(names) => {
-                    keys.extend(names.iter().filter_map(|name| self.parse(name)));
+                    for name in names {
+                        if let Some(key) = self.parse(name) {
+                            pushed.keys.push(key);
+                        } else if let Some(name) = self.parse_named(name) {
+                            pushed.names.push(name);
+                        }
+                    }
                 }
-                Value::Nil => flushed = true,
+                Value::Nil => pushed.flushed = true,
                 _ => {}
             }
         }
-        (keys, flushed)
+        pushed
     }
+}
+
+/// What one `invalidate` push said.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Pushed {
+    /// Token keys.
+    pub(super) keys: Vec<TrackedKey>,
+    /// Keys under the named prefixes, by name.
+    pub(super) names: Vec<Vec<u8>>,
+    /// Everything was flushed.
+    pub(super) flushed: bool,
 }
 
 #[cfg(test)]
@@ -127,14 +176,34 @@ mod tests {
         let names = KeyNames::new(&KeyPrefix::new("app:").expect("prefix"));
         let family = Uuid::from_u128(9);
         let key = [b"app:s:{tag}:".as_slice(), family.as_bytes()].concat();
-        let (keys, flushed) = names.read_push(&[Value::Array(vec![
+        let pushed = names.read_push(&[Value::Array(vec![
             Value::BulkString(key),
             Value::BulkString(b"ts:s:{tag}:0123456789abcdef".to_vec()),
         ])]);
-        assert_eq!(keys, vec![TrackedKey::Session(family)]);
-        assert!(!flushed);
-        assert_eq!(names.read_push(&[Value::Nil]), (Vec::new(), true));
+        assert_eq!(pushed.keys, vec![TrackedKey::Session(family)]);
+        assert!(pushed.names.is_empty());
+        assert!(!pushed.flushed);
+        assert!(names.read_push(&[Value::Nil]).flushed);
         assert_eq!(names.prefixes(), ["app:s:", "app:tok:"]);
+    }
+
+    /// Named prefixes report their keys by name, and no token key.
+    #[test]
+    fn named_prefixes_read_back() {
+        let names = KeyNames::named(vec!["app:client:".into(), "app:resources".into()]);
+        assert_eq!(names.prefixes(), ["app:client:", "app:resources"]);
+        let session = [b"app:s:{tag}:".as_slice(), Uuid::from_u128(1).as_bytes()].concat();
+        let pushed = names.read_push(&[Value::Array(vec![
+            Value::BulkString(b"app:client:abc".to_vec()),
+            Value::BulkString(b"app:resources".to_vec()),
+            Value::BulkString(session),
+            Value::BulkString(b"app:clients".to_vec()),
+        ])]);
+        assert!(pushed.keys.is_empty());
+        assert_eq!(
+            pushed.names,
+            vec![b"app:client:abc".to_vec(), b"app:resources".to_vec()]
+        );
     }
 
     /// A token is tracked under its session, or under its digest when it

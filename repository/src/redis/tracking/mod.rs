@@ -37,6 +37,9 @@ pub enum Invalidation<'a> {
     Tracking(Epoch),
     /// These keys changed or were deleted.
     Keys(&'a [TrackedKey]),
+    /// These keys under the named prefixes of
+    /// [`Invalidations::named`] changed or were deleted (their full names).
+    Names(&'a [Vec<u8>]),
     /// Every key may have changed (`FLUSHALL`, `FLUSHDB`).
     Flushed,
     /// The connection of this attempt is lost: pushes may be missed.
@@ -75,8 +78,9 @@ pub trait InvalidationSink: Send + Sync + 'static {
 /// 1. [`Invalidation::Connecting`]: nothing is tracked now; whatever was
 ///    learnt before may have missed a push.
 /// 2. [`Invalidation::Tracking`]: every change from now on is pushed.
-/// 3. [`Invalidation::Keys`] and [`Invalidation::Flushed`], as Redis pushes
-///    them.
+/// 3. [`Invalidation::Keys`] (or [`Invalidation::Names`] for the
+///    prefixes of [`Invalidations::named`]) and [`Invalidation::Flushed`],
+///    as Redis pushes them.
 /// 4. [`Invalidation::Lost`]: the connection dropped or failed a health
 ///    check (a `PING` every health interval, answered within it); pushes
 ///    may be missed from now on. A new attempt follows, with backoff (50 ms
@@ -108,6 +112,24 @@ impl Invalidations {
         Ok(Self {
             target: Arc::new(Target::new(config.topology(), config.tls_certificates())?),
             keys: Arc::new(KeyNames::new(config.key_prefix())),
+            health_interval: Self::DEFAULT_HEALTH_INTERVAL,
+        })
+    }
+
+    /// The invalidations of the keys under `prefixes` (full key names'
+    /// prefixes, such as [`KeyPrefix::client_tracking_prefix`](crate::KeyPrefix::client_tracking_prefix)),
+    /// reported by name ([`Invalidation::Names`]) on the same protocol
+    /// (epochs, reconnection, topologies) as the token keys of
+    /// [`Self::new`]. Prefixes must not overlap one another (Redis refuses
+    /// it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`].
+    pub fn named(config: &RedisConfig, prefixes: Vec<String>) -> Result<Self> {
+        Ok(Self {
+            target: Arc::new(Target::new(config.topology(), config.tls_certificates())?),
+            keys: Arc::new(KeyNames::named(prefixes)),
             health_interval: Self::DEFAULT_HEALTH_INTERVAL,
         })
     }

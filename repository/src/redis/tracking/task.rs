@@ -78,7 +78,6 @@ impl Tracker {
         lost: &Arc<Notify>,
     ) -> redis::RedisResult<Vec<MultiplexedConnection>> {
         let timeout = self.health_interval;
-        let [sessions, tokens] = self.keys.prefixes();
         let mut connections = Vec::new();
         for client in self.target.clients(timeout).await? {
             let sink = Arc::clone(&self.sink);
@@ -87,12 +86,15 @@ impl Tracker {
             let on_push = move |push: PushInfo| -> Result<(), Infallible> {
                 match push.kind {
                     PushKind::Invalidate => {
-                        let (changed, flushed) = keys.read_push(&push.data);
-                        if flushed {
+                        let pushed = keys.read_push(&push.data);
+                        if pushed.flushed {
                             sink.on_event(Invalidation::Flushed);
                         }
-                        if !changed.is_empty() {
-                            sink.on_event(Invalidation::Keys(&changed));
+                        if !pushed.keys.is_empty() {
+                            sink.on_event(Invalidation::Keys(&pushed.keys));
+                        }
+                        if !pushed.names.is_empty() {
+                            sink.on_event(Invalidation::Names(&pushed.names));
                         }
                     }
                     PushKind::Disconnection => {
@@ -110,16 +112,12 @@ impl Tracker {
             let mut redis = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            redis::cmd("CLIENT")
-                .arg("TRACKING")
-                .arg("ON")
-                .arg("BCAST")
-                .arg("PREFIX")
-                .arg(sessions)
-                .arg("PREFIX")
-                .arg(tokens)
-                .exec_async(&mut redis)
-                .await?;
+            let mut tracking = redis::cmd("CLIENT");
+            tracking.arg("TRACKING").arg("ON").arg("BCAST");
+            for prefix in self.keys.prefixes() {
+                tracking.arg("PREFIX").arg(prefix);
+            }
+            tracking.exec_async(&mut redis).await?;
             connections.push(redis);
         }
         Ok(connections)

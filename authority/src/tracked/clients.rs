@@ -1,0 +1,134 @@
+//! [`ClientEntries`]: the verified clients held in memory, by id and by the
+//! name of the key Redis pushes when one changes; bounded. No I/O, no
+//! locking: [`super::Tracked`] holds it under its lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::accounts::Client;
+
+/// Verified clients by id, with the key name each lives under.
+#[derive(Debug)]
+pub(super) struct ClientEntries {
+    capacity: usize,
+    by_id: HashMap<String, (Vec<u8>, Arc<Client>)>,
+    by_key: HashMap<Vec<u8>, String>,
+}
+
+impl ClientEntries {
+    /// Empty, holding at most `capacity` clients (at least 1).
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// The client `id`, if held.
+    pub(super) fn get(&self, id: &str) -> Option<&Arc<Client>> {
+        self.by_id.get(id).map(|(_, client)| client)
+    }
+
+    /// Holds `client`, stored under `key`; when full, another entry makes
+    /// room.
+    pub(super) fn insert(&mut self, key: Vec<u8>, client: Arc<Client>) {
+        self.remove_id(&client.client_id);
+        if self.by_id.len() >= self.capacity {
+            let victim = self.by_id.keys().next().cloned();
+            if let Some(victim) = victim {
+                self.remove_id(&victim);
+            }
+        }
+        self.by_key.insert(key.clone(), client.client_id.clone());
+        self.by_id.insert(client.client_id.clone(), (key, client));
+    }
+
+    /// Drops the client `id`.
+    pub(super) fn remove_id(&mut self, id: &str) {
+        if let Some((key, _)) = self.by_id.remove(id) {
+            self.by_key.remove(&key);
+        }
+    }
+
+    /// Drops the client stored under `key` (a pushed key name); answers
+    /// whether one was held.
+    pub(super) fn remove_key(&mut self, key: &[u8]) -> bool {
+        match self.by_key.remove(key) {
+            Some(id) => {
+                self.by_id.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops everything.
+    pub(super) fn clear(&mut self) {
+        self.by_id.clear();
+        self.by_key.clear();
+    }
+
+    /// How many are held.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use token_repository::{Scopes, Timestamp};
+
+    use super::*;
+
+    pub(crate) fn client(id: &str) -> Arc<Client> {
+        Arc::new(Client {
+            client_id: id.into(),
+            secret_hash: "$hmac-sha256$x".into(),
+            previous_secret: None,
+            scopes: Scopes::empty(),
+            introspect: true,
+            view_access_tokens: false,
+            view_providers: None,
+            allowed_ips: Vec::new(),
+            redirect_uris: Vec::new(),
+            public: false,
+            first_party: false,
+            resources: Vec::new(),
+            disabled: false,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        })
+    }
+
+    /// Entries are found by id and dropped by id or by key name.
+    #[test]
+    fn by_id_and_by_key() {
+        let mut entries = ClientEntries::new(10);
+        entries.insert(b"k1".to_vec(), client("a"));
+        entries.insert(b"k2".to_vec(), client("b"));
+        assert!(entries.get("a").is_some());
+        assert!(entries.remove_key(b"k1"));
+        assert!(entries.get("a").is_none());
+        assert!(!entries.remove_key(b"k1"));
+        entries.remove_id("b");
+        assert_eq!(entries.len(), 0);
+        assert!(!entries.remove_key(b"k2"), "the key index follows the ids");
+    }
+
+    /// The size never passes the cap; the newest entry is kept.
+    #[test]
+    fn bounded() {
+        let mut entries = ClientEntries::new(3);
+        for n in 0..10 {
+            entries.insert(format!("k{n}").into_bytes(), client(&format!("c{n}")));
+            assert!(entries.len() <= 3);
+        }
+        assert!(entries.get("c9").is_some());
+        assert_eq!(entries.by_key.len(), entries.by_id.len());
+        // Re-inserting a held client (a new key name) replaces it.
+        entries.insert(b"other".to_vec(), client("c9"));
+        assert!(!entries.remove_key(b"k9"));
+        assert!(entries.remove_key(b"other"));
+    }
+}

@@ -1,0 +1,303 @@
+//! [`Tracked`]: verified client records and registered resources held in
+//! memory, kept exact by Redis client-side caching — what lets
+//! `/oauth/introspect` authenticate its caller and name a token's audience
+//! without a round trip.
+//!
+//! The invalidations come from the repository's tracking task
+//! ([`Invalidations::named`] on `P client:` and `P resources`: one RESP3
+//! connection per master in `BCAST` mode, reconnection, epochs), the same
+//! machinery the token cache uses for session keys. The rules:
+//!
+//! - **Only while tracking.** Nothing is answered from memory until
+//!   tracking is on for the current connection attempt; `Connecting`,
+//!   `Lost` and `Flushed` clear everything, so a push missed while the
+//!   connection was down can never leave a stale record behind.
+//! - **Pushes drop entries.** A pushed `P client:<name>` drops the client
+//!   stored under it; a pushed `P resources` drops every resource.
+//! - **Own writes drop entries at once** ([`Tracked::forget_client`],
+//!   [`Tracked::forget_resources`], called by the stores after a write), so
+//!   the replica that made an admin change never answers from the record
+//!   before it, even before Redis's push arrives.
+//! - **No stale inserts.** A reader takes a [`Ticket`] before it reads
+//!   Redis and inserts with it; any invalidation, clear or epoch change in
+//!   between (a generation counter) makes the insert a no-op.
+//! - **Only verified clients enter**, so a caller cannot fill the cache
+//!   with made-up ids; it is bounded anyway
+//!   (`INTROSPECTION_CACHE_CLIENTS`). Verification itself happens on every
+//!   call ([`crate::authenticate`]): the cache holds records, not verdicts.
+//!
+//! - `clients`: the bounded map of verified clients (no I/O).
+
+mod clients;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use token_repository::redis::{Epoch, Invalidation, InvalidationSink, Invalidations, Subscription};
+use token_repository::{KeyPrefix, RedisConfig, ResourceTag};
+
+use self::clients::ClientEntries;
+use crate::accounts::Client;
+use crate::metrics;
+use crate::resources::Resource;
+
+/// The generation a reader saw before reading Redis; an insert with it is
+/// kept only if nothing was invalidated since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// Client records and resources in memory, invalidated by Redis. Shared
+/// (`Arc`) by the stores that use it.
+pub struct Tracked {
+    state: Mutex<State>,
+    /// `P client:`
+    client_prefix: Vec<u8>,
+    /// `P resources`
+    resources_key: Vec<u8>,
+    /// Stops the tracking task when the cache is dropped.
+    subscription: Mutex<Option<Subscription>>,
+}
+
+struct State {
+    /// The current connection attempt.
+    connection: Epoch,
+    /// Whether that attempt's connection was lost.
+    connection_lost: bool,
+    /// Whether entries are answered (tracking is on for `connection`).
+    active: bool,
+    /// Bumped by every invalidation, clear and epoch change.
+    generation: u64,
+    clients: ClientEntries,
+    resources: HashMap<ResourceTag, Resource>,
+}
+
+impl Tracked {
+    /// A cache for the keys of `prefix`, inactive until
+    /// [`subscribe`](Self::subscribe)d and tracking.
+    #[must_use]
+    pub fn new(prefix: &KeyPrefix, capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                connection: Epoch(0),
+                connection_lost: false,
+                active: false,
+                generation: 0,
+                clients: ClientEntries::new(capacity),
+                resources: HashMap::new(),
+            }),
+            client_prefix: prefix.client_tracking_prefix().into_bytes(),
+            resources_key: prefix.resources().into_bytes(),
+            subscription: Mutex::new(None),
+        }
+    }
+
+    /// A cache kept by tracking `redis`'s client and resource keys (a
+    /// background task on the current runtime).
+    ///
+    /// # Errors
+    ///
+    /// An unusable Redis configuration, or no Tokio runtime.
+    pub fn tracking(redis: &RedisConfig, capacity: usize) -> token_repository::Result<Arc<Self>> {
+        let prefix = redis.key_prefix();
+        let tracked = Arc::new(Self::new(prefix, capacity));
+        let invalidations = Invalidations::named(
+            redis,
+            vec![prefix.client_tracking_prefix(), prefix.resources()],
+        )?;
+        let sink = WeakSink(Arc::downgrade(&tracked));
+        let subscription = invalidations.subscribe(Arc::new(sink))?;
+        *tracked
+            .subscription
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(subscription);
+        Ok(tracked)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops tracking (the task ends, the cache is cleared and inactive),
+    /// as dropping the last `Arc` does.
+    pub fn stop(&self) {
+        drop(
+            self.subscription
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let mut state = self.state();
+        state.active = false;
+        state.clear();
+    }
+
+    /// A ticket for a read of Redis, when entries are answered now.
+    #[must_use]
+    pub fn ticket(&self) -> Option<Ticket> {
+        let state = self.state();
+        state.active.then_some(Ticket(state.generation))
+    }
+
+    /// Whether entries are answered now.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.state().active
+    }
+
+    /// The verified client `id`, when held and the cache is active.
+    #[must_use]
+    pub fn client(&self, id: &str) -> Option<Arc<Client>> {
+        let state = self.state();
+        let found = if state.active {
+            state.clients.get(id).cloned()
+        } else {
+            None
+        };
+        drop(state);
+        metrics::tracked_lookup("client", found.is_some());
+        found
+    }
+
+    /// Holds `client`, just verified, stored under key `key` — unless
+    /// anything was invalidated since `ticket`.
+    pub fn remember_client(&self, ticket: Ticket, key: &str, client: Client) {
+        let mut state = self.state();
+        if state.active && state.generation == ticket.0 {
+            state
+                .clients
+                .insert(key.as_bytes().to_vec(), Arc::new(client));
+            metrics::tracked_clients(state.clients.len());
+        }
+    }
+
+    /// Drops the client `id` (this replica changed it).
+    pub fn forget_client(&self, id: &str) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.clients.remove_id(id);
+        metrics::tracked_clients(state.clients.len());
+    }
+
+    /// The resources of `tags`, when every one is held and the cache is
+    /// active.
+    #[must_use]
+    pub fn resources(&self, tags: &[ResourceTag]) -> Option<Vec<Resource>> {
+        let state = self.state();
+        let found = if state.active {
+            tags.iter()
+                .map(|tag| state.resources.get(tag).cloned())
+                .collect::<Option<Vec<_>>>()
+        } else {
+            None
+        };
+        drop(state);
+        metrics::tracked_lookup("resource", found.is_some());
+        found
+    }
+
+    /// Holds `resources`, just read — unless anything was invalidated since
+    /// `ticket`.
+    pub fn remember_resources(&self, ticket: Ticket, resources: &[Resource]) {
+        let mut state = self.state();
+        if state.active && state.generation == ticket.0 {
+            for resource in resources {
+                state.resources.insert(resource.tag(), resource.clone());
+            }
+        }
+    }
+
+    /// Drops every resource (this replica changed the registry).
+    pub fn forget_resources(&self) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.resources.clear();
+    }
+
+    /// How many clients are held (tests, metrics).
+    #[must_use]
+    pub fn clients_held(&self) -> usize {
+        self.state().clients.len()
+    }
+
+    fn pushed(&self, names: &[Vec<u8>]) {
+        let mut state = self.state();
+        state.generation += 1;
+        for name in names {
+            if *name == self.resources_key {
+                state.resources.clear();
+            } else if name.starts_with(&self.client_prefix) {
+                state.clients.remove_key(name);
+            }
+        }
+        metrics::tracked_clients(state.clients.len());
+    }
+}
+
+impl State {
+    fn clear(&mut self) {
+        self.generation += 1;
+        self.clients.clear();
+        self.resources.clear();
+        metrics::tracked_clients(0);
+    }
+}
+
+impl InvalidationSink for Tracked {
+    fn on_event(&self, event: Invalidation<'_>) {
+        match event {
+            Invalidation::Connecting(epoch) => {
+                let mut state = self.state();
+                state.connection = epoch;
+                state.connection_lost = false;
+                state.active = false;
+                state.clear();
+            }
+            Invalidation::Tracking(epoch) => {
+                let mut state = self.state();
+                if state.connection == epoch && !state.connection_lost {
+                    state.clear();
+                    state.active = true;
+                }
+            }
+            Invalidation::Names(names) => self.pushed(names),
+            // Token keys are the token cache's; none are tracked here.
+            Invalidation::Keys(_) => {}
+            Invalidation::Flushed => self.state().clear(),
+            Invalidation::Lost(epoch) => {
+                let mut state = self.state();
+                if state.connection == epoch {
+                    state.connection_lost = true;
+                    state.active = false;
+                    state.clear();
+                }
+            }
+        }
+    }
+}
+
+/// The task's handle on the cache: weak, so that dropping the cache stops
+/// the task (its subscription lives in the cache).
+struct WeakSink(Weak<Tracked>);
+
+impl InvalidationSink for WeakSink {
+    fn on_event(&self, event: Invalidation<'_>) {
+        if let Some(tracked) = self.0.upgrade() {
+            tracked.on_event(event);
+        }
+    }
+}
+
+impl fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Tracked")
+            .field("active", &state.active)
+            .field("clients", &state.clients.len())
+            .field("resources", &state.resources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

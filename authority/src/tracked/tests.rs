@@ -1,0 +1,158 @@
+//! The cache's rules without Redis: epochs, tickets, pushes, the cap.
+
+use token_repository::redis::{Epoch, Invalidation, InvalidationSink as _};
+use token_repository::{KeyPrefix, ResourceUri, Scopes, Timestamp};
+
+use super::*;
+
+fn client(id: &str) -> Client {
+    Client {
+        client_id: id.into(),
+        secret_hash: "$hmac-sha256$x".into(),
+        previous_secret: None,
+        scopes: Scopes::empty(),
+        introspect: true,
+        view_access_tokens: false,
+        view_providers: None,
+        allowed_ips: Vec::new(),
+        redirect_uris: Vec::new(),
+        public: false,
+        first_party: false,
+        resources: Vec::new(),
+        disabled: false,
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+    }
+}
+
+fn resource(uri: &str) -> Resource {
+    Resource {
+        uri: ResourceUri::parse(uri).expect("uri"),
+        scopes: Scopes::empty(),
+    }
+}
+
+/// A cache tracking epoch 1.
+fn tracking() -> Tracked {
+    let tracked = Tracked::new(&KeyPrefix::default(), 100);
+    tracked.on_event(Invalidation::Connecting(Epoch(1)));
+    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    tracked
+}
+
+fn remember(tracked: &Tracked, id: &str) {
+    let ticket = tracked.ticket().expect("active");
+    tracked.remember_client(ticket, &format!("ts:client:{id}"), client(id));
+}
+
+/// Nothing is answered or stored before tracking is on.
+#[test]
+fn inactive_until_tracking() {
+    let tracked = Tracked::new(&KeyPrefix::default(), 100);
+    assert!(tracked.ticket().is_none());
+    tracked.on_event(Invalidation::Connecting(Epoch(1)));
+    assert!(tracked.ticket().is_none());
+    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    remember(&tracked, "a");
+    assert!(tracked.client("a").is_some());
+}
+
+/// A lost connection clears and deactivates; a late `Lost` or `Tracking`
+/// of an older attempt changes nothing; a new attempt starts empty.
+#[test]
+fn epochs() {
+    let tracked = tracking();
+    remember(&tracked, "a");
+    tracked.on_event(Invalidation::Lost(Epoch(1)));
+    assert!(!tracked.is_active());
+    assert!(tracked.client("a").is_none());
+    assert_eq!(tracked.clients_held(), 0);
+
+    tracked.on_event(Invalidation::Connecting(Epoch(2)));
+    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    assert!(!tracked.is_active(), "a late Tracking of an old attempt");
+    tracked.on_event(Invalidation::Tracking(Epoch(2)));
+    remember(&tracked, "a");
+    tracked.on_event(Invalidation::Lost(Epoch(1)));
+    assert!(tracked.client("a").is_some(), "a late Lost of an old attempt");
+
+    // Lost before Tracking: the attempt never becomes active.
+    tracked.on_event(Invalidation::Connecting(Epoch(3)));
+    assert_eq!(tracked.clients_held(), 0, "a new attempt starts empty");
+    tracked.on_event(Invalidation::Lost(Epoch(3)));
+    tracked.on_event(Invalidation::Tracking(Epoch(3)));
+    assert!(!tracked.is_active());
+}
+
+/// Pushes drop the client under the pushed key, or every resource;
+/// `Flushed` drops everything; token keys are ignored.
+#[test]
+fn pushes() {
+    let tracked = tracking();
+    remember(&tracked, "a");
+    remember(&tracked, "b");
+    let ticket = tracked.ticket().expect("active");
+    tracked.remember_resources(ticket, &[resource("https://api.example/")]);
+    let tag = resource("https://api.example/").tag();
+    assert!(tracked.resources(&[tag]).is_some());
+
+    tracked.on_event(Invalidation::Names(&[b"ts:client:a".to_vec()]));
+    assert!(tracked.client("a").is_none());
+    assert!(tracked.client("b").is_some());
+    tracked.on_event(Invalidation::Keys(&[]));
+    tracked.on_event(Invalidation::Names(&[b"ts:resources".to_vec()]));
+    assert!(tracked.resources(&[tag]).is_none());
+    assert!(tracked.client("b").is_some());
+    tracked.on_event(Invalidation::Flushed);
+    assert!(tracked.client("b").is_none());
+    assert!(tracked.is_active(), "a flush clears, tracking goes on");
+}
+
+/// An insert whose ticket predates an invalidation (a push, an own write,
+/// a new attempt) is dropped: a record read before a change is never
+/// stored after it.
+#[test]
+fn stale_inserts_are_dropped() {
+    let tracked = tracking();
+    let before = tracked.ticket().expect("active");
+    tracked.on_event(Invalidation::Names(&[b"ts:client:other".to_vec()]));
+    tracked.remember_client(before, "ts:client:a", client("a"));
+    assert!(tracked.client("a").is_none());
+
+    let before = tracked.ticket().expect("active");
+    tracked.forget_client("x");
+    tracked.remember_client(before, "ts:client:a", client("a"));
+    assert!(tracked.client("a").is_none());
+
+    let before = tracked.ticket().expect("active");
+    tracked.forget_resources();
+    tracked.remember_resources(before, &[resource("https://api.example/")]);
+    assert!(
+        tracked
+            .resources(&[resource("https://api.example/").tag()])
+            .is_none()
+    );
+
+    let before = tracked.ticket().expect("active");
+    tracked.on_event(Invalidation::Connecting(Epoch(2)));
+    tracked.on_event(Invalidation::Tracking(Epoch(2)));
+    tracked.remember_client(before, "ts:client:a", client("a"));
+    assert!(tracked.client("a").is_none());
+
+    remember(&tracked, "a");
+    tracked.forget_client("a");
+    assert!(tracked.client("a").is_none(), "own writes drop at once");
+}
+
+/// The number of clients held never passes the cap.
+#[test]
+fn capped() {
+    let tracked = Tracked::new(&KeyPrefix::default(), 5);
+    tracked.on_event(Invalidation::Connecting(Epoch(1)));
+    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    for n in 0..50 {
+        remember(&tracked, &format!("c{n}"));
+        assert!(tracked.clients_held() <= 5);
+    }
+    assert!(tracked.client("c49").is_some());
+}
