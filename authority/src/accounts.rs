@@ -305,7 +305,7 @@ pub struct Accounts {
     key: Arc<DeploymentKey>,
     migrated: Arc<OnceCell<()>>,
     /// Verified clients in memory (`INTROSPECTION_CACHE`).
-    tracked: Option<Arc<Tracked>>,
+    tracked: Option<Arc<Tracked<Client>>>,
     #[cfg(test)]
     faults: Arc<crate::faults::Faults>,
 }
@@ -327,7 +327,7 @@ impl Accounts {
     /// These accounts, keeping verified clients in `tracked` (and dropping
     /// them from it on every change made here).
     #[must_use]
-    pub fn with_tracked(mut self, tracked: Arc<Tracked>) -> Self {
+    pub fn with_tracked(mut self, tracked: Arc<Tracked<Client>>) -> Self {
         self.tracked = Some(tracked);
         self
     }
@@ -360,7 +360,7 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         if let Some(tracked) = &self.tracked {
             let key = self.key_of::<Client>(&client.client_id).await?;
-            tracked.remember_client(ticket, &key, client.clone());
+            tracked.remember_client(ticket, &client.client_id, &key, client.clone());
         }
         Ok(())
     }

@@ -254,17 +254,3 @@ pub fn connection_closed() {
 pub fn connect_denied(reason: &'static str) {
     metrics::counter!("authority_connect_denied_total", "reason" => reason).increment(1);
 }
-
-/// One lookup in the introspection cache ([`crate::tracked`]): `kind` is
-/// `client` or `resource`.
-pub fn tracked_lookup(kind: &'static str, hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
-    metrics::counter!("authority_introspection_cache_lookups_total", "kind" => kind, "result" => result)
-        .increment(1);
-}
-
-/// The verified clients held in memory now.
-pub fn tracked_clients(count: usize) {
-    #[allow(clippy::cast_precision_loss)]
-    metrics::gauge!("authority_introspection_cache_clients").set(count as f64);
-}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use token_repository::{RedisStore, ResourceTag, ResourceUri, Scopes};
 
+use crate::accounts::Client;
 use crate::tracked::Tracked;
 
 /// Errors of the registry.
@@ -70,7 +71,7 @@ pub struct Resources {
     store: RedisStore,
     issuer: Resource,
     /// Registered resources in memory (`INTROSPECTION_CACHE`).
-    tracked: Option<Arc<Tracked>>,
+    tracked: Option<Arc<Tracked<Client>>>,
 }
 
 impl Resources {
@@ -93,7 +94,7 @@ impl Resources {
     /// never changes (the tag is the URI's digest, and registration is
     /// `HSETNX`); a removal here or anywhere drops them all.
     #[must_use]
-    pub fn with_tracked(mut self, tracked: Arc<Tracked>) -> Self {
+    pub fn with_tracked(mut self, tracked: Arc<Tracked<Client>>) -> Self {
         self.tracked = Some(tracked);
         self
     }
@@ -220,7 +221,10 @@ impl Resources {
         let ticket = match (&self.tracked, stored.is_empty()) {
             (Some(tracked), false) => {
                 if let Some(held) = tracked.resources(&stored) {
-                    return Ok(self.in_order(tags, held.into_iter().map(Some)));
+                    let held = held
+                        .into_iter()
+                        .map(|(uri, scopes)| Some(Resource { uri, scopes }));
+                    return Ok(self.in_order(tags, held));
                 }
                 tracked.ticket()
             }
@@ -248,8 +252,11 @@ impl Resources {
                 .collect::<Result<Vec<_>, _>>()?
         };
         if let (Some(tracked), Some(ticket)) = (&self.tracked, ticket) {
-            let registered: Vec<Resource> = found.iter().flatten().cloned().collect();
-            tracked.remember_resources(ticket, &registered);
+            let registered = found
+                .iter()
+                .flatten()
+                .map(|resource| (resource.uri.clone(), resource.scopes.clone()));
+            tracked.remember_resources(ticket, registered);
         }
         Ok(self.in_order(tags, found.into_iter()))
     }

@@ -8,7 +8,7 @@ use token_broker::Connect;
 use token_client::{CacheConfig, CachingReader, TokenCache};
 use token_repository::{RedisStore, ResourceUri, Token, TokenReader as _, TokenRecord};
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Client};
 use crate::address::{self, ClientAddress};
 use crate::config::Config;
 use crate::password::{HashError, Hasher};
@@ -38,7 +38,7 @@ struct Inner {
     tokens: Option<CachingReader<RedisStore>>,
     /// Verified clients and resources in memory (shared with `accounts`
     /// and `resources`).
-    tracked: Option<Arc<Tracked>>,
+    tracked: Option<Arc<Tracked<Client>>>,
 }
 
 /// Why the authority could not be set up.
@@ -177,7 +177,7 @@ impl AppState {
     /// Verified clients and resources in memory, when
     /// `INTROSPECTION_CACHE` is on.
     #[must_use]
-    pub fn tracked(&self) -> Option<&Arc<Tracked>> {
+    pub fn tracked(&self) -> Option<&Arc<Tracked<Client>>> {
         self.inner.tracked.as_ref()
     }
 

@@ -5,17 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::accounts::Client;
-
-/// Verified clients by id, with the key name each lives under.
+/// Verified clients (records of type `C`) by id, with the key name each
+/// lives under.
 #[derive(Debug)]
-pub(super) struct ClientEntries {
+pub(super) struct ClientEntries<C> {
     capacity: usize,
-    by_id: HashMap<String, (Vec<u8>, Arc<Client>)>,
+    by_id: HashMap<String, (Vec<u8>, Arc<C>)>,
     by_key: HashMap<Vec<u8>, String>,
 }
 
-impl ClientEntries {
+impl<C> ClientEntries<C> {
     /// Empty, holding at most `capacity` clients (at least 1).
     pub(super) fn new(capacity: usize) -> Self {
         Self {
@@ -26,22 +25,22 @@ impl ClientEntries {
     }
 
     /// The client `id`, if held.
-    pub(super) fn get(&self, id: &str) -> Option<&Arc<Client>> {
+    pub(super) fn get(&self, id: &str) -> Option<&Arc<C>> {
         self.by_id.get(id).map(|(_, client)| client)
     }
 
-    /// Holds `client`, stored under `key`; when full, another entry makes
-    /// room.
-    pub(super) fn insert(&mut self, key: Vec<u8>, client: Arc<Client>) {
-        self.remove_id(&client.client_id);
+    /// Holds client `id`, stored under `key`; when full, another entry
+    /// makes room.
+    pub(super) fn insert(&mut self, id: &str, key: Vec<u8>, client: Arc<C>) {
+        self.remove_id(id);
         if self.by_id.len() >= self.capacity {
             let victim = self.by_id.keys().next().cloned();
             if let Some(victim) = victim {
                 self.remove_id(&victim);
             }
         }
-        self.by_key.insert(key.clone(), client.client_id.clone());
-        self.by_id.insert(client.client_id.clone(), (key, client));
+        self.by_key.insert(key.clone(), id.to_owned());
+        self.by_id.insert(id.to_owned(), (key, client));
     }
 
     /// Drops the client `id`.
@@ -77,37 +76,19 @@ impl ClientEntries {
 
 #[cfg(test)]
 mod tests {
-    use token_repository::{Scopes, Timestamp};
-
     use super::*;
 
-    pub(crate) fn client(id: &str) -> Arc<Client> {
-        Arc::new(Client {
-            client_id: id.into(),
-            secret_hash: "$hmac-sha256$x".into(),
-            previous_secret: None,
-            scopes: Scopes::empty(),
-            introspect: true,
-            view_access_tokens: false,
-            view_providers: None,
-            allowed_ips: Vec::new(),
-            redirect_uris: Vec::new(),
-            public: false,
-            first_party: false,
-            resources: Vec::new(),
-            disabled: false,
-            created_at: Timestamp::now(),
-            updated_at: Timestamp::now(),
-        })
+    fn insert(entries: &mut ClientEntries<String>, id: &str, key: &str) {
+        entries.insert(id, key.as_bytes().to_vec(), Arc::new(id.to_owned()));
     }
 
     /// Entries are found by id and dropped by id or by key name.
     #[test]
     fn by_id_and_by_key() {
         let mut entries = ClientEntries::new(10);
-        entries.insert(b"k1".to_vec(), client("a"));
-        entries.insert(b"k2".to_vec(), client("b"));
-        assert!(entries.get("a").is_some());
+        insert(&mut entries, "a", "k1");
+        insert(&mut entries, "b", "k2");
+        assert_eq!(entries.get("a").map(|a| a.as_str()), Some("a"));
         assert!(entries.remove_key(b"k1"));
         assert!(entries.get("a").is_none());
         assert!(!entries.remove_key(b"k1"));
@@ -121,13 +102,13 @@ mod tests {
     fn bounded() {
         let mut entries = ClientEntries::new(3);
         for n in 0..10 {
-            entries.insert(format!("k{n}").into_bytes(), client(&format!("c{n}")));
+            insert(&mut entries, &format!("c{n}"), &format!("k{n}"));
             assert!(entries.len() <= 3);
         }
         assert!(entries.get("c9").is_some());
         assert_eq!(entries.by_key.len(), entries.by_id.len());
         // Re-inserting a held client (a new key name) replaces it.
-        entries.insert(b"other".to_vec(), client("c9"));
+        insert(&mut entries, "c9", "other");
         assert!(!entries.remove_key(b"k9"));
         assert!(entries.remove_key(b"other"));
     }

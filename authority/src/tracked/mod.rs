@@ -35,22 +35,22 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use token_repository::redis::{Epoch, Invalidation, InvalidationSink, Invalidations, Subscription};
-use token_repository::{KeyPrefix, RedisConfig, ResourceTag};
+use token_repository::{KeyPrefix, RedisConfig, ResourceTag, ResourceUri, Scopes};
 
 use self::clients::ClientEntries;
-use crate::accounts::Client;
-use crate::metrics;
-use crate::resources::Resource;
 
 /// The generation a reader saw before reading Redis; an insert with it is
 /// kept only if nothing was invalidated since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
-/// Client records and resources in memory, invalidated by Redis. Shared
-/// (`Arc`) by the stores that use it.
-pub struct Tracked {
-    state: Mutex<State>,
+/// A registered resource as held: its URI and declared scopes.
+pub type HeldResource = (ResourceUri, Scopes);
+
+/// Client records (of type `C`, the accounts' `Client`) and resources in
+/// memory, invalidated by Redis. Shared (`Arc`) by the stores that use it.
+pub struct Tracked<C> {
+    state: Mutex<State<C>>,
     /// `P client:`
     client_prefix: Vec<u8>,
     /// `P resources`
@@ -59,7 +59,7 @@ pub struct Tracked {
     subscription: Mutex<Option<Subscription>>,
 }
 
-struct State {
+struct State<C> {
     /// The current connection attempt.
     connection: Epoch,
     /// Whether that attempt's connection was lost.
@@ -68,11 +68,11 @@ struct State {
     active: bool,
     /// Bumped by every invalidation, clear and epoch change.
     generation: u64,
-    clients: ClientEntries,
-    resources: HashMap<ResourceTag, Resource>,
+    clients: ClientEntries<C>,
+    resources: HashMap<ResourceTag, HeldResource>,
 }
 
-impl Tracked {
+impl<C: Send + Sync + 'static> Tracked<C> {
     /// A cache for the keys of `prefix`, inactive until
     /// [`subscribe`](Self::subscribe)d and tracking.
     #[must_use]
@@ -114,7 +114,7 @@ impl Tracked {
         Ok(tracked)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State<C>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -147,7 +147,7 @@ impl Tracked {
 
     /// The verified client `id`, when held and the cache is active.
     #[must_use]
-    pub fn client(&self, id: &str) -> Option<Arc<Client>> {
+    pub fn client(&self, id: &str) -> Option<Arc<C>> {
         let state = self.state();
         let found = if state.active {
             state.clients.get(id).cloned()
@@ -155,19 +155,19 @@ impl Tracked {
             None
         };
         drop(state);
-        metrics::tracked_lookup("client", found.is_some());
+        lookup("client", found.is_some());
         found
     }
 
-    /// Holds `client`, just verified, stored under key `key` — unless
+    /// Holds client `id`, just verified, stored under key `key` — unless
     /// anything was invalidated since `ticket`.
-    pub fn remember_client(&self, ticket: Ticket, key: &str, client: Client) {
+    pub fn remember_client(&self, ticket: Ticket, id: &str, key: &str, client: C) {
         let mut state = self.state();
         if state.active && state.generation == ticket.0 {
             state
                 .clients
-                .insert(key.as_bytes().to_vec(), Arc::new(client));
-            metrics::tracked_clients(state.clients.len());
+                .insert(id, key.as_bytes().to_vec(), Arc::new(client));
+            held(state.clients.len());
         }
     }
 
@@ -176,13 +176,13 @@ impl Tracked {
         let mut state = self.state();
         state.generation += 1;
         state.clients.remove_id(id);
-        metrics::tracked_clients(state.clients.len());
+        held(state.clients.len());
     }
 
     /// The resources of `tags`, when every one is held and the cache is
     /// active.
     #[must_use]
-    pub fn resources(&self, tags: &[ResourceTag]) -> Option<Vec<Resource>> {
+    pub fn resources(&self, tags: &[ResourceTag]) -> Option<Vec<HeldResource>> {
         let state = self.state();
         let found = if state.active {
             tags.iter()
@@ -192,17 +192,21 @@ impl Tracked {
             None
         };
         drop(state);
-        metrics::tracked_lookup("resource", found.is_some());
+        lookup("resource", found.is_some());
         found
     }
 
     /// Holds `resources`, just read — unless anything was invalidated since
     /// `ticket`.
-    pub fn remember_resources(&self, ticket: Ticket, resources: &[Resource]) {
+    pub fn remember_resources(
+        &self,
+        ticket: Ticket,
+        resources: impl IntoIterator<Item = HeldResource>,
+    ) {
         let mut state = self.state();
         if state.active && state.generation == ticket.0 {
-            for resource in resources {
-                state.resources.insert(resource.tag(), resource.clone());
+            for (uri, scopes) in resources {
+                state.resources.insert(uri.tag(), (uri, scopes));
             }
         }
     }
@@ -230,20 +234,20 @@ impl Tracked {
                 state.clients.remove_key(name);
             }
         }
-        metrics::tracked_clients(state.clients.len());
+        held(state.clients.len());
     }
 }
 
-impl State {
+impl<C> State<C> {
     fn clear(&mut self) {
         self.generation += 1;
         self.clients.clear();
         self.resources.clear();
-        metrics::tracked_clients(0);
+        held(0);
     }
 }
 
-impl InvalidationSink for Tracked {
+impl<C: Send + Sync + 'static> InvalidationSink for Tracked<C> {
     fn on_event(&self, event: Invalidation<'_>) {
         match event {
             Invalidation::Connecting(epoch) => {
@@ -278,9 +282,9 @@ impl InvalidationSink for Tracked {
 
 /// The task's handle on the cache: weak, so that dropping the cache stops
 /// the task (its subscription lives in the cache).
-struct WeakSink(Weak<Tracked>);
+struct WeakSink<C>(Weak<Tracked<C>>);
 
-impl InvalidationSink for WeakSink {
+impl<C: Send + Sync + 'static> InvalidationSink for WeakSink<C> {
     fn on_event(&self, event: Invalidation<'_>) {
         if let Some(tracked) = self.0.upgrade() {
             tracked.on_event(event);
@@ -288,15 +292,29 @@ impl InvalidationSink for WeakSink {
     }
 }
 
-impl fmt::Debug for Tracked {
+impl<C> fmt::Debug for Tracked<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state();
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("Tracked")
             .field("active", &state.active)
             .field("clients", &state.clients.len())
             .field("resources", &state.resources.len())
             .finish_non_exhaustive()
     }
+}
+
+/// One lookup in memory (`kind`: `client` or `resource`). The series are
+/// described with the others in [`crate::metrics`].
+fn lookup(kind: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!("authority_introspection_cache_lookups_total", "kind" => kind, "result" => result)
+        .increment(1);
+}
+
+/// The verified clients held now.
+fn held(count: usize) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("authority_introspection_cache_clients").set(count as f64);
 }
 
 #[cfg(test)]

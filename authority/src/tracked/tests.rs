@@ -4,6 +4,7 @@ use token_repository::redis::{Epoch, Invalidation, InvalidationSink as _};
 use token_repository::{KeyPrefix, ResourceUri, Scopes, Timestamp};
 
 use super::*;
+use crate::accounts::Client;
 
 fn client(id: &str) -> Client {
     Client {
@@ -25,30 +26,27 @@ fn client(id: &str) -> Client {
     }
 }
 
-fn resource(uri: &str) -> Resource {
-    Resource {
-        uri: ResourceUri::parse(uri).expect("uri"),
-        scopes: Scopes::empty(),
-    }
+fn resource(uri: &str) -> HeldResource {
+    (ResourceUri::parse(uri).expect("uri"), Scopes::empty())
 }
 
 /// A cache tracking epoch 1.
-fn tracking() -> Tracked {
-    let tracked = Tracked::new(&KeyPrefix::default(), 100);
+fn tracking() -> Tracked<Client> {
+    let tracked = Tracked::<Client>::new(&KeyPrefix::default(), 100);
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     tracked.on_event(Invalidation::Tracking(Epoch(1)));
     tracked
 }
 
-fn remember(tracked: &Tracked, id: &str) {
+fn remember(tracked: &Tracked<Client>, id: &str) {
     let ticket = tracked.ticket().expect("active");
-    tracked.remember_client(ticket, &format!("ts:client:{id}"), client(id));
+    tracked.remember_client(ticket, id, &format!("ts:client:{id}"), client(id));
 }
 
 /// Nothing is answered or stored before tracking is on.
 #[test]
 fn inactive_until_tracking() {
-    let tracked = Tracked::new(&KeyPrefix::default(), 100);
+    let tracked = Tracked::<Client>::new(&KeyPrefix::default(), 100);
     assert!(tracked.ticket().is_none());
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     assert!(tracked.ticket().is_none());
@@ -74,7 +72,10 @@ fn epochs() {
     tracked.on_event(Invalidation::Tracking(Epoch(2)));
     remember(&tracked, "a");
     tracked.on_event(Invalidation::Lost(Epoch(1)));
-    assert!(tracked.client("a").is_some(), "a late Lost of an old attempt");
+    assert!(
+        tracked.client("a").is_some(),
+        "a late Lost of an old attempt"
+    );
 
     // Lost before Tracking: the attempt never becomes active.
     tracked.on_event(Invalidation::Connecting(Epoch(3)));
@@ -92,8 +93,8 @@ fn pushes() {
     remember(&tracked, "a");
     remember(&tracked, "b");
     let ticket = tracked.ticket().expect("active");
-    tracked.remember_resources(ticket, &[resource("https://api.example/")]);
-    let tag = resource("https://api.example/").tag();
+    tracked.remember_resources(ticket, [resource("https://api.example/")]);
+    let tag = resource("https://api.example/").0.tag();
     assert!(tracked.resources(&[tag]).is_some());
 
     tracked.on_event(Invalidation::Names(&[b"ts:client:a".to_vec()]));
@@ -116,27 +117,27 @@ fn stale_inserts_are_dropped() {
     let tracked = tracking();
     let before = tracked.ticket().expect("active");
     tracked.on_event(Invalidation::Names(&[b"ts:client:other".to_vec()]));
-    tracked.remember_client(before, "ts:client:a", client("a"));
+    tracked.remember_client(before, "a", "ts:client:a", client("a"));
     assert!(tracked.client("a").is_none());
 
     let before = tracked.ticket().expect("active");
     tracked.forget_client("x");
-    tracked.remember_client(before, "ts:client:a", client("a"));
+    tracked.remember_client(before, "a", "ts:client:a", client("a"));
     assert!(tracked.client("a").is_none());
 
     let before = tracked.ticket().expect("active");
     tracked.forget_resources();
-    tracked.remember_resources(before, &[resource("https://api.example/")]);
+    tracked.remember_resources(before, [resource("https://api.example/")]);
     assert!(
         tracked
-            .resources(&[resource("https://api.example/").tag()])
+            .resources(&[resource("https://api.example/").0.tag()])
             .is_none()
     );
 
     let before = tracked.ticket().expect("active");
     tracked.on_event(Invalidation::Connecting(Epoch(2)));
     tracked.on_event(Invalidation::Tracking(Epoch(2)));
-    tracked.remember_client(before, "ts:client:a", client("a"));
+    tracked.remember_client(before, "a", "ts:client:a", client("a"));
     assert!(tracked.client("a").is_none());
 
     remember(&tracked, "a");
@@ -147,7 +148,7 @@ fn stale_inserts_are_dropped() {
 /// The number of clients held never passes the cap.
 #[test]
 fn capped() {
-    let tracked = Tracked::new(&KeyPrefix::default(), 5);
+    let tracked = Tracked::<Client>::new(&KeyPrefix::default(), 5);
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     tracked.on_event(Invalidation::Tracking(Epoch(1)));
     for n in 0..50 {
