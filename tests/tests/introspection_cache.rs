@@ -44,7 +44,12 @@ fn replicas(redis: &RedisServer) -> (Authority, Authority) {
 }
 
 /// `POST /oauth/introspect` at `authority`: the status and the body.
-async fn introspect(authority: &Authority, client: &str, secret: &str, token: &str) -> (u16, Value) {
+async fn introspect(
+    authority: &Authority,
+    client: &str,
+    secret: &str,
+    token: &str,
+) -> (u16, Value) {
     let response = authority
         .http
         .post(authority.url("/oauth/introspect"))
@@ -83,7 +88,12 @@ async fn warm(authority: &Authority, client: &str, secret: &str, token: &str) ->
     let warmed = wait_until_async(PUSH, tokio::time::sleep, || async {
         let (status, body) = introspect(authority, client, secret, token).await;
         assert_eq!(status, 200, "{body}");
-        let tokens = metric(authority, "token_client_cache_lookups_total", "result=\"hit\"").await;
+        let tokens = metric(
+            authority,
+            "token_client_cache_lookups_total",
+            "result=\"hit\"",
+        )
+        .await;
         let clients = metric(
             authority,
             "authority_introspection_cache_lookups_total",
@@ -133,7 +143,10 @@ async fn revocation_reaches_the_other_replica() {
         (body == json!({ "active": false })).then_some(())
     })
     .await;
-    assert!(inactive.is_some(), "the other replica kept the revoked token");
+    assert!(
+        inactive.is_some(),
+        "the other replica kept the revoked token"
+    );
     assert_eq!(two.get_with("/v1/me", access).await.status(), 401);
 }
 
@@ -200,7 +213,10 @@ async fn client_changes_reach_the_other_replica() {
         (introspect(&two, "gateway", new, &access).await.0 == 401).then_some(())
     })
     .await;
-    assert!(refused.is_some(), "the other replica kept the disabled client");
+    assert!(
+        refused.is_some(),
+        "the other replica kept the disabled client"
+    );
 }
 
 /// With Redis gone, introspection fails closed: the tracking connection is
@@ -223,7 +239,10 @@ async fn redis_gone_fails_closed() {
         (introspect(&authority, "gateway", &secret, &access).await.0 == 503).then_some(())
     })
     .await;
-    assert!(closed.is_some(), "introspection kept answering without Redis");
+    assert!(
+        closed.is_some(),
+        "introspection kept answering without Redis"
+    );
     for _ in 0..5 {
         let (status, body) = introspect(&authority, "gateway", &secret, &access).await;
         assert_eq!(status, 503, "answered from memory without Redis: {body}");
