@@ -7,7 +7,7 @@
 //!
 //! | key               | type   | holds                                     | TTL                        |
 //! |-------------------|--------|-------------------------------------------|----------------------------|
-//! | `P s:{T}:F`       | string | one session: holder, current access and refresh tokens (truncated digests, expiries), the last [`crate::store::USED_REFRESH_MEMORY`] rotated refresh tokens, the tokens' audience ([`crate::codec::SessionRecord`], format 3) | its longest-lived token |
+//! | `P s:{T}:F`       | string | one session: holder, current access and refresh tokens (truncated digests, expiries), the last [`crate::store::USED_REFRESH_MEMORY`] rotated refresh tokens, the tokens' audience ([`crate::codec::SessionRecord`], format 4) | its longest-lived token |
 //! | `P sidx:{T}`      | zset   | the subject's session ids, score = the session key's expiry (ms); at most the session cap ([`crate::DEFAULT_MAX_SESSIONS_PER_SUBJECT`] by default) | its longest-lived entry |
 //! | `P gen:{T}`       | string | revocation generation of the subject      | [`GENERATION_TTL`]         |
 //! | `P tok:{T}:D`     | string | format 1 (before the bounded schema): one token's record; read and revoked, never written | the token's lifetime |

@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
+use token_repository::codec::{decode_session, encode_session_wide};
 use token_repository::{
-    Grant, Holder, KeyPrefix, RedisConfig, RedisStore, RedisTokenReader, Scopes, SubjectTag,
-    TokenReader, TokenWriter,
+    Grant, Holder, KeyPrefix, RedisConfig, RedisStore, RedisTokenReader, RefreshRefusal,
+    RefreshState, Rotation, Scopes, SubjectTag, Token, TokenReader, TokenWriter,
 };
 use token_test_harness::{RedisServer, wait_until_async};
 
@@ -71,6 +72,124 @@ async fn redis_never_sees_the_token() {
             assert!(!contains(&dump, text));
         }
     }
+}
+
+/// Rewrites the session of `token` in format 3 (8-byte times), as the
+/// previous version wrote it, keeping its TTL; answers the key.
+async fn downgrade_session(
+    store: &RedisStore,
+    admin: &mut redis::aio::MultiplexedConnection,
+    token: &Token,
+) -> Vec<u8> {
+    let key = store
+        .prefix()
+        .session(token.tag(), token.family().expect("a session token"));
+    let value: Vec<u8> = admin.get(&key).await.expect("GET");
+    let session = decode_session(&value).expect("decodes");
+    let wide = encode_session_wide(&session);
+    assert_eq!(wide[0], 3);
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(wide)
+        .arg("KEEPTTL")
+        .query_async(admin)
+        .await
+        .expect("SET");
+    key
+}
+
+async fn format_of(admin: &mut redis::aio::MultiplexedConnection, key: &[u8]) -> u8 {
+    let value: Vec<u8> = admin.get(key).await.expect("GET");
+    value[0]
+}
+
+/// Sessions written by the previous version (format 3, 8-byte times) keep
+/// working after the upgrade, in Redis's scripts as in the readers: their
+/// tokens are found, an access token is revoked in place, a rotation
+/// rewrites the session in format 4, and a rotated refresh token presented
+/// again is still detected as reuse.
+#[tokio::test]
+async fn format_3_sessions_are_served_and_migrate_on_rotation() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let mut admin = admin(&redis).await;
+    let first = grant("subject-3").mint().expect("mint");
+    store.issue(&first, None).await.expect("issue");
+    let refresh =
+        |minted: &token_repository::Minted| minted.refresh.as_ref().expect("refresh").token.clone();
+    let key = downgrade_session(&store, &mut admin, &first.access.token).await;
+
+    assert!(
+        store
+            .lookup(&first.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert!(matches!(
+        store
+            .inspect_refresh(&refresh(&first))
+            .await
+            .expect("inspect"),
+        RefreshState::Live(_)
+    ));
+    assert_eq!(store.revoke(&first.access.token).await.expect("revoke"), 1);
+    assert!(
+        store
+            .lookup(&first.access.token)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(format_of(&mut admin, &key).await, 3, "revoked in place");
+    assert!(matches!(
+        store
+            .inspect_refresh(&refresh(&first))
+            .await
+            .expect("inspect"),
+        RefreshState::Live(_)
+    ));
+
+    let second = grant("subject-3")
+        .mint_in_family(first.family())
+        .expect("mint");
+    assert_eq!(
+        store
+            .rotate(&refresh(&first), &second)
+            .await
+            .expect("rotate"),
+        Rotation::Rotated
+    );
+    assert_eq!(
+        format_of(&mut admin, &key).await,
+        4,
+        "rewritten on rotation"
+    );
+    assert!(
+        store
+            .lookup(&second.access.token)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+
+    downgrade_session(&store, &mut admin, &second.access.token).await;
+    assert!(matches!(
+        store
+            .inspect_refresh(&refresh(&first))
+            .await
+            .expect("inspect"),
+        RefreshState::Refused(RefreshRefusal::Reused { .. })
+    ));
+    assert!(
+        store
+            .lookup(&second.access.token)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    let exists: bool = admin.exists(&key).await.expect("EXISTS");
+    assert!(!exists, "the reused session is gone");
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -357,6 +357,90 @@ async fn providers_added_at_run_time_reach_every_replica() {
     }
 }
 
+/// A removed provider's name cannot be taken again while its removal is
+/// under way (a new provider would inherit the old one's connections): the
+/// test holds the removal lock, as a replica sweeping slowly would, and
+/// adding the name answers 409 naming the removal; replacing or changing
+/// it answers the same. Once the lock is free the sweep finishes by itself
+/// and the name can be taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_being_removed_is_not_taken_again() {
+    let setup = Setup::start(&[], "");
+    let authority = setup.authority(BIN, &[POLL]);
+    let admin = admin_token(&authority).await;
+    let table = json!({"name": "vault", "kind": "api_key"});
+    let (status, body) = add_provider(&authority, &admin, &table).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let lock = KeyPrefix::default().provider_sweep("vault");
+    let held: Option<String> = redis::cmd("SET")
+        .arg(&lock)
+        .arg("held-by-the-test")
+        .arg("NX")
+        .arg("PX")
+        .arg(120_000)
+        .query_async(&mut redis(&setup).await)
+        .await
+        .expect("SET");
+    assert_eq!(held.as_deref(), Some("OK"));
+    let (status, body) = call(
+        &authority,
+        reqwest::Method::DELETE,
+        "/v1/admin/providers/vault",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let (status, problem) = add_provider(&authority, &admin, &table).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("being removed"),
+        "{problem}"
+    );
+    for (method, body) in [
+        (reqwest::Method::PUT, Some(json!({"kind": "api_key"}))),
+        (reqwest::Method::PATCH, Some(json!({"enabled": false}))),
+    ] {
+        let (status, problem) = call(
+            &authority,
+            method.clone(),
+            "/v1/admin/providers/vault",
+            &admin,
+            body.as_ref(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method}: {problem}");
+    }
+    let entries = stored_providers(&setup).await;
+    let (_, entry) = entries
+        .iter()
+        .find(|(name, _)| name == "vault")
+        .expect("the entry stays while its removal is under way");
+    let entry: Value = serde_json::from_str(entry).expect("entry");
+    assert_eq!(entry["removing"], true, "{entry}");
+
+    let released: i64 = redis::cmd("DEL")
+        .arg(&lock)
+        .query_async(&mut redis(&setup).await)
+        .await
+        .expect("DEL");
+    assert_eq!(released, 1, "the sweep never took the lock");
+    eventually("the removal finishes once the lock is free", || async {
+        !stored_providers(&setup)
+            .await
+            .iter()
+            .any(|(name, _)| name == "vault")
+    })
+    .await;
+    let (status, body) = add_provider(&authority, &admin, &table).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 /// Bad requests get a clear error and change nothing: wrong content type,
 /// unknown or refused fields, a missing secret, the name of the file's
 /// provider, a rename, an unknown provider, a caller without `admin`.

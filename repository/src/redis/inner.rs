@@ -136,7 +136,7 @@ impl Inner {
         }
     }
 
-    /// One `GET`: of the token's session (format 3, or 2) or of its own record
+    /// One `GET`: of the token's session (format 4, 3 or 2) or of its own record
     /// (format 1).
     pub(super) async fn lookup(&self, token: &Token) -> Result<Option<TokenRecord>> {
         let Some(family) = token.family() else {

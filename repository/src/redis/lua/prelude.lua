@@ -1,6 +1,6 @@
 -- Shared by every script of the token store (prepended by scripts.rs).
 --
--- Sessions (format 3, or 2 written before audiences, the session_*.lua scripts): one key per session
+-- Sessions (format 4, or 3 and 2 written by earlier versions, the session_*.lua scripts): one key per session
 -- holding its record (codec.rs documents the header they slice), and a
 -- per-subject index `sidx` of session ids scored by the session key's
 -- expiry. The format-1 index below is only read and emptied now.
@@ -61,12 +61,32 @@ local function revoke_family(idx, token_prefix, family)
   end)
 end
 
--- The big-endian unsigned integer of the 8 bytes of `s` at position `at`
+-- The big-endian unsigned integer of the `n` bytes of `s` at position `at`
 -- (1-based), as a Lua number (exact below 2^53: millisecond timestamps).
-local function be_u64(s, at)
-  local n = 0
-  for i = at, at + 7 do
-    n = n * 256 + string.byte(s, i)
+local function be_uint(s, at, n)
+  local v = 0
+  for i = at, at + n - 1 do
+    v = v * 256 + string.byte(s, i)
   end
-  return n
+  return v
+end
+
+-- Where a session record keeps its fields (1-based; codec.rs documents the
+-- formats): format 4 stores its three times in 6 bytes, formats 3 and 2 in
+-- 8. `time`: bytes per time; `refresh`: the refresh token's digest (its
+-- expiry follows it); `used`: the count of remembered rotated refresh
+-- tokens (their digests follow it). nil for anything else.
+local function session_layout(value)
+  local version = value and string.byte(value, 1)
+  if version == 4 then
+    return {time = 6, refresh = 24, used = 52}
+  elseif version == 3 or version == 2 then
+    return {time = 8, refresh = 26, used = 58}
+  end
+  return nil
+end
+
+-- The session's refresh token expiry (0: it has none).
+local function refresh_expiry(value, at)
+  return be_uint(value, at.refresh + 16, at.time)
 end

@@ -1,4 +1,4 @@
--- Issue a new session (format 3; 2 is still read), evicting the subject's soonest-expiring
+-- Issue a new session (format 4; 3 and 2 are still read), evicting the subject's soonest-expiring
 -- sessions beyond the cap. O(1) but for the bounded evictions.
 -- KEYS: session key, sessions index, generation
 -- ARGV: expected generation ('' = do not check), session id (16 bytes),
