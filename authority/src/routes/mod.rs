@@ -20,6 +20,7 @@ use warp::{Filter, Rejection};
 use self::extract::{body, decoded, peer, provider_segment, raw_query};
 pub use self::hot::HotRoutes;
 use self::unrouted::unrouted;
+use crate::address::ClientAddress;
 use crate::api::admin::Operation;
 use crate::api::providers::ProviderOperation;
 use crate::api::{admin, connect, health, me};
@@ -88,6 +89,50 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
+/// `POST path` of an OAuth endpoint's form: `handler` gets the state, the
+/// headers, the caller's address and the body read within `limit`; a body
+/// refused on the way (too large, cut short) answers its problem. Boxed,
+/// so that the route tree holds a pointer rather than the handler's
+/// future.
+fn form_post<P, H, F>(
+    path: P,
+    state: &(
+         impl Filter<Extract = (AppState,), Error = std::convert::Infallible>
+         + Clone
+         + Send
+         + Sync
+         + 'static
+     ),
+    limit: u64,
+    handler: H,
+) -> BoxedFilter<(Response,)>
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    H: Fn(AppState, HeaderMap, ClientAddress, Bytes) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    path.and(warp::post())
+        .and(state.clone())
+        .and(warp::header::headers_cloned())
+        .and(peer())
+        .and(body(limit))
+        .then(
+            move |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| {
+                let handler = handler.clone();
+                async move {
+                    match body {
+                        Ok(body) => {
+                            let address = state.client_address(peer, &headers);
+                            handler(state, headers, address, body).await
+                        }
+                        Err(problem) => problem.into_response(),
+                    }
+                }
+            },
+        )
+        .boxed()
+}
+
 /// The authority's HTTP API.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let limit = state.config().max_body_bytes;
@@ -96,57 +141,19 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let state = warp::any().map(move || state.clone());
     let headers = warp::header::headers_cloned();
 
-    let token = warp::path!("oauth" / "token")
-        .and(warp::post())
-        .and(state.clone())
-        .and(headers)
-        .and(peer())
-        .and(body(limit))
-        .then(
-            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
-                match body {
-                    Ok(body) => {
-                        let address = state.client_address(peer, &headers);
-                        token::handle(state, headers, address, body).await
-                    }
-                    Err(problem) => problem.into_response(),
-                }
-            },
-        );
-    let revoke = warp::path!("oauth" / "revoke")
-        .and(warp::post())
-        .and(state.clone())
-        .and(headers)
-        .and(peer())
-        .and(body(limit))
-        .then(
-            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
-                match body {
-                    Ok(body) => {
-                        let address = state.client_address(peer, &headers);
-                        revoke::handle(state, headers, address, body).await
-                    }
-                    Err(problem) => problem.into_response(),
-                }
-            },
-        );
-    let introspect = warp::path!("oauth" / "introspect")
-        .and(warp::post())
-        .and(state.clone())
-        .and(headers)
-        .and(peer())
-        .and(body(limit))
-        .then(
-            |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| async move {
-                match body {
-                    Ok(body) => {
-                        let address = state.client_address(peer, &headers);
-                        introspect::handle(state, headers, address, body).await
-                    }
-                    Err(problem) => problem.into_response(),
-                }
-            },
-        );
+    let token = form_post(warp::path!("oauth" / "token"), &state, limit, token::handle);
+    let revoke = form_post(
+        warp::path!("oauth" / "revoke"),
+        &state,
+        limit,
+        revoke::handle,
+    );
+    let introspect = form_post(
+        warp::path!("oauth" / "introspect"),
+        &state,
+        limit,
+        introspect::handle,
+    );
     let metadata = warp::path!(".well-known" / "oauth-authorization-server")
         .and(warp::get())
         .and(state.clone())
