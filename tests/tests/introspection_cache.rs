@@ -249,3 +249,54 @@ async fn redis_gone_fails_closed() {
     }
     assert_eq!(authority.get_with("/v1/me", &access).await.status(), 503);
 }
+
+/// A resource removed (by the CLI, another process) leaves the audience
+/// that both replicas held in memory: Redis pushes the registry's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_removal_reaches_both_replicas() {
+    const ORDERS: &str = "https://orders.example";
+    let redis = RedisServer::start();
+    let (one, two) = replicas(&redis);
+    one.add_user("alice", PASSWORD, &["read"]);
+    let secret = one.add_client("gateway", &[], true);
+    let added = one.cli(&["resource", "add", ORDERS], None);
+    assert!(added.status.success(), "{added:?}");
+    let tokens = one
+        .token(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("resource", ORDERS),
+        ])
+        .await;
+    assert_eq!(tokens.status(), 200);
+    let tokens: Value = tokens.json().await.expect("json");
+    let access = tokens["access_token"].as_str().expect("access");
+    for replica in [&one, &two] {
+        let body = warm(replica, "gateway", &secret, access).await;
+        assert!(
+            body["aud"]
+                .as_str()
+                .is_some_and(|aud| aud.starts_with(ORDERS)),
+            "{body}"
+        );
+        let held = metric(
+            replica,
+            "authority_introspection_cache_lookups_total",
+            "kind=\"resource\",result=\"hit\"",
+        )
+        .await;
+        assert!(held > 0.0, "the resource was not answered from memory");
+    }
+
+    let removed = one.cli(&["resource", "remove", ORDERS], None);
+    assert!(removed.status.success(), "{removed:?}");
+    for replica in [&one, &two] {
+        let gone = wait_until_async(PUSH, tokio::time::sleep, || async {
+            let (_, body) = introspect(replica, "gateway", &secret, access).await;
+            (body["active"] == true && body["aud"] == json!([])).then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "a replica kept the removed resource");
+    }
+}
