@@ -1,14 +1,19 @@
 //! What the routes take out of a request: the peer address, the raw query,
 //! decoded path segments, and the body (read up to the configured limit,
-//! with or without `Content-Length`).
+//! with or without `Content-Length`); and [`form_post`], all of it for the
+//! OAuth endpoints' forms.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
+use http::HeaderMap;
 use percent_encoding::percent_decode_str;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::address::PeerAddr;
+use crate::address::{ClientAddress, PeerAddr};
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// The peer address of the connection, when the server recorded it.
 pub(super) fn peer()
@@ -91,3 +96,47 @@ where
 
 /// How much of an oversized body is read and dropped before answering 413.
 const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// `POST path` of an OAuth endpoint's form: `handler` gets the state, the
+/// headers, the caller's address and the body read within `limit`; a body
+/// refused on the way (too large, cut short) answers its problem. Boxed,
+/// so that the route tree holds a pointer rather than the handler's
+/// future.
+pub(super) fn form_post<P, H, F>(
+    path: P,
+    state: &(
+         impl Filter<Extract = (AppState,), Error = std::convert::Infallible>
+         + Clone
+         + Send
+         + Sync
+         + 'static
+     ),
+    limit: u64,
+    handler: H,
+) -> BoxedFilter<(Response,)>
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    H: Fn(AppState, HeaderMap, ClientAddress, Bytes) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    path.and(warp::post())
+        .and(state.clone())
+        .and(warp::header::headers_cloned())
+        .and(peer())
+        .and(body(limit))
+        .then(
+            move |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| {
+                let handler = handler.clone();
+                async move {
+                    match body {
+                        Ok(body) => {
+                            let address = state.client_address(peer, &headers);
+                            handler(state, headers, address, body).await
+                        }
+                        Err(problem) => problem.into_response(),
+                    }
+                }
+            },
+        )
+        .boxed()
+}

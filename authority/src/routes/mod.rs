@@ -17,10 +17,9 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use self::extract::{body, decoded, peer, provider_segment, raw_query};
+use self::extract::{body, decoded, form_post, peer, provider_segment, raw_query};
 pub use self::hot::HotRoutes;
 use self::unrouted::unrouted;
-use crate::address::ClientAddress;
 use crate::api::admin::Operation;
 use crate::api::providers::ProviderOperation;
 use crate::api::{admin, connect, health, me};
@@ -88,50 +87,6 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
-
-/// `POST path` of an OAuth endpoint's form: `handler` gets the state, the
-/// headers, the caller's address and the body read within `limit`; a body
-/// refused on the way (too large, cut short) answers its problem. Boxed,
-/// so that the route tree holds a pointer rather than the handler's
-/// future.
-fn form_post<P, H, F>(
-    path: P,
-    state: &(
-         impl Filter<Extract = (AppState,), Error = std::convert::Infallible>
-         + Clone
-         + Send
-         + Sync
-         + 'static
-     ),
-    limit: u64,
-    handler: H,
-) -> BoxedFilter<(Response,)>
-where
-    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
-    H: Fn(AppState, HeaderMap, ClientAddress, Bytes) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response> + Send + 'static,
-{
-    path.and(warp::post())
-        .and(state.clone())
-        .and(warp::header::headers_cloned())
-        .and(peer())
-        .and(body(limit))
-        .then(
-            move |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| {
-                let handler = handler.clone();
-                async move {
-                    match body {
-                        Ok(body) => {
-                            let address = state.client_address(peer, &headers);
-                            handler(state, headers, address, body).await
-                        }
-                        Err(problem) => problem.into_response(),
-                    }
-                }
-            },
-        )
-        .boxed()
-}
 
 /// The authority's HTTP API.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {

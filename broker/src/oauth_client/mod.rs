@@ -9,7 +9,6 @@
 //! has the OAuth shape, `[a-z_]{1,64}` ([`error_code`]), before anyone sees
 //! it.
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,7 +18,10 @@ use reqwest::Url;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+pub use self::token_response::TokenResponse;
 use crate::providers::{AuthMethod, Endpoints, ProviderConfig};
+
+mod token_response;
 
 /// The largest provider response read (token responses are small).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -62,94 +64,6 @@ impl ProviderError {
             _ => None,
         }
     }
-}
-
-/// A token endpoint answer (RFC 6749 §5.1).
-pub struct TokenResponse {
-    /// The access token.
-    pub access_token: Zeroizing<String>,
-    /// Its type (`Bearer`).
-    pub token_type: String,
-    /// Its lifetime, if the provider said.
-    pub expires_in: Option<u64>,
-    /// A (new) refresh token, if any.
-    pub refresh_token: Option<Zeroizing<String>>,
-    /// The refresh token's lifetime, when the provider says (Keycloak's
-    /// `refresh_expires_in`; its `0`, an offline token without a maximum
-    /// lifetime, is read as unknown).
-    pub refresh_expires_in: Option<u64>,
-    /// The granted scope, if the provider said.
-    pub scope: Option<String>,
-    /// The `sub` of the ID token, when the provider sent one (OpenID
-    /// Connect). Read from the token endpoint's own TLS answer (OpenID
-    /// Connect Core §3.1.3.7 lets the code flow skip the signature), and
-    /// only used to tell provider accounts apart.
-    pub id_token_subject: Option<String>,
-    /// The ID token itself, when sent: sign-in verifies it
-    /// ([`crate::id_token`]).
-    pub id_token: Option<Zeroizing<String>>,
-}
-
-/// The `sub` claim of a JWT's payload, without checking the signature.
-fn jwt_subject(jwt: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    claims["sub"]
-        .as_str()
-        .filter(|sub| !sub.is_empty() && sub.len() <= 255)
-        .map(str::to_owned)
-}
-
-impl fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("token_type", &self.token_type)
-            .field("expires_in", &self.expires_in)
-            .field("has_refresh_token", &self.refresh_token.is_some())
-            .field("refresh_expires_in", &self.refresh_expires_in)
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Seconds {
-    Number(u64),
-    Float(f64),
-    Text(String),
-}
-
-impl Seconds {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    fn value(&self) -> Option<u64> {
-        match self {
-            Self::Number(n) => Some(*n),
-            Self::Float(f) if f.is_finite() && *f >= 0.0 => Some(f.trunc() as u64),
-            Self::Float(_) => None,
-            Self::Text(text) => text.trim().parse().ok(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct RawTokenResponse {
-    access_token: Option<String>,
-    token_type: Option<String>,
-    expires_in: Option<Seconds>,
-    refresh_token: Option<String>,
-    refresh_expires_in: Option<Seconds>,
-    scope: Option<String>,
-    id_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawError {
-    error: Option<String>,
 }
 
 /// What OpenID Connect discovery or RFC 8414 authorization server
@@ -464,52 +378,6 @@ impl ProviderClient {
         request
     }
 
-    /// Reads a token endpoint answer: 200 with an access token, or an
-    /// OAuth error.
-    fn token_answer(status: u16, body: &[u8]) -> Result<TokenResponse, ProviderError> {
-        if status >= 500 || status == 429 {
-            return Err(ProviderError::Unavailable(format!(
-                "the token endpoint answered {status}"
-            )));
-        }
-        if status != 200 {
-            let error = serde_json::from_slice::<RawError>(body)
-                .ok()
-                .and_then(|raw| raw.error)
-                .map_or_else(
-                    || "invalid_response".to_owned(),
-                    |code| sanitize_code(&code),
-                );
-            return Err(ProviderError::Rejected { error });
-        }
-        let raw: RawTokenResponse = serde_json::from_slice(body)
-            .map_err(|_| ProviderError::Invalid("the token response is not JSON"))?;
-        let access_token = raw
-            .access_token
-            .filter(|token| !token.is_empty())
-            .map(Zeroizing::new)
-            .ok_or(ProviderError::Invalid(
-                "the token response has no access_token",
-            ))?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: raw.token_type.unwrap_or_else(|| "Bearer".to_owned()),
-            expires_in: raw.expires_in.as_ref().and_then(Seconds::value),
-            refresh_token: raw
-                .refresh_token
-                .filter(|token| !token.is_empty())
-                .map(Zeroizing::new),
-            refresh_expires_in: raw
-                .refresh_expires_in
-                .as_ref()
-                .and_then(Seconds::value)
-                .filter(|seconds| *seconds > 0),
-            scope: raw.scope,
-            id_token_subject: raw.id_token.as_deref().and_then(jwt_subject),
-            id_token: raw.id_token.map(Zeroizing::new),
-        })
-    }
-
     /// `GET url` (JSON), its status and at most [`MAX_RESPONSE_BYTES`]
     /// of its body (a provider's key set, [`crate::id_token`]).
     pub(crate) async fn get_json(
@@ -546,7 +414,7 @@ impl ProviderClient {
         let (status, body) = self
             .send(self.token_request(provider, &endpoints.token, form))
             .await?;
-        Self::token_answer(status, &body)
+        token_response::read(status, &body)
     }
 
     /// Refreshes (RFC 6749 §6).
@@ -567,7 +435,7 @@ impl ProviderClient {
         let (status, body) = self
             .send(self.token_request(provider, &endpoints.token, form))
             .await?;
-        Self::token_answer(status, &body)
+        token_response::read(status, &body)
     }
 
     /// Revokes `token` (RFC 7009) at `url`.
@@ -593,7 +461,7 @@ impl ProviderClient {
                 "the revocation endpoint answered {status}"
             ))),
             _ => Err(ProviderError::Rejected {
-                error: serde_json::from_slice::<RawError>(&body)
+                error: serde_json::from_slice::<token_response::RawError>(&body)
                     .ok()
                     .and_then(|raw| raw.error)
                     .map_or_else(
@@ -613,7 +481,7 @@ mod tests {
     /// tokens, OAuth errors by code, 5xx as unavailable.
     #[test]
     fn token_answers() {
-        let ok = ProviderClient::token_answer(
+        let ok = token_response::read(
             200,
             br#"{"access_token":"a","token_type":"bearer","expires_in":"30","scope":"x"}"#,
         )
@@ -621,7 +489,7 @@ mod tests {
         assert_eq!(ok.access_token.as_str(), "a");
         assert_eq!(ok.expires_in, Some(30));
         assert!(ok.refresh_token.is_none());
-        let ok = ProviderClient::token_answer(
+        let ok = token_response::read(
             200,
             br#"{"access_token":"a","expires_in":29.9,"refresh_token":"r"}"#,
         )
@@ -631,23 +499,22 @@ mod tests {
         assert_eq!(ok.refresh_expires_in, None);
         // Keycloak: the refresh token's lifetime; 0 for an offline token
         // without a maximum (unknown, not "expired").
-        let keycloak = ProviderClient::token_answer(
+        let keycloak = token_response::read(
             200,
             br#"{"access_token":"a","refresh_token":"r","refresh_expires_in":1800}"#,
         )
         .expect("ok");
         assert_eq!(keycloak.refresh_expires_in, Some(1800));
-        let offline = ProviderClient::token_answer(
+        let offline = token_response::read(
             200,
             br#"{"access_token":"a","refresh_token":"r","refresh_expires_in":0}"#,
         )
         .expect("ok");
         assert_eq!(offline.refresh_expires_in, None);
-        let rejected =
-            ProviderClient::token_answer(400, br#"{"error":"invalid_grant"}"#).unwrap_err();
+        let rejected = token_response::read(400, br#"{"error":"invalid_grant"}"#).unwrap_err();
         assert!(rejected.is_invalid_grant());
         assert_eq!(rejected.provider_code(), Some("invalid_grant"));
-        let odd = ProviderClient::token_answer(401, br#"{"error":"<script>Bad"}"#).unwrap_err();
+        let odd = token_response::read(401, br#"{"error":"<script>Bad"}"#).unwrap_err();
         assert_eq!(
             odd,
             ProviderError::Rejected {
@@ -656,11 +523,11 @@ mod tests {
         );
         assert_eq!(odd.provider_code(), None, "not the provider's code");
         assert!(matches!(
-            ProviderClient::token_answer(502, b"").unwrap_err(),
+            token_response::read(502, b"").unwrap_err(),
             ProviderError::Unavailable(_)
         ));
         assert!(matches!(
-            ProviderClient::token_answer(200, br#"{"token_type":"Bearer"}"#).unwrap_err(),
+            token_response::read(200, br#"{"token_type":"Bearer"}"#).unwrap_err(),
             ProviderError::Invalid(_)
         ));
     }
@@ -668,7 +535,7 @@ mod tests {
     /// Debug output of a token answer shows no token.
     #[test]
     fn debug_hides_tokens() {
-        let answer = ProviderClient::token_answer(
+        let answer = token_response::read(
             200,
             br#"{"access_token":"secret-a","refresh_token":"secret-r"}"#,
         )
