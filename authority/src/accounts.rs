@@ -388,7 +388,10 @@ impl Accounts {
     /// plaintext key names.
     async fn key_of<T: Record>(&self, id: &str) -> Result<String, AccountError> {
         self.migrated
-            .get_or_try_init(|| self.migrate_key_names())
+            // Boxed: it runs once per process, and inlined it would make
+            // every account read's future (and every caller's) as large as
+            // the migration's.
+            .get_or_try_init(|| Box::pin(self.migrate_key_names()))
             .await?;
         let name = self.key.name(T::KIND, id).await?;
         Ok(T::key(self.store.prefix(), &name))

@@ -59,13 +59,32 @@ pub async fn client(
             return Ok(Some(Client::clone(&cached)));
         }
     }
+    // Boxed: the way through Redis (and the throttle, and argon2 for
+    // legacy hashes) is a large future that a hit never needs, and every
+    // future awaiting this one would otherwise carry and move it.
+    Box::pin(client_from_store(
+        state, &client_id, &secret, &digest, now, address,
+    ))
+    .await
+}
+
+/// [`client`] when the verified record is not in memory: reads it from
+/// Redis, checks it, remembers it when it verified, throttles failures.
+async fn client_from_store(
+    state: &AppState,
+    client_id: &str,
+    secret: &Zeroizing<String>,
+    digest: &str,
+    now: Timestamp,
+    address: ClientAddress,
+) -> Result<Option<Client>, Problem> {
     let ticket = state.accounts().verified_ticket();
-    let client = state.accounts().client(&client_id).await?;
+    let client = state.accounts().client(client_id).await?;
     let (mut matched, legacy) = client
         .as_ref()
-        .map_or((false, Vec::new()), |client| compare(client, &digest, now));
+        .map_or((false, Vec::new()), |client| compare(client, digest, now));
     if !matched && !legacy.is_empty() {
-        matched = verify_legacy(state, &client_id, &secret, &legacy, &digest, address).await?;
+        matched = verify_legacy(state, client_id, secret, &legacy, digest, address).await?;
     }
     match client {
         Some(client) if matched && !client.disabled => {
@@ -81,7 +100,7 @@ pub async fn client(
         }
         _ => {
             tracing::info!(client_id = ?client_id, %address, "client authentication failed");
-            let throttled = state.throttle().client_failed(&client_id, address).await?;
+            let throttled = state.throttle().client_failed(client_id, address).await?;
             match throttled {
                 Some(wait) => {
                     metrics::client_auth_throttled();

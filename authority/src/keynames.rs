@@ -91,7 +91,9 @@ impl DeploymentKey {
         if let Some(key) = self.cached() {
             return Ok(key);
         }
-        self.reload().await.map(|(key, _)| key)
+        // Boxed: the first call (or one after a reset) reads Redis; every
+        // other one is answered above and should not carry that future.
+        Box::pin(self.reload()).await.map(|(key, _)| key)
     }
 
     /// Reads the key from Redis again (creating it when Redis has none) and

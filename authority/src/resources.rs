@@ -235,15 +235,16 @@ impl Resources {
         } else {
             let key = self.key();
             let fields: Vec<String> = stored.iter().map(ResourceTag::to_hex).collect();
-            let values: Vec<Option<String>> = self
-                .store
-                .with_shared(|mut connection| async move {
+            // Boxed: a lookup answered from memory returns above and
+            // should not carry the Redis call's future.
+            let values: Vec<Option<String>> =
+                Box::pin(self.store.with_shared(|mut connection| async move {
                     redis::cmd("HMGET")
                         .arg(&key)
                         .arg(&fields)
                         .query_async(&mut connection)
                         .await
-                })
+                }))
                 .await?;
             values
                 .into_iter()

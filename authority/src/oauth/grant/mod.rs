@@ -111,23 +111,52 @@ impl TokenRequest {
             grant,
         } = self;
         let resources = resources.as_slice();
+        // Each grant's future is boxed: only one runs per request, and
+        // inlined they would make this future (and every layer's above it,
+        // which moves it) as large as the largest grant's.
         let (name, minted) = match grant {
             GrantRequest::Password(request) => (
                 "password",
-                password::grant(state, request, credentials, (scope, resources), address).await?,
+                Box::pin(password::grant(
+                    state,
+                    request,
+                    credentials,
+                    (scope, resources),
+                    address,
+                ))
+                .await?,
             ),
             GrantRequest::ClientCredentials => (
                 "client_credentials",
-                client_credentials::grant(state, credentials, (scope, resources), address).await?,
+                Box::pin(client_credentials::grant(
+                    state,
+                    credentials,
+                    (scope, resources),
+                    address,
+                ))
+                .await?,
             ),
             GrantRequest::RefreshToken(request) => (
                 "refresh_token",
-                refresh_token::grant(state, request, credentials, (scope, resources), address)
-                    .await?,
+                Box::pin(refresh_token::grant(
+                    state,
+                    request,
+                    credentials,
+                    (scope, resources),
+                    address,
+                ))
+                .await?,
             ),
             GrantRequest::AuthorizationCode(request) => (
                 "authorization_code",
-                authorization_code::grant(state, request, credentials, resources, address).await?,
+                Box::pin(authorization_code::grant(
+                    state,
+                    request,
+                    credentials,
+                    resources,
+                    address,
+                ))
+                .await?,
             ),
         };
         log_issue(name, &minted);
