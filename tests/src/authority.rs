@@ -261,6 +261,22 @@ impl Authority {
             .await
             .expect("request")
     }
+
+    /// The text of `GET /metrics` (Prometheus exposition).
+    ///
+    /// # Panics
+    ///
+    /// On transport errors.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
 }
 
 /// Runs the authority CLI `binary` with `env`.

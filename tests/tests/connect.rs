@@ -322,15 +322,7 @@ async fn refresh_on_expiry_stores_the_rotated_refresh_token() {
         &["provider token refreshed", "rotated=true"]
     ));
     assert!(!authority.logs().contains(&refreshed));
-    let metrics = authority
-        .http
-        .get(authority.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = authority.metrics().await;
     assert!(
         metrics.contains(
             r#"authority_connect_refreshes_total{provider="test-idp",outcome="refreshed"} 2"#

@@ -65,15 +65,7 @@ async fn introspect(
 /// The value of the series `name` with `labels` (in the exposition's
 /// order) at `authority`'s `/metrics`; 0 when absent.
 async fn metric(authority: &Authority, name: &str, labels: &str) -> f64 {
-    let text = authority
-        .http
-        .get(authority.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = authority.metrics().await;
     let series = format!("{name}{{{labels}}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&series))

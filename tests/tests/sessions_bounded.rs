@@ -55,15 +55,7 @@ async fn logging_in_past_the_session_cap_evicts_the_oldest_session() {
     for token in &access[1..] {
         assert_eq!(authority.get_with("/v1/me", token).await.status(), 200);
     }
-    let metrics = authority
-        .http
-        .get(authority.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = authority.metrics().await;
     assert!(
         metrics
             .lines()
