@@ -8,21 +8,30 @@
 //! compare-and-set on the whole record, so two admins changing one account
 //! never lose a write, and no request can leave half an account behind: a
 //! record is written whole or not at all.
+//!
+//! - `records`: what a user and a client are;
+//! - `migration`: the one-time move to keyed-digest key names;
+//! - `identity`: federated accounts by issuer and subject;
+//! - this module: the store (read, create, compare-and-set, delete, list).
 
-use std::fmt;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use token_repository::{Holder, KeyPrefix, RedisStore, Scopes, Timestamp};
+use token_repository::{KeyPrefix, RedisStore, Timestamp};
 use tokio::sync::OnceCell;
 
 use crate::keynames::{DeploymentKey, NameKind};
 use crate::tracked::{Ticket, Tracked};
 
-#[path = "accounts_identity.rs"]
 mod identity;
-pub use identity::{Identity, federated_username};
+mod migration;
+mod records;
+
+pub use self::identity::{Identity, federated_username};
+pub use self::records::{
+    Client, NO_PASSWORD, PreviousSecret, User, client_subject, valid_client_id, valid_username,
+};
 
 /// Errors of the account store.
 #[derive(Debug, thiserror::Error)]
@@ -44,222 +53,6 @@ impl From<redis::RedisError> for AccountError {
     }
 }
 
-/// A user who logs in with a password.
-///
-/// Not a [`Holder`]: this is the stored account (JSON in Redis, whose form
-/// must not change), where `scopes` are what the user *may* be granted and
-/// there is no client; [`User::holder`] makes the holder of one grant.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    /// Stable id (a UUID), the `sub` of the user's tokens.
-    pub subject: String,
-    /// Login name: lower-case, unique, never changes.
-    pub username: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Email address.
-    pub email: Option<String>,
-    /// Scopes the user may be granted.
-    pub scopes: Scopes,
-    /// argon2id hash of the password (PHC string).
-    pub password_hash: String,
-    /// A disabled user cannot log in or refresh.
-    pub disabled: bool,
-    /// When the account was created.
-    pub created_at: Timestamp,
-    /// When it last changed.
-    pub updated_at: Timestamp,
-    /// The external identity it signs in with (federated sign-in); such
-    /// an account has no password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Identity>,
-}
-
-/// The password hash of accounts without a password (federated sign-in):
-/// not a PHC string, so no password ever verifies against it.
-pub const NO_PASSWORD: &str = "!federated";
-
-impl User {
-    /// Whether the account has a password (a federated account has none,
-    /// unless an administrator set one).
-    #[must_use]
-    pub fn has_password(&self) -> bool {
-        self.password_hash != NO_PASSWORD
-    }
-
-    /// The holder of tokens issued to this user with `scopes` (narrowed from
-    /// the user's) for `client_id`.
-    #[must_use]
-    pub fn holder(&self, scopes: Scopes, client_id: Option<String>) -> Holder {
-        Holder {
-            subject: self.subject.clone(),
-            username: self.username.clone(),
-            name: self.name.clone(),
-            email: self.email.clone(),
-            scopes,
-            client_id,
-        }
-    }
-}
-
-impl fmt::Debug for User {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("User")
-            .field("subject", &self.subject)
-            .field("username", &self.username)
-            .field("scopes", &self.scopes)
-            .field("disabled", &self.disabled)
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A registered client (an application).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Client {
-    /// Public id.
-    pub client_id: String,
-    /// The secret's keyed SHA-256 digest (`$hmac-sha256$…`, see
-    /// [`crate::keynames`]); older records hold an argon2id hash (PHC
-    /// string), replaced by a digest at its next successful use.
-    pub secret_hash: String,
-    /// The secret before the last rotation, valid until its grace period
-    /// ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_secret: Option<PreviousSecret>,
-    /// Scopes the client may request for itself (`client_credentials`).
-    pub scopes: Scopes,
-    /// May call the introspection endpoint.
-    pub introspect: bool,
-    /// May fetch users' provider access tokens (connected services,
-    /// `GET /v1/users/{subject}/connect/{provider}/token`).
-    #[serde(default)]
-    pub view_access_tokens: bool,
-    /// The providers whose tokens it may fetch with `view_access_tokens`;
-    /// `None`: every provider (the behaviour before the list existed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub view_providers: Option<Vec<String>>,
-    /// Networks it may fetch provider tokens from; empty: any address.
-    #[serde(default)]
-    pub allowed_ips: Vec<ipnet::IpNet>,
-    /// Where `/oauth/authorize` may send the browser back (authorization
-    /// code flow); matched exactly, loopback ones on any port
-    /// ([`crate::oauth::redirect`]). Empty: no code flow.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub redirect_uris: Vec<String>,
-    /// A public client (a native or single-page app): it has no secret
-    /// (the stored hash is of a secret nobody was given), names itself with
-    /// `client_id` and proves itself with PKCE.
-    #[serde(default)]
-    pub public: bool,
-    /// A first-party application: the user is not asked for consent.
-    #[serde(default)]
-    pub first_party: bool,
-    /// The resource servers (RFC 8707 audiences) its tokens may name, as
-    /// registered URIs; empty: any registered resource.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
-    /// A disabled client cannot authenticate.
-    pub disabled: bool,
-    /// When it was registered.
-    pub created_at: Timestamp,
-    /// When it last changed.
-    pub updated_at: Timestamp,
-}
-
-/// A rotated-out client secret that still verifies for a while.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreviousSecret {
-    /// Its digest (or hash), like [`Client::secret_hash`].
-    pub secret_hash: String,
-    /// When it stops verifying.
-    pub expires_at: Timestamp,
-}
-
-impl fmt::Debug for PreviousSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PreviousSecret")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Client {
-    /// Whether the client may fetch users' tokens for `provider`: it has
-    /// `view_access_tokens`, and `provider` is on its list when it has one.
-    #[must_use]
-    pub fn may_view(&self, provider: &str) -> bool {
-        self.view_access_tokens
-            && self
-                .view_providers
-                .as_ref()
-                .is_none_or(|list| list.iter().any(|name| name == provider))
-    }
-
-    /// The subject of tokens issued to the client itself: `client:<id>`, so
-    /// that no client id can ever equal a user's subject.
-    #[must_use]
-    pub fn subject(&self) -> String {
-        client_subject(&self.client_id)
-    }
-
-    /// The holder of tokens issued to this client itself
-    /// (`client_credentials`) with `scopes`: its subject, its id as the
-    /// username and the client.
-    #[must_use]
-    pub fn holder(&self, scopes: Scopes) -> Holder {
-        Holder {
-            subject: self.subject(),
-            username: self.client_id.clone(),
-            name: None,
-            email: None,
-            scopes,
-            client_id: Some(self.client_id.clone()),
-        }
-    }
-}
-
-/// The subject of tokens issued to client `client_id` itself.
-#[must_use]
-pub fn client_subject(client_id: &str) -> String {
-    format!("client:{client_id}")
-}
-
-impl fmt::Debug for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("client_id", &self.client_id)
-            .field("scopes", &self.scopes)
-            .field("introspect", &self.introspect)
-            .field("view_access_tokens", &self.view_access_tokens)
-            .field("view_providers", &self.view_providers)
-            .field("allowed_ips", &self.allowed_ips)
-            .field("redirect_uris", &self.redirect_uris)
-            .field("public", &self.public)
-            .field("first_party", &self.first_party)
-            .field("disabled", &self.disabled)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Whether `username` is acceptable: 1–64 of `a-z 0-9 . _ @ + -`.
-#[must_use]
-pub fn valid_username(username: &str) -> bool {
-    (1..=64).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._@+-".contains(&b))
-}
-
-/// Whether `client_id` is acceptable: 1–64 of `A-Z a-z 0-9 . _ -`.
-#[must_use]
-pub fn valid_client_id(client_id: &str) -> bool {
-    (1..=64).contains(&client_id.len())
-        && client_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
 /// One kind of account record: where it lives and what it is.
 trait Record: Serialize + DeserializeOwned + Send + Sync {
     const KIND: NameKind;
@@ -267,32 +60,6 @@ trait Record: Serialize + DeserializeOwned + Send + Sync {
     fn key(prefix: &KeyPrefix, name: &str) -> String;
     fn set(prefix: &KeyPrefix) -> String;
     fn id(&self) -> &str;
-}
-
-impl Record for User {
-    const KIND: NameKind = NameKind::User;
-    fn key(prefix: &KeyPrefix, name: &str) -> String {
-        prefix.user(name)
-    }
-    fn set(prefix: &KeyPrefix) -> String {
-        prefix.users()
-    }
-    fn id(&self) -> &str {
-        &self.username
-    }
-}
-
-impl Record for Client {
-    const KIND: NameKind = NameKind::Client;
-    fn key(prefix: &KeyPrefix, name: &str) -> String {
-        prefix.client(name)
-    }
-    fn set(prefix: &KeyPrefix) -> String {
-        prefix.clients()
-    }
-    fn id(&self) -> &str {
-        &self.client_id
-    }
 }
 
 /// How often an update is retried when it collides with another one.
@@ -395,100 +162,6 @@ impl Accounts {
             .await?;
         let name = self.key.name(T::KIND, id).await?;
         Ok(T::key(self.store.prefix(), &name))
-    }
-
-    /// Moves the records of older versions from `P user:<name>` and
-    /// `P client:<id>` to their hashed names, unless `P keynames-v2` says
-    /// this was done. Safe to run by several authorities at once: a record
-    /// is copied with `SET NX` and its old key deleted only while it still
-    /// holds what was copied.
-    ///
-    /// # Errors
-    ///
-    /// Store failures (the next operation tries again).
-    pub async fn migrate_key_names(&self) -> Result<(), AccountError> {
-        let marker = self.store.prefix().keynames_migrated();
-        let done: bool = {
-            let marker = marker.clone();
-            self.store
-                .with_shared(|mut connection| async move {
-                    redis::cmd("EXISTS")
-                        .arg(&marker)
-                        .query_async(&mut connection)
-                        .await
-                })
-                .await?
-        };
-        if done {
-            return Ok(());
-        }
-        let users = self.migrate_kind::<User>().await?;
-        let clients = self.migrate_kind::<Client>().await?;
-        if users + clients > 0 {
-            tracing::info!(
-                users,
-                clients,
-                "migrated account key names to keyed digests"
-            );
-        }
-        self.store
-            .with_shared(|mut connection| async move {
-                redis::cmd("SET")
-                    .arg(&marker)
-                    .arg(1)
-                    .query_async::<()>(&mut connection)
-                    .await
-            })
-            .await?;
-        Ok(())
-    }
-
-    async fn migrate_kind<T: Record>(&self) -> Result<usize, AccountError> {
-        let prefix = self.store.prefix().clone();
-        let set = T::set(&prefix);
-        let ids: Vec<String> = self
-            .store
-            .with_shared(|mut connection| async move {
-                redis::cmd("SMEMBERS")
-                    .arg(&set)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
-        let mut moved = 0;
-        for id in ids {
-            let legacy = T::key(&prefix, &id);
-            let hashed = T::key(&prefix, &self.key.name(T::KIND, &id).await?);
-            let raw: Option<String> = {
-                let legacy = legacy.clone();
-                self.store
-                    .with_shared(|mut connection| async move {
-                        redis::cmd("GET")
-                            .arg(&legacy)
-                            .query_async(&mut connection)
-                            .await
-                    })
-                    .await?
-            };
-            let Some(json) = raw else { continue };
-            {
-                let json = json.clone();
-                self.store
-                    .with_shared(|mut connection| async move {
-                        redis::cmd("SET")
-                            .arg(&hashed)
-                            .arg(&json)
-                            .arg("NX")
-                            .query_async::<Option<String>>(&mut connection)
-                            .await
-                    })
-                    .await?;
-            }
-            if token_repository::cas::delete_if(&self.store, &legacy, &json).await? {
-                moved += 1;
-            }
-        }
-        Ok(moved)
     }
 
     /// The user `username`, if any.
@@ -774,6 +447,8 @@ impl Accounts {
 
 #[cfg(test)]
 mod tests {
+    use token_repository::Scopes;
+
     use super::*;
 
     /// Names that would break keys or confuse people are refused.
