@@ -72,11 +72,7 @@ impl KeyNames {
 
     /// The name of a pushed key under one of the named prefixes.
     fn parse_named(&self, key: &Value) -> Option<Vec<u8>> {
-        let bytes = match key {
-            Value::BulkString(bytes) => bytes.as_slice(),
-            Value::SimpleString(text) => text.as_bytes(),
-            _ => return None,
-        };
+        let bytes = key_bytes(key)?;
         self.named
             .iter()
             .any(|prefix| bytes.starts_with(prefix.as_bytes()))
@@ -88,11 +84,7 @@ impl KeyNames {
     /// at the end of a format-1 token key (`<prefix>tok:{<tag>}:<32
     /// bytes>`).
     pub(super) fn parse(&self, key: &Value) -> Option<TrackedKey> {
-        let bytes = match key {
-            Value::BulkString(bytes) => bytes.as_slice(),
-            Value::SimpleString(text) => text.as_bytes(),
-            _ => return None,
-        };
+        let bytes = key_bytes(key)?;
         if !self.session.is_empty() && bytes.starts_with(self.session.as_bytes()) {
             let start = bytes.len().checked_sub(16)?;
             return Uuid::from_slice(&bytes[start..])
@@ -130,6 +122,15 @@ impl KeyNames {
             }
         }
         pushed
+    }
+}
+
+/// The bytes of a pushed key name.
+fn key_bytes(key: &Value) -> Option<&[u8]> {
+    match key {
+        Value::BulkString(bytes) => Some(bytes.as_slice()),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
     }
 }
 

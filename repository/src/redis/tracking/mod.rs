@@ -109,11 +109,7 @@ impl Invalidations {
     /// [`Error::Config`] for an unparseable URL, or TLS material with a
     /// topology other than one `rediss://` server.
     pub fn new(config: &RedisConfig) -> Result<Self> {
-        Ok(Self {
-            target: Arc::new(Target::new(config.topology(), config.tls_certificates())?),
-            keys: Arc::new(KeyNames::new(config.key_prefix())),
-            health_interval: Self::DEFAULT_HEALTH_INTERVAL,
-        })
+        Self::of_keys(config, KeyNames::new(config.key_prefix()))
     }
 
     /// The invalidations of the keys under `prefixes` (full key names'
@@ -127,9 +123,13 @@ impl Invalidations {
     ///
     /// As [`Self::new`].
     pub fn named(config: &RedisConfig, prefixes: Vec<String>) -> Result<Self> {
+        Self::of_keys(config, KeyNames::named(prefixes))
+    }
+
+    fn of_keys(config: &RedisConfig, keys: KeyNames) -> Result<Self> {
         Ok(Self {
             target: Arc::new(Target::new(config.topology(), config.tls_certificates())?),
-            keys: Arc::new(KeyNames::named(prefixes)),
+            keys: Arc::new(keys),
             health_interval: Self::DEFAULT_HEALTH_INTERVAL,
         })
     }
