@@ -136,11 +136,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .try_start()
         .map_err(|error| error.to_string())?;
     let binary = authority::locate(context.settings.authority.as_deref())?;
-    let env = authority_env(
-        &redis.url(),
-        context.settings.smoke,
-        &[("RUST_LOG", "warn")],
-    );
+    let env = authority_env(&redis.url(), &context.settings, &[("RUST_LOG", "warn")]);
     let authority = Authority::start(&binary, &env, &dir.path().join("authority.log"))?;
     let users = add_users(&authority, 1)?;
     let secret = authority
@@ -150,7 +146,12 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .map(str::to_owned)
         .ok_or("the CLI printed no client secret")?;
     let token = password_login(context, authority.addr(), &users[0])?;
-    let example = Example::start(&example_binary, &redis.url(), dir.path())?;
+    let example = Example::start(
+        &example_binary,
+        &redis.url(),
+        context.settings.server_threads,
+        dir.path(),
+    )?;
 
     let bearer = format!("Bearer {token}");
     let basic = format!("Basic {}", basic_credentials("bench-gateway", &secret));
@@ -436,7 +437,7 @@ struct Example {
 }
 
 impl Example {
-    fn start(binary: &Path, redis_url: &str, dir: &Path) -> Result<Self, String> {
+    fn start(binary: &Path, redis_url: &str, threads: usize, dir: &Path) -> Result<Self, String> {
         let log = std::fs::File::create(dir.join("example.log")).map_err(|e| e.to_string())?;
         let mut child = Command::new(binary)
             .env_clear()
@@ -444,6 +445,8 @@ impl Example {
             .env("REDIS_URL", redis_url)
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
+            // `#[tokio::main]` reads it: one worker, like the authority here.
+            .env("TOKIO_WORKER_THREADS", threads.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

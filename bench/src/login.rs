@@ -16,11 +16,11 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use token_test_harness::RedisServer;
 
-use crate::Context;
 use crate::authority::{self, Authority};
 use crate::load::{self, Fixed, Measured, histogram, u64_to_f64};
 use crate::report::{Figures, Row, micros, thousands, times};
 use crate::server::process_cpu;
+use crate::{Context, Settings};
 
 /// The authority's argon2id parameters: its defaults (OWASP), or cheap ones
 /// for a smoke run.
@@ -33,15 +33,20 @@ fn argon2_params(smoke: bool) -> (u32, u32, u32) {
 /// out of the way (every password is right anyway), then `extra`.
 pub(crate) fn authority_env(
     redis_url: &str,
-    smoke: bool,
+    settings: &Settings,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
+    let smoke = settings.smoke;
     let (memory, iterations, parallelism) = argon2_params(smoke);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut env: Vec<(String, String)> = vec![
         ("REDIS_URL".into(), redis_url.into()),
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("HASH_WORKERS".into(), cores.to_string()),
+        // One request-serving thread, as the in-process services and
+        // nginx's one worker: on two cores shared with Redis and the load
+        // generator, more threads measure contention (bench README).
+        ("WORKER_THREADS".into(), settings.server_threads.to_string()),
         ("ARGON2_MEMORY_KIB".into(), memory.to_string()),
         ("ARGON2_ITERATIONS".into(), iterations.to_string()),
         ("ARGON2_PARALLELISM".into(), parallelism.to_string()),
@@ -238,7 +243,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     let binary = authority::locate(context.settings.authority.as_deref())?;
     let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
-    let env = authority_env(&redis.url(), smoke, &[]);
+    let env = authority_env(&redis.url(), &context.settings, &[]);
     let authority = Authority::start(&binary, &env, &dir.path().join("authority.log"))?;
     let concurrency = context.settings.login_concurrency.max(1);
     let users = Arc::new(add_users(&authority, concurrency)?);

@@ -70,7 +70,9 @@ pub(crate) struct Settings {
     /// Upper bound on the requests of one measurement.
     #[arg(long, default_value_t = 5_000_000)]
     max_requests: u64,
-    /// Worker threads of the runtime that serves the service under test.
+    /// Worker threads of the runtime that serves the service under test:
+    /// the in-process services', the authority's (`WORKER_THREADS`) and
+    /// the example service's (`TOKIO_WORKER_THREADS`).
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
     /// Worker threads of the load generator's runtime.

@@ -33,7 +33,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     let binary = authority::locate(context.settings.authority.as_deref())?;
     let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
-    let env = login::authority_env(&redis.url(), context.settings.smoke, &[]);
+    let env = login::authority_env(&redis.url(), &context.settings, &[]);
     let authority = Authority::start(&binary, &env, &dir.path().join("authority.log"))?;
     let url = redis.url();
     let prefix = KeyPrefix::default();

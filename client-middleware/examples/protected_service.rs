@@ -21,6 +21,7 @@
 //! | `HTTP_HEADER_TIMEOUT_MS`   | `10000`                  | time to send a request header (also keep-alive idle)  |
 //! | `HTTP_REQUEST_TIMEOUT_MS`  | `30000`                  | time from a request header to its response, then 503  |
 //! | `MAX_CONNECTIONS`          | `10000`                  | open connections; further ones wait to be accepted    |
+//! | `TOKIO_WORKER_THREADS`     | CPU count                | request-serving threads (Tokio's own variable)        |
 //!
 //! Once listening it prints exactly one line to stdout,
 //! `listening on http://<addr>`; logs go to stderr (`RUST_LOG`). It stops

@@ -1096,6 +1096,41 @@ async fn graceful_shutdown_on_sigterm() {
     );
 }
 
+/// `WORKER_THREADS` sets the runtime's request-serving threads (the
+/// runtime reports its own count in the start-up line), and the authority
+/// serves with one as with several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_setting_sizes_the_runtime() {
+    let redis = RedisServer::start();
+    for threads in ["1", "3"] {
+        let authority = Authority::start(BIN, &redis, &[("WORKER_THREADS", threads)]);
+        let status = authority
+            .http
+            .get(authority.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status();
+        assert_eq!(status, 200);
+        // The log is read from the child's pipe by a thread: wait for it.
+        let starting = wait_until_async(Duration::from_secs(10), tokio::time::sleep, || {
+            let line = authority
+                .logs()
+                .lines()
+                .find(|line| line.contains("starting"))
+                .map(str::to_owned);
+            async move { line }
+        })
+        .await
+        .map(|(line, _)| line)
+        .unwrap_or_else(|| panic!("no start-up line:\n{}", authority.logs()));
+        assert!(
+            starting.contains(&format!("workers={threads}")),
+            "{starting}"
+        );
+    }
+}
+
 /// A hash made with weaker parameters is upgraded at the next login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weak_hashes_are_upgraded_on_login() {

@@ -102,6 +102,7 @@ pub fn main() -> ExitCode {
     };
     logging::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
         .enable_all()
         .build()
     {
@@ -302,7 +303,11 @@ async fn serve(mut config: Config) -> Result<(), String> {
         }
         None => None,
     };
-    tracing::info!(config = ?state.config(), "starting");
+    tracing::info!(
+        config = ?state.config(),
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
+        "starting"
+    );
     // The providers added through the admin API, before serving; then
     // kept in step with the other replicas.
     if let Err(error) = state.connect().reload_providers(true).await {

@@ -76,6 +76,9 @@ pub struct Config {
     pub argon2: Argon2Config,
     /// `HASH_WORKERS`: password hashes computed at once (blocking threads).
     pub hash_workers: usize,
+    /// `WORKER_THREADS`: the async runtime's worker threads (request
+    /// handling; hashing has its own `HASH_WORKERS` threads).
+    pub worker_threads: usize,
     /// `HASH_QUEUE`: logins allowed to wait for a hashing worker before the
     /// authority answers 503 (bounds memory under a login flood).
     pub hash_queue: usize,
@@ -303,6 +306,8 @@ impl Config {
             argon2: Argon2Config::from_values(&values)?,
             hash_workers: values
                 .number_computed(&s::HASH_WORKERS, u64::try_from(cpus).unwrap_or(u64::MAX))?,
+            worker_threads: values
+                .number_computed(&s::WORKER_THREADS, u64::try_from(cpus).unwrap_or(u64::MAX))?,
             hash_queue: values.number(&s::HASH_QUEUE)?,
             login_max_failures: values.number(&s::LOGIN_MAX_FAILURES)?,
             address_max_failures: values.number(&s::ADDRESS_MAX_FAILURES)?,
@@ -368,6 +373,7 @@ impl fmt::Debug for Config {
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("argon2", &self.argon2)
             .field("hash_workers", &self.hash_workers)
+            .field("worker_threads", &self.worker_threads)
             .field("hash_queue", &self.hash_queue)
             .field("login_max_failures", &self.login_max_failures)
             .field("address_max_failures", &self.address_max_failures)
@@ -499,6 +505,19 @@ mod tests {
         assert_eq!(error.variable, "MAX_CONNECTIONS");
         let error = Config::from_values(&values(&[("METRICS_ADDR", "metrics")])).unwrap_err();
         assert_eq!(error.variable, "METRICS_ADDR");
+    }
+
+    /// `WORKER_THREADS` defaults to the CPU count, like `HASH_WORKERS`;
+    /// zero threads would serve nothing and is refused.
+    #[test]
+    fn worker_threads() {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let config = Config::from_values(&BTreeMap::new()).expect("defaults are valid");
+        assert_eq!(config.worker_threads, cpus);
+        let config = Config::from_values(&values(&[("WORKER_THREADS", "3")])).expect("valid");
+        assert_eq!(config.worker_threads, 3);
+        let error = Config::from_values(&values(&[("WORKER_THREADS", "0")])).unwrap_err();
+        assert_eq!(error.variable, "WORKER_THREADS");
     }
 
     /// Errors name the variable and the expected form.

@@ -145,6 +145,13 @@ pub const HASH_WORKERS: Setting = Setting::number_computed(
     1..=1024,
     "password hashes computed at once",
 );
+/// `WORKER_THREADS`: the async runtime's worker threads.
+pub const WORKER_THREADS: Setting = Setting::number_computed(
+    "WORKER_THREADS",
+    "CPU count",
+    1..=1024,
+    "async worker threads serving requests",
+);
 /// `HASH_QUEUE`: logins waiting for a hash worker.
 pub const HASH_QUEUE: Setting = Setting::number(
     "HASH_QUEUE",
@@ -308,6 +315,7 @@ pub const AUTHORITY: &[Setting] = &[
     ARGON2_ITERATIONS,
     ARGON2_PARALLELISM,
     HASH_WORKERS,
+    WORKER_THREADS,
     HASH_QUEUE,
     INTROSPECTION_CACHE,
     INTROSPECTION_CACHE_CLIENTS,
