@@ -142,15 +142,20 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     // nothing.
     // Round by round, the ratios the goals are about: how much the
     // machine's noise moves them.
-    let per_round = |ours: Variant, base: Variant| -> Option<String> {
+    let round_ratios = |ours: Variant, base: Variant| -> Option<Vec<f64>> {
         let (ours, base) = (results.get(&ours)?, results.get(&base)?);
-        let ratios: Vec<String> = ours
+        Some(ours.iter().zip(base).map(|(o, b)| o.rate / b.rate).collect())
+    };
+    let per_round = |ours: Variant, base: Variant| -> Option<String> {
+        let ratios: Vec<String> = round_ratios(ours, base)?
             .iter()
-            .zip(base)
-            .map(|(o, b)| format!("{:.2}", o.rate / b.rate))
+            .map(|ratio| format!("{ratio:.2}"))
             .collect();
         Some(ratios.join(", "))
     };
+    // Issue 17: the cached layer at 0.95× the bare handler in every round.
+    let cached_worst_round = round_ratios(Variant::Cached, Variant::Unprotected)
+        .and_then(|ratios| ratios.into_iter().min_by(f64::total_cmp));
     let round_notes = [
         (
             "2a (cached / unprotected)",
@@ -229,7 +234,10 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         )
         .figures(both(&cached), both(&unprotected))
         .ratio(times(cached_ratio))
-        .goal("≥ 0.90×", cached_ratio >= 0.90),
+        .goal(
+            "≥ 0.95× in every round",
+            cached_worst_round.unwrap_or(cached_ratio) >= 0.95,
+        ),
     );
     // Latency added by the layer itself: on one connection (no queueing).
     // At saturation every request also waits for the ones ahead of it, so
