@@ -144,7 +144,12 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     // machine's noise moves them.
     let round_ratios = |ours: Variant, base: Variant| -> Option<Vec<f64>> {
         let (ours, base) = (results.get(&ours)?, results.get(&base)?);
-        Some(ours.iter().zip(base).map(|(o, b)| o.rate / b.rate).collect())
+        Some(
+            ours.iter()
+                .zip(base)
+                .map(|(o, b)| o.rate / b.rate)
+                .collect(),
+        )
     };
     let per_round = |ours: Variant, base: Variant| -> Option<String> {
         let ratios: Vec<String> = round_ratios(ours, base)?
