@@ -52,7 +52,7 @@ use crate::address::PeerAddr;
 use crate::config::HttpLimits;
 use crate::metrics;
 use crate::problem::Problem;
-use crate::routes::{HotRoutes, metrics_routes, routes};
+use crate::routes::{Hot, HotRoutes, metrics_routes, routes};
 use crate::state::AppState;
 
 /// How long open connections may take to finish after a shutdown signal.
@@ -70,7 +70,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let _ = metrics::install();
-    serve(listener, routes(state.clone()), &state, shutdown, true).await;
+    let hot = Hot::api(state.clone());
+    serve(listener, routes(state.clone()), &state, shutdown, hot).await;
 }
 
 /// Serves `/metrics` alone on `listener` (`METRICS_ADDR`) until
@@ -86,21 +87,21 @@ pub async fn run_metrics(
         metrics_routes(state.clone()),
         &state,
         shutdown,
-        false,
+        Hot::none(),
     )
     .await;
 }
 
 /// The tower stack around a warp filter tree: security headers, request
-/// ids, tracing and metrics, panic catching, the request timeout; with
-/// `hot`, the API's [`HotRoutes`] in front of the tree.
+/// ids, tracing and metrics, panic catching, the request timeout; the
+/// [`HotRoutes`] of `hot` in front of the tree.
 /// Requests are expected to carry their [`PeerAddr`] (optional) and
 /// [`BodyDone`] (optional) extensions.
 pub fn stack<B>(
     filter: BoxedFilter<(warp::reply::Response,)>,
     limits: HttpLimits,
     https: bool,
-    hot: bool,
+    hot: Hot,
 ) -> impl Service<
     Request<B>,
     Response = Response<impl Body<Data = Bytes, Error = impl Into<tower::BoxError>>>,
@@ -148,7 +149,7 @@ async fn serve(
     filter: BoxedFilter<(warp::reply::Response,)>,
     state: &AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    hot: bool,
+    hot: Hot,
 ) {
     let limits = state.config().http;
     let https = state.issuer().starts_with("https://");
@@ -580,7 +581,7 @@ mod tests {
         timeout: Duration,
         request: Request<String>,
     ) -> (http::response::Parts, String) {
-        let response = stack(filter(), limits(timeout), https, true)
+        let response = stack(filter(), limits(timeout), https, Hot::healthz())
             .oneshot(request)
             .await
             .expect("infallible");
@@ -679,7 +680,142 @@ mod tests {
         );
     }
 
+    /// `POST /oauth/token` and `POST /oauth/introspect` are answered
+    /// before the tree (the test tree has no such routes: it would say
+    /// 404) with exactly what the real tree's routes answer — status, body
+    /// and headers but the request id — for good and bad requests alike;
+    /// other methods and spellings of the paths go to the tree.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn token_and_introspection_are_answered_before_the_tree() {
+        use http_body_util::Full;
+
+        use crate::admin::{self, NewUser};
+
+        let redis = token_test_harness::RedisServer::start();
+        let state = crate::test_support::state(&redis);
+        admin::create_user(
+            &state,
+            NewUser {
+                username: "alice".into(),
+                password: zeroize::Zeroizing::new("password-1".into()),
+                name: None,
+                email: None,
+                scopes: token_repository::Scopes::empty(),
+            },
+        )
+        .await
+        .expect("user");
+        let limit = usize::try_from(state.config().max_body_bytes).expect("limit");
+        let form = "application/x-www-form-urlencoded";
+        let cases: Vec<(&str, &str, Bytes)> = vec![
+            (
+                "/oauth/token",
+                form,
+                "grant_type=password&username=alice&password=password-1".into(),
+            ),
+            (
+                "/oauth/token",
+                form,
+                "grant_type=password&username=alice&password=wrong".into(),
+            ),
+            ("/oauth/token", form, "grant_type=bogus".into()),
+            (
+                "/oauth/token",
+                form,
+                "grant_type=password&grant_type=password".into(),
+            ),
+            (
+                "/oauth/token",
+                "text/plain",
+                "grant_type=client_credentials".into(),
+            ),
+            (
+                "/oauth/token",
+                form,
+                Bytes::from_static(b"grant_type=\xff\xfe"),
+            ),
+            ("/oauth/token", form, vec![b'a'; limit + 1].into()),
+            ("/oauth/introspect", form, "token=garbage".into()),
+            ("/oauth/introspect", form, vec![b'a'; limit + 1].into()),
+        ];
+        let send = |hot: Hot, filter, path: &str, content_type: &str, body: Bytes| {
+            let request = Request::post(path)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(Full::new(body))
+                .expect("request");
+            async move {
+                let response = stack(filter, limits(Duration::from_secs(5)), false, hot)
+                    .oneshot(request)
+                    .await
+                    .expect("infallible");
+                let (mut parts, body) = response.into_parts();
+                parts.headers.remove("x-request-id");
+                let body = body.collect().await.map_err(Into::into).expect("body");
+                (parts, body.to_bytes())
+            }
+        };
+        for (path, content_type, body) in cases {
+            let (hot, hot_body) = send(
+                Hot::api(state.clone()),
+                filter(),
+                path,
+                content_type,
+                body.clone(),
+            )
+            .await;
+            let (tree, tree_body) =
+                send(Hot::none(), routes(state.clone()), path, content_type, body).await;
+            let case = format!(
+                "{path} {content_type}: {}",
+                String::from_utf8_lossy(&tree_body)
+            );
+            assert_ne!(
+                hot.status,
+                StatusCode::NOT_FOUND,
+                "{case}: not answered hot"
+            );
+            assert_eq!(hot.status, tree.status, "{case}");
+            assert_eq!(hot.headers, tree.headers, "{case}");
+            if tree.status == StatusCode::OK {
+                // New tokens each time: the same fields.
+                let fields = |body: &Bytes| {
+                    let value: serde_json::Value = serde_json::from_slice(body).expect("json");
+                    let mut keys: Vec<String> =
+                        value.as_object().expect("object").keys().cloned().collect();
+                    keys.sort();
+                    keys
+                };
+                assert_eq!(fields(&hot_body), fields(&tree_body), "{case}");
+            } else {
+                assert_eq!(hot_body, tree_body, "{case}");
+            }
+        }
+        // Another method, another spelling: the (test) tree answers.
+        for (method, path) in [
+            (http::Method::GET, "/oauth/token"),
+            (http::Method::POST, "/oauth/token/"),
+            (http::Method::PUT, "/oauth/introspect"),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let response = stack(
+                filter(),
+                limits(Duration::from_secs(5)),
+                false,
+                Hot::api(state.clone()),
+            )
+            .oneshot(request)
+            .await
+            .expect("infallible");
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        }
+    }
+
     async fn call_with(hot: bool, request: Request<String>) -> (http::response::Parts, String) {
+        let hot = if hot { Hot::healthz() } else { Hot::none() };
         let response = stack(filter(), limits(Duration::from_secs(5)), false, hot)
             .oneshot(request)
             .await

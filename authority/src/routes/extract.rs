@@ -59,9 +59,11 @@ pub(super) fn body(
     warp::body::stream().then(move |stream| collect(stream, limit))
 }
 
-async fn collect<S, B>(stream: S, limit: u64) -> Result<Bytes, Problem>
+/// Reads a body's chunks, up to `limit` bytes: the tree's [`body`] filter
+/// and the hot routes ([`super::hot`]) alike.
+pub(super) async fn collect<S, B, E>(stream: S, limit: u64) -> Result<Bytes, Problem>
 where
-    S: Stream<Item = Result<B, warp::Error>>,
+    S: Stream<Item = Result<B, E>>,
     B: bytes::Buf,
 {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);

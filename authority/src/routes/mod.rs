@@ -18,7 +18,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use self::extract::{body, decoded, form_post, peer, provider_segment, raw_query};
-pub use self::hot::HotRoutes;
+pub use self::hot::{Hot, HotRoutes};
 use self::unrouted::unrouted;
 use crate::api::admin::Operation;
 use crate::api::providers::ProviderOperation;
