@@ -128,17 +128,31 @@ where
         .and(body(limit))
         .then(
             move |state: AppState, headers: HeaderMap, peer, body: Result<Bytes, Problem>| {
-                let handler = handler.clone();
-                async move {
-                    match body {
-                        Ok(body) => {
-                            let address = state.client_address(peer, &headers);
-                            handler(state, headers, address, body).await
-                        }
-                        Err(problem) => problem.into_response(),
-                    }
-                }
+                answer_form(state, headers, peer, body, handler.clone())
             },
         )
         .boxed()
+}
+
+/// An OAuth form endpoint's answer once its body is read (the tree's
+/// [`form_post`] routes and the hot routes alike): the problem of a body
+/// refused on the way, or `handler` with the caller's address.
+pub(super) async fn answer_form<H, F>(
+    state: AppState,
+    headers: HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    body: Result<Bytes, Problem>,
+    handler: H,
+) -> Response
+where
+    H: FnOnce(AppState, HeaderMap, ClientAddress, Bytes) -> F,
+    F: Future<Output = Response>,
+{
+    match body {
+        Ok(body) => {
+            let address = state.client_address(peer, &headers);
+            handler(state, headers, address, body).await
+        }
+        Err(problem) => problem.into_response(),
+    }
 }

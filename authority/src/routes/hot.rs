@@ -20,9 +20,9 @@ use std::future::{Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_util::future::Either;
 use http::{Method, Request};
+use http_body_util::BodyDataStream;
 use hyper::body::Body;
 use tower::Service;
 use warp::reply::Response;
@@ -31,7 +31,6 @@ use super::extract;
 use crate::address::PeerAddr;
 use crate::api::health;
 use crate::oauth::{introspect, token};
-use crate::problem::Problem;
 use crate::state::AppState;
 
 /// What [`HotRoutes`] answers itself.
@@ -155,31 +154,15 @@ where
 {
     let (parts, body) = request.into_parts();
     let limit = state.config().max_body_bytes;
-    let mut body = std::pin::pin!(body);
-    // The body's data frames (trailers are skipped, as warp's stream does).
-    let chunks = futures_util::stream::poll_fn(move |cx| {
-        loop {
-            return match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => Poll::Ready(Some(Ok(data))),
-                    Err(_) => continue,
-                },
-                Some(Err(error)) => Poll::Ready(Some(Err(error))),
-                None => Poll::Ready(None),
-            };
-        }
-    });
-    let body: Bytes = match extract::collect(chunks, limit).await {
-        Ok(body) => body,
-        Err(problem) => return Problem::into_response(problem),
-    };
+    let body = extract::collect(BodyDataStream::new(body), limit).await;
     let peer = parts
         .extensions
         .get::<PeerAddr>()
         .map(|PeerAddr(addr)| *addr);
-    let address = state.client_address(peer, &parts.headers);
     match form {
-        Form::Token => token::handle(state, parts.headers, address, body).await,
-        Form::Introspect => introspect::handle(state, parts.headers, address, body).await,
+        Form::Token => extract::answer_form(state, parts.headers, peer, body, token::handle).await,
+        Form::Introspect => {
+            extract::answer_form(state, parts.headers, peer, body, introspect::handle).await
+        }
     }
 }
