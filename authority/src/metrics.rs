@@ -22,8 +22,9 @@
 //! | `authority_connect_refresh_duration_seconds` | histogram | `provider` |
 //! | `authority_connect_denied_total` | counter | `reason` (`not_a_client`, `unknown_client`, `permission`, `provider`, `address`) |
 //! | `authority_connect_providers` | gauge | `source` (`file`, `api`, `removing`) |
-//! | `authority_introspection_cache_lookups_total` | counter | `kind` (`client`, `resource`), `result` (`hit`, `miss`) |
+//! | `authority_introspection_cache_lookups_total` | counter | `kind` (`client`, `user`, `resource`), `result` (`hit`, `miss`) |
 //! | `authority_introspection_cache_clients` | gauge | — (verified clients held, at most `INTROSPECTION_CACHE_CLIENTS`) |
+//! | `authority_introspection_cache_users` | gauge | — (users held for refresh rotations, at most `INTROSPECTION_CACHE_USERS`) |
 //! | `authority_signin_callbacks_total` | counter | `provider`, `outcome` (`signed_in` or the failure reason) |
 //!
 //! Provider names come from the configuration file and the admin API (at
@@ -100,11 +101,15 @@ fn describe() {
     );
     metrics::describe_counter!(
         "authority_introspection_cache_lookups_total",
-        "Lookups of verified clients and resources in memory (INTROSPECTION_CACHE), by kind and result."
+        "Lookups of verified clients, users and resources in memory (INTROSPECTION_CACHE), by kind and result."
     );
     metrics::describe_gauge!(
         "authority_introspection_cache_clients",
         "Verified clients held in memory (INTROSPECTION_CACHE_CLIENTS bounds them)."
+    );
+    metrics::describe_gauge!(
+        "authority_introspection_cache_users",
+        "Users held in memory for refresh rotations (INTROSPECTION_CACHE_USERS bounds them)."
     );
     metrics::describe_counter!(
         "authority_redis_errors_total",

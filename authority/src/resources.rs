@@ -14,8 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use token_repository::{RedisStore, ResourceTag, ResourceUri, Scopes};
 
-use crate::accounts::Client;
-use crate::tracked::Tracked;
+use crate::accounts::TrackedAccounts;
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +70,7 @@ pub struct Resources {
     store: RedisStore,
     issuer: Resource,
     /// Registered resources in memory (`INTROSPECTION_CACHE`).
-    tracked: Option<Arc<Tracked<Client>>>,
+    tracked: Option<Arc<TrackedAccounts>>,
 }
 
 impl Resources {
@@ -94,7 +93,7 @@ impl Resources {
     /// never changes (the tag is the URI's digest, and registration is
     /// `HSETNX`); a removal here or anywhere drops them all.
     #[must_use]
-    pub fn with_tracked(mut self, tracked: Arc<Tracked<Client>>) -> Self {
+    pub fn with_tracked(mut self, tracked: Arc<TrackedAccounts>) -> Self {
         self.tracked = Some(tracked);
         self
     }

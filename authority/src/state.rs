@@ -8,13 +8,13 @@ use token_broker::Connect;
 use token_client::{CacheConfig, CachingReader, TokenCache};
 use token_repository::{RedisStore, ResourceUri, Token, TokenReader as _, TokenRecord};
 
-use crate::accounts::{Accounts, Client};
+use crate::accounts::{Accounts, TrackedAccounts};
 use crate::address::{self, ClientAddress};
 use crate::config::Config;
 use crate::password::{HashError, Hasher};
 use crate::resources::Resources;
 use crate::throttle::{Limits, Throttle};
-use crate::tracked::Tracked;
+use crate::tracked::{Capacity, Tracked};
 
 /// The authority's shared state. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ struct Inner {
     tokens: Option<CachingReader<RedisStore>>,
     /// Verified clients and resources in memory (shared with `accounts`
     /// and `resources`).
-    tracked: Option<Arc<Tracked<Client>>>,
+    tracked: Option<Arc<TrackedAccounts>>,
 }
 
 /// Why the authority could not be set up.
@@ -98,7 +98,10 @@ impl AppState {
                 Some(CachingReader::new(store.clone(), cache)),
                 Some(Tracked::tracking(
                     &redis,
-                    config.introspection_cache_clients,
+                    Capacity {
+                        clients: config.introspection_cache_clients,
+                        users: config.introspection_cache_users,
+                    },
                 )?),
             )
         } else {
@@ -177,7 +180,7 @@ impl AppState {
     /// Verified clients and resources in memory, when
     /// `INTROSPECTION_CACHE` is on.
     #[must_use]
-    pub fn tracked(&self) -> Option<&Arc<Tracked<Client>>> {
+    pub fn tracked(&self) -> Option<&Arc<TrackedAccounts>> {
         self.inner.tracked.as_ref()
     }
 

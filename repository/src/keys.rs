@@ -197,6 +197,14 @@ impl KeyPrefix {
         format!("{}user:{name}", self.0)
     }
 
+    /// `P user:` — the key prefix of every user record (for client-side
+    /// caching's `CLIENT TRACKING … BCAST PREFIX`; it does not cover
+    /// `P users`).
+    #[must_use]
+    pub fn user_tracking_prefix(&self) -> String {
+        format!("{}user:", self.0)
+    }
+
     /// `P fid:<name>` — a federated identity's account (its username),
     /// `name` being a keyed digest of (issuer, subject).
     #[must_use]

@@ -4,7 +4,8 @@
 //! the client disabled) is refused at once by that replica and, as soon as
 //! Redis pushes the change, by the other; a wrong secret is refused even
 //! for a client held in memory; with Redis gone, nothing is answered from
-//! memory (503).
+//! memory (503). A refresh rotation reads its user from the same cache,
+//! and a change to the user's record reaches it by the same push.
 
 use std::time::Duration;
 
@@ -291,4 +292,145 @@ async fn resource_removal_reaches_both_replicas() {
         .await;
         assert!(gone.is_some(), "a replica kept the removed resource");
     }
+}
+
+/// `POST /oauth/token` rotating `refresh` at `authority` (a public
+/// session: no client): the status and the body.
+async fn rotate(authority: &Authority, refresh: &str) -> (u16, Value) {
+    let response = authority
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Calls of `command` in `INFO commandstats`.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A token of a token response.
+fn token(body: &Value, name: &str) -> String {
+    body[name].as_str().expect("token").to_owned()
+}
+
+/// Rotates `refresh` `n` (> 0) times at `authority`; answers the last
+/// response and how many `GET`s Redis ran meanwhile.
+async fn rotations(
+    authority: &Authority,
+    redis: &RedisServer,
+    refresh: String,
+    n: u64,
+) -> (Value, u64) {
+    let before = calls(redis, "get");
+    let mut last = Value::Null;
+    let mut refresh = refresh;
+    for _ in 0..n {
+        let (status, body) = rotate(authority, &refresh).await;
+        assert_eq!(status, 200, "{body}");
+        refresh = token(&body, "refresh_token");
+        last = body;
+    }
+    (last, calls(redis, "get") - before)
+}
+
+/// A refresh rotation reads its user from memory once the user is held:
+/// a rotation reads only its session from Redis, where
+/// `INTROSPECTION_CACHE_USERS=0` also reads the user. A
+/// change to the user's record made anywhere — here a raw write, as
+/// another replica's admin change leaves it when revoking the sessions
+/// failed after disabling the user — reaches the rotation as soon as
+/// Redis pushes it: the next rotation is refused and revokes the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_reads_its_user_from_memory_until_the_record_changes() {
+    let redis = RedisServer::start();
+    let cached = Authority::start(BIN, &redis, &NO_THROTTLE);
+    let issuer = cached.url("");
+    let uncached = Authority::start(
+        BIN,
+        &redis,
+        &[
+            ("ISSUER", issuer.as_str()),
+            ("INTROSPECTION_CACHE_USERS", "0"),
+        ],
+    );
+    cached.add_user("alice", PASSWORD, &["read"]);
+
+    // Without the user cache: two reads per rotation.
+    let tokens = uncached.login("alice", PASSWORD).await;
+    let (_, gets) = rotations(&uncached, &redis, token(&tokens, "refresh_token"), 10).await;
+    // Each rotation reads the session (its inspection, and again inside
+    // the rotation script, which INFO commandstats counts too) and the user.
+    assert_eq!(gets, 30, "the session twice and the user, each rotation");
+
+    // With it: once a rotation has held the user, one read per rotation.
+    let tokens = cached.login("alice", PASSWORD).await;
+    let refresh = std::sync::Mutex::new(token(&tokens, "refresh_token"));
+    let hit = "kind=\"user\",result=\"hit\"";
+    let warmed = wait_until_async(PUSH, tokio::time::sleep, || async {
+        let presented = refresh.lock().expect("lock").clone();
+        let (last, _) = rotations(&cached, &redis, presented, 1).await;
+        *refresh.lock().expect("lock") = token(&last, "refresh_token");
+        let hits = metric(&cached, "authority_introspection_cache_lookups_total", hit).await;
+        (hits > 0.0).then_some(())
+    })
+    .await;
+    assert!(
+        warmed.is_some(),
+        "never read from memory:\n{}",
+        cached.logs()
+    );
+    let refresh = refresh.into_inner().expect("lock");
+    let (last, gets) = rotations(&cached, &redis, refresh, 10).await;
+    assert_eq!(gets, 20, "the session twice, each rotation: not the user");
+    assert!(
+        cached
+            .metrics()
+            .await
+            .contains("\nauthority_introspection_cache_users 1\n"),
+        "one user held"
+    );
+
+    // The record changes behind the replica's back.
+    let keys = redis.cli(&["--scan", "--pattern", "ts:user:*"]);
+    let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let record = redis.cli(&["GET", keys[0]]);
+    let disabled = record
+        .trim()
+        .replace("\"disabled\":false", "\"disabled\":true");
+    assert_ne!(disabled, record.trim(), "{record}");
+    assert_eq!(redis.cli(&["SET", keys[0], &disabled]).trim(), "OK");
+
+    // (refresh token, its session's access token)
+    let session =
+        std::sync::Mutex::new((token(&last, "refresh_token"), token(&last, "access_token")));
+    let refused = wait_until_async(PUSH, tokio::time::sleep, || async {
+        let presented = session.lock().expect("lock").0.clone();
+        let (status, body) = rotate(&cached, &presented).await;
+        if status == 200 {
+            *session.lock().expect("lock") =
+                (token(&body, "refresh_token"), token(&body, "access_token"));
+            return None;
+        }
+        Some((status, body))
+    })
+    .await;
+    let ((status, body), _) = refused.expect("the disabled user's rotations went on");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let access = session.into_inner().expect("lock").1;
+    assert_eq!(
+        cached.get_with("/v1/me", &access).await.status(),
+        401,
+        "the refusal revoked the session"
+    );
 }

@@ -62,6 +62,9 @@ trait Record: Serialize + DeserializeOwned + Send + Sync {
     fn id(&self) -> &str;
 }
 
+/// Verified clients and users in memory, kept exact by Redis tracking.
+pub type TrackedAccounts = Tracked<Client, User>;
+
 /// How often an update is retried when it collides with another one.
 const UPDATE_ATTEMPTS: usize = 8;
 
@@ -71,8 +74,8 @@ pub struct Accounts {
     store: RedisStore,
     key: Arc<DeploymentKey>,
     migrated: Arc<OnceCell<()>>,
-    /// Verified clients in memory (`INTROSPECTION_CACHE`).
-    tracked: Option<Arc<Tracked<Client>>>,
+    /// Verified clients and users in memory (`INTROSPECTION_CACHE`).
+    tracked: Option<Arc<TrackedAccounts>>,
     #[cfg(test)]
     faults: Arc<crate::faults::Faults>,
 }
@@ -91,10 +94,11 @@ impl Accounts {
         }
     }
 
-    /// These accounts, keeping verified clients in `tracked` (and dropping
-    /// them from it on every change made here).
+    /// These accounts, keeping verified clients and the users of refresh
+    /// rotations in `tracked` (and dropping them from it on every change
+    /// made here).
     #[must_use]
-    pub fn with_tracked(mut self, tracked: Arc<Tracked<Client>>) -> Self {
+    pub fn with_tracked(mut self, tracked: Arc<TrackedAccounts>) -> Self {
         self.tracked = Some(tracked);
         self
     }
@@ -134,8 +138,10 @@ impl Accounts {
 
     /// Drops the record `id` of kind `T` from memory (it changed here).
     fn changed<T: Record>(&self, id: &str) {
-        if let (Some(tracked), NameKind::Client) = (&self.tracked, T::KIND) {
-            tracked.forget_client(id);
+        match (&self.tracked, T::KIND) {
+            (Some(tracked), NameKind::Client) => tracked.forget_client(id),
+            (Some(tracked), NameKind::User) => tracked.forget_user(id),
+            _ => {}
         }
     }
 
@@ -174,6 +180,47 @@ impl Accounts {
         #[cfg(test)]
         self.faults.after_user_read.point().await;
         Ok(user)
+    }
+
+    /// The user `username` for a refresh rotation: from memory while the
+    /// cache tracks it (`INTROSPECTION_CACHE_USERS`), otherwise read from
+    /// Redis and kept — unless it changed meanwhile. Only a rotation reads
+    /// through here: the caller has just found a live refresh token naming
+    /// this user, so nobody can fill the cache with made-up names.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::user`].
+    pub async fn user_for_rotation(
+        &self,
+        username: &str,
+    ) -> Result<Option<Arc<User>>, AccountError> {
+        let Some(tracked) = self
+            .tracked
+            .as_ref()
+            .filter(|tracked| tracked.holds_users())
+        else {
+            return Ok(self.user(username).await?.map(Arc::new));
+        };
+        if let Some(user) = tracked.user(username) {
+            return Ok(Some(user));
+        }
+        // Boxed: the miss reads Redis; the hit above should not carry it.
+        Box::pin(async move {
+            let ticket = tracked.ticket();
+            let Some((user, _)) = self.get::<User>(username).await? else {
+                return Ok(None);
+            };
+            #[cfg(test)]
+            self.faults.after_user_read.point().await;
+            let user = Arc::new(user);
+            if let Some(ticket) = ticket {
+                let key = self.key_of::<User>(username).await?;
+                tracked.remember_user(ticket, username, &key, Arc::clone(&user));
+            }
+            Ok(Some(user))
+        })
+        .await
     }
 
     /// The client `client_id`, if any.

@@ -94,6 +94,9 @@ pub struct Config {
     pub introspection_cache: bool,
     /// `INTROSPECTION_CACHE_CLIENTS`: the most verified clients kept.
     pub introspection_cache_clients: usize,
+    /// `INTROSPECTION_CACHE_USERS`: the most user records kept for refresh
+    /// rotations (0: none).
+    pub introspection_cache_users: usize,
     /// `TRUST_FORWARDED_FOR`: take the client address from the last entry
     /// of `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
@@ -314,6 +317,7 @@ impl Config {
             login_failure_window: values.seconds(&s::LOGIN_FAILURE_WINDOW)?,
             introspection_cache: values.flag(&s::INTROSPECTION_CACHE)?,
             introspection_cache_clients: values.number(&s::INTROSPECTION_CACHE_CLIENTS)?,
+            introspection_cache_users: values.number(&s::INTROSPECTION_CACHE_USERS)?,
             trust_forwarded_for: values.flag(&s::TRUST_FORWARDED_FOR)?,
             trusted_proxy_hops: values.number(&s::TRUSTED_PROXY_HOPS)?,
             ipv6_throttle_prefix: values.number(&s::IPV6_THROTTLE_PREFIX)?,
@@ -383,6 +387,7 @@ impl fmt::Debug for Config {
                 "introspection_cache_clients",
                 &self.introspection_cache_clients,
             )
+            .field("introspection_cache_users", &self.introspection_cache_users)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("ipv6_throttle_prefix", &self.ipv6_throttle_prefix)

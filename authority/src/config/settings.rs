@@ -194,6 +194,14 @@ pub const INTROSPECTION_CACHE_CLIENTS: Setting = Setting::number(
     1..=1_000_000,
     "with INTROSPECTION_CACHE: the most verified clients kept in memory",
 );
+/// `INTROSPECTION_CACHE_USERS`: user records kept in memory for refresh
+/// rotations.
+pub const INTROSPECTION_CACHE_USERS: Setting = Setting::number(
+    "INTROSPECTION_CACHE_USERS",
+    10_000,
+    0..=1_000_000,
+    "with INTROSPECTION_CACHE: the most user records a refresh rotation reads from memory (0: every rotation reads Redis)",
+);
 /// `TRUST_FORWARDED_FOR`: the client address from `X-Forwarded-For`.
 pub const TRUST_FORWARDED_FOR: Setting = Setting::flag(
     "TRUST_FORWARDED_FOR",
@@ -319,6 +327,7 @@ pub const AUTHORITY: &[Setting] = &[
     HASH_QUEUE,
     INTROSPECTION_CACHE,
     INTROSPECTION_CACHE_CLIENTS,
+    INTROSPECTION_CACHE_USERS,
     LOGIN_MAX_FAILURES,
     ADDRESS_MAX_FAILURES,
     LOGIN_FAILURE_WINDOW,

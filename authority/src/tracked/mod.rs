@@ -1,10 +1,10 @@
-//! [`Tracked`]: verified client records and registered resources held in
-//! memory, kept exact by Redis client-side caching — what lets
-//! `/oauth/introspect` authenticate its caller and name a token's audience
-//! without a round trip.
+//! [`Tracked`]: verified client records, user records and registered
+//! resources held in memory, kept exact by Redis client-side caching — what
+//! lets `/oauth/introspect` authenticate its caller and name a token's
+//! audience, and a refresh rotation check its user, without a round trip.
 //!
 //! The invalidations come from the repository's tracking task
-//! ([`Invalidations::named`] on `P client:` and `P resources`: one RESP3
+//! ([`Invalidations::named`] on `P client:`, `P user:` and `P resources`: one RESP3
 //! connection per master in `BCAST` mode, reconnection, epochs), the same
 //! machinery the token cache uses for session keys. The rules:
 //!
@@ -12,10 +12,12 @@
 //!   tracking is on for the current connection attempt; `Connecting`,
 //!   `Lost` and `Flushed` clear everything, so a push missed while the
 //!   connection was down can never leave a stale record behind.
-//! - **Pushes drop entries.** A pushed `P client:<name>` drops the client
-//!   stored under it; a pushed `P resources` drops every resource.
+//! - **Pushes drop entries.** A pushed `P client:<name>` or `P user:<name>`
+//!   drops the record stored under it; a pushed `P resources` drops every
+//!   resource.
 //! - **Own writes drop entries at once** ([`Tracked::forget_client`],
-//!   [`Tracked::forget_resources`], called by the stores after a write), so
+//!   [`Tracked::forget_user`], [`Tracked::forget_resources`], called by the
+//!   stores after a write), so
 //!   the replica that made an admin change never answers from the record
 //!   before it, even before Redis's push arrives.
 //! - **No stale inserts.** A reader takes a [`Ticket`] before it reads
@@ -25,10 +27,13 @@
 //!   with made-up ids; it is bounded anyway
 //!   (`INTROSPECTION_CACHE_CLIENTS`). Verification itself happens on every
 //!   call ([`crate::authenticate`]): the cache holds records, not verdicts.
+//! - **Users enter only from a refresh rotation** (a live refresh token
+//!   named them), bounded by `INTROSPECTION_CACHE_USERS` (0: none). Sign-in
+//!   and every account change read Redis, never this cache.
 //!
-//! - `clients`: the bounded map of verified clients (no I/O).
+//! - `entries`: the bounded map of records by id and key name (no I/O).
 
-mod clients;
+mod entries;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use token_repository::redis::{Epoch, Invalidation, InvalidationSink, Invalidations, Subscription};
 use token_repository::{KeyPrefix, RedisConfig, ResourceTag, ResourceUri, Scopes};
 
-use self::clients::ClientEntries;
+use self::entries::Entries;
 
 /// The generation a reader saw before reading Redis; an insert with it is
 /// kept only if nothing was invalidated since.
@@ -47,19 +52,22 @@ pub struct Ticket(u64);
 /// A registered resource as held: its URI and declared scopes.
 pub type HeldResource = (ResourceUri, Scopes);
 
-/// Client records (of type `C`, the accounts' `Client`) and resources in
-/// memory, invalidated by Redis. Shared (`Arc`) by the stores that use it.
-pub struct Tracked<C> {
-    state: Mutex<State<C>>,
+/// Client records (of type `C`, the accounts' `Client`), user records (of
+/// type `U`, the accounts' `User`) and resources in memory, invalidated by
+/// Redis. Shared (`Arc`) by the stores that use it.
+pub struct Tracked<C, U> {
+    state: Mutex<State<C, U>>,
     /// `P client:`
     client_prefix: Vec<u8>,
+    /// `P user:`
+    user_prefix: Vec<u8>,
     /// `P resources`
     resources_key: Vec<u8>,
     /// Stops the tracking task when the cache is dropped.
     subscription: Mutex<Option<Subscription>>,
 }
 
-struct State<C> {
+struct State<C, U> {
     /// The current connection attempt.
     connection: Epoch,
     /// Whether that attempt's connection was lost.
@@ -68,43 +76,58 @@ struct State<C> {
     active: bool,
     /// Bumped by every invalidation, clear and epoch change.
     generation: u64,
-    clients: ClientEntries<C>,
+    clients: Entries<C>,
+    users: Entries<U>,
     resources: HashMap<ResourceTag, HeldResource>,
 }
 
-impl<C: Send + Sync + 'static> Tracked<C> {
-    /// A cache for the keys of `prefix`, inactive until
-    /// [`subscribe`](Self::subscribe)d and tracking.
+/// How many records of each kind a [`Tracked`] holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Verified clients (at least 1 is held).
+    pub clients: usize,
+    /// Users (0: none).
+    pub users: usize,
+}
+
+impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
+    /// A cache for the keys of `prefix`, inactive until tracking.
     #[must_use]
-    pub fn new(prefix: &KeyPrefix, capacity: usize) -> Self {
+    pub fn new(prefix: &KeyPrefix, capacity: Capacity) -> Self {
         Self {
             state: Mutex::new(State {
                 connection: Epoch(0),
                 connection_lost: false,
                 active: false,
                 generation: 0,
-                clients: ClientEntries::new(capacity),
+                clients: Entries::new(capacity.clients.max(1)),
+                users: Entries::new(capacity.users),
                 resources: HashMap::new(),
             }),
             client_prefix: prefix.client_tracking_prefix().into_bytes(),
+            user_prefix: prefix.user_tracking_prefix().into_bytes(),
             resources_key: prefix.resources().into_bytes(),
             subscription: Mutex::new(None),
         }
     }
 
-    /// A cache kept by tracking `redis`'s client and resource keys (a
-    /// background task on the current runtime).
+    /// A cache kept by tracking `redis`'s client, user and resource keys
+    /// (a background task on the current runtime).
     ///
     /// # Errors
     ///
     /// An unusable Redis configuration, or no Tokio runtime.
-    pub fn tracking(redis: &RedisConfig, capacity: usize) -> token_repository::Result<Arc<Self>> {
+    pub fn tracking(
+        redis: &RedisConfig,
+        capacity: Capacity,
+    ) -> token_repository::Result<Arc<Self>> {
         let prefix = redis.key_prefix();
         let tracked = Arc::new(Self::new(prefix, capacity));
-        let invalidations = Invalidations::named(
-            redis,
-            vec![prefix.client_tracking_prefix(), prefix.resources()],
-        )?;
+        let mut names = vec![prefix.client_tracking_prefix(), prefix.resources()];
+        if capacity.users > 0 {
+            names.push(prefix.user_tracking_prefix());
+        }
+        let invalidations = Invalidations::named(redis, names)?;
         let sink = WeakSink(Arc::downgrade(&tracked));
         let subscription = invalidations.subscribe(Arc::new(sink))?;
         *tracked
@@ -114,7 +137,7 @@ impl<C: Send + Sync + 'static> Tracked<C> {
         Ok(tracked)
     }
 
-    fn state(&self) -> MutexGuard<'_, State<C>> {
+    fn state(&self) -> MutexGuard<'_, State<C, U>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -179,6 +202,44 @@ impl<C: Send + Sync + 'static> Tracked<C> {
         held(state.clients.len());
     }
 
+    /// Whether users are held at all (`users` capacity above 0).
+    #[must_use]
+    pub fn holds_users(&self) -> bool {
+        self.state().users.capacity() > 0
+    }
+
+    /// The user `username`, when held and the cache is active.
+    #[must_use]
+    pub fn user(&self, username: &str) -> Option<Arc<U>> {
+        let state = self.state();
+        let found = if state.active {
+            state.users.get(username).cloned()
+        } else {
+            None
+        };
+        drop(state);
+        lookup("user", found.is_some());
+        found
+    }
+
+    /// Holds user `username`, just read from key `key` — unless anything
+    /// was invalidated since `ticket`.
+    pub fn remember_user(&self, ticket: Ticket, username: &str, key: &str, user: Arc<U>) {
+        let mut state = self.state();
+        if state.active && state.generation == ticket.0 {
+            state.users.insert(username, key.as_bytes().to_vec(), user);
+            users_held(state.users.len());
+        }
+    }
+
+    /// Drops the user `username` (this replica changed it).
+    pub fn forget_user(&self, username: &str) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.users.remove_id(username);
+        users_held(state.users.len());
+    }
+
     /// The resources of `tags`, when every one is held and the cache is
     /// active.
     #[must_use]
@@ -224,6 +285,12 @@ impl<C: Send + Sync + 'static> Tracked<C> {
         self.state().clients.len()
     }
 
+    /// How many users are held (tests, metrics).
+    #[must_use]
+    pub fn users_held(&self) -> usize {
+        self.state().users.len()
+    }
+
     fn pushed(&self, names: &[Vec<u8>]) {
         let mut state = self.state();
         state.generation += 1;
@@ -232,22 +299,27 @@ impl<C: Send + Sync + 'static> Tracked<C> {
                 state.resources.clear();
             } else if name.starts_with(&self.client_prefix) {
                 state.clients.remove_key(name);
+            } else if name.starts_with(&self.user_prefix) {
+                state.users.remove_key(name);
             }
         }
         held(state.clients.len());
+        users_held(state.users.len());
     }
 }
 
-impl<C> State<C> {
+impl<C, U> State<C, U> {
     fn clear(&mut self) {
         self.generation += 1;
         self.clients.clear();
+        self.users.clear();
         self.resources.clear();
         held(0);
+        users_held(0);
     }
 }
 
-impl<C: Send + Sync + 'static> InvalidationSink for Tracked<C> {
+impl<C: Send + Sync + 'static, U: Send + Sync + 'static> InvalidationSink for Tracked<C, U> {
     fn on_event(&self, event: Invalidation<'_>) {
         match event {
             Invalidation::Connecting(epoch) => {
@@ -282,9 +354,9 @@ impl<C: Send + Sync + 'static> InvalidationSink for Tracked<C> {
 
 /// The task's handle on the cache: weak, so that dropping the cache stops
 /// the task (its subscription lives in the cache).
-struct WeakSink<C>(Weak<Tracked<C>>);
+struct WeakSink<C, U>(Weak<Tracked<C, U>>);
 
-impl<C: Send + Sync + 'static> InvalidationSink for WeakSink<C> {
+impl<C: Send + Sync + 'static, U: Send + Sync + 'static> InvalidationSink for WeakSink<C, U> {
     fn on_event(&self, event: Invalidation<'_>) {
         if let Some(tracked) = self.0.upgrade() {
             tracked.on_event(event);
@@ -292,18 +364,19 @@ impl<C: Send + Sync + 'static> InvalidationSink for WeakSink<C> {
     }
 }
 
-impl<C> fmt::Debug for Tracked<C> {
+impl<C, U> fmt::Debug for Tracked<C, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("Tracked")
             .field("active", &state.active)
             .field("clients", &state.clients.len())
+            .field("users", &state.users.len())
             .field("resources", &state.resources.len())
             .finish_non_exhaustive()
     }
 }
 
-/// One lookup in memory (`kind`: `client` or `resource`). The series are
+/// One lookup in memory (`kind`: `client`, `user` or `resource`). The series are
 /// described with the others in [`crate::metrics`].
 fn lookup(kind: &'static str, hit: bool) {
     let result = if hit { "hit" } else { "miss" };
@@ -315,6 +388,12 @@ fn lookup(kind: &'static str, hit: bool) {
 fn held(count: usize) {
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!("authority_introspection_cache_clients").set(count as f64);
+}
+
+/// The users held now.
+fn users_held(count: usize) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("authority_introspection_cache_users").set(count as f64);
 }
 
 #[cfg(test)]

@@ -30,15 +30,23 @@ fn resource(uri: &str) -> HeldResource {
     (ResourceUri::parse(uri).expect("uri"), Scopes::empty())
 }
 
+/// Users are plain names here: the rules do not depend on the record.
+type Cache = Tracked<Client, String>;
+
+const ROOMY: Capacity = Capacity {
+    clients: 100,
+    users: 100,
+};
+
 /// A cache tracking epoch 1.
-fn tracking() -> Tracked<Client> {
-    let tracked = Tracked::<Client>::new(&KeyPrefix::default(), 100);
+fn tracking() -> Cache {
+    let tracked = Cache::new(&KeyPrefix::default(), ROOMY);
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     tracked.on_event(Invalidation::Tracking(Epoch(1)));
     tracked
 }
 
-fn remember(tracked: &Tracked<Client>, id: &str) {
+fn remember(tracked: &Cache, id: &str) {
     let ticket = tracked.ticket().expect("active");
     tracked.remember_client(ticket, id, &format!("ts:client:{id}"), client(id));
 }
@@ -46,7 +54,7 @@ fn remember(tracked: &Tracked<Client>, id: &str) {
 /// Nothing is answered or stored before tracking is on.
 #[test]
 fn inactive_until_tracking() {
-    let tracked = Tracked::<Client>::new(&KeyPrefix::default(), 100);
+    let tracked = Cache::new(&KeyPrefix::default(), ROOMY);
     assert!(tracked.ticket().is_none());
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     assert!(tracked.ticket().is_none());
@@ -148,12 +156,88 @@ fn stale_inserts_are_dropped() {
 /// The number of clients held never passes the cap.
 #[test]
 fn capped() {
-    let tracked = Tracked::<Client>::new(&KeyPrefix::default(), 5);
+    let tracked = Cache::new(
+        &KeyPrefix::default(),
+        Capacity {
+            clients: 5,
+            users: 5,
+        },
+    );
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     tracked.on_event(Invalidation::Tracking(Epoch(1)));
     for n in 0..50 {
         remember(&tracked, &format!("c{n}"));
+        remember_user(&tracked, &format!("u{n}"));
         assert!(tracked.clients_held() <= 5);
+        assert!(tracked.users_held() <= 5);
     }
     assert!(tracked.client("c49").is_some());
+    assert!(tracked.user("u49").is_some());
+}
+
+fn remember_user(tracked: &Cache, name: &str) {
+    let ticket = tracked.ticket().expect("active");
+    tracked.remember_user(
+        ticket,
+        name,
+        &format!("ts:user:H{name}"),
+        Arc::new(name.to_owned()),
+    );
+}
+
+/// Users follow the same rules: held while tracking, dropped by a push of
+/// their key name, by an own write, by a flush or a lost connection, and
+/// never stored from a read that predates an invalidation.
+#[test]
+fn users() {
+    let tracked = tracking();
+    remember_user(&tracked, "alice");
+    remember_user(&tracked, "bob");
+    assert_eq!(
+        tracked.user("alice").as_deref().map(String::as_str),
+        Some("alice")
+    );
+
+    tracked.on_event(Invalidation::Names(&[b"ts:user:Halice".to_vec()]));
+    assert!(tracked.user("alice").is_none(), "pushed");
+    assert!(tracked.user("bob").is_some());
+    tracked.on_event(Invalidation::Names(&[b"ts:client:bob".to_vec()]));
+    assert!(
+        tracked.user("bob").is_some(),
+        "a client's key is not a user's"
+    );
+
+    tracked.forget_user("bob");
+    assert!(tracked.user("bob").is_none(), "own writes drop at once");
+
+    let before = tracked.ticket().expect("active");
+    tracked.on_event(Invalidation::Names(&[b"ts:user:Hcarol".to_vec()]));
+    tracked.remember_user(before, "alice", "ts:user:Halice", Arc::new("alice".into()));
+    assert!(tracked.user("alice").is_none(), "read before a change");
+
+    remember_user(&tracked, "alice");
+    tracked.on_event(Invalidation::Flushed);
+    assert!(tracked.user("alice").is_none(), "flushed");
+    remember_user(&tracked, "alice");
+    tracked.on_event(Invalidation::Lost(Epoch(1)));
+    assert!(tracked.user("alice").is_none(), "lost");
+    assert_eq!(tracked.users_held(), 0);
+}
+
+/// `users: 0` holds no user.
+#[test]
+fn users_off() {
+    let tracked = Cache::new(
+        &KeyPrefix::default(),
+        Capacity {
+            clients: 5,
+            users: 0,
+        },
+    );
+    tracked.on_event(Invalidation::Connecting(Epoch(1)));
+    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    remember_user(&tracked, "alice");
+    assert!(tracked.user("alice").is_none());
+    remember(&tracked, "a");
+    assert!(tracked.client("a").is_some(), "clients are held still");
 }

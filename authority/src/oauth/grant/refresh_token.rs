@@ -76,7 +76,10 @@ pub(super) async fn grant(
     let target = resource::refreshed(state, resources, &record.audience, client.as_ref()).await?;
     let explicit = requested.is_some();
     let scopes = target.fit(narrow(requested, &record.holder.scopes)?, explicit)?;
-    let user = state.accounts().user(&record.holder.username).await?;
+    let user = state
+        .accounts()
+        .user_for_rotation(&record.holder.username)
+        .await?;
     let Some(user) = user.filter(|user| user.subject == record.holder.subject && !user.disabled)
     else {
         let _ = state

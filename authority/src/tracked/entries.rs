@@ -1,38 +1,40 @@
-//! [`ClientEntries`]: the verified clients held in memory, by id and by the
-//! name of the key Redis pushes when one changes; bounded. No I/O, no
-//! locking: [`super::Tracked`] holds it under its lock.
+//! [`Entries`]: account records held in memory (verified clients, users),
+//! by id and by the name of the key Redis pushes when one changes; bounded.
+//! No I/O, no locking: [`super::Tracked`] holds them under its lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Verified clients (records of type `C`) by id, with the key name each
-/// lives under.
+/// Records of type `R` by id, with the key name each lives under.
 #[derive(Debug)]
-pub(super) struct ClientEntries<C> {
+pub(super) struct Entries<R> {
     capacity: usize,
-    by_id: HashMap<String, (Vec<u8>, Arc<C>)>,
+    by_id: HashMap<String, (Vec<u8>, Arc<R>)>,
     by_key: HashMap<Vec<u8>, String>,
 }
 
-impl<C> ClientEntries<C> {
-    /// Empty, holding at most `capacity` clients (at least 1).
+impl<R> Entries<R> {
+    /// Empty, holding at most `capacity` records (0: none).
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            capacity: capacity.max(1),
+            capacity,
             by_id: HashMap::new(),
             by_key: HashMap::new(),
         }
     }
 
-    /// The client `id`, if held.
-    pub(super) fn get(&self, id: &str) -> Option<&Arc<C>> {
-        self.by_id.get(id).map(|(_, client)| client)
+    /// The record `id`, if held.
+    pub(super) fn get(&self, id: &str) -> Option<&Arc<R>> {
+        self.by_id.get(id).map(|(_, record)| record)
     }
 
-    /// Holds client `id`, stored under `key`; when full, another entry
+    /// Holds record `id`, stored under `key`; when full, another entry
     /// makes room.
-    pub(super) fn insert(&mut self, id: &str, key: Vec<u8>, client: Arc<C>) {
+    pub(super) fn insert(&mut self, id: &str, key: Vec<u8>, record: Arc<R>) {
         self.remove_id(id);
+        if self.capacity == 0 {
+            return;
+        }
         if self.by_id.len() >= self.capacity {
             let victim = self.by_id.keys().next().cloned();
             if let Some(victim) = victim {
@@ -40,17 +42,17 @@ impl<C> ClientEntries<C> {
             }
         }
         self.by_key.insert(key.clone(), id.to_owned());
-        self.by_id.insert(id.to_owned(), (key, client));
+        self.by_id.insert(id.to_owned(), (key, record));
     }
 
-    /// Drops the client `id`.
+    /// Drops the record `id`.
     pub(super) fn remove_id(&mut self, id: &str) {
         if let Some((key, _)) = self.by_id.remove(id) {
             self.by_key.remove(&key);
         }
     }
 
-    /// Drops the client stored under `key` (a pushed key name); answers
+    /// Drops the record stored under `key` (a pushed key name); answers
     /// whether one was held.
     pub(super) fn remove_key(&mut self, key: &[u8]) -> bool {
         match self.by_key.remove(key) {
@@ -68,6 +70,11 @@ impl<C> ClientEntries<C> {
         self.by_key.clear();
     }
 
+    /// The most held.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// How many are held.
     pub(super) fn len(&self) -> usize {
         self.by_id.len()
@@ -78,14 +85,14 @@ impl<C> ClientEntries<C> {
 mod tests {
     use super::*;
 
-    fn insert(entries: &mut ClientEntries<String>, id: &str, key: &str) {
+    fn insert(entries: &mut Entries<String>, id: &str, key: &str) {
         entries.insert(id, key.as_bytes().to_vec(), Arc::new(id.to_owned()));
     }
 
     /// Entries are found by id and dropped by id or by key name.
     #[test]
     fn by_id_and_by_key() {
-        let mut entries = ClientEntries::new(10);
+        let mut entries = Entries::new(10);
         insert(&mut entries, "a", "k1");
         insert(&mut entries, "b", "k2");
         assert_eq!(entries.get("a").map(|a| a.as_str()), Some("a"));
@@ -100,7 +107,7 @@ mod tests {
     /// The size never passes the cap; the newest entry is kept.
     #[test]
     fn bounded() {
-        let mut entries = ClientEntries::new(3);
+        let mut entries = Entries::new(3);
         for n in 0..10 {
             insert(&mut entries, &format!("c{n}"), &format!("k{n}"));
             assert!(entries.len() <= 3);
@@ -111,5 +118,15 @@ mod tests {
         insert(&mut entries, "c9", "other");
         assert!(!entries.remove_key(b"k9"));
         assert!(entries.remove_key(b"other"));
+    }
+
+    /// A capacity of 0 holds nothing.
+    #[test]
+    fn zero_capacity() {
+        let mut entries = Entries::new(0);
+        insert(&mut entries, "a", "k1");
+        assert!(entries.get("a").is_none());
+        assert_eq!(entries.len(), 0);
+        assert!(!entries.remove_key(b"k1"));
     }
 }
