@@ -254,6 +254,54 @@ async fn keys_share_the_subject_hash_tag_and_carry_ttls() {
         "the entry names the session and expires with it"
     );
     assert_eq!(index_expiry, session_expiry);
+
+    // A rotation moves both to the new pair's expiry, whether the index
+    // was there (its entry's score grows) or gone (it is made again).
+    let mut presented = minted;
+    for drop_index in [false, true] {
+        if drop_index {
+            let _: i64 = admin
+                .del(format!("deploy-a:sidx:{tag}"))
+                .await
+                .expect("DEL");
+        }
+        let next = grant("subject-1")
+            .mint_in_family(presented.family())
+            .expect("mint");
+        let refresh = &presented.refresh.as_ref().expect("refresh").token;
+        assert_eq!(
+            store.rotate(refresh, &next).await.expect("rotate"),
+            Rotation::Rotated
+        );
+        let expiry = |key: Vec<u8>| {
+            let mut admin = admin.clone();
+            async move {
+                redis::cmd("PEXPIRETIME")
+                    .arg(key)
+                    .query_async::<i64>(&mut admin)
+                    .await
+                    .expect("PEXPIRETIME")
+            }
+        };
+        let session_expiry = expiry(session_key.clone()).await;
+        assert!(session_expiry > 0);
+        assert_eq!(
+            expiry(format!("deploy-a:sidx:{tag}").into_bytes()).await,
+            session_expiry,
+            "index dropped before: {drop_index}"
+        );
+        let score: Option<f64> = admin
+            .zscore(
+                format!("deploy-a:sidx:{tag}"),
+                presented.family().as_bytes().as_slice(),
+            )
+            .await
+            .expect("ZSCORE");
+        #[allow(clippy::cast_precision_loss)]
+        let expected = session_expiry as f64;
+        assert_eq!(score, Some(expected));
+        presented = next;
+    }
 }
 
 /// A stopped Redis makes every operation fail fast with an "unavailable"

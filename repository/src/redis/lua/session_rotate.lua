@@ -26,8 +26,14 @@ if string.sub(value, at.refresh, at.refresh + 15) == presented then
   local now = now_ms()
   local expiry = ms(now + tonumber(ARGV[4]))
   redis.call('SET', key, next, 'PXAT', expiry)
-  redis.call('ZADD', idx, expiry, id)
-  touch(idx)
+  if redis.call('ZADD', idx, expiry, id) == 1 then
+    -- A new entry (the index was gone): its lifetime from its entries.
+    touch(idx)
+  else
+    -- The entry's expiry only grew: the index lives until the later of
+    -- its own expiry and this one (one call instead of a range read).
+    redis.call('PEXPIREAT', idx, expiry, 'GT')
+  end
   return {'rotated', false}
 end
 for i = 0, used - 1 do
