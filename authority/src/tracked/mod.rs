@@ -171,35 +171,18 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
     /// The verified client `id`, when held and the cache is active.
     #[must_use]
     pub fn client(&self, id: &str) -> Option<Arc<C>> {
-        let state = self.state();
-        let found = if state.active {
-            state.clients.get(id).cloned()
-        } else {
-            None
-        };
-        drop(state);
-        lookup("client", found.is_some());
-        found
+        self.find("client", |state| &state.clients, id)
     }
 
     /// Holds client `id`, just verified, stored under key `key` — unless
     /// anything was invalidated since `ticket`.
     pub fn remember_client(&self, ticket: Ticket, id: &str, key: &str, client: C) {
-        let mut state = self.state();
-        if state.active && state.generation == ticket.0 {
-            state
-                .clients
-                .insert(id, key.as_bytes().to_vec(), Arc::new(client));
-            held(state.clients.len());
-        }
+        self.keep(ticket, Self::CLIENTS_MAP, id, key, Arc::new(client));
     }
 
     /// Drops the client `id` (this replica changed it).
     pub fn forget_client(&self, id: &str) {
-        let mut state = self.state();
-        state.generation += 1;
-        state.clients.remove_id(id);
-        held(state.clients.len());
+        self.drop_id(Self::CLIENTS_MAP, id);
     }
 
     /// Whether users are held at all (`users` capacity above 0).
@@ -211,33 +194,57 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
     /// The user `username`, when held and the cache is active.
     #[must_use]
     pub fn user(&self, username: &str) -> Option<Arc<U>> {
-        let state = self.state();
-        let found = if state.active {
-            state.users.get(username).cloned()
-        } else {
-            None
-        };
-        drop(state);
-        lookup("user", found.is_some());
-        found
+        self.find("user", |state| &state.users, username)
     }
 
     /// Holds user `username`, just read from key `key` — unless anything
     /// was invalidated since `ticket`.
     pub fn remember_user(&self, ticket: Ticket, username: &str, key: &str, user: Arc<U>) {
-        let mut state = self.state();
-        if state.active && state.generation == ticket.0 {
-            state.users.insert(username, key.as_bytes().to_vec(), user);
-            users_held(state.users.len());
-        }
+        self.keep(ticket, Self::USERS_MAP, username, key, user);
     }
 
     /// Drops the user `username` (this replica changed it).
     pub fn forget_user(&self, username: &str) {
+        self.drop_id(Self::USERS_MAP, username);
+    }
+
+    /// The record `id` of the map `pick` chooses, when held and the cache
+    /// is active; the lookup is counted as `kind`.
+    fn find<R>(
+        &self,
+        kind: &'static str,
+        pick: fn(&State<C, U>) -> &Entries<R>,
+        id: &str,
+    ) -> Option<Arc<R>> {
+        let state = self.state();
+        let found = if state.active {
+            pick(&state).get(id).cloned()
+        } else {
+            None
+        };
+        drop(state);
+        lookup(kind, found.is_some());
+        found
+    }
+
+    /// Holds `record` as `id` in `map` unless anything was invalidated
+    /// since `ticket`.
+    fn keep<R>(&self, ticket: Ticket, map: MapOf<C, U, R>, id: &str, key: &str, record: Arc<R>) {
+        let mut state = self.state();
+        if state.active && state.generation == ticket.0 {
+            let entries = (map.0)(&mut state);
+            entries.insert(id, key.as_bytes().to_vec(), record);
+            (map.1)(entries.len());
+        }
+    }
+
+    /// Drops `id` from `map` and makes every ticket taken before stale.
+    fn drop_id<R>(&self, map: MapOf<C, U, R>, id: &str) {
         let mut state = self.state();
         state.generation += 1;
-        state.users.remove_id(username);
-        users_held(state.users.len());
+        let entries = (map.0)(&mut state);
+        entries.remove_id(id);
+        (map.1)(entries.len());
     }
 
     /// The resources of `tags`, when every one is held and the cache is
@@ -306,6 +313,14 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
         held(state.clients.len());
         users_held(state.users.len());
     }
+}
+
+/// One record map of a [`State`] and the gauge of its size.
+type MapOf<C, U, R> = (fn(&mut State<C, U>) -> &mut Entries<R>, fn(usize));
+
+impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
+    const CLIENTS_MAP: MapOf<C, U, C> = (|state| &mut state.clients, held);
+    const USERS_MAP: MapOf<C, U, U> = (|state| &mut state.users, users_held);
 }
 
 impl<C, U> State<C, U> {

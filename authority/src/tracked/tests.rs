@@ -38,12 +38,17 @@ const ROOMY: Capacity = Capacity {
     users: 100,
 };
 
-/// A cache tracking epoch 1.
-fn tracking() -> Cache {
-    let tracked = Cache::new(&KeyPrefix::default(), ROOMY);
+/// A cache of `capacity` tracking epoch 1.
+fn tracking_with(capacity: Capacity) -> Cache {
+    let tracked = Cache::new(&KeyPrefix::default(), capacity);
     tracked.on_event(Invalidation::Connecting(Epoch(1)));
     tracked.on_event(Invalidation::Tracking(Epoch(1)));
     tracked
+}
+
+/// A roomy cache tracking epoch 1.
+fn tracking() -> Cache {
+    tracking_with(ROOMY)
 }
 
 fn remember(tracked: &Cache, id: &str) {
@@ -156,15 +161,10 @@ fn stale_inserts_are_dropped() {
 /// The number of clients held never passes the cap.
 #[test]
 fn capped() {
-    let tracked = Cache::new(
-        &KeyPrefix::default(),
-        Capacity {
-            clients: 5,
-            users: 5,
-        },
-    );
-    tracked.on_event(Invalidation::Connecting(Epoch(1)));
-    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    let tracked = tracking_with(Capacity {
+        clients: 5,
+        users: 5,
+    });
     for n in 0..50 {
         remember(&tracked, &format!("c{n}"));
         remember_user(&tracked, &format!("u{n}"));
@@ -227,15 +227,10 @@ fn users() {
 /// `users: 0` holds no user.
 #[test]
 fn users_off() {
-    let tracked = Cache::new(
-        &KeyPrefix::default(),
-        Capacity {
-            clients: 5,
-            users: 0,
-        },
-    );
-    tracked.on_event(Invalidation::Connecting(Epoch(1)));
-    tracked.on_event(Invalidation::Tracking(Epoch(1)));
+    let tracked = tracking_with(Capacity {
+        clients: 5,
+        users: 0,
+    });
     remember_user(&tracked, "alice");
     assert!(tracked.user("alice").is_none());
     remember(&tracked, "a");
