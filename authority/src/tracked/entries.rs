@@ -70,11 +70,6 @@ impl<R> Entries<R> {
         self.by_key.clear();
     }
 
-    /// The most held.
-    pub(super) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// How many are held.
     pub(super) fn len(&self) -> usize {
         self.by_id.len()

@@ -61,6 +61,9 @@ pub struct Tracked<C, U> {
     client_prefix: Vec<u8>,
     /// `P user:`
     user_prefix: Vec<u8>,
+    /// Whether users are held at all (fixed at construction, read without
+    /// the lock on every rotation).
+    holds_users: bool,
     /// `P resources`
     resources_key: Vec<u8>,
     /// Stops the tracking task when the cache is dropped.
@@ -106,6 +109,7 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
             }),
             client_prefix: prefix.client_tracking_prefix().into_bytes(),
             user_prefix: prefix.user_tracking_prefix().into_bytes(),
+            holds_users: capacity.users > 0,
             resources_key: prefix.resources().into_bytes(),
             subscription: Mutex::new(None),
         }
@@ -188,7 +192,7 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
     /// Whether users are held at all (`users` capacity above 0).
     #[must_use]
     pub fn holds_users(&self) -> bool {
-        self.state().users.capacity() > 0
+        self.holds_users
     }
 
     /// The user `username`, when held and the cache is active.
