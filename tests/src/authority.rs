@@ -118,6 +118,21 @@ impl Authority {
         self.process.stderr()
     }
 
+    /// Whether the authority logs a line holding all of `parts` within a
+    /// few seconds. A line can arrive a moment after the response it
+    /// belongs to: a busy worker writes its lines in batches when it goes
+    /// idle, and another thread of this process reads the pipe.
+    #[must_use]
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        token_test_harness::wait_until(Duration::from_secs(5), || {
+            self.logs()
+                .lines()
+                .any(|line| parts.iter().all(|part| line.contains(part)))
+                .then_some(())
+        })
+        .is_some()
+    }
+
     /// The process, for signals.
     pub fn process(&mut self) -> &mut ServiceProcess {
         &mut self.process

@@ -47,7 +47,11 @@ async fn another_users_connect_url_stores_nothing() {
         "nothing for bob"
     );
     assert_eq!(setup.provider.stat("code_grants").await, 0, "no exchange");
-    assert!(authority.logs().contains("another browser session"));
+    assert!(
+        authority.logged(&["another browser session"]),
+        "{}",
+        authority.logs()
+    );
 }
 
 /// The account page connects the provider from the browser session and

@@ -7,8 +7,6 @@
 //! reach a log line (the authority's stderr is searched), an error body or
 //! the account page.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use token_broker::credentials::{Secret, StoredCredential};
@@ -17,7 +15,6 @@ use token_broker::record::Stored;
 use token_service_tests::Authority;
 use token_service_tests::browser::{Browser, hidden_value, location};
 use token_service_tests::connected::{self, KEY_1, KEY_2, PASSWORD, PROVIDER, SECOND, Setup, User};
-use token_test_harness::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
 
@@ -64,17 +61,6 @@ async fn refusal(response: reqwest::Response) -> (u16, String, String) {
         body["error"].as_str().unwrap_or_default().to_owned(),
         text,
     )
-}
-
-fn logged(authority: &Authority, parts: &[&str]) -> bool {
-    wait_until(Duration::from_secs(5), || {
-        authority
-            .logs()
-            .lines()
-            .any(|line| parts.iter().all(|part| line.contains(part)))
-            .then_some(())
-    })
-    .is_some()
 }
 
 /// `PUT /v1/connect/{provider}/credentials` with a raw body.
@@ -255,15 +241,12 @@ async fn credentials_are_stored_sealed_read_back_and_removed() {
     assert_eq!(served["kind"], "password");
     assert_eq!(served["username"], DAV_USERNAME);
     assert_eq!(served["password"], DAV_PASSWORD);
-    assert!(logged(
-        &authority,
-        &[
-            "provider credentials handed to a service client",
-            "client_id=rds-webdav ",
-            &format!("user_subject=\"{}\"", alice.subject),
-            "provider=\"webdav\"",
-        ]
-    ));
+    assert!(authority.logged(&[
+        "provider credentials handed to a service client",
+        "client_id=rds-webdav ",
+        &format!("user_subject=\"{}\"", alice.subject),
+        "provider=\"webdav\"",
+    ]));
     let refused = authority
         .get_with(&service_path(&alice, "zenodo"), &rds)
         .await;

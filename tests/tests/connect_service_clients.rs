@@ -6,13 +6,10 @@
 //! logged with the client, the user's subject and the provider, never the
 //! token.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use token_service_tests::Authority;
 use token_service_tests::connected::{self, PASSWORD, PROVIDER, SECOND, Setup, User};
-use token_test_harness::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
 
@@ -27,18 +24,6 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
         status,
         body["error"].as_str().unwrap_or_default().to_owned(),
     )
-}
-
-/// Whether one line of the authority's log holds every one of `parts`.
-fn logged(authority: &Authority, parts: &[&str]) -> bool {
-    wait_until(Duration::from_secs(5), || {
-        authority
-            .logs()
-            .lines()
-            .any(|line| parts.iter().all(|part| line.contains(part)))
-            .then_some(())
-    })
-    .is_some()
 }
 
 /// A `client_credentials` token of a new client registered with `options`.
@@ -115,15 +100,12 @@ async fn view_access_tokens_per_provider() {
         .await;
     assert_eq!(error_of(response).await, (403, "access_denied".into()));
     assert!(
-        logged(
-            &authority,
-            &[
-                "service client denied",
-                "client_id=appdb-first ",
-                &format!("provider=\"{SECOND}\""),
-                "reason=provider",
-            ]
-        ),
+        authority.logged(&[
+            "service client denied",
+            "client_id=appdb-first ",
+            &format!("provider=\"{SECOND}\""),
+            "reason=provider",
+        ]),
         "{}",
         authority.logs()
     );
@@ -136,15 +118,12 @@ async fn view_access_tokens_per_provider() {
         assert_eq!(response.status(), StatusCode::OK, "{provider}");
         assert_eq!(json_of(response).await["access_token"], token.as_str());
         assert!(
-            logged(
-                &authority,
-                &[
-                    "provider token handed to a service client",
-                    "client_id=appdb-all ",
-                    &format!("user_subject=\"{}\"", alice.subject),
-                    &format!("provider=\"{provider}\""),
-                ]
-            ),
+            authority.logged(&[
+                "provider token handed to a service client",
+                "client_id=appdb-all ",
+                &format!("user_subject=\"{}\"", alice.subject),
+                &format!("provider=\"{provider}\""),
+            ]),
             "{}",
             authority.logs()
         );

@@ -405,11 +405,7 @@ async fn refuses_to_start_on_an_evicting_redis() {
     assert!(stderr.contains("ALLOW_REDIS_EVICTION"), "{stderr}");
 
     let authority = Authority::start(BIN, &redis, &[("ALLOW_REDIS_EVICTION", "true")]);
-    assert!(
-        authority.logs().contains("allkeys-lru"),
-        "{}",
-        authority.logs()
-    );
+    assert!(authority.logged(&["allkeys-lru"]), "{}", authority.logs());
     let ready = client()
         .get(authority.url("/readyz"))
         .send()

@@ -465,12 +465,16 @@ async fn signin_states_are_bound_and_single_use() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{provider} {option:?}");
         assert!(location.is_none());
     }
-    let logs = authority.logs();
     assert!(
-        logs.contains("sign-in state presented by another browser"),
-        "{logs}"
+        authority.logged(&["sign-in state presented by another browser"]),
+        "{}",
+        authority.logs()
     );
-    assert!(logs.contains("sign-in state replayed"));
+    assert!(
+        authority.logged(&["sign-in state replayed"]),
+        "{}",
+        authority.logs()
+    );
 }
 
 /// Accounts are keyed by (issuer, subject): an identity whose e-mail is a

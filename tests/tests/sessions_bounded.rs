@@ -62,7 +62,11 @@ async fn logging_in_past_the_session_cap_evicts_the_oldest_session() {
             .any(|line| line.trim() == "authority_sessions_evicted_total 1"),
         "{metrics}"
     );
-    assert!(authority.logs().contains("session cap reached"));
+    assert!(
+        authority.logged(&["session cap reached"]),
+        "{}",
+        authority.logs()
+    );
 }
 
 /// 1 000 forged, checksum-valid refresh tokens for a real user's tag (half

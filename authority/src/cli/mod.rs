@@ -103,6 +103,8 @@ pub fn main() -> ExitCode {
     logging::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
+        .on_thread_park(logging::flush_idle_worker)
+        .on_thread_stop(logging::flush_idle_worker)
         .enable_all()
         .build()
     {
