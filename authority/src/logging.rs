@@ -87,7 +87,9 @@ impl Write for Line {
             .try_with(|held| match held.try_borrow_mut() {
                 Ok(mut held) => match held.as_mut() {
                     Some(batch) => {
-                        batch.push(line, Instant::now(), &mut io::stderr().lock());
+                        if batch.push(line, Instant::now()) {
+                            batch.drain(&mut io::stderr().lock());
+                        }
                         true
                     }
                     None => false,
@@ -115,14 +117,13 @@ struct Batch {
 }
 
 impl Batch {
-    /// Holds `line`, writing everything to `out` when the batch is full or
-    /// its oldest line has waited long enough.
-    fn push(&mut self, line: &[u8], now: Instant, out: &mut impl Write) {
+    /// Holds `line`; answers whether the batch is to be written now: it is
+    /// full, or its oldest line has waited long enough.
+    #[must_use]
+    fn push(&mut self, line: &[u8], now: Instant) -> bool {
         let since = *self.since.get_or_insert(now);
         self.bytes.extend_from_slice(line);
-        if self.bytes.len() >= PENDING_LIMIT || now.duration_since(since) >= PENDING_AGE {
-            self.drain(out);
-        }
+        self.bytes.len() >= PENDING_LIMIT || now.duration_since(since) >= PENDING_AGE
     }
 
     /// Writes every held line with one call. A failed write loses the
@@ -167,13 +168,20 @@ mod tests {
         }
     }
 
+    /// What `Line::write` does with a held line.
+    fn log(batch: &mut Batch, line: &[u8], now: Instant, out: &mut Calls) {
+        if batch.push(line, now) {
+            batch.drain(out);
+        }
+    }
+
     #[test]
     fn held_lines_are_written_in_order_with_one_call_when_drained() {
         let mut out = Calls::default();
         let mut batch = Batch::default();
         let now = Instant::now();
         for n in 0..10 {
-            batch.push(format!("line {n}\n").as_bytes(), now, &mut out);
+            log(&mut batch, format!("line {n}\n").as_bytes(), now, &mut out);
         }
         assert_eq!(
             out.calls, 0,
@@ -195,7 +203,7 @@ mod tests {
         let now = Instant::now();
         let mut pushed = 0;
         while out.calls == 0 {
-            batch.push(&line, now, &mut out);
+            log(&mut batch, &line, now, &mut out);
             pushed += line.len();
             assert!(
                 pushed <= PENDING_LIMIT + line.len(),
@@ -212,14 +220,15 @@ mod tests {
         let mut out = Calls::default();
         let mut batch = Batch::default();
         let start = Instant::now();
-        batch.push(b"first\n", start, &mut out);
-        batch.push(b"second\n", start + PENDING_AGE / 2, &mut out);
+        log(&mut batch, b"first\n", start, &mut out);
+        log(&mut batch, b"second\n", start + PENDING_AGE / 2, &mut out);
         assert_eq!(out.calls, 0);
-        batch.push(b"third\n", start + PENDING_AGE, &mut out);
+        log(&mut batch, b"third\n", start + PENDING_AGE, &mut out);
         assert_eq!(out.calls, 1);
         assert_eq!(out.written, b"first\nsecond\nthird\n");
         // The next line starts a new wait.
-        batch.push(
+        log(
+            &mut batch,
             b"fourth\n",
             start + PENDING_AGE + Duration::from_millis(1),
             &mut out,
