@@ -208,14 +208,13 @@ impl Accounts {
         // Boxed: the miss reads Redis; the hit above should not carry it.
         Box::pin(async move {
             let ticket = tracked.ticket();
-            let Some((user, _)) = self.get::<User>(username).await? else {
+            let Some((user, _, key)) = self.get_keyed::<User>(username).await? else {
                 return Ok(None);
             };
             #[cfg(test)]
             self.faults.after_user_read.point().await;
             let user = Arc::new(user);
             if let Some(ticket) = ticket {
-                let key = self.key_of::<User>(username).await?;
                 tracked.remember_user(ticket, username, &key, Arc::clone(&user));
             }
             Ok(Some(user))
@@ -340,14 +339,27 @@ impl Accounts {
     }
 
     async fn get<T: Record>(&self, id: &str) -> Result<Option<(T, String)>, AccountError> {
-        let mut raw = self.get_raw(self.key_of::<T>(id).await?).await?;
+        Ok(self
+            .get_keyed::<T>(id)
+            .await?
+            .map(|(record, text, _)| (record, text)))
+    }
+
+    /// As [`Self::get`], with the key the record was read from.
+    async fn get_keyed<T: Record>(
+        &self,
+        id: &str,
+    ) -> Result<Option<(T, String, String)>, AccountError> {
+        let mut key = self.key_of::<T>(id).await?;
+        let mut raw = self.get_raw(key.clone()).await?;
         if raw.is_none() && self.key.reload().await?.1 {
             // The deployment key changed under us: look again by the new name.
-            raw = self.get_raw(self.key_of::<T>(id).await?).await?;
+            key = self.key_of::<T>(id).await?;
+            raw = self.get_raw(key.clone()).await?;
         }
         raw.map(|text| {
             serde_json::from_str(&text)
-                .map(|record| (record, text))
+                .map(|record| (record, text, key))
                 .map_err(|_| AccountError::Corrupt(id.to_owned()))
         })
         .transpose()

@@ -175,18 +175,18 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
     /// The verified client `id`, when held and the cache is active.
     #[must_use]
     pub fn client(&self, id: &str) -> Option<Arc<C>> {
-        self.find("client", |state| &state.clients, id)
+        self.find(&Self::CLIENTS, id)
     }
 
     /// Holds client `id`, just verified, stored under key `key` — unless
     /// anything was invalidated since `ticket`.
     pub fn remember_client(&self, ticket: Ticket, id: &str, key: &str, client: C) {
-        self.keep(ticket, Self::CLIENTS_MAP, id, key, Arc::new(client));
+        self.keep(ticket, &Self::CLIENTS, id, key, Arc::new(client));
     }
 
     /// Drops the client `id` (this replica changed it).
     pub fn forget_client(&self, id: &str) {
-        self.drop_id(Self::CLIENTS_MAP, id);
+        self.drop_id(&Self::CLIENTS, id);
     }
 
     /// Whether users are held at all (`users` capacity above 0).
@@ -198,57 +198,59 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
     /// The user `username`, when held and the cache is active.
     #[must_use]
     pub fn user(&self, username: &str) -> Option<Arc<U>> {
-        self.find("user", |state| &state.users, username)
+        self.find(&Self::USERS, username)
     }
 
     /// Holds user `username`, just read from key `key` — unless anything
     /// was invalidated since `ticket`.
     pub fn remember_user(&self, ticket: Ticket, username: &str, key: &str, user: Arc<U>) {
-        self.keep(ticket, Self::USERS_MAP, username, key, user);
+        self.keep(ticket, &Self::USERS, username, key, user);
     }
 
     /// Drops the user `username` (this replica changed it).
     pub fn forget_user(&self, username: &str) {
-        self.drop_id(Self::USERS_MAP, username);
+        self.drop_id(&Self::USERS, username);
     }
 
-    /// The record `id` of the map `pick` chooses, when held and the cache
-    /// is active; the lookup is counted as `kind`.
-    fn find<R>(
-        &self,
-        kind: &'static str,
-        pick: fn(&State<C, U>) -> &Entries<R>,
-        id: &str,
-    ) -> Option<Arc<R>> {
-        let state = self.state();
+    /// The record `id` of `map`, when held and the cache is active; the
+    /// lookup is counted.
+    fn find<R>(&self, map: &RecordMap<C, U, R>, id: &str) -> Option<Arc<R>> {
+        let mut state = self.state();
         let found = if state.active {
-            pick(&state).get(id).cloned()
+            (map.entries)(&mut state).get(id).cloned()
         } else {
             None
         };
         drop(state);
-        lookup(kind, found.is_some());
+        lookup(map.kind, found.is_some());
         found
     }
 
     /// Holds `record` as `id` in `map` unless anything was invalidated
     /// since `ticket`.
-    fn keep<R>(&self, ticket: Ticket, map: MapOf<C, U, R>, id: &str, key: &str, record: Arc<R>) {
+    fn keep<R>(
+        &self,
+        ticket: Ticket,
+        map: &RecordMap<C, U, R>,
+        id: &str,
+        key: &str,
+        record: Arc<R>,
+    ) {
         let mut state = self.state();
         if state.active && state.generation == ticket.0 {
-            let entries = (map.0)(&mut state);
+            let entries = (map.entries)(&mut state);
             entries.insert(id, key.as_bytes().to_vec(), record);
-            (map.1)(entries.len());
+            (map.gauge)(entries.len());
         }
     }
 
     /// Drops `id` from `map` and makes every ticket taken before stale.
-    fn drop_id<R>(&self, map: MapOf<C, U, R>, id: &str) {
+    fn drop_id<R>(&self, map: &RecordMap<C, U, R>, id: &str) {
         let mut state = self.state();
         state.generation += 1;
-        let entries = (map.0)(&mut state);
+        let entries = (map.entries)(&mut state);
         entries.remove_id(id);
-        (map.1)(entries.len());
+        (map.gauge)(entries.len());
     }
 
     /// The resources of `tags`, when every one is held and the cache is
@@ -314,17 +316,30 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
                 state.users.remove_key(name);
             }
         }
-        held(state.clients.len());
-        users_held(state.users.len());
+        clients_gauge(state.clients.len());
+        users_gauge(state.users.len());
     }
 }
 
-/// One record map of a [`State`] and the gauge of its size.
-type MapOf<C, U, R> = (fn(&mut State<C, U>) -> &mut Entries<R>, fn(usize));
+/// One record map of a [`State`]: where it is, the name its lookups are
+/// counted under, and the gauge of its size.
+struct RecordMap<C, U, R> {
+    entries: fn(&mut State<C, U>) -> &mut Entries<R>,
+    kind: &'static str,
+    gauge: fn(usize),
+}
 
 impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
-    const CLIENTS_MAP: MapOf<C, U, C> = (|state| &mut state.clients, held);
-    const USERS_MAP: MapOf<C, U, U> = (|state| &mut state.users, users_held);
+    const CLIENTS: RecordMap<C, U, C> = RecordMap {
+        entries: |state| &mut state.clients,
+        kind: "client",
+        gauge: clients_gauge,
+    };
+    const USERS: RecordMap<C, U, U> = RecordMap {
+        entries: |state| &mut state.users,
+        kind: "user",
+        gauge: users_gauge,
+    };
 }
 
 impl<C, U> State<C, U> {
@@ -333,8 +348,8 @@ impl<C, U> State<C, U> {
         self.clients.clear();
         self.users.clear();
         self.resources.clear();
-        held(0);
-        users_held(0);
+        clients_gauge(0);
+        users_gauge(0);
     }
 }
 
@@ -404,13 +419,13 @@ fn lookup(kind: &'static str, hit: bool) {
 }
 
 /// The verified clients held now.
-fn held(count: usize) {
+fn clients_gauge(count: usize) {
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!("authority_introspection_cache_clients").set(count as f64);
 }
 
 /// The users held now.
-fn users_held(count: usize) {
+fn users_gauge(count: usize) {
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!("authority_introspection_cache_users").set(count as f64);
 }
