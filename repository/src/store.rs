@@ -239,41 +239,43 @@ impl Grant {
         let tag = SubjectTag::of(&self.holder.subject);
         // One copy of the holder for both records.
         let holder = Arc::new(self.holder.clone());
-        let access = self.new_token(
-            TokenKind::Access,
-            &holder,
-            &tag,
-            family,
-            now,
-            self.access_ttl,
-        )?;
-        let refresh = self
-            .refresh_ttl
-            .map(|ttl| self.new_token(TokenKind::Refresh, &holder, &tag, family, now, ttl))
-            .transpose()?;
-        Ok(Minted { access, refresh })
+        let new = |token: Token, ttl| self.new_token(token, &holder, family, now, ttl);
+        Ok(match self.refresh_ttl {
+            Some(refresh_ttl) => {
+                let (access, refresh) = Token::generate_pair_in_family(&tag, family)?;
+                Minted {
+                    access: new(access, self.access_ttl),
+                    refresh: Some(new(refresh, refresh_ttl)),
+                }
+            }
+            None => Minted {
+                access: new(
+                    Token::generate_in_family(TokenKind::Access, &tag, family)?,
+                    self.access_ttl,
+                ),
+                refresh: None,
+            },
+        })
     }
 
     fn new_token(
         &self,
-        kind: TokenKind,
+        token: Token,
         holder: &Arc<Holder>,
-        tag: &SubjectTag,
         family: Uuid,
         now: Timestamp,
         ttl: Duration,
-    ) -> Result<NewToken> {
-        let token = Token::generate_in_family(kind, tag, family)?;
+    ) -> NewToken {
         let record = TokenRecord {
             id: token.id(),
-            kind,
+            kind: token.kind(),
             holder: Arc::clone(holder),
             issued_at: now,
             expires_at: now.saturating_add(ttl),
             family,
             audience: self.audience,
         };
-        Ok(NewToken { token, record })
+        NewToken { token, record }
     }
 }
 
