@@ -63,6 +63,7 @@ pub mod oauth;
 pub mod password;
 pub mod problem;
 pub mod resources;
+pub mod rotated;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -25,6 +25,8 @@
 //! | `authority_introspection_cache_lookups_total` | counter | `kind` (`client`, `user`, `resource`), `result` (`hit`, `miss`) |
 //! | `authority_introspection_cache_clients` | gauge | — (verified clients held, at most `INTROSPECTION_CACHE_CLIENTS`) |
 //! | `authority_introspection_cache_users` | gauge | — (users held for refresh rotations, at most `INTROSPECTION_CACHE_USERS`) |
+//! | `authority_rotation_cache_lookups_total` | counter | `result` (`hit`: the refresh token's session was held after this process rotated it; `miss`: read from Redis) |
+//! | `authority_rotation_cache_sessions` | gauge | — (sessions held after a rotation, at most `ROTATION_CACHE_SESSIONS`) |
 //! | `authority_signin_callbacks_total` | counter | `provider`, `outcome` (`signed_in` or the failure reason) |
 //!
 //! Provider names come from the configuration file and the admin API (at
@@ -112,6 +114,14 @@ fn describe() {
         "Users held in memory for refresh rotations (INTROSPECTION_CACHE_USERS bounds them)."
     );
     metrics::describe_counter!(
+        "authority_rotation_cache_lookups_total",
+        "Refresh rotations by whether the session was held after this process rotated it (hit) or read from Redis (miss)."
+    );
+    metrics::describe_gauge!(
+        "authority_rotation_cache_sessions",
+        "Sessions held after a rotation here (ROTATION_CACHE_SESSIONS bounds them)."
+    );
+    metrics::describe_counter!(
         "authority_redis_errors_total",
         "Requests failed because Redis was unavailable or erred."
     );
@@ -166,6 +176,14 @@ pub fn render(state: &AppState) -> String {
         #[allow(clippy::cast_precision_loss)]
         metrics::gauge!("authority_redis_pool_connections", "state" => label).set(value as f64);
     }
+    // Counted in the state (no registry lookup per rotation), published here.
+    let rotated = state.rotated().statistics();
+    for (label, value) in [("hit", rotated.hits), ("miss", rotated.misses)] {
+        metrics::counter!("authority_rotation_cache_lookups_total", "result" => label)
+            .absolute(value);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("authority_rotation_cache_sessions").set(rotated.held as f64);
     install().map_or_else(String::new, |handle| {
         handle.run_upkeep();
         handle.render()

@@ -13,6 +13,7 @@ use crate::address::{self, ClientAddress};
 use crate::config::Config;
 use crate::password::{HashError, Hasher};
 use crate::resources::Resources;
+use crate::rotated::RotatedSessions;
 use crate::throttle::{Limits, Throttle};
 use crate::tracked::{Capacity, Tracked};
 
@@ -39,6 +40,8 @@ struct Inner {
     /// Verified clients and resources in memory (shared with `accounts`
     /// and `resources`).
     tracked: Option<Arc<TrackedAccounts>>,
+    /// The sessions this process rotated last (`ROTATION_CACHE_SESSIONS`).
+    rotated: RotatedSessions,
 }
 
 /// Why the authority could not be set up.
@@ -132,6 +135,7 @@ impl AppState {
         if let Some(tracked) = &tracked {
             resources = resources.with_tracked(Arc::clone(tracked));
         }
+        let rotated = RotatedSessions::new(config.rotation_cache_sessions);
         Ok(Self {
             inner: Arc::new(Inner {
                 accounts,
@@ -145,6 +149,7 @@ impl AppState {
                 throttle,
                 tokens,
                 tracked,
+                rotated,
             }),
         })
     }
@@ -164,11 +169,20 @@ impl AppState {
     }
 
     /// `token`'s session was revoked or rotated here: drops it from the
-    /// token cache at once, without waiting for Redis's push.
+    /// token cache at once, without waiting for Redis's push, and from the
+    /// sessions held after a rotation.
     pub fn forget(&self, token: &Token) {
         if let Some(reader) = &self.inner.tokens {
             reader.cache().forget(token);
         }
+        self.inner.rotated.forget(token);
+    }
+
+    /// The sessions this process rotated last, by their new refresh token
+    /// ([`crate::rotated`]).
+    #[must_use]
+    pub fn rotated(&self) -> &RotatedSessions {
+        &self.inner.rotated
     }
 
     /// The token cache, when `INTROSPECTION_CACHE` is on (statistics).

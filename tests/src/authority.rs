@@ -292,6 +292,62 @@ impl Authority {
             .await
             .expect("metrics text")
     }
+
+    /// The value of one series of `GET /metrics`: `name{labels}` (labels
+    /// as exposed, e.g. `result="hit"`; empty for none); 0 when absent.
+    ///
+    /// # Panics
+    ///
+    /// On transport errors.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.metrics().await;
+        let series = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Rotates `refresh` `n` (> 0) times, each answer's refresh token the
+    /// next one presented; answers the last response and how many `GET`s
+    /// `redis` ran meanwhile (`INFO commandstats`).
+    ///
+    /// # Panics
+    ///
+    /// When a rotation is refused.
+    pub async fn rotations(&self, redis: &RedisServer, refresh: String, n: u64) -> (Value, u64) {
+        let before = command_calls(redis, "get");
+        let mut last = Value::Null;
+        let mut refresh = refresh;
+        for _ in 0..n {
+            let (status, body) = self.rotate(&refresh).await;
+            assert_eq!(status, 200, "{body}");
+            body["refresh_token"]
+                .as_str()
+                .expect("a refresh token")
+                .clone_into(&mut refresh);
+            last = body;
+        }
+        (last, command_calls(redis, "get") - before)
+    }
+
+    /// Presents `refresh` to the `refresh_token` grant (no client): the
+    /// status and the JSON body (`null` when there is none).
+    ///
+    /// # Panics
+    ///
+    /// On transport errors.
+    pub async fn rotate(&self, refresh: &str) -> (u16, Value) {
+        let response = self
+            .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+            .await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
 }
 
 /// Runs the authority CLI `binary` with `env`.
@@ -332,4 +388,18 @@ pub fn run_cli(
             .expect("write stdin");
     }
     child.wait_with_output().expect("CLI output")
+}
+
+/// How many times `command` (lower case) has run in `redis`, from `INFO
+/// commandstats` (through `redis-cli`).
+#[must_use]
+pub fn command_calls(redis: &RedisServer, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
 }

@@ -63,17 +63,6 @@ async fn introspect(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// The value of the series `name` with `labels` (in the exposition's
-/// order) at `authority`'s `/metrics`; 0 when absent.
-async fn metric(authority: &Authority, name: &str, labels: &str) -> f64 {
-    let text = authority.metrics().await;
-    let series = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Introspects `token` at `authority` until both the token and the client
 /// were answered from memory (tracking is on at that replica), and
 /// answers the last body.
@@ -81,18 +70,15 @@ async fn warm(authority: &Authority, client: &str, secret: &str, token: &str) ->
     let warmed = wait_until_async(PUSH, tokio::time::sleep, || async {
         let (status, body) = introspect(authority, client, secret, token).await;
         assert_eq!(status, 200, "{body}");
-        let tokens = metric(
-            authority,
-            "token_client_cache_lookups_total",
-            "result=\"hit\"",
-        )
-        .await;
-        let clients = metric(
-            authority,
-            "authority_introspection_cache_lookups_total",
-            "kind=\"client\",result=\"hit\"",
-        )
-        .await;
+        let tokens = authority
+            .metric("token_client_cache_lookups_total", "result=\"hit\"")
+            .await;
+        let clients = authority
+            .metric(
+                "authority_introspection_cache_lookups_total",
+                "kind=\"client\",result=\"hit\"",
+            )
+            .await;
         (tokens > 0.0 && clients > 0.0).then_some(body)
     })
     .await;
@@ -273,12 +259,12 @@ async fn resource_removal_reaches_both_replicas() {
                 .is_some_and(|aud| aud.starts_with(ORDERS)),
             "{body}"
         );
-        let held = metric(
-            replica,
-            "authority_introspection_cache_lookups_total",
-            "kind=\"resource\",result=\"hit\"",
-        )
-        .await;
+        let held = replica
+            .metric(
+                "authority_introspection_cache_lookups_total",
+                "kind=\"resource\",result=\"hit\"",
+            )
+            .await;
         assert!(held > 0.0, "the resource was not answered from memory");
     }
 
@@ -294,50 +280,9 @@ async fn resource_removal_reaches_both_replicas() {
     }
 }
 
-/// `POST /oauth/token` rotating `refresh` at `authority` (a public
-/// session: no client): the status and the body.
-async fn rotate(authority: &Authority, refresh: &str) -> (u16, Value) {
-    let response = authority
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
-        .await;
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Calls of `command` in `INFO commandstats`.
-fn calls(redis: &RedisServer, command: &str) -> u64 {
-    redis
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A token of a token response.
 fn token(body: &Value, name: &str) -> String {
     body[name].as_str().expect("token").to_owned()
-}
-
-/// Rotates `refresh` `n` (> 0) times at `authority`; answers the last
-/// response and how many `GET`s Redis ran meanwhile.
-async fn rotations(
-    authority: &Authority,
-    redis: &RedisServer,
-    refresh: String,
-    n: u64,
-) -> (Value, u64) {
-    let before = calls(redis, "get");
-    let mut last = Value::Null;
-    let mut refresh = refresh;
-    for _ in 0..n {
-        let (status, body) = rotate(authority, &refresh).await;
-        assert_eq!(status, 200, "{body}");
-        refresh = token(&body, "refresh_token");
-        last = body;
-    }
-    (last, calls(redis, "get") - before)
 }
 
 /// A refresh rotation reads its user from memory once the user is held:
@@ -350,7 +295,12 @@ async fn rotations(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_reads_its_user_from_memory_until_the_record_changes() {
     let redis = RedisServer::start();
-    let cached = Authority::start(BIN, &redis, &NO_THROTTLE);
+    // Every rotation inspects its session in Redis (no session held after
+    // a rotation, tests/tests/rotation_cache.rs): the reads counted here
+    // are the session's and the user's.
+    let mut env = NO_THROTTLE.to_vec();
+    env.push(("ROTATION_CACHE_SESSIONS", "0"));
+    let cached = Authority::start(BIN, &redis, &env);
     let issuer = cached.url("");
     let uncached = Authority::start(
         BIN,
@@ -358,13 +308,16 @@ async fn rotation_reads_its_user_from_memory_until_the_record_changes() {
         &[
             ("ISSUER", issuer.as_str()),
             ("INTROSPECTION_CACHE_USERS", "0"),
+            ("ROTATION_CACHE_SESSIONS", "0"),
         ],
     );
     cached.add_user("alice", PASSWORD, &["read"]);
 
     // Without the user cache: two reads per rotation.
     let tokens = uncached.login("alice", PASSWORD).await;
-    let (_, gets) = rotations(&uncached, &redis, token(&tokens, "refresh_token"), 10).await;
+    let (_, gets) = uncached
+        .rotations(&redis, token(&tokens, "refresh_token"), 10)
+        .await;
     // Each rotation reads the session (its inspection, and again inside
     // the rotation script, which INFO commandstats counts too) and the user.
     assert_eq!(gets, 30, "the session twice and the user, each rotation");
@@ -375,9 +328,11 @@ async fn rotation_reads_its_user_from_memory_until_the_record_changes() {
     let hit = "kind=\"user\",result=\"hit\"";
     let warmed = wait_until_async(PUSH, tokio::time::sleep, || async {
         let presented = refresh.lock().expect("lock").clone();
-        let (last, _) = rotations(&cached, &redis, presented, 1).await;
+        let (last, _) = cached.rotations(&redis, presented, 1).await;
         *refresh.lock().expect("lock") = token(&last, "refresh_token");
-        let hits = metric(&cached, "authority_introspection_cache_lookups_total", hit).await;
+        let hits = cached
+            .metric("authority_introspection_cache_lookups_total", hit)
+            .await;
         (hits > 0.0).then_some(())
     })
     .await;
@@ -387,7 +342,7 @@ async fn rotation_reads_its_user_from_memory_until_the_record_changes() {
         cached.logs()
     );
     let refresh = refresh.into_inner().expect("lock");
-    let (last, gets) = rotations(&cached, &redis, refresh, 10).await;
+    let (last, gets) = cached.rotations(&redis, refresh, 10).await;
     assert_eq!(gets, 20, "the session twice, each rotation: not the user");
     assert!(
         cached
@@ -413,7 +368,7 @@ async fn rotation_reads_its_user_from_memory_until_the_record_changes() {
         std::sync::Mutex::new((token(&last, "refresh_token"), token(&last, "access_token")));
     let refused = wait_until_async(PUSH, tokio::time::sleep, || async {
         let presented = session.lock().expect("lock").0.clone();
-        let (status, body) = rotate(&cached, &presented).await;
+        let (status, body) = cached.rotate(&presented).await;
         if status == 200 {
             *session.lock().expect("lock") =
                 (token(&body, "refresh_token"), token(&body, "access_token"));

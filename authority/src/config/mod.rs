@@ -97,6 +97,9 @@ pub struct Config {
     /// `INTROSPECTION_CACHE_USERS`: the most user records kept for refresh
     /// rotations (0: none).
     pub introspection_cache_users: usize,
+    /// `ROTATION_CACHE_SESSIONS`: the most sessions held after their
+    /// rotation here ([`crate::rotated`]; 0: none).
+    pub rotation_cache_sessions: usize,
     /// `TRUST_FORWARDED_FOR`: take the client address from the last entry
     /// of `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
@@ -318,6 +321,7 @@ impl Config {
             introspection_cache: values.flag(&s::INTROSPECTION_CACHE)?,
             introspection_cache_clients: values.number(&s::INTROSPECTION_CACHE_CLIENTS)?,
             introspection_cache_users: values.number(&s::INTROSPECTION_CACHE_USERS)?,
+            rotation_cache_sessions: values.number(&s::ROTATION_CACHE_SESSIONS)?,
             trust_forwarded_for: values.flag(&s::TRUST_FORWARDED_FOR)?,
             trusted_proxy_hops: values.number(&s::TRUSTED_PROXY_HOPS)?,
             ipv6_throttle_prefix: values.number(&s::IPV6_THROTTLE_PREFIX)?,
@@ -388,6 +392,7 @@ impl fmt::Debug for Config {
                 &self.introspection_cache_clients,
             )
             .field("introspection_cache_users", &self.introspection_cache_users)
+            .field("rotation_cache_sessions", &self.rotation_cache_sessions)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("ipv6_throttle_prefix", &self.ipv6_throttle_prefix)

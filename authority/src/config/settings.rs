@@ -202,6 +202,14 @@ pub const INTROSPECTION_CACHE_USERS: Setting = Setting::number(
     0..=1_000_000,
     "with INTROSPECTION_CACHE: the most user records a refresh rotation reads from memory (0: every rotation reads Redis)",
 );
+/// `ROTATION_CACHE_SESSIONS`: sessions this process rotated last, held by
+/// their new refresh token.
+pub const ROTATION_CACHE_SESSIONS: Setting = Setting::number(
+    "ROTATION_CACHE_SESSIONS",
+    32_768,
+    0..=1_000_000,
+    "the sessions this process rotated last, held so that their next rotation here skips one Redis read (0: every rotation reads the session first)",
+);
 /// `TRUST_FORWARDED_FOR`: the client address from `X-Forwarded-For`.
 pub const TRUST_FORWARDED_FOR: Setting = Setting::flag(
     "TRUST_FORWARDED_FOR",
@@ -328,6 +336,7 @@ pub const AUTHORITY: &[Setting] = &[
     INTROSPECTION_CACHE,
     INTROSPECTION_CACHE_CLIENTS,
     INTROSPECTION_CACHE_USERS,
+    ROTATION_CACHE_SESSIONS,
     LOGIN_MAX_FAILURES,
     ADDRESS_MAX_FAILURES,
     LOGIN_FAILURE_WINDOW,

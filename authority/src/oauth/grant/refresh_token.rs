@@ -1,10 +1,12 @@
 //! RFC 6749 §6: the `refresh_token` grant. The presented token is rotated:
 //! the next pair joins its family, and reuse of a rotated token revokes
-//! the family.
+//! the family. A token this process minted by its last rotation of the
+//! session is found in memory ([`crate::rotated`]); any other is inspected
+//! in the store first.
 
 use token_repository::{
-    Minted, RefreshRefusal, RefreshState, ResourceUri, Rotation, Scopes, Token, TokenKind,
-    TokenWriter as _,
+    Minted, RefreshRefusal, RefreshState, ResourceUri, Rotation, Scopes, Timestamp, Token,
+    TokenKind, TokenWriter as _,
 };
 
 use super::{grant as issue, narrow};
@@ -61,9 +63,14 @@ pub(super) async fn grant(
         ClientCredentials::IdOnly(client_id) => Some(public_client(state, &client_id).await?),
         credentials => authenticate::client(state, credentials, address).await?,
     };
-    let record = match state.store().inspect_refresh(&presented).await? {
-        RefreshState::Live(record) => record,
-        RefreshState::Refused(refusal) => return Err(refused(&presented, refusal)),
+    let record = match state.rotated().take(&presented, Timestamp::now()) {
+        // Rotated here last: the rotation below re-checks that the token is
+        // still its session's current one (crate::rotated).
+        Some(record) => record,
+        None => match state.store().inspect_refresh(&presented).await? {
+            RefreshState::Live(record) => record,
+            RefreshState::Refused(refusal) => return Err(refused(&presented, refusal)),
+        },
     };
     let client_id = client.as_ref().map(|client| client.client_id.clone());
     if record.holder.client_id != client_id {
@@ -104,7 +111,10 @@ pub(super) async fn grant(
     // cache forgets it at once.
     state.forget(&presented);
     match rotated {
-        Ok(Rotation::Rotated) => Ok(minted),
+        Ok(Rotation::Rotated) => {
+            state.rotated().hold(&minted);
+            Ok(minted)
+        }
         Ok(Rotation::Refused(refusal)) => Err(refused(&presented, refusal)),
         Err(error) => Err(Problem::from(error)),
     }
