@@ -49,12 +49,6 @@
 //!   cargo run -p token-client --features axum --example protected_service
 //! ```
 
-/// mimalloc instead of glibc's malloc, as the authority: each request's
-/// small, short-lived allocations (headers, the request id, the span);
-/// measured within the noise of rows H3–H4 (bench README, "Goals missed").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;

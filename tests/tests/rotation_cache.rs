@@ -38,6 +38,21 @@ async fn rotated_once_at(at: &Authority) -> Value {
     body
 }
 
+/// `held`, presented at `here`, which holds its session: taken from
+/// memory (the first hit there) and refused by the rotation script.
+async fn refused_from_memory(here: &Authority, held: &str) {
+    let (status, body) = here.rotate(held).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        here.metric(LOOKUPS, "result=\"hit\"").await,
+        1.0,
+        "answered from memory, refused by the rotation"
+    );
+}
+
 /// Counted in Redis: without the held session a rotation reads the session,
 /// the user (`INTROSPECTION_CACHE_USERS=0` here) and, inside the rotation
 /// script, the session again; with it, the first of the three is gone
@@ -99,16 +114,7 @@ async fn a_held_token_rotated_elsewhere_is_reuse() {
     assert_eq!(status, 200, "{body}");
     let (refresh, access) = (token(&body, "refresh_token"), token(&body, "access_token"));
 
-    let (status, body) = here.rotate(&held).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
-    assert_eq!(
-        here.metric(LOOKUPS, "result=\"hit\"").await,
-        1.0,
-        "answered from memory, refused by the rotation"
-    );
+    refused_from_memory(&here, &held).await;
     assert!(
         here.logged(&["rotated refresh token presented again"]),
         "{}",
@@ -136,16 +142,7 @@ async fn a_held_session_revoked_anywhere_is_refused() {
 
     let held = token(&rotated_once_at(&here).await, "refresh_token");
     assert_eq!(revoke(&elsewhere, held.clone()).await, 200);
-    let (status, body) = here.rotate(&held).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
-    assert_eq!(
-        here.metric(LOOKUPS, "result=\"hit\"").await,
-        1.0,
-        "answered from memory, refused by the rotation"
-    );
+    refused_from_memory(&here, &held).await;
 
     let held = token(&rotated_once_at(&here).await, "refresh_token");
     assert_eq!(here.metric(HELD, "").await, 1.0);
