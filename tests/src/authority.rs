@@ -9,6 +9,7 @@ use serde_json::Value;
 use token_test_harness::RedisServer;
 
 use crate::process::ServiceProcess;
+use crate::redis_admin::command_calls_cli;
 
 /// Cheap argon2 parameters: tests check behaviour, not hashing cost.
 pub const FAST_ARGON2: &[(&str, &str)] =
@@ -320,7 +321,7 @@ impl Authority {
     ///
     /// When a rotation is refused.
     pub async fn rotations(&self, redis: &RedisServer, refresh: String, n: u64) -> (Value, u64) {
-        let before = command_calls(redis, "get");
+        let before = command_calls_cli(redis, "get");
         let mut last = Value::Null;
         let mut refresh = refresh;
         for _ in 0..n {
@@ -332,7 +333,7 @@ impl Authority {
                 .clone_into(&mut refresh);
             last = body;
         }
-        (last, command_calls(redis, "get") - before)
+        (last, command_calls_cli(redis, "get") - before)
     }
 
     /// Presents `refresh` to the `refresh_token` grant (no client): the
@@ -388,18 +389,4 @@ pub fn run_cli(
             .expect("write stdin");
     }
     child.wait_with_output().expect("CLI output")
-}
-
-/// How many times `command` (lower case) has run in `redis`, from `INFO
-/// commandstats` (through `redis-cli`).
-#[must_use]
-pub fn command_calls(redis: &RedisServer, command: &str) -> u64 {
-    let prefix = format!("cmdstat_{command}:calls=");
-    redis
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap_or(0)
 }

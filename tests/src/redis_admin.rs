@@ -27,6 +27,20 @@ pub async fn command_calls(admin: &mut MultiplexedConnection, command: &str) -> 
         .query_async(admin)
         .await
         .expect("INFO commandstats");
+    calls_in(&info, command)
+}
+
+/// How many times `command` has run in `redis`, through `redis-cli` (for
+/// tests without an admin connection of their own).
+#[must_use]
+pub fn command_calls_cli(redis: &token_test_harness::RedisServer, command: &str) -> u64 {
+    calls_in(&redis.cli(&["INFO", "commandstats"]), command)
+}
+
+/// The calls of `command` in the text of `INFO commandstats`; 0 when it
+/// has not run.
+#[must_use]
+pub fn calls_in(info: &str, command: &str) -> u64 {
     let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
         .find_map(|line| line.strip_prefix(&prefix))

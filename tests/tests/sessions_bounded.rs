@@ -5,6 +5,7 @@
 use serde_json::Value;
 use token_repository::{Token, TokenKind};
 use token_service_tests::Authority;
+use token_service_tests::redis_admin::calls_in;
 use token_test_harness::RedisServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_e2e-token-authority");
@@ -17,16 +18,6 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
         status,
         body["error"].as_str().unwrap_or_default().to_owned(),
     )
-}
-
-/// Calls of one command since the last `CONFIG RESETSTAT`.
-fn calls(stats: &str, command: &str) -> u64 {
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Logging in past `MAX_SESSIONS_PER_SUBJECT` revokes the oldest session:
@@ -100,9 +91,9 @@ async fn forged_refresh_tokens_are_refused_without_a_script() {
     }
     let stats = redis.cli(&["INFO", "commandstats"]);
     for script in ["evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"] {
-        assert_eq!(calls(&stats, script), 0, "{script}: {stats}");
+        assert_eq!(calls_in(&stats, script), 0, "{script}: {stats}");
     }
-    assert!(calls(&stats, "get") >= 1_000, "{stats}");
+    assert!(calls_in(&stats, "get") >= 1_000, "{stats}");
     let access = tokens["access_token"].as_str().expect("access");
     assert_eq!(authority.get_with("/v1/me", access).await.status(), 200);
 }
