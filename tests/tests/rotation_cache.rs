@@ -4,6 +4,7 @@
 //! decides, so what a replica holds cannot outlive a change made
 //! elsewhere: a held session revoked at another replica is refused, and
 //! one rotated at another replica is refused as reuse, which revokes it.
+//! A held session stays bound to its client.
 
 use serde_json::Value;
 use token_service_tests::Authority;
@@ -150,4 +151,39 @@ async fn a_held_session_revoked_anywhere_is_refused() {
     assert_eq!(here.metric(HELD, "").await, 0.0, "forgotten on revocation");
     let (status, _) = here.rotate(&held).await;
     assert_eq!(status, 400);
+}
+
+/// A held session is still bound to its client: its refresh token
+/// presented by another client (with that client's own valid secret) is
+/// refused like any token of another client's session, though the record
+/// came from memory; the session itself is not revoked, and its holder
+/// rotates it on (read from Redis again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_session_is_refused_to_another_client() {
+    let redis = RedisServer::start();
+    let here = Authority::start(BIN, &redis, &[]);
+    here.add_user("alice", PASSWORD, &["read"]);
+    let secret = here.add_client("intruder", &["read"], false);
+    let held = token(&rotated_once_at(&here).await, "refresh_token");
+
+    let response = here
+        .http
+        .post(here.url("/oauth/token"))
+        .basic_auth("intruder", Some(&secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &held)])
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("json body");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(here.metric(LOOKUPS, "result=\"hit\"").await, 1.0);
+
+    let (status, body) = here.rotate(&held).await;
+    assert_eq!(status, 200, "the holder rotates on: {body}");
+    assert_eq!(here.metric(LOOKUPS, "result=\"miss\"").await, 2.0);
 }
