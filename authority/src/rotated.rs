@@ -38,7 +38,7 @@ use token_repository::{Minted, Timestamp, Token, TokenRecord};
 #[derive(Debug)]
 pub struct RotatedSessions {
     /// The most records of one generation (half the capacity; 0: off).
-    generation: usize,
+    per_generation: usize,
     held: Mutex<Generations>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -67,7 +67,7 @@ impl RotatedSessions {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         Self {
-            generation: capacity.div_ceil(2),
+            per_generation: capacity.div_ceil(2),
             held: Mutex::new(Generations::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -83,7 +83,7 @@ impl RotatedSessions {
     /// by a rotation and still holds it, live at `now`; it is held no
     /// longer.
     pub fn take(&self, presented: &Token, now: Timestamp) -> Option<TokenRecord> {
-        if self.generation == 0 {
+        if self.per_generation == 0 {
             return None;
         }
         let key = presented.digest().as_bytes();
@@ -103,14 +103,14 @@ impl RotatedSessions {
 
     /// Holds the refresh token of `minted`, just stored by a rotation.
     pub fn hold(&self, minted: &Minted) {
-        let Some(refresh) = minted.refresh.as_ref().filter(|_| self.generation > 0) else {
+        let Some(refresh) = minted.refresh.as_ref().filter(|_| self.per_generation > 0) else {
             return;
         };
         let key = *refresh.token.digest().as_bytes();
         let dropped = {
             let mut held = self.held();
             held.young.insert(key, refresh.record.clone());
-            (held.young.len() >= self.generation).then(|| {
+            (held.young.len() >= self.per_generation).then(|| {
                 let young = mem::take(&mut held.young);
                 mem::replace(&mut held.old, young)
             })
@@ -121,7 +121,7 @@ impl RotatedSessions {
 
     /// `token` was revoked or rotated: its record is held no longer.
     pub fn forget(&self, token: &Token) {
-        if self.generation == 0 {
+        if self.per_generation == 0 {
             return;
         }
         let key = token.digest().as_bytes();

@@ -168,14 +168,20 @@ impl AppState {
         }
     }
 
-    /// `token`'s session was revoked or rotated here: drops it from the
-    /// token cache at once, without waiting for Redis's push, and from the
-    /// sessions held after a rotation.
+    /// `token`'s session was revoked here: drops it from the token cache
+    /// at once, without waiting for Redis's push, and from the sessions
+    /// held after a rotation.
     pub fn forget(&self, token: &Token) {
+        self.forget_cached(token);
+        self.inner.rotated.forget(token);
+    }
+
+    /// `token`'s session was rotated here: drops it from the token cache at
+    /// once (the rotation took it from the sessions held already).
+    pub fn forget_cached(&self, token: &Token) {
         if let Some(reader) = &self.inner.tokens {
             reader.cache().forget(token);
         }
-        self.inner.rotated.forget(token);
     }
 
     /// The sessions this process rotated last, by their new refresh token

@@ -179,13 +179,11 @@ impl Token {
         tag: &SubjectTag,
         family: Uuid,
     ) -> Result<Self, RandomnessError> {
-        let mut data = Zeroizing::new([0_u8; DATA_LEN_V2]);
-        data[..TAG_LEN].copy_from_slice(&tag.0);
-        data[TAG_LEN..TAG_LEN + FAMILY_LEN].copy_from_slice(family.as_bytes());
+        let mut secret = Zeroizing::new([0_u8; SECRET_LEN]);
         rand::rngs::SysRng
-            .try_fill_bytes(&mut data[TAG_LEN + FAMILY_LEN..])
+            .try_fill_bytes(&mut secret[..])
             .map_err(|error| RandomnessError(error.to_string()))?;
-        Ok(Self::assemble(kind, tag, Some(family), &data[..]))
+        Ok(Self::with_secret(kind, tag, family, &secret[..]))
     }
 
     /// Generates an access token and a refresh token (format 2) for the

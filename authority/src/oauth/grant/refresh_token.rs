@@ -109,7 +109,7 @@ pub(super) async fn grant(
     let rotated = state.store().rotate(&presented, &minted).await;
     // The session changed (rotated, or revoked on reuse): this replica's
     // cache forgets it at once.
-    state.forget(&presented);
+    state.forget_cached(&presented);
     match rotated {
         Ok(Rotation::Rotated) => {
             state.rotated().hold(&minted);
