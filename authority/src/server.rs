@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -116,7 +116,7 @@ where
 {
     ServiceBuilder::new()
         .map_response(move |response| security_headers(response, https))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(FreshUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -128,6 +128,20 @@ where
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequestTimeoutLayer(limits.request_timeout))
         .service(HotRoutes::new(warp::service(filter), hot))
+}
+
+/// A fresh request id: a random (version 4) UUID written straight into
+/// the header value, where tower-http's `MakeRequestUuid` formats a
+/// `String` and parses it again.
+#[derive(Debug, Clone, Copy)]
+struct FreshUuid;
+
+impl MakeRequestId for FreshUuid {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
 }
 
 /// Adds `X-Content-Type-Options: nosniff` (and HSTS when `https`).

@@ -1,5 +1,8 @@
 //! Log output: `tracing` to standard error, as text or JSON lines.
 //!
+//! Text lines not bound for a terminal are formatted by [`text`]: the
+//! stock format, written without its styling machinery.
+//!
 //! The runtime's worker threads collect their lines and write them with one
 //! system call when the thread goes idle (tokio's park hook,
 //! [`flush_idle_worker`]), when [`PENDING_LIMIT`] bytes are waiting, or
@@ -21,6 +24,10 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
+mod text;
+
+use text::{TextFields, TextLine};
+
 /// Bytes a worker thread may hold before it writes them.
 pub const PENDING_LIMIT: usize = 16 * 1024;
 
@@ -34,12 +41,18 @@ pub const PENDING_AGE: Duration = Duration::from_millis(50);
 /// ids only.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colours = io::IsTerminal::is_terminal(&io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_ansi(colours)
         .with_writer(LogWriter);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        // A terminal gets the stock formatter's colours.
+        LogFormat::Text if colours => builder.try_init(),
+        LogFormat::Text => builder
+            .fmt_fields(TextFields)
+            .event_format(TextLine)
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     // Already installed (tests): keep the first one.
