@@ -19,6 +19,8 @@
 //! - [`state`]: [`AppState`], what every handler shares.
 //! - [`routes`]: the warp filter tree, body limits, rejection handling.
 //! - [`server`]: [`server::run`] with graceful shutdown.
+//! - [`envelope`]: what every request gets: its id, span, access-log line
+//!   and metric, the request timeout, panic catching, security headers.
 //! - [`oauth`]: token (RFC 6749), revocation (RFC 7009), introspection
 //!   (RFC 7662), metadata (RFC 8414), the authorization endpoint and codes.
 //! - [`web`]: the sign-in, consent and account pages and the browser
@@ -52,6 +54,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod envelope;
 pub mod eviction;
 #[cfg(test)]
 pub(crate) mod faults;

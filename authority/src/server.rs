@@ -2,11 +2,11 @@
 //! signal, then draining open connections.
 //!
 //! The warp filter tree ([`crate::routes`]) is served as a tower service
-//! behind tower-http layers: every request gets an `X-Request-Id` (the
-//! caller's, or a fresh UUID), echoed in the response and recorded on the
-//! request's log span, so one id follows a request through the logs of the
-//! authority and the services it calls; a panic in a handler becomes a
-//! generic 500 instead of a dropped connection.
+//! inside the [`Envelope`](crate::envelope) every request gets: an
+//! `X-Request-Id` (the caller's, or a fresh UUID), echoed in the response
+//! and recorded on the request's log span, so one id follows a request
+//! through the logs of the authority and the services it calls; a panic in
+//! a handler becomes a generic 500 instead of a dropped connection.
 
 //! Every response carries `X-Content-Type-Options: nosniff`, and
 //! `Strict-Transport-Security` when the issuer is an `https://` URL.
@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -39,28 +39,18 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::{Layer, Service, ServiceBuilder};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
-use tracing::Span;
+use tower::{Service, ServiceBuilder};
 use warp::filters::BoxedFilter;
 
 use crate::address::PeerAddr;
 use crate::config::HttpLimits;
+use crate::envelope::EnvelopeLayer;
 use crate::metrics;
-use crate::problem::Problem;
 use crate::routes::{Hot, HotRoutes, metrics_routes, routes};
 use crate::state::AppState;
 
 /// How long open connections may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `Strict-Transport-Security` for an `https://` issuer: one year, this
-/// host only (subdomains may be other people's services).
-const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes
 /// the requests in flight (up to 30 s) and returns.
@@ -92,9 +82,10 @@ pub async fn run_metrics(
     .await;
 }
 
-/// The tower stack around a warp filter tree: security headers, request
-/// ids, tracing and metrics, panic catching, the request timeout; the
-/// [`HotRoutes`] of `hot` in front of the tree.
+/// The tower stack around a warp filter tree: the [`Envelope`](crate::envelope::Envelope)
+/// (request ids, the span, the access log and metrics, panic catching, the
+/// request timeout, security headers), then the [`HotRoutes`] of `hot` in
+/// front of the tree.
 /// Requests are expected to carry their [`PeerAddr`] (optional) and
 /// [`BodyDone`] (optional) extensions.
 pub fn stack<B>(
@@ -115,46 +106,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + Sync,
 {
     ServiceBuilder::new()
-        .map_response(move |response| security_headers(response, https))
-        .layer(SetRequestIdLayer::x_request_id(FreshUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(RequestSpan)
-                .on_request(())
-                .on_response(LogResponse)
-                .on_failure(()),
-        )
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(RequestTimeoutLayer(limits.request_timeout))
+        .layer(EnvelopeLayer {
+            limit: limits.request_timeout,
+            https,
+        })
         .service(HotRoutes::new(warp::service(filter), hot))
-}
-
-/// A fresh request id: a random (version 4) UUID written straight into
-/// the header value, where tower-http's `MakeRequestUuid` formats a
-/// `String` and parses it again.
-#[derive(Debug, Clone, Copy)]
-struct FreshUuid;
-
-impl MakeRequestId for FreshUuid {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let mut text = uuid::Uuid::encode_buffer();
-        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-        HeaderValue::from_str(text).ok().map(RequestId::new)
-    }
-}
-
-/// Adds `X-Content-Type-Options: nosniff` (and HSTS when `https`).
-fn security_headers<B>(mut response: Response<B>, https: bool) -> Response<B> {
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if https {
-        headers.insert(http::header::STRICT_TRANSPORT_SECURITY, HSTS);
-    }
-    response
 }
 
 /// The accept loop: bounded connections, timeouts, graceful shutdown.
@@ -374,7 +330,9 @@ impl AsyncWrite for Watched {
 pub struct BodyDone(Arc<AtomicBool>);
 
 impl BodyDone {
-    fn is_done(&self) -> bool {
+    /// Whether the body has been read to its end.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -427,116 +385,6 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
-/// Bounds the time from a request's header to its response.
-#[derive(Debug, Clone, Copy)]
-struct RequestTimeoutLayer(Duration);
-
-impl<S> Layer<S> for RequestTimeoutLayer {
-    type Service = RequestTimeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestTimeout {
-            inner,
-            limit: self.0,
-        }
-    }
-}
-
-/// See [`RequestTimeoutLayer`]: past the limit, 408 `invalid_request` when
-/// the body had not fully arrived (the client is slow), otherwise 503
-/// `temporarily_unavailable` (the server is). The handler is dropped, so
-/// its work stops at its next await.
-#[derive(Debug, Clone)]
-struct RequestTimeout<S> {
-    inner: S,
-    limit: Duration,
-}
-
-impl<S, B> Service<Request<B>> for RequestTimeout<S>
-where
-    S: Service<Request<B>, Response = warp::reply::Response>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-{
-    type Response = warp::reply::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let done = request.extensions().get::<BodyDone>().cloned();
-        let limit = self.limit;
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout(limit, response).await {
-                Ok(response) => response,
-                Err(_) if done.is_some_and(|done| !done.is_done()) => {
-                    tracing::info!(?limit, "request body not received in time");
-                    Ok(Problem::request_timeout().into_response())
-                }
-                Err(_) => {
-                    tracing::warn!(?limit, "request not answered in time");
-                    Ok(
-                        Problem::unavailable_because("the request took too long; retry later")
-                            .into_response(),
-                    )
-                }
-            }
-        })
-    }
-}
-
-/// The span of one request: method, path and request id.
-#[derive(Debug, Clone, Copy)]
-struct RequestSpan;
-
-impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &Request<B>) -> Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = request.uri().path(),
-            request_id,
-        )
-    }
-}
-
-/// One log line and one metric per response.
-#[derive(Debug, Clone, Copy)]
-struct LogResponse;
-
-impl<B> tower_http::trace::OnResponse<B> for LogResponse {
-    fn on_response(self, response: &Response<B>, latency: Duration, _span: &Span) {
-        metrics::response(response.status());
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = latency.as_secs_f64() * 1000.0,
-            "request"
-        );
-    }
-}
-
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<String> {
-    tracing::error!("a request handler panicked");
-    let mut response = Response::new(
-        r#"{"error":"server_error","error_description":"internal error"}"#.to_owned(),
-    );
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
 ///
 /// The handlers are installed when this is called, not when the future is
@@ -564,11 +412,13 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     use warp::Filter as _;
 
     use super::*;
+    use crate::problem::Problem;
 
     fn limits(request_timeout: Duration) -> HttpLimits {
         HttpLimits {
@@ -583,7 +433,13 @@ mod tests {
             warp::reply::Response::new("late".into())
         });
         let fast = warp::path!("fast").map(|| warp::reply::Response::new("ok".into()));
+        let panics = warp::path!("panic").then(|| async {
+            tokio::task::yield_now().await;
+            panic!("a handler bug");
+        });
         slow.or(fast)
+            .unify()
+            .or(panics)
             .unify()
             .or(warp::any().map(|| Problem::not_found("no such endpoint").into_response()))
             .unify()
@@ -634,6 +490,52 @@ mod tests {
         let (parts, body) = call(false, Duration::from_secs(5), get("/nowhere")).await;
         assert_eq!(parts.status, StatusCode::NOT_FOUND);
         assert!(body.contains("not_found"), "{body}");
+    }
+
+    /// A handler that panics answers a generic 500 (the standard error
+    /// body, `nosniff`, the request id) and the service answers the next
+    /// request as before.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500() {
+        let mut request = get("/panic");
+        request
+            .headers_mut()
+            .insert("x-request-id", http::HeaderValue::from_static("panic-1"));
+        let (parts, body) = call(false, Duration::from_secs(5), request).await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            r#"{"error":"server_error","error_description":"internal error"}"#
+        );
+        assert!(!body.contains("a handler bug"), "the panic is not shown");
+        assert_eq!(parts.headers["content-type"], "application/json");
+        assert_eq!(parts.headers["x-content-type-options"], "nosniff");
+        assert_eq!(parts.headers["x-request-id"], "panic-1");
+        let (parts, body) = call(false, Duration::from_secs(5), get("/fast")).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "ok");
+    }
+
+    /// The caller's request id is echoed; without one, each response gets
+    /// a fresh random UUID.
+    #[tokio::test]
+    async fn request_ids_are_the_callers_or_fresh_uuids() {
+        let mut request = get("/nowhere");
+        request
+            .headers_mut()
+            .insert("x-request-id", http::HeaderValue::from_static("given-7"));
+        let (parts, _) = call(false, Duration::from_secs(5), request).await;
+        assert_eq!(parts.headers["x-request-id"], "given-7");
+        let mut fresh = Vec::new();
+        for _ in 0..2 {
+            let (parts, _) = call(false, Duration::from_secs(5), get("/fast")).await;
+            let id = parts.headers["x-request-id"].to_str().expect("ASCII");
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(id, uuid.hyphenated().to_string(), "lower-case, hyphenated");
+            fresh.push(uuid);
+        }
+        assert_ne!(fresh[0], fresh[1]);
     }
 
     /// A handler slower than the request timeout: 503

@@ -1,0 +1,215 @@
+//! [`Envelope`]: what every HTTP request to the authority gets, in one
+//! service.
+//!
+//! - A request id: the caller's `X-Request-Id`, or a fresh (version 4)
+//!   UUID, echoed in the response and recorded on the request's span, so
+//!   one id follows a request through the logs of the authority and the
+//!   services it calls.
+//! - The span `request{method path request_id}` around the handler, and,
+//!   once the response is ready, one `authority_http_requests_total` count
+//!   and one access-log line (`request status=… elapsed_ms=…`) in it.
+//! - The request timeout: past `HTTP_REQUEST_TIMEOUT_MS`, 408
+//!   `invalid_request` when the request's body had not fully arrived (the
+//!   client is slow), otherwise 503 `temporarily_unavailable` (the server
+//!   is). The handler is dropped, so its work stops at its next await.
+//! - Panic catching: a panicking handler answers a generic 500 instead of
+//!   dropping the connection.
+//! - `X-Content-Type-Options: nosniff` on every response, and
+//!   `Strict-Transport-Security` when the issuer is an `https://` URL.
+//!
+//! These were six layers — tower-http's `SetRequestId`,
+//! `PropagateRequestId`, `Trace` and `CatchPanic`, a timeout and a
+//! `map_response` — each wrapping the future of the one inside, two of them
+//! wrapping the response body again (one in a box), and the id passed
+//! between them in the request's extensions. Here the same work is one
+//! boxed future around the handler's (bench/README.md, "One envelope
+//! instead of six layers").
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use http::header::{CONTENT_TYPE, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+use tracing::Instrument as _;
+use warp::reply::Response;
+
+use crate::metrics;
+use crate::problem::Problem;
+use crate::server::BodyDone;
+
+/// The request id's header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// HSTS for one year (no `includeSubDomains`: the authority cannot speak
+/// for its parent domain's other hosts).
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+
+/// Puts every request in an [`Envelope`].
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeLayer {
+    /// The request timeout.
+    pub limit: Duration,
+    /// Whether the issuer is `https://` (HSTS on every response).
+    pub https: bool,
+}
+
+impl<S> Layer<S> for EnvelopeLayer {
+    type Service = Envelope<S>;
+
+    fn layer(&self, inner: S) -> Envelope<S> {
+        Envelope {
+            inner,
+            limit: self.limit,
+            https: self.https,
+        }
+    }
+}
+
+/// See the [module](self).
+#[derive(Debug, Clone)]
+pub struct Envelope<S> {
+    inner: S,
+    limit: Duration,
+    https: bool,
+}
+
+/// An enveloped answer.
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S, B> Service<Request<B>> for Envelope<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Answer {
+        let started = Instant::now();
+        let id = request
+            .headers()
+            .get(X_REQUEST_ID)
+            .cloned()
+            .unwrap_or_else(fresh_id);
+        let span = tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = request.uri().path(),
+            request_id = id.to_str().unwrap_or("-"),
+        );
+        let done = request.extensions().get::<BodyDone>().cloned();
+        let handler = {
+            let _entered = span.enter();
+            panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
+        };
+        let (limit, https) = (self.limit, self.https);
+        Box::pin(async move {
+            let outcome = match handler {
+                Ok(handler) => {
+                    AssertUnwindSafe(tokio::time::timeout_at(started + limit, handler))
+                        .catch_unwind()
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(panic) => Err(panic),
+            };
+            let _entered = span.enter();
+            let mut response = match outcome {
+                Ok(Ok(Ok(response))) => response,
+                Ok(Ok(Err(infallible))) => match infallible {},
+                Ok(Err(_elapsed)) => timed_out(done.as_ref(), limit),
+                Err(panic) => panicked(&panic),
+            };
+            let headers = response.headers_mut();
+            headers.entry(X_REQUEST_ID).or_insert(id);
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            if https {
+                headers.insert(STRICT_TRANSPORT_SECURITY, HSTS);
+            }
+            metrics::response(response.status());
+            tracing::info!(
+                status = response.status().as_u16(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            );
+            Ok(response)
+        })
+    }
+}
+
+/// A fresh request id: a random (version 4) UUID, written straight into
+/// the header value.
+fn fresh_id() -> HeaderValue {
+    let mut text = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // Hex digits and hyphens.
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// The answer past the request timeout.
+fn timed_out(done: Option<&BodyDone>, limit: Duration) -> Response {
+    if done.is_some_and(|done| !done.is_done()) {
+        tracing::info!(?limit, "request body not received in time");
+        Problem::request_timeout().into_response()
+    } else {
+        tracing::warn!(?limit, "request not answered in time");
+        Problem::unavailable_because("the request took too long; retry later").into_response()
+    }
+}
+
+/// The answer of a handler that panicked; what it panicked with is not
+/// shown (it may hold request data).
+fn panicked(_: &Box<dyn Any + Send>) -> Response {
+    tracing::error!("a request handler panicked");
+    let mut response =
+        Response::new(r#"{"error":"server_error","error_description":"internal error"}"#.into());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A service that panics in `call` itself, before it has a future.
+    #[tokio::test]
+    async fn a_panic_before_the_future_answers_500() {
+        let service = tower::service_fn(
+            |_: Request<()>| -> std::future::Ready<Result<Response, Infallible>> {
+                panic!("in call")
+            },
+        );
+        let response = EnvelopeLayer {
+            limit: Duration::from_secs(5),
+            https: true,
+        }
+        .layer(service)
+        .oneshot(Request::new(()))
+        .await
+        .expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000"
+        );
+        assert_eq!(response.headers()[X_REQUEST_ID].len(), 36);
+    }
+}
