@@ -29,12 +29,15 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use http::header::{CONTENT_TYPE, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderName, HeaderValue, Request, StatusCode};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
@@ -42,7 +45,6 @@ use warp::reply::Response;
 
 use crate::metrics;
 use crate::problem::Problem;
-use crate::server::BodyDone;
 
 /// The request id's header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -182,8 +184,71 @@ fn panicked(_: &Box<dyn Any + Send>) -> Response {
     response
 }
 
+/// Whether a request's body has been read to its end, in the request's
+/// extensions: tells a client too slow to send its body (408) from a
+/// server too slow to answer (503).
+#[derive(Debug, Clone, Default)]
+pub struct BodyDone(Arc<AtomicBool>);
+
+impl BodyDone {
+    /// Whether the body has been read to its end.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A request body that sets its [`BodyDone`] when read to the end.
+#[derive(Debug)]
+pub struct Tracked<B> {
+    inner: B,
+    done: BodyDone,
+}
+
+impl<B: Body> Tracked<B> {
+    /// Wraps `inner`; the flag is already set for an empty body.
+    pub fn new(inner: B) -> (Self, BodyDone) {
+        let done = BodyDone::default();
+        if inner.is_end_stream() {
+            done.0.store(true, Ordering::Relaxed);
+        }
+        (
+            Self {
+                inner,
+                done: done.clone(),
+            },
+            done,
+        )
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done.0.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
 
     use super::*;
@@ -211,5 +276,18 @@ mod tests {
             "max-age=31536000"
         );
         assert_eq!(response.headers()[X_REQUEST_ID].len(), 36);
+    }
+
+    /// The body flag is set once the body has been read to its end.
+    #[tokio::test]
+    async fn tracked_bodies_report_their_end() {
+        let (body, done) = Tracked::new(String::new());
+        assert!(done.is_done(), "an empty body is complete");
+        drop(body);
+        let (body, done) = Tracked::new("grant_type=password".to_owned());
+        assert!(!done.is_done());
+        let bytes = body.collect().await.expect("body").to_bytes();
+        assert_eq!(&bytes[..], b"grant_type=password");
+        assert!(done.is_done());
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -44,7 +44,7 @@ use warp::filters::BoxedFilter;
 
 use crate::address::PeerAddr;
 use crate::config::HttpLimits;
-use crate::envelope::EnvelopeLayer;
+use crate::envelope::{EnvelopeLayer, Tracked};
 use crate::metrics;
 use crate::routes::{Hot, HotRoutes, metrics_routes, routes};
 use crate::state::AppState;
@@ -87,7 +87,7 @@ pub async fn run_metrics(
 /// request timeout, security headers), then the [`HotRoutes`] of `hot` in
 /// front of the tree.
 /// Requests are expected to carry their [`PeerAddr`] (optional) and
-/// [`BodyDone`] (optional) extensions.
+/// [`BodyDone`](crate::envelope::BodyDone) (optional) extensions.
 pub fn stack<B>(
     filter: BoxedFilter<(warp::reply::Response,)>,
     limits: HttpLimits,
@@ -323,68 +323,6 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// Whether a request's body has been read to its end, in the request's
-/// extensions: tells a client too slow to send its body (408) from a
-/// server too slow to answer (503).
-#[derive(Debug, Clone, Default)]
-pub struct BodyDone(Arc<AtomicBool>);
-
-impl BodyDone {
-    /// Whether the body has been read to its end.
-    #[must_use]
-    pub fn is_done(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A request body that sets its [`BodyDone`] when read to the end.
-#[derive(Debug)]
-pub struct Tracked<B> {
-    inner: B,
-    done: BodyDone,
-}
-
-impl<B: Body> Tracked<B> {
-    /// Wraps `inner`; the flag is already set for an empty body.
-    pub fn new(inner: B) -> (Self, BodyDone) {
-        let done = BodyDone::default();
-        if inner.is_end_stream() {
-            done.0.store(true, Ordering::Relaxed);
-        }
-        (
-            Self {
-                inner,
-                done: done.clone(),
-            },
-            done,
-        )
-    }
-}
-
-impl<B: Body + Unpin> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let frame = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.done.0.store(true, Ordering::Relaxed);
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
 ///
 /// The handlers are installed when this is called, not when the future is
@@ -418,6 +356,7 @@ mod tests {
     use warp::Filter as _;
 
     use super::*;
+    use crate::envelope::BodyDone;
     use crate::problem::Problem;
 
     fn limits(request_timeout: Duration) -> HttpLimits {
@@ -744,18 +683,5 @@ mod tests {
             .expect("body")
             .to_bytes();
         (parts, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    /// The body flag is set once the body has been read to its end.
-    #[tokio::test]
-    async fn tracked_bodies_report_their_end() {
-        let (body, done) = Tracked::new(String::new());
-        assert!(done.is_done(), "an empty body is complete");
-        drop(body);
-        let (body, done) = Tracked::new("grant_type=password".to_owned());
-        assert!(!done.is_done());
-        let bytes = body.collect().await.expect("body").to_bytes();
-        assert_eq!(&bytes[..], b"grant_type=password");
-        assert!(done.is_done());
     }
 }

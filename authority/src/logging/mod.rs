@@ -1,6 +1,6 @@
 //! Log output: `tracing` to standard error, as text or JSON lines.
 //!
-//! Text lines not bound for a terminal are formatted by [`text`]: the
+//! Text lines not bound for a terminal are formatted by `text.rs`: the
 //! stock format, written without its styling machinery.
 //!
 //! The runtime's worker threads collect their lines and write them with one
