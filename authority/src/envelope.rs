@@ -46,6 +46,11 @@ use warp::reply::Response;
 use crate::metrics;
 use crate::problem::Problem;
 
+/// The target of the span and of the lines written here: the server's,
+/// where they were written before this module existed, so that filters
+/// such as `RUST_LOG=token_authority::server=info` keep finding them.
+const TARGET: &str = "token_authority::server";
+
 /// The request id's header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -106,6 +111,7 @@ where
             .cloned()
             .unwrap_or_else(fresh_id);
         let span = tracing::info_span!(
+            target: TARGET,
             "request",
             method = %request.method(),
             path = request.uri().path(),
@@ -142,6 +148,7 @@ where
             }
             metrics::response(response.status());
             tracing::info!(
+                target: TARGET,
                 status = response.status().as_u16(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "request"
@@ -163,10 +170,10 @@ fn fresh_id() -> HeaderValue {
 /// The answer past the request timeout.
 fn timed_out(done: Option<&BodyDone>, limit: Duration) -> Response {
     if done.is_some_and(|done| !done.is_done()) {
-        tracing::info!(?limit, "request body not received in time");
+        tracing::info!(target: TARGET, ?limit, "request body not received in time");
         Problem::request_timeout().into_response()
     } else {
-        tracing::warn!(?limit, "request not answered in time");
+        tracing::warn!(target: TARGET, ?limit, "request not answered in time");
         Problem::unavailable_because("the request took too long; retry later").into_response()
     }
 }
@@ -174,7 +181,7 @@ fn timed_out(done: Option<&BodyDone>, limit: Duration) -> Response {
 /// The answer of a handler that panicked; what it panicked with is not
 /// shown (it may hold request data).
 fn panicked(_: &Box<dyn Any + Send>) -> Response {
-    tracing::error!("a request handler panicked");
+    tracing::error!(target: TARGET, "a request handler panicked");
     let mut response =
         Response::new(r#"{"error":"server_error","error_description":"internal error"}"#.into());
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -252,6 +259,42 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
+
+    /// The span and the access line keep the server's target and shape,
+    /// the line inside the span: `RUST_LOG` filters and log readers that
+    /// knew them before the envelope still find them.
+    #[tokio::test]
+    async fn the_access_line_is_the_servers() {
+        let out = crate::test_support::Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(out.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let service = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new("ok".into()))
+        });
+        let request = Request::post("/oauth/token")
+            .header(X_REQUEST_ID, "line-1")
+            .body(())
+            .expect("request");
+        let response = EnvelopeLayer {
+            limit: Duration::from_secs(5),
+            https: false,
+        }
+        .layer(service)
+        .oneshot(request)
+        .await
+        .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = out.text();
+        assert!(
+            text.contains(
+                r#" INFO request{method=POST path="/oauth/token" request_id="line-1"}: token_authority::server: request status=200 elapsed_ms="#
+            ),
+            "{text}"
+        );
+    }
 
     /// A service that panics in `call` itself, before it has a future.
     #[tokio::test]

@@ -1,6 +1,10 @@
 //! Test-only helpers shared by the unit tests of several modules: an
 //! authority state on a private Redis, token requests through the real
-//! handler, and a liveness check. Compiled only for tests.
+//! handler, a liveness check, and a log writer to read back. Compiled only
+//! for tests.
+
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// An authority state on the private Redis `redis`, with cheap hashing.
 pub(crate) fn state(redis: &token_test_harness::RedisServer) -> crate::AppState {
@@ -62,4 +66,38 @@ pub(crate) async fn live(state: &crate::AppState, text: &str) -> bool {
         .await
         .expect("lookup")
         .is_some()
+}
+
+/// Collects what a `tracing` subscriber writes (`with_writer(captured.clone())`).
+#[derive(Clone, Default)]
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8(bytes.clone()).expect("UTF-8 lines")
+    }
+}
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
 }

@@ -265,45 +265,9 @@ impl VisitFmt for TextVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use std::error::Error;
-    use std::io;
-    use std::sync::{Arc, Mutex, PoisonError};
-
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
-
-    /// Collects what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Captured {
-        fn text(&self) -> String {
-            let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            String::from_utf8(bytes.clone()).expect("UTF-8 lines")
-        }
-    }
-
-    impl io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Self;
-
-        fn make_writer(&'a self) -> Self {
-            self.clone()
-        }
-    }
+    use crate::test_support::Captured;
 
     #[derive(Debug)]
     struct Failure(&'static str, Option<Box<Failure>>);
