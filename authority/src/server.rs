@@ -408,6 +408,14 @@ mod tests {
         Request::get(path).body(String::new()).expect("request")
     }
 
+    fn get_with_id(path: &str, id: &'static str) -> Request<String> {
+        let mut request = get(path);
+        request
+            .headers_mut()
+            .insert("x-request-id", http::HeaderValue::from_static(id));
+        request
+    }
+
     /// Every response, errors included, has `nosniff`; HSTS only when the
     /// issuer is https.
     #[tokio::test]
@@ -436,10 +444,7 @@ mod tests {
     /// request as before.
     #[tokio::test]
     async fn a_panicking_handler_answers_500() {
-        let mut request = get("/panic");
-        request
-            .headers_mut()
-            .insert("x-request-id", http::HeaderValue::from_static("panic-1"));
+        let request = get_with_id("/panic", "panic-1");
         let (parts, body) = call(false, Duration::from_secs(5), request).await;
         assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
@@ -459,10 +464,7 @@ mod tests {
     /// a fresh random UUID.
     #[tokio::test]
     async fn request_ids_are_the_callers_or_fresh_uuids() {
-        let mut request = get("/nowhere");
-        request
-            .headers_mut()
-            .insert("x-request-id", http::HeaderValue::from_static("given-7"));
+        let request = get_with_id("/nowhere", "given-7");
         let (parts, _) = call(false, Duration::from_secs(5), request).await;
         assert_eq!(parts.headers["x-request-id"], "given-7");
         let mut fresh = Vec::new();
