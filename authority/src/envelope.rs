@@ -25,7 +25,6 @@
 //! boxed future around the handler's (bench/README.md, "One envelope
 //! instead of six layers").
 
-use std::any::Any;
 use std::convert::Infallible;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
@@ -138,7 +137,7 @@ where
                 Ok(Ok(Ok(response))) => response,
                 Ok(Ok(Err(infallible))) => match infallible {},
                 Ok(Err(_elapsed)) => timed_out(done.as_ref(), limit),
-                Err(panic) => panicked(&panic),
+                Err(_panic) => panicked(),
             };
             let headers = response.headers_mut();
             headers.entry(X_REQUEST_ID).or_insert(id);
@@ -180,7 +179,7 @@ fn timed_out(done: Option<&BodyDone>, limit: Duration) -> Response {
 
 /// The answer of a handler that panicked; what it panicked with is not
 /// shown (it may hold request data).
-fn panicked(_: &Box<dyn Any + Send>) -> Response {
+fn panicked() -> Response {
     tracing::error!(target: TARGET, "a request handler panicked");
     let mut response =
         Response::new(r#"{"error":"server_error","error_description":"internal error"}"#.into());

@@ -106,14 +106,8 @@ fn write_now(writer: &mut Writer<'_>) -> fmt::Result {
     }
     // Nineteen ASCII digits and separators.
     writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)?;
-    let micros = since_epoch.subsec_micros();
     let mut digits = *b".000000Z";
-    let mut rest = micros;
-    for digit in digits[1..7].iter_mut().rev() {
-        // `rest % 10` is a single digit.
-        *digit = b'0' + u8::try_from(rest % 10).map_err(|_| fmt::Error)?;
-        rest /= 10;
-    }
+    put_digits(&mut digits[1..7], u64::from(since_epoch.subsec_micros()));
     writer.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
 }
 
@@ -137,20 +131,23 @@ fn date_time(second: u64) -> [u8; 19] {
     };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     let mut text = *b"0000-00-00T00:00:00";
-    let mut put = |at: usize, width: usize, mut value: u64| {
-        for digit in text[at..at + width].iter_mut().rev() {
-            // `value % 10` is a single digit.
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3_600);
-    put(14, 2, of_day % 3_600 / 60);
-    put(17, 2, of_day % 60);
+    put_digits(&mut text[0..4], year);
+    put_digits(&mut text[5..7], month);
+    put_digits(&mut text[8..10], day);
+    put_digits(&mut text[11..13], of_day / 3_600);
+    put_digits(&mut text[14..16], of_day % 3_600 / 60);
+    put_digits(&mut text[17..19], of_day % 60);
     text
+}
+
+/// Writes the last `out.len()` decimal digits of `value` into `out`,
+/// zero-padded.
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        // `value % 10` is a single digit.
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// The fields of events and spans: `name=value` separated by spaces, the
