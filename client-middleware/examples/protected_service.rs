@@ -49,12 +49,17 @@
 //!   cargo run -p token-client --features axum --example protected_service
 //! ```
 
+use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use axum::http::HeaderName;
+use axum::http::header::X_CONTENT_TYPE_OPTIONS;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -63,11 +68,11 @@ use token_client::{
     CacheConfig, KeyPrefix, Principal, RedisConfig, RedisTls, RequireScopeLayer, TokenAuthLayer,
     Topology,
 };
-use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower::Service;
+use tracing::Instrument as _;
+
+/// The request id's header.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Bound on one token lookup (and on the reader's Redis operations).
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
@@ -195,11 +200,15 @@ impl Config {
 }
 
 /// The routes: `/whoami` and `/admin` behind the required layer (`/admin`
-/// also behind the scope guard), `/public` behind the optional one; request
-/// ids, a log span, `nosniff` and the request timeout around everything.
-fn app(auth: TokenAuthLayer, metrics: PrometheusHandle, request_timeout: Duration) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+/// also behind the scope guard), `/public` behind the optional one; the
+/// [`Envelope`] around everything.
+///
+/// The envelope wraps the router once rather than through `Router::layer`,
+/// which would wrap (and box) every route again; and `with_state(())`
+/// builds each handler's service once here, where a router served without
+/// it builds it again for every request (`axum::serve` calls it too).
+fn app(auth: TokenAuthLayer, metrics: PrometheusHandle, request_timeout: Duration) -> App {
+    let router = Router::new()
         .route("/whoami", get(whoami))
         .route(
             "/admin",
@@ -209,60 +218,25 @@ fn app(auth: TokenAuthLayer, metrics: PrometheusHandle, request_timeout: Duratio
         .route("/public", get(public).route_layer(auth.optional()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(move || async move { metrics.render() }))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id))
-                // Plain tower layers rather than `axum::middleware::from_fn`
-                // and `map_response`, which box the rest of the stack and
-                // its future per request.
-                .map_future(move |handler| within(request_timeout, handler)),
-        )
-        .layer(tower::util::MapResponseLayer::new(nosniff))
+        .with_state(());
+    Envelope {
+        inner: router,
+        limit: request_timeout,
+    }
 }
+
+/// The service [`serve`] runs.
+type App = Envelope<Router>;
 
 /// `GET /healthz`: a constant answer, no JSON value built per request.
 async fn healthz() -> impl axum::response::IntoResponse {
     (
         [(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
+            HeaderValue::from_static("application/json"),
         )],
         r#"{"status":"ok"}"#,
     )
-}
-
-/// Browsers must not guess another content type than the one sent.
-fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
-    response.headers_mut().insert(
-        http::header::X_CONTENT_TYPE_OPTIONS,
-        http::HeaderValue::from_static("nosniff"),
-    );
-    response
-}
-
-/// The response of `handler`, or 503 (RFC 6750 shape) past `limit`.
-async fn within<E>(
-    limit: Duration,
-    handler: impl Future<Output = Result<axum::response::Response, E>>,
-) -> Result<axum::response::Response, E> {
-    use axum::response::IntoResponse as _;
-    match tokio::time::timeout(limit, handler).await {
-        Ok(response) => response,
-        Err(_) => Ok((
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "error": "temporarily_unavailable",
-                "error_description": "the request took too long; retry later",
-            })),
-        )
-            .into_response()),
-    }
 }
 
 /// `axum::serve` with limits: HTTP/1.1 with a header-read timeout (hyper's,
@@ -271,7 +245,7 @@ async fn within<E>(
 /// graceful drain (up to 30 s) once `shutdown` completes.
 async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -322,14 +296,94 @@ async fn serve(
     }
 }
 
-/// The span of one request: method, path and request id.
-fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = request.uri().path(), request_id)
+/// What every request gets, in one service: a request id (the caller's
+/// `X-Request-Id`, or a fresh UUID) echoed in the response and recorded on
+/// the request's span `request{method path request_id}`; the request
+/// timeout (503 in RFC 6750's shape past it); `X-Content-Type-Options:
+/// nosniff`; and, once answered, one log line (`finished processing
+/// request latency=… status=…`, plus an error line for a 5xx).
+///
+/// tower-http's `SetRequestId`, `Trace` and `PropagateRequestId`, a
+/// `map_future` timeout and a `map_response` do the same as five layers,
+/// each wrapping the future of the one inside, `Trace` wrapping the
+/// response body too, and the id passed between them in the request's
+/// extensions; here it is one boxed future around the router's (bench/README.md,
+/// "The example service's envelope").
+#[derive(Debug, Clone)]
+struct Envelope<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, B> Service<http::Request<B>> for Envelope<S>
+where
+    S: Service<http::Request<B>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let id = request
+            .headers()
+            .get(X_REQUEST_ID)
+            .cloned()
+            .unwrap_or_else(fresh_id);
+        let span = tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = request.uri().path(),
+            request_id = id.to_str().unwrap_or("-"),
+        );
+        let handler = span.in_scope(|| self.inner.call(request));
+        let limit = self.limit;
+        Box::pin(
+            async move {
+                let mut response = match tokio::time::timeout(limit, handler).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(infallible)) => match infallible {},
+                    Err(_elapsed) => too_long(),
+                };
+                let headers = response.headers_mut();
+                headers.entry(X_REQUEST_ID).or_insert(id);
+                headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                let status = response.status();
+                let latency = format_args!("{} ms", started.elapsed().as_millis());
+                tracing::info!(%latency, status = status.as_u16(), "finished processing request");
+                if status.is_server_error() {
+                    let classification = format_args!("Status code: {status}");
+                    tracing::error!(%classification, %latency, "response failed");
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// A fresh request id: a random (version 4) UUID.
+fn fresh_id() -> HeaderValue {
+    let mut text = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// The answer past the request timeout (RFC 6750's error shape).
+fn too_long() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the request took too long; retry later",
+        })),
+    )
+        .into_response()
 }
 
 async fn whoami(principal: Principal) -> Json<Value> {

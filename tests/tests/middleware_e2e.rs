@@ -404,6 +404,97 @@ async fn frozen_redis_is_503_within_the_timeout() {
     );
 }
 
+/// The example's envelope: every answer (200, 401, 404, and the 503 of
+/// the request timeout) carries `nosniff` and a request id, the caller's or
+/// a fresh lower-case version-4 UUID, a new one each time; a request not
+/// answered within `HTTP_REQUEST_TIMEOUT_MS` gets 503 with the standard
+/// body before the lookup's own timeout could answer; and each request
+/// leaves its log line, with an error line for the 503.
+#[tokio::test]
+async fn the_envelope_ids_bounds_and_logs_every_request() {
+    const REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let mut service = ProtectedService::start(
+        SERVICE,
+        &Options::new(redis.url()).env(
+            "HTTP_REQUEST_TIMEOUT_MS",
+            REQUEST_TIMEOUT.as_millis().to_string(),
+        ),
+    );
+    let assert_enveloped = |reply: &Reply, ids: &mut Vec<String>| {
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        let id = reply.headers["x-request-id"].to_str().expect("an ASCII id");
+        let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+        assert_eq!(uuid.get_version_num(), 4, "{id}");
+        assert_eq!(id, uuid.hyphenated().to_string(), "lower case, hyphenated");
+        assert!(!ids.iter().any(|seen| seen == id), "{id} twice");
+        ids.push(id.to_owned());
+    };
+    let mut ids = Vec::new();
+    for (path, token, status) in [
+        ("/healthz", None, StatusCode::OK),
+        ("/whoami", Some(access(&minted)), StatusCode::OK),
+        ("/whoami", None, StatusCode::UNAUTHORIZED),
+        ("/nowhere", None, StatusCode::NOT_FOUND),
+    ] {
+        let reply = service.get(path, token).await;
+        assert_eq!(reply.status, status, "{path}");
+        assert_enveloped(&reply, &mut ids);
+    }
+    let given = service
+        .get_with_headers("/healthz", &[("x-request-id", "trace-me-8")])
+        .await;
+    assert_eq!(given.headers["x-request-id"], "trace-me-8");
+
+    redis.pause();
+    let late = service.get("/whoami", Some(access(&minted))).await;
+    redis.resume();
+    assert_eq!(late.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(late.json["error"], "temporarily_unavailable");
+    assert_eq!(
+        late.json["error_description"], "the request took too long; retry later",
+        "the envelope's answer, not the lookup's"
+    );
+    assert!(
+        late.elapsed >= REQUEST_TIMEOUT && late.elapsed < LOOKUP_TIMEOUT,
+        "answered after {:?}",
+        late.elapsed
+    );
+    assert_enveloped(&late, &mut ids);
+
+    let late_id = ids.last().cloned().unwrap_or_default();
+    let logged = token_test_harness::wait_until(Duration::from_secs(5), || {
+        let log = service.process().stderr();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(&format!("request_id=\"{late_id}\"")))
+            .collect();
+        let finished = lines.iter().any(|line| {
+            line.contains(" INFO ")
+                && line.contains("finished processing request")
+                && line.contains("status=503")
+        });
+        let failed = lines
+            .iter()
+            .any(|line| line.contains(" ERROR ") && line.contains("response failed"));
+        (finished && failed).then_some(())
+    });
+    assert!(logged.is_some(), "{}", service.process().stderr());
+    let log = service.process().stderr();
+    for id in &ids[..ids.len() - 1] {
+        assert_eq!(
+            log.lines()
+                .filter(|line| line.contains(&format!("request_id=\"{id}\""))
+                    && line.contains("finished processing request"))
+                .count(),
+            1,
+            "one line for {id} in\n{log}"
+        );
+    }
+}
+
 /// SIGTERM stops the service gracefully: it exits with success.
 #[tokio::test]
 async fn sigterm_stops_the_service_cleanly() {
