@@ -6,8 +6,13 @@
 //! writer, no client), and every worker rotates the refresh tokens of its
 //! share of the users in turn; each answer carries the token of that
 //! user's next rotation.
+//!
+//! Rotations and `SET`s are measured in interleaved rounds (`--rounds`),
+//! so that the machine's noise hits both alike: this machine's `SET` rate
+//! alone moved by half between two runs minutes apart. The median round of
+//! each is reported, and the ratios round by round in the notes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -28,6 +33,30 @@ struct Chains {
     tokens: Vec<String>,
     next: usize,
     in_flight: usize,
+    /// Where the tokens wait between rounds: each answer replaces its
+    /// token, so the next round must start from the last ones.
+    home: Arc<Mutex<Vec<String>>>,
+}
+
+impl Chains {
+    /// The chains of the worker whose tokens wait in `home`.
+    fn resume(home: &Arc<Mutex<Vec<String>>>) -> Self {
+        let tokens = std::mem::take(&mut *home.lock().unwrap_or_else(PoisonError::into_inner));
+        Self {
+            tokens,
+            next: 0,
+            in_flight: 0,
+            home: Arc::clone(home),
+        }
+    }
+}
+
+impl Drop for Chains {
+    /// A worker stops after its last answer: its tokens are the current ones.
+    fn drop(&mut self) {
+        *self.home.lock().unwrap_or_else(PoisonError::into_inner) =
+            std::mem::take(&mut self.tokens);
+    }
 }
 
 /// What a rotation's answer must carry for the next one.
@@ -119,55 +148,91 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
                 .collect::<Vec<_>>(),
         )
     })?;
-    let tokens = Arc::new(tokens);
-    let cpu_before = process_cpu(authority.pid());
-    let redis_before = redis_cpu(&context.generator, &url);
-    let commands_before = redis_commandstats(&context.generator, &url);
-    let rotations = context.generator.http(
-        authority.addr(),
-        bounds,
-        Arc::new(move |worker| {
-            let mine = tokens
-                .iter()
-                .skip(worker)
-                .step_by(bounds.concurrency)
-                .cloned()
-                .collect();
-            Box::new(Chains {
-                tokens: mine,
-                next: 0,
-                in_flight: 0,
+    let homes: Arc<Vec<Arc<Mutex<Vec<String>>>>> = Arc::new(
+        (0..bounds.concurrency)
+            .map(|worker| {
+                let mine = tokens
+                    .iter()
+                    .skip(worker)
+                    .step_by(bounds.concurrency)
+                    .cloned()
+                    .collect();
+                Arc::new(Mutex::new(mine))
             })
-        }),
+            .collect(),
     );
-    let cpu = process_cpu(authority.pid()).saturating_sub(cpu_before);
-    let redis_used = redis_cpu(&context.generator, &url) - redis_before;
-    let commands_after = redis_commandstats(&context.generator, &url);
-    drop(authority);
-
     // The same number of connections, each SETting a record-sized value
     // with a TTL, back to back.
-    let value = vec![b'x'; 130];
-    let sets = context
-        .generator
-        .block_on(load::redis_commands(&url, bounds, move |worker, _| {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(format!("bench:set:{worker}"))
-                .arg(value.as_slice())
-                .arg("PX")
-                .arg(900_000);
-            cmd
-        }));
+    let value: Arc<[u8]> = Arc::from(vec![b'x'; 130]);
+    let rounds = context.settings.rounds.max(1);
+    let (mut rotation_runs, mut set_runs) = (Vec::new(), Vec::new());
+    let mut cpu = std::time::Duration::ZERO;
+    let mut redis_used = 0.0;
+    // Redis's command counts of the rotation runs only (the SET runs in
+    // between use the same server).
+    let mut commands: Vec<(String, u64, u64)> = Vec::new();
+    for round in 0..rounds {
+        let cpu_before = process_cpu(authority.pid());
+        let redis_before = redis_cpu(&context.generator, &url);
+        let commands_before = redis_commandstats(&context.generator, &url);
+        let homes = Arc::clone(&homes);
+        let rotations = context.generator.http(
+            authority.addr(),
+            bounds,
+            Arc::new(move |worker| Box::new(Chains::resume(&homes[worker]))),
+        );
+        cpu += process_cpu(authority.pid()).saturating_sub(cpu_before);
+        redis_used += redis_cpu(&context.generator, &url) - redis_before;
+        add_commands(
+            &mut commands,
+            &commands_before,
+            &redis_commandstats(&context.generator, &url),
+        );
+        let value = Arc::clone(&value);
+        let sets =
+            context
+                .generator
+                .block_on(load::redis_commands(&url, bounds, move |worker, _| {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(format!("bench:set:{worker}"))
+                        .arg(&*value)
+                        .arg("PX")
+                        .arg(900_000);
+                    cmd
+                }));
+        context.progress(&format!(
+            "round {}/{rounds}: rotation {} /s, SET {} /s",
+            round + 1,
+            thousands(rotations.rate()),
+            thousands(sets.rate()),
+        ));
+        rotation_runs.push(rotations);
+        set_runs.push(sets);
+    }
+    drop(authority);
+    let round_ratios = rotation_runs
+        .iter()
+        .zip(&set_runs)
+        .map(|(rotations, sets)| format!("{:.2}", rotations.rate() / sets.rate()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rotations_in_all_rounds = rotation_runs
+        .iter()
+        .map(|run| load::u64_to_f64(run.ok + run.errors))
+        .sum::<f64>();
+    let rotations = median_run(rotation_runs);
+    let sets = median_run(set_runs);
 
     let mut ours = Figures::of(
         "refresh_token rotation (authority)",
         &rotations,
         bounds.concurrency,
     );
-    let total = load::u64_to_f64(rotations.ok + rotations.errors)
-        * (bounds.warmup + bounds.duration).as_secs_f64()
+    // Every round's rotations (warm-ups included: the CPU and command
+    // counts cover them), for the per-rotation costs.
+    let total = rotations_in_all_rounds * (bounds.warmup + bounds.duration).as_secs_f64()
         / bounds.duration.as_secs_f64();
-    let commands = commands_per_request(&commands_before, &commands_after, total);
+    let commands = commands_per_request(&commands, total);
     if total > 0.0 {
         ours.server_cpu_us = Some(cpu.as_secs_f64() * 1e6 / total);
         ours.redis_cpu_us = Some(redis_used * 1e6 / total);
@@ -188,7 +253,8 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     context.report.notes.push(format!(
         "Row 6: {count} users, one session each, rotated in turn by {} connections: {:.1} rotations per user \
          in the run. A rotation rewrites the session's one key (the previous access token retired with it) \
-         with an O(1) script; nothing accumulates per user. Redis spent {} of CPU per rotation, the authority {}. \
+         with an O(1) script; nothing accumulates per user. {rounds} interleaved rounds, the median of each \
+         reported; the ratios round by round: {round_ratios}. Redis spent {} of CPU per rotation, the authority {}. \
          Redis commands per rotation (calls, wall time inside Redis; scripts include their commands): {commands}.",
         bounds.concurrency,
         total / load::u64_to_f64(u64::try_from(count).unwrap_or(1)),
@@ -205,25 +271,51 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     Ok(())
 }
 
-/// What Redis ran per request between two `INFO commandstats` snapshots,
-/// costliest first: `evalsha ×2.0 41 µs, get ×1.0 1 µs, …`.
-fn commands_per_request(
+/// Adds what Redis ran between two `INFO commandstats` snapshots to `sum`
+/// (command, calls, microseconds).
+fn add_commands(
+    sum: &mut Vec<(String, u64, u64)>,
     before: &[(String, u64, u64)],
     after: &[(String, u64, u64)],
-    requests: f64,
-) -> String {
+) {
+    for (name, calls, usec) in after {
+        let (calls_before, usec_before) = before
+            .iter()
+            .find(|(other, _, _)| other == name)
+            .map_or((0, 0), |(_, calls, usec)| (*calls, *usec));
+        let (calls, usec) = (
+            calls.saturating_sub(calls_before),
+            usec.saturating_sub(usec_before),
+        );
+        match sum.iter_mut().find(|(other, _, _)| other == name) {
+            Some(entry) => {
+                entry.1 += calls;
+                entry.2 += usec;
+            }
+            None => sum.push((name.clone(), calls, usec)),
+        }
+    }
+}
+
+/// The run of median rate among `runs` (one round, whole).
+fn median_run(mut runs: Vec<load::Measured>) -> load::Measured {
+    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
+/// What Redis ran per request, from the command counts of `ran`
+/// (command, calls, microseconds), costliest first: `evalsha ×2.0 41 µs,
+/// get ×1.0 1 µs, …`.
+fn commands_per_request(ran: &[(String, u64, u64)], requests: f64) -> String {
     let requests = requests.max(1.0);
-    let mut rows: Vec<(String, f64, f64)> = after
+    let mut rows: Vec<(&str, f64, f64)> = ran
         .iter()
         .map(|(name, calls, usec)| {
-            let (calls_before, usec_before) = before
-                .iter()
-                .find(|(other, _, _)| other == name)
-                .map_or((0, 0), |(_, calls, usec)| (*calls, *usec));
             (
-                name.clone(),
-                load::u64_to_f64(calls.saturating_sub(calls_before)) / requests,
-                load::u64_to_f64(usec.saturating_sub(usec_before)) / requests,
+                name.as_str(),
+                load::u64_to_f64(*calls) / requests,
+                load::u64_to_f64(*usec) / requests,
             )
         })
         .filter(|(_, calls, _)| *calls >= 0.05)
