@@ -124,12 +124,38 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
+/// One name or value: percent-decoded (`+` is a space), UTF-8, without
+/// control characters.
 fn decode(raw: &[u8]) -> Result<String, FormError> {
-    // `+` is a space in form encoding; a literal plus arrives as %2B.
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
+    let mut plain = true;
+    for &byte in raw {
+        match byte {
+            0x00..=0x1f | 0x7f => return Err(FormError::Encoding),
+            b'+' | b'%' | 0x80..=0xff => plain = false,
+            _ => {}
+        }
+    }
+    if plain {
+        // Printable ASCII with nothing to decode (tokens, client ids,
+        // grant types): one copy, no intermediate buffers.
+        return String::from_utf8(raw.to_vec()).map_err(|_| FormError::Encoding);
+    }
+    let text = unescape(raw)?;
+    if text.chars().any(char::is_control) {
+        return Err(FormError::Encoding);
+    }
+    Ok(text)
+}
+
+/// `raw` with `+` as a space and its `%XX` escapes decoded, as UTF-8.
+fn unescape(raw: &[u8]) -> Result<String, FormError> {
+    // `+` is a space in form encoding; a literal plus arrives as %2B. The
+    // copy may hold a password: wiped when dropped.
+    let spaced: Zeroizing<Vec<u8>> = Zeroizing::new(
+        raw.iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect(),
+    );
     // Every `%` must start a valid escape; percent_decode passes bad ones
     // through unchanged, which would be a silent misreading.
     for (at, _) in spaced.iter().enumerate().filter(|(_, b)| **b == b'%') {
@@ -140,13 +166,10 @@ fn decode(raw: &[u8]) -> Result<String, FormError> {
             return Err(FormError::Encoding);
         }
     }
-    let decoded = percent_decode(&spaced)
+    percent_decode(&spaced)
         .decode_utf8()
-        .map_err(|_| FormError::Encoding)?;
-    if decoded.chars().any(char::is_control) {
-        return Err(FormError::Encoding);
-    }
-    Ok(decoded.into_owned())
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| FormError::Encoding)
 }
 
 #[cfg(test)]
@@ -184,6 +207,9 @@ mod tests {
         assert_eq!(Form::parse(b"a=%ff%fe").unwrap_err(), FormError::Encoding);
         assert_eq!(Form::parse(b"a=\xff").unwrap_err(), FormError::Encoding);
         assert_eq!(Form::parse(b"a=%00").unwrap_err(), FormError::Encoding);
+        // The same checks on a value with nothing to decode.
+        assert_eq!(Form::parse(b"a=x\x7fy").unwrap_err(), FormError::Encoding);
+        assert_eq!(Form::parse(b"a\x01=1").unwrap_err(), FormError::Encoding);
         let many: Vec<u8> = (0..40)
             .map(|i| format!("p{i}=1&"))
             .collect::<String>()
