@@ -407,8 +407,8 @@ async fn frozen_redis_is_503_within_the_timeout() {
 /// The example's envelope: every answer (200, 401, 404, and the 503 of
 /// the request timeout) carries `nosniff` and a request id, the caller's or
 /// a fresh lower-case version-4 UUID, a new one each time; a request not
-/// answered within `HTTP_REQUEST_TIMEOUT_MS` gets 503 with the standard
-/// body before the lookup's own timeout could answer; and each request
+/// answered within `HTTP_REQUEST_TIMEOUT_MS` gets the envelope's 503 with
+/// the standard body (the lookup's own, later, has none); and each request
 /// leaves its log line, with an error line for the 503.
 #[tokio::test]
 async fn the_envelope_ids_bounds_and_logs_every_request() {
@@ -457,8 +457,10 @@ async fn the_envelope_ids_bounds_and_logs_every_request() {
         late.json["error_description"], "the request took too long; retry later",
         "the envelope's answer, not the lookup's"
     );
+    // The lookup's own 503 (at LOOKUP_TIMEOUT) has no body: the JSON
+    // above is the envelope's, so no upper bound on a loaded machine.
     assert!(
-        late.elapsed >= REQUEST_TIMEOUT && late.elapsed < LOOKUP_TIMEOUT,
+        late.elapsed >= REQUEST_TIMEOUT,
         "answered after {:?}",
         late.elapsed
     );
