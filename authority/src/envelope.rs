@@ -34,8 +34,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use http::header::{CONTENT_TYPE, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::header::{STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
+use http::{HeaderName, HeaderValue, Request};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -177,17 +177,10 @@ fn timed_out(done: Option<&BodyDone>, limit: Duration) -> Response {
     }
 }
 
-/// The answer of a handler that panicked; what it panicked with is not
-/// shown (it may hold request data).
+/// The answer of a handler that panicked: the standard 500, logged; what
+/// it panicked with is not shown (it may hold request data).
 fn panicked() -> Response {
-    tracing::error!(target: TARGET, "a request handler panicked");
-    let mut response =
-        Response::new(r#"{"error":"server_error","error_description":"internal error"}"#.into());
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    Problem::internal(&"a request handler panicked").into_response()
 }
 
 /// Whether a request's body has been read to its end, in the request's
@@ -254,6 +247,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
 

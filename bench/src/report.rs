@@ -242,6 +242,14 @@ impl Report {
 }
 
 /// `12 345` (rounded to a whole number, thin groups).
+/// The run of median `rate` among `runs` (a whole round, so its latency and
+/// CPU figures stay together); `runs` must not be empty.
+pub(crate) fn median_run<T>(mut runs: Vec<T>, rate: impl Fn(&T) -> f64) -> T {
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
 pub(crate) fn thousands(value: f64) -> String {
     let rounded = format!("{value:.0}");
     let (sign, digits) = rounded

@@ -24,7 +24,7 @@ use crate::authority::{self, Authority};
 use crate::fixtures::{self, Person};
 use crate::load::{self, Scenario};
 use crate::login;
-use crate::report::{Figures, Row, thousands, times};
+use crate::report::{Figures, Row, median_run, thousands, times};
 use crate::server::process_cpu;
 use crate::{Context, redis_commandstats, redis_cpu};
 
@@ -220,8 +220,8 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .iter()
         .map(|run| load::u64_to_f64(run.ok + run.errors))
         .sum::<f64>();
-    let rotations = median_run(rotation_runs);
-    let sets = median_run(set_runs);
+    let rotations = median_run(rotation_runs, load::Measured::rate);
+    let sets = median_run(set_runs, load::Measured::rate);
 
     let mut ours = Figures::of(
         "refresh_token rotation (authority)",
@@ -295,13 +295,6 @@ fn add_commands(
             None => sum.push((name.clone(), calls, usec)),
         }
     }
-}
-
-/// The run of median rate among `runs` (one round, whole).
-fn median_run(mut runs: Vec<load::Measured>) -> load::Measured {
-    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-    let middle = runs.len() / 2;
-    runs.swap_remove(middle)
 }
 
 /// What Redis ran per request, from the command counts of `ran`

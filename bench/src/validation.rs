@@ -16,7 +16,7 @@ use token_test_harness::RedisServer;
 use crate::apps;
 use crate::fixtures::{self, Person};
 use crate::load::{self, Measured, ScenarioFactory};
-use crate::report::{Figures, Row, micros, thousands, times};
+use crate::report::{Figures, Row, median_run, micros, thousands, times};
 use crate::server::{SERVER_THREAD, Server, thread_cpu};
 use crate::{Context, redis_cpu};
 
@@ -181,10 +181,8 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         .collect::<Vec<_>>()
         .join("; ");
     let mut median = HashMap::new();
-    for (variant, mut runs) in results {
-        runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        let chosen = runs.swap_remove(runs.len() / 2);
-        median.insert(variant, chosen);
+    for (variant, runs) in results {
+        median.insert(variant, median_run(runs, |figures| figures.rate));
     }
     if variants.len() < Variant::ALL.len() {
         for variant in variants {
