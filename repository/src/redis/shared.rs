@@ -74,7 +74,11 @@ impl SharedConnection {
         if let Some(lent) = self.lend() {
             return Ok(lent);
         }
-        let connection = self.connector.connect(&self.config).await?;
+        // Boxed: connecting is rare, and its future (about 3 KiB) inline
+        // would make every operation's future that large, copied whole into
+        // its box on every call (bench/README.md, "Futures copied per
+        // rotation").
+        let connection = Box::pin(self.connector.connect(&self.config)).await?;
         let mut current = self.current();
         let generation = current.as_ref().map_or(0, |c| c.generation).wrapping_add(1);
         *current = Some(Current {

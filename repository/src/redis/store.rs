@@ -140,6 +140,11 @@ impl RedisStore {
     /// connection (which counts this connection's writes; on the shared
     /// connection it would also hold up every lookup pipelined behind it);
     /// answers the reply and how many replicas acknowledged.
+    ///
+    /// The durable path is boxed: a pooled connection's future is about
+    /// 11 KiB, and inline it made every issue's and rotation's future that
+    /// large, copied whole into its box on every call (bench/README.md,
+    /// "Futures copied per rotation").
     async fn issuing_script<T: redis::FromRedisValue + Send + 'static>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
@@ -147,18 +152,17 @@ impl RedisStore {
         let Some(durability) = self.inner.durability else {
             return Ok((self.script(invocation).await?, None));
         };
-        self.inner
-            .with_connection(|mut connection| async move {
-                let reply: T = invocation.invoke_async(&mut connection).await?;
-                let timeout_ms = u64::try_from(durability.timeout.as_millis()).unwrap_or(u64::MAX);
-                let acknowledged: i64 = redis::cmd("WAIT")
-                    .arg(durability.replicas)
-                    .arg(timeout_ms)
-                    .query_async(&mut connection)
-                    .await?;
-                Ok((reply, Some(u32::try_from(acknowledged).unwrap_or(0))))
-            })
-            .await
+        Box::pin(self.inner.with_connection(|mut connection| async move {
+            let reply: T = invocation.invoke_async(&mut connection).await?;
+            let timeout_ms = u64::try_from(durability.timeout.as_millis()).unwrap_or(u64::MAX);
+            let acknowledged: i64 = redis::cmd("WAIT")
+                .arg(durability.replicas)
+                .arg(timeout_ms)
+                .query_async(&mut connection)
+                .await?;
+            Ok((reply, Some(u32::try_from(acknowledged).unwrap_or(0))))
+        }))
+        .await
     }
 
     /// After an issue that replicas did not acknowledge in time: revoke
@@ -361,7 +365,7 @@ impl TokenWriter for RedisStore {
                             .durability
                             .is_some_and(|d| acknowledged < d.replicas) =>
                     {
-                        Err(self.not_durable(minted, acknowledged).await)
+                        Err(Box::pin(self.not_durable(minted, acknowledged)).await)
                     }
                     _ => Ok(Issued { evicted }),
                 }
@@ -445,7 +449,7 @@ impl TokenWriter for RedisStore {
                         .durability
                         .is_some_and(|d| acknowledged < d.replicas) =>
                 {
-                    Err(self.not_durable(next, acknowledged).await)
+                    Err(Box::pin(self.not_durable(next, acknowledged)).await)
                 }
                 _ => Ok(Rotation::Rotated),
             },
@@ -565,5 +569,40 @@ impl TokenWriter for RedisStore {
         Ok(Generation(
             value.and_then(|text| text.parse().ok()).unwrap_or_default(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation's future is copied whole into its box on every call
+    /// (`async_trait`), so what only a rare path awaits (connecting, the
+    /// durable path's pooled connection: 3 and 11 KiB) is boxed where it
+    /// is awaited. Release builds are about a third of these sizes; the
+    /// bound catches either coming back inline.
+    #[test]
+    fn operation_futures_stay_small() {
+        const BOUND: usize = 3 * 1024;
+        let store = RedisStore::new(RedisConfig::new("redis://127.0.0.1:1")).expect("a store");
+        let token = Token::generate(TokenKind::Access, &SubjectTag::of("user-1")).expect("random");
+        let sizes = [
+            ("lookup", size_of_val(&store.inner.lookup(&token))),
+            (
+                "issuing script",
+                size_of_val(&store.issuing_script::<Value>(scripts::ROTATE.prepare_invoke())),
+            ),
+            (
+                "script",
+                size_of_val(&store.script::<Value>(scripts::ROTATE.prepare_invoke())),
+            ),
+            (
+                "shared command",
+                size_of_val(&store.inner.on_shared::<Value>(redis::cmd("PING"))),
+            ),
+        ];
+        for (operation, size) in sizes {
+            assert!(size < BOUND, "the {operation} future is {size} bytes");
+        }
     }
 }
