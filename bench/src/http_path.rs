@@ -291,9 +291,44 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
             .notes
             .push("HTTP path: `wrk` is not installed, rows H1w–H4w not measured.".into());
     }
+    context
+        .report
+        .notes
+        .push(rounds_note(&targets, &ours, &theirs));
     drop(example);
     drop(nginx);
     Ok(())
+}
+
+/// Every target's req/s round by round, with each client: what the medians
+/// in rows H1–H4w were taken from.
+fn rounds_note(targets: &[Target], ours: &[Series], theirs: &[Series]) -> String {
+    let rates = |series: &Series| {
+        series
+            .rates
+            .iter()
+            .map(|rate| thousands(*rate))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let each = targets
+        .iter()
+        .zip(ours.iter().zip(theirs))
+        .map(|(target, (ours, theirs))| {
+            if theirs.rates.is_empty() {
+                format!("{}: {}", target.name, rates(ours))
+            } else {
+                format!(
+                    "{}: {} (`wrk`: {})",
+                    target.name,
+                    rates(ours),
+                    rates(theirs)
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("HTTP path, req/s round by round with the harness client (and `wrk`): {each}.")
 }
 
 fn ratio(ours: f64, baseline: f64) -> f64 {
