@@ -1,9 +1,6 @@
-//! [`TokenAuthLayer`], the [`TokenAuth`] service it makes, and their
-//! [`ResponseFuture`].
+//! [`TokenAuthLayer`] and the [`TokenAuth`] service it makes.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,6 +17,7 @@ use crate::bearer::{self, Malformed};
 use crate::cache::{CacheConfig, CachingReader, TokenCache};
 use crate::challenge::{ChallengeContext, Challenger, Refusal, Unavailable, is_grpc};
 use crate::edge;
+use crate::future::ResponseFuture;
 use crate::lookup::{Answer, Lookup, Measured};
 use crate::principal::Principal;
 
@@ -339,36 +337,39 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // The clone may not be ready; keep the ready one for this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = Arc::clone(&self.auth);
+        let auth = &self.auth;
         let grpc = is_grpc(request.headers());
         request
             .extensions_mut()
             .insert(ChallengeContext(Arc::clone(&auth.challenger)));
         let now = Timestamp::now();
         let token = match auth.credential(request.headers(), now) {
-            // A cache hit by the text: decided here, the handler called now.
+            // A cache hit by the text: decided here, the handler called now,
+            // by the service that was ready (no clone, no box).
             Ok(Credential::Known(record)) => match auth.admit(record, now) {
                 Ok(principal) => {
                     edge::authenticated();
                     request.extensions_mut().insert(principal);
-                    return ResponseFuture::new(inner.call(request));
+                    return ResponseFuture::inner(self.inner.call(request));
                 }
-                Err(refusal) => return auth.refuse(refusal, grpc, inner, request),
+                Err(refusal) => return auth.refuse(refusal, grpc, &mut self.inner, request),
             },
             Ok(Credential::Token(token)) => token,
-            Err(refusal) => return auth.refuse(refusal, grpc, inner, request),
+            Err(refusal) => return auth.refuse(refusal, grpc, &mut self.inner, request),
         };
-        ResponseFuture::new(async move {
+        // The lookup awaits: the ready service goes with the request, its
+        // clone (maybe not ready) stays for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = Arc::clone(auth);
+        ResponseFuture::waiting(async move {
             match auth.authenticate(&token).await {
                 Ok(principal) => {
                     edge::authenticated();
@@ -420,25 +421,23 @@ impl Authenticator {
     }
 
     /// A request refused before any await: answered here, or let through
-    /// anonymously by an optional layer.
+    /// anonymously (to the service that was ready) by an optional layer.
     fn refuse<S, ReqBody, ResBody>(
         &self,
         refusal: Refusal,
         grpc: bool,
-        mut inner: S,
+        inner: &mut S,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<ResBody, S::Error>
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-        S::Future: Send + 'static,
-        ResBody: Default + Send + 'static,
+        ResBody: Default,
     {
         if self.optional {
             edge::let_through(&refusal);
-            ResponseFuture::new(inner.call(request))
+            ResponseFuture::inner(inner.call(request))
         } else {
-            let response = edge::refuse(&self.challenger, &refusal, grpc);
-            ResponseFuture::new(async move { Ok(response) })
+            ResponseFuture::ready(edge::refuse(&self.challenger, &refusal, grpc))
         }
     }
 
@@ -483,35 +482,6 @@ impl Authenticator {
                 cause: Unavailable::TimedOut(self.timeout),
             }),
         }
-    }
-}
-
-/// The response future of [`TokenAuth`] and [`RequireScope`](crate::RequireScope).
-pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>,
-}
-
-impl<B, E> ResponseFuture<B, E> {
-    pub(crate) fn new(
-        future: impl Future<Output = Result<Response<B>, E>> + Send + 'static,
-    ) -> Self {
-        Self {
-            inner: Box::pin(future),
-        }
-    }
-}
-
-impl<B, E> Future for ResponseFuture<B, E> {
-    type Output = Result<Response<B>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
@@ -1004,6 +974,60 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(response.body(), "ok");
+    }
+
+    /// A request decided before any await (a cache hit, a refusal) goes to
+    /// the ready service itself: the inner service is not cloned (an axum
+    /// route allocates a clone) and nothing is boxed. Only a lookup takes
+    /// the ready instance along and leaves a clone behind.
+    #[tokio::test]
+    async fn a_request_decided_at_once_clones_no_service() {
+        #[derive(Debug)]
+        struct CountsClones(Arc<AtomicUsize>);
+        impl Clone for CountsClones {
+            fn clone(&self) -> Self {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Self(Arc::clone(&self.0))
+            }
+        }
+        impl Service<Request<()>> for CountsClones {
+            type Response = Response<String>;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, _: Request<()>) -> Self::Future {
+                std::future::ready(Ok(Response::new("ok".to_owned())))
+            }
+        }
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let clones = Arc::new(AtomicUsize::new(0));
+        let mut service = fixture
+            .layer()
+            .with_cache(CacheConfig::default())
+            .layer(CountsClones(Arc::clone(&clones)));
+        let mut send = async |request| {
+            let ready = service.ready().await.expect("infallible");
+            ready.call(request).await.expect("infallible").status()
+        };
+        assert_eq!(send(bearer(fixture.access())).await, StatusCode::OK);
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            1,
+            "the lookup leaves a clone"
+        );
+        assert_eq!(send(bearer(fixture.access())).await, StatusCode::OK);
+        assert_eq!(send(Request::new(())).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(bearer("garbage")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(fixture.lookups(), 1, "the second request was a cache hit");
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            1,
+            "a hit and two refusals cloned nothing"
+        );
     }
 
     /// The layer and its service can be shared across threads and cloned,

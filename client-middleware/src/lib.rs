@@ -96,8 +96,10 @@
 //!
 //! # Layout
 //!
-//! - `layer`: [`TokenAuthLayer`], [`TokenAuth`] and [`ResponseFuture`]: the
-//!   middleware itself, which composes the lookup chain once.
+//! - `layer`: [`TokenAuthLayer`] and [`TokenAuth`]: the middleware itself,
+//!   which composes the lookup chain once.
+//! - `future`: [`ResponseFuture`], which boxes nothing for a request decided
+//!   before any await (a cache hit, a refusal).
 //! - `lookup`: the chain's steps — the reader, measured, behind the cache —
 //!   and the answer a cache hit gives without an allocation.
 //! - `cache`: [`CachingReader`], the cache as a reader in front of another,
@@ -119,6 +121,7 @@ mod challenge;
 mod edge;
 #[cfg(feature = "axum")]
 mod extract;
+mod future;
 mod layer;
 mod lookup;
 mod metrics;
@@ -130,7 +133,8 @@ mod scope;
 pub use cache::{CacheConfig, CacheStats, CachingReader, TokenCache};
 #[cfg(feature = "axum")]
 pub use extract::MissingPrincipal;
-pub use layer::{ResponseFuture, TokenAuth, TokenAuthLayer};
+pub use future::ResponseFuture;
+pub use layer::{TokenAuth, TokenAuthLayer};
 pub use principal::Principal;
 pub use scope::{RequireScope, RequireScopeLayer};
 /// The token repository crate, for what the re-exports below leave out

@@ -24,7 +24,7 @@ use tower::{Layer, Service};
 
 use crate::challenge::{ChallengeContext, Refusal, is_grpc};
 use crate::edge;
-use crate::layer::ResponseFuture;
+use crate::future::ResponseFuture;
 use crate::principal::Principal;
 
 /// Which scopes a route requires.
@@ -180,13 +180,11 @@ impl<S> RequireScope<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScope<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-    ResBody: Default + Send + 'static,
+    ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -199,11 +197,11 @@ where
             None => Some(Refusal::Missing),
         };
         match refusal {
-            None => ResponseFuture::new(self.inner.call(request)),
+            None => ResponseFuture::inner(self.inner.call(request)),
             Some(refusal) => {
                 let challenger = ChallengeContext::of(request.extensions());
                 let response = edge::refuse(&challenger, &refusal, is_grpc(request.headers()));
-                ResponseFuture::new(async move { Ok(response) })
+                ResponseFuture::ready(response)
             }
         }
     }
