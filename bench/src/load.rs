@@ -73,6 +73,13 @@ impl Measured {
         u64_to_f64(self.latency.value_at_quantile(quantile)) / 1000.0
     }
 
+    /// Adds a later measurement of the same target (another slice of a
+    /// round): its requests, latencies and measured time.
+    pub(crate) fn append(&mut self, other: &Self) {
+        self.merge(other);
+        self.elapsed += other.elapsed;
+    }
+
     fn merge(&mut self, other: &Self) {
         self.ok += other.ok;
         self.errors += other.errors;

@@ -64,6 +64,12 @@ pub(crate) struct Settings {
     /// median round of each variant is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Slices of each round of rows 1–3: every variant's measurement (and
+    /// its warm-up) is cut into this many slices, taken in turn with the
+    /// other variants' (in reverse order every other slice), so that the
+    /// machine drifting during a round moves every variant alike.
+    #[arg(long, default_value_t = 10)]
+    slices: usize,
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -138,6 +144,7 @@ impl Settings {
             self.duration = self.duration.min(0.3);
             self.warmup = self.warmup.min(0.1);
             self.rounds = 1;
+            self.slices = 1;
             self.concurrency = self.concurrency.min(8);
             self.tokens = self.tokens.min(200);
             self.revocations = self.revocations.min(10);
@@ -276,11 +283,12 @@ fn run(settings: Settings) -> Result<Report, String> {
         .unwrap_or_else(|| "unknown".into());
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let settings_text = format!(
-        "{} s measured after {} s warm-up per measurement, {} round(s) of rows 1–3, {} connections, \
-         server runtime {} thread(s), load generator {} thread(s), {} tokens cycled",
+        "{} s measured after {} s warm-up per measurement, {} round(s) of rows 1–3 (each in {} interleaved slices), \
+         {} connections, server runtime {} thread(s), load generator {} thread(s), {} tokens cycled",
         settings.duration,
         settings.warmup,
         settings.rounds,
+        settings.slices,
         settings.concurrency,
         settings.server_threads,
         settings.client_threads,

@@ -3,6 +3,7 @@
 //! those threads use.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -10,14 +11,18 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::oneshot;
 
-/// The thread name of every server runtime; [`thread_cpu`] finds them by it.
-pub(crate) const SERVER_THREAD: &str = "server";
+/// Numbers the servers of a run: each runtime's threads are named
+/// `server-<n>`, so that [`Server::cpu`] counts one server's threads while
+/// others are up.
+static NEXT_SERVER: AtomicUsize = AtomicUsize::new(1);
 
 /// An axum app served on 127.0.0.1 by a runtime of its own; stopped (and
 /// its runtime shut down) when dropped.
 #[derive(Debug)]
 pub(crate) struct Server {
     addr: SocketAddr,
+    /// The name of its runtime's worker threads.
+    threads: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -31,9 +36,10 @@ impl Server {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Router, String>>,
     {
+        let name = format!("server-{}", NEXT_SERVER.fetch_add(1, Ordering::Relaxed));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
-            .thread_name(SERVER_THREAD)
+            .thread_name(name.clone())
             .enable_all()
             .build()
             .map_err(|error| format!("server runtime: {error}"))?;
@@ -78,6 +84,7 @@ impl Server {
             .map_err(|_| "the server did not start within 30 s".to_owned())??;
         Ok(Self {
             addr,
+            threads: name,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -86,6 +93,11 @@ impl Server {
     /// Where it listens.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// CPU time its runtime's worker threads have used so far.
+    pub(crate) fn cpu(&self) -> Duration {
+        thread_cpu(&self.threads)
     }
 }
 
@@ -100,9 +112,9 @@ impl Drop for Server {
     }
 }
 
-/// CPU time (user + system) used so far by this process's threads whose
-/// name starts with `name`, from `/proc/self/task/*/stat` (10 ms ticks).
-pub(crate) fn thread_cpu(name: &str) -> Duration {
+/// CPU time (user + system) used so far by this process's threads named
+/// `name`, from `/proc/self/task/*/stat` (10 ms ticks).
+fn thread_cpu(name: &str) -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
     };
@@ -110,7 +122,7 @@ pub(crate) fn thread_cpu(name: &str) -> Duration {
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !comm.trim_end().starts_with(name) {
+        if comm.trim_end() != name {
             continue;
         }
         ticks += std::fs::read_to_string(path.join("stat"))

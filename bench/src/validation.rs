@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -15,9 +16,9 @@ use token_test_harness::RedisServer;
 
 use crate::apps;
 use crate::fixtures::{self, Person};
-use crate::load::{self, Measured, ScenarioFactory};
+use crate::load::{self, Bounds, Measured, ScenarioFactory};
 use crate::report::{Figures, Row, median_run, micros, thousands, times};
-use crate::server::{SERVER_THREAD, Server, thread_cpu};
+use crate::server::Server;
 use crate::{Context, redis_cpu};
 
 /// One way of authenticating the handler's requests.
@@ -53,6 +54,25 @@ impl Variant {
         Self::UnprotectedOne,
         Self::CachedOne,
         Self::EmptyLayer,
+    ];
+
+    /// The order the variants take turns in within a round: the pairs the
+    /// goals compare side by side (2a unprotected and cached, 3b cached and
+    /// HS256, 1b raw `GET` and uncached, 3a uncached and sessions, 2b the
+    /// two single connections), so that each pair's slices are measured
+    /// back to back.
+    const TURNS: [Self; 11] = [
+        Self::EmptyLayer,
+        Self::Unprotected,
+        Self::Cached,
+        Self::JwtHs256,
+        Self::JwtEdDsa,
+        Self::RawGet,
+        Self::Uncached,
+        Self::Sessions,
+        Self::UncachedAcl,
+        Self::UnprotectedOne,
+        Self::CachedOne,
     ];
 
     fn id(self) -> &'static str {
@@ -122,13 +142,33 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let rounds = context.settings.rounds.max(1);
     let mut results: HashMap<Variant, Vec<Figures>> = HashMap::new();
     let only = &context.settings.only;
-    let variants: Vec<Variant> = Variant::ALL
+    let variants: Vec<Variant> = Variant::TURNS
         .into_iter()
         .filter(|variant| only.is_empty() || only.iter().any(|id| id == variant.id()))
         .collect();
+    let slices = context.settings.slices.max(1);
     for round in 0..rounds {
-        for &variant in &variants {
-            let figures = measure(context, &fixture, variant)?;
+        // Every variant's server is up for the whole round; the variants
+        // take turns, a slice each, A B C | C B A | A B C …: a pair
+        // compared in a row is measured side by side, slice by slice,
+        // rather than seconds apart.
+        let mut contenders = variants
+            .iter()
+            .map(|&variant| Contender::start(context, &fixture, variant))
+            .collect::<Result<Vec<_>, _>>()?;
+        for slice in 0..slices {
+            let turn: Box<dyn Iterator<Item = &mut Contender>> = if slice % 2 == 0 {
+                Box::new(contenders.iter_mut())
+            } else {
+                Box::new(contenders.iter_mut().rev())
+            };
+            for contender in turn {
+                contender.measure_slice(context, &fixture, slices);
+            }
+        }
+        for contender in contenders {
+            let variant = contender.variant;
+            let figures = contender.figures();
             context.progress(&format!(
                 "round {}/{rounds}: {:<55} {}",
                 round + 1,
@@ -304,7 +344,10 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
         }
     }
     context.report.notes.push(format!(
-        "Rows 1–3 report each variant's median round; the ratios round by round were {round_note}."
+        "Rows 1–3 report each variant's median round; a round gives every variant {slices} slices \
+         of its measurement, taken in turn with the others' (in reverse order every other slice; \
+         the pairs rows 1b, 2a, 2b, 3a and 3b compare take their turns back to back). \
+         The ratios round by round were {round_note}."
     ));
     drop(fixture);
     Ok(())
@@ -392,116 +435,173 @@ fn requests(header: &'static str, values: &Arc<Vec<String>>, stride: usize) -> S
     })
 }
 
-fn measure(context: &Context, fixture: &Fixture, variant: Variant) -> Result<Figures, String> {
-    let bounds = match variant {
-        Variant::UnprotectedOne | Variant::CachedOne => context.bounds_at(1),
-        _ => context.bounds(),
-    };
-    let url = fixture.redis.url();
-    let threads = context.settings.server_threads;
-    let prefix = fixture.prefix.clone();
-    let server = match variant {
-        Variant::RawGet => None,
-        Variant::EmptyLayer => Some(Server::start(threads, || async {
-            Ok(apps::empty_layer())
-        })?),
-        Variant::Unprotected | Variant::UnprotectedOne => Some(Server::start(threads, || async {
-            Ok(apps::unprotected())
-        })?),
-        Variant::Uncached | Variant::Cached | Variant::CachedOne => {
-            let cached = variant != Variant::Uncached;
-            let url = url.clone();
-            Some(Server::start(threads, move || async move {
-                apps::opaque(&url, &prefix, cached).await
-            })?)
+/// One variant during a round: its server (none for raw `GET`s) and what its
+/// slices have measured so far.
+struct Contender {
+    variant: Variant,
+    server: Option<Server>,
+    measured: Measured,
+    concurrency: usize,
+    server_cpu: Duration,
+    redis_cpu: f64,
+    /// Requests sent in all, warm-ups included (estimated from the
+    /// measured rate): what the CPU times are divided by.
+    sent: f64,
+}
+
+impl Contender {
+    /// Starts the variant's server; a cached one has every token in its
+    /// cache before anything is measured (its rows are about hits; misses
+    /// are row 1).
+    fn start(context: &Context, fixture: &Fixture, variant: Variant) -> Result<Self, String> {
+        let server = Self::serve(context, fixture, variant)?;
+        if let (Some(server), Variant::Cached | Variant::CachedOne) = (&server, variant) {
+            prewarm(context, server.addr(), &fixture.bearer)?;
         }
-        Variant::UncachedAcl => {
-            let url = fixture
-                .redis
-                .url_as("token-client", "bench-client-password");
-            Some(Server::start(threads, move || async move {
-                apps::opaque(&url, &prefix, false).await
-            })?)
-        }
-        Variant::Sessions => {
-            let url = url.clone();
-            let pool = context.settings.session_pool;
-            Some(Server::start(threads, move || async move {
-                apps::sessions(&url, pool).await
-            })?)
-        }
-        Variant::JwtHs256 => {
-            let key = DecodingKey::from_secret(&fixture.hs256_secret);
-            Some(Server::start(threads, move || async move {
-                Ok(apps::jwt(key, Algorithm::HS256))
-            })?)
-        }
-        Variant::JwtEdDsa => {
-            let key = DecodingKey::from_ed_der(&fixtures::ED25519_PUBLIC);
-            Some(Server::start(threads, move || async move {
-                Ok(apps::jwt(key, Algorithm::EdDSA))
-            })?)
-        }
-    };
-    // The cached rows are about cache hits (misses are row 1): every token
-    // goes through the cache once before anything is measured.
-    if let (Some(server), Variant::Cached | Variant::CachedOne) = (&server, variant) {
-        prewarm(context, server.addr(), &fixture.bearer)?;
+        let concurrency = Self::bounds(context, variant, 1).concurrency;
+        Ok(Self {
+            variant,
+            server,
+            measured: Measured::empty(),
+            concurrency,
+            server_cpu: Duration::ZERO,
+            redis_cpu: 0.0,
+            sent: 0.0,
+        })
     }
-    let cpu_before = thread_cpu(SERVER_THREAD);
-    let redis_before = redis_cpu(&context.generator, &url);
-    let measured: Measured = match (&server, variant) {
-        (None, _) => {
-            let keys = Arc::clone(&fixture.token_keys);
-            context.generator.block_on(load::redis_commands(
-                &url,
+
+    /// The variant's load, cut into `slices`: each slice warms up and
+    /// measures its share of the settings' seconds and requests.
+    fn bounds(context: &Context, variant: Variant, slices: usize) -> Bounds {
+        let whole = match variant {
+            Variant::UnprotectedOne | Variant::CachedOne => context.bounds_at(1),
+            _ => context.bounds(),
+        };
+        let share = u32::try_from(slices.max(1)).unwrap_or(1);
+        Bounds {
+            concurrency: whole.concurrency,
+            warmup: whole.warmup / share,
+            duration: whole.duration / share,
+            max_requests: whole.max_requests / u64::from(share),
+        }
+    }
+
+    fn serve(
+        context: &Context,
+        fixture: &Fixture,
+        variant: Variant,
+    ) -> Result<Option<Server>, String> {
+        let url = fixture.redis.url();
+        let threads = context.settings.server_threads;
+        let prefix = fixture.prefix.clone();
+        let server = match variant {
+            Variant::RawGet => return Ok(None),
+            Variant::EmptyLayer => Server::start(threads, || async { Ok(apps::empty_layer()) }),
+            Variant::Unprotected | Variant::UnprotectedOne => {
+                Server::start(threads, || async { Ok(apps::unprotected()) })
+            }
+            Variant::Uncached | Variant::Cached | Variant::CachedOne => {
+                let cached = variant != Variant::Uncached;
+                Server::start(threads, move || async move {
+                    apps::opaque(&url, &prefix, cached).await
+                })
+            }
+            Variant::UncachedAcl => {
+                let url = fixture
+                    .redis
+                    .url_as("token-client", "bench-client-password");
+                Server::start(threads, move || async move {
+                    apps::opaque(&url, &prefix, false).await
+                })
+            }
+            Variant::Sessions => {
+                let pool = context.settings.session_pool;
+                Server::start(
+                    threads,
+                    move || async move { apps::sessions(&url, pool).await },
+                )
+            }
+            Variant::JwtHs256 => {
+                let key = DecodingKey::from_secret(&fixture.hs256_secret);
+                Server::start(threads, move || async move {
+                    Ok(apps::jwt(key, Algorithm::HS256))
+                })
+            }
+            Variant::JwtEdDsa => {
+                let key = DecodingKey::from_ed_der(&fixtures::ED25519_PUBLIC);
+                Server::start(threads, move || async move {
+                    Ok(apps::jwt(key, Algorithm::EdDSA))
+                })
+            }
+        };
+        server.map(Some)
+    }
+
+    /// One slice of the variant's load; adds what it measured.
+    fn measure_slice(&mut self, context: &Context, fixture: &Fixture, slices: usize) {
+        let bounds = Self::bounds(context, self.variant, slices);
+        let url = fixture.redis.url();
+        let cpu_before = self.server.as_ref().map(Server::cpu);
+        let redis_before = redis_cpu(&context.generator, &url);
+        let measured: Measured = match (&self.server, self.variant) {
+            (None, _) => {
+                let keys = Arc::clone(&fixture.token_keys);
+                context.generator.block_on(load::redis_commands(
+                    &url,
+                    bounds,
+                    move |worker, sequence| {
+                        let index = usize::try_from(sequence).unwrap_or(0);
+                        let key = &keys[(worker * 7919 + index) % keys.len()];
+                        let mut cmd = redis::cmd("GET");
+                        cmd.arg(key.as_slice());
+                        cmd
+                    },
+                ))
+            }
+            (Some(server), Variant::Sessions) => context.generator.http(
+                server.addr(),
                 bounds,
-                move |worker, sequence| {
-                    let index = usize::try_from(sequence).unwrap_or(0);
-                    let key = &keys[(worker * 7919 + index) % keys.len()];
-                    let mut cmd = redis::cmd("GET");
-                    cmd.arg(key.as_slice());
-                    cmd
-                },
-            ))
+                requests("cookie", &fixture.cookies, 1),
+            ),
+            (Some(server), Variant::JwtHs256) => context.generator.http(
+                server.addr(),
+                bounds,
+                requests("authorization", &fixture.hs256, 1),
+            ),
+            (Some(server), Variant::JwtEdDsa) => context.generator.http(
+                server.addr(),
+                bounds,
+                requests("authorization", &fixture.eddsa, 1),
+            ),
+            (Some(server), _) => context.generator.http(
+                server.addr(),
+                bounds,
+                requests("authorization", &fixture.bearer, 1),
+            ),
+        };
+        if let (Some(server), Some(before)) = (&self.server, cpu_before) {
+            self.server_cpu += server.cpu().saturating_sub(before);
         }
-        (Some(server), Variant::Sessions) => context.generator.http(
-            server.addr(),
-            bounds,
-            requests("cookie", &fixture.cookies, 1),
-        ),
-        (Some(server), Variant::JwtHs256) => context.generator.http(
-            server.addr(),
-            bounds,
-            requests("authorization", &fixture.hs256, 1),
-        ),
-        (Some(server), Variant::JwtEdDsa) => context.generator.http(
-            server.addr(),
-            bounds,
-            requests("authorization", &fixture.eddsa, 1),
-        ),
-        (Some(server), _) => context.generator.http(
-            server.addr(),
-            bounds,
-            requests("authorization", &fixture.bearer, 1),
-        ),
-    };
-    let cpu = thread_cpu(SERVER_THREAD).saturating_sub(cpu_before);
-    let redis_used = redis_cpu(&context.generator, &url) - redis_before;
-    drop(server);
-    let mut figures = Figures::of(variant.name(), &measured, bounds.concurrency);
-    let requests = load::u64_to_f64(measured.ok + measured.errors);
-    if requests > 0.0 {
-        // Warm-up requests used CPU too: scale by the whole run's requests
-        // would be exact; the warm-up share is small and the same for all.
-        let total = requests * (bounds.warmup + bounds.duration).as_secs_f64()
+        self.redis_cpu += redis_cpu(&context.generator, &url) - redis_before;
+        // Warm-up requests used CPU too: the slice's requests in all are
+        // estimated from its measured part.
+        let measured_requests = load::u64_to_f64(measured.ok + measured.errors);
+        self.sent += measured_requests * (bounds.warmup + bounds.duration).as_secs_f64()
             / bounds.duration.as_secs_f64();
-        if variant != Variant::RawGet {
-            figures.server_cpu_us = Some(cpu.as_secs_f64() * 1e6 / total);
-        }
-        figures.redis_cpu_us = Some(redis_used * 1e6 / total);
+        self.measured.append(&measured);
     }
-    Ok(figures)
+
+    /// The round's figures for this variant (its server stops here).
+    fn figures(self) -> Figures {
+        let mut figures = Figures::of(self.variant.name(), &self.measured, self.concurrency);
+        if self.sent > 0.0 {
+            if self.server.is_some() {
+                figures.server_cpu_us = Some(self.server_cpu.as_secs_f64() * 1e6 / self.sent);
+            }
+            figures.redis_cpu_us = Some(self.redis_cpu * 1e6 / self.sent);
+        }
+        figures
+    }
 }
 
 /// Sends every token once (32 connections, each its share), unmeasured.
@@ -512,10 +612,10 @@ fn prewarm(
 ) -> Result<(), String> {
     const CONNECTIONS: usize = 32;
     let count = bearer.len();
-    let bounds = load::Bounds {
+    let bounds = Bounds {
         concurrency: CONNECTIONS,
-        warmup: std::time::Duration::ZERO,
-        duration: std::time::Duration::from_secs(60),
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(60),
         max_requests: u64::try_from(count).unwrap_or(u64::MAX),
     };
     let values = Arc::clone(bearer);

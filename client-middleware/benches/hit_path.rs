@@ -30,12 +30,15 @@ async fn handler(request: Request<()>) -> Result<Response<()>, Infallible> {
 }
 
 /// A request carrying `authorization` (the same header in both variants, so
-/// building it costs both the same).
+/// building it costs both the same). The value is copied, as a server
+/// copies it out of the bytes it read: the layer then reads it from the
+/// CPU's cache, where a server's freshly read request would be too.
 fn request(authorization: &HeaderValue) -> Request<()> {
     let mut request = Request::new(());
-    request
-        .headers_mut()
-        .insert(header::AUTHORIZATION, authorization.clone());
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_bytes(authorization.as_bytes()).expect("a valid header"),
+    );
     request
 }
 
@@ -56,16 +59,13 @@ where
 /// The service's resource URI, and the audience of the token.
 const RESOURCE: &str = "https://orders.example";
 
-fn hit_path(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let store = MemoryStore::new();
+/// A token of its own for `username`, issued into `store`, as the
+/// `Authorization` header that carries it.
+fn issue(runtime: &tokio::runtime::Runtime, store: &MemoryStore, username: &str) -> HeaderValue {
     let minted = Grant {
         holder: Holder {
-            subject: "1f0c6d3e-8b9a-4c2d-9e7f-5a4b3c2d1e0f".into(),
-            username: "alice".into(),
+            subject: format!("1f0c6d3e-8b9a-4c2d-9e7f-{username}"),
+            username: username.into(),
             name: Some("Alice Example".into()),
             email: Some("alice@example.com".into()),
             scopes: Scopes::parse("read write").expect("scopes"),
@@ -79,18 +79,41 @@ fn hit_path(c: &mut Criterion) {
     .mint()
     .expect("mint");
     runtime.block_on(store.issue(&minted, None)).expect("issue");
-    let authorization =
-        HeaderValue::try_from(format!("Bearer {}", minted.access.token.expose_secret()))
-            .expect("header");
+    HeaderValue::try_from(format!("Bearer {}", minted.access.token.expose_secret()))
+        .expect("header")
+}
+
+/// Tokens the second group cycles through: as many as the bench's rows 1–3
+/// (`bench/run validation`), so that entries and holders come from memory
+/// rather than the CPU's caches, as they do in a service with many users.
+const MANY: usize = 10_000;
+
+fn hit_path(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = MemoryStore::new();
+    let authorization = issue(&runtime, &store, "alice");
+    let many: Vec<HeaderValue> = (0..MANY)
+        .map(|user| issue(&runtime, &store, &format!("user{user}")))
+        .collect();
 
     let bare = service_fn(handler);
     // As a deployment: the service's audience checked on every hit.
+    // The staleness bound is raised above the benchmark's length (a minute
+    // or more): past the default 30 s every entry would miss once more.
     let layer = TokenAuthLayer::new(store)
         .audience(RESOURCE)
-        .with_cache(CacheConfig::default());
+        .with_cache(CacheConfig::default().staleness(Duration::from_secs(3600)));
     let cached = layer.layer(service_fn(handler));
-    // Warm the cache: the first request is the one miss.
-    runtime.block_on(one(&cached, &authorization));
+    // Warm the cache: the first request of each token is its one miss.
+    runtime.block_on(async {
+        one(&cached, &authorization).await;
+        for authorization in &many {
+            one(&cached, authorization).await;
+        }
+    });
     let misses = layer.cache().expect("cache").stats().misses;
 
     let mut group = c.benchmark_group("hit_path");
@@ -99,6 +122,22 @@ fn hit_path(c: &mut Criterion) {
     });
     group.bench_function("TokenAuthLayer, cache hit", |b| {
         b.to_async(&runtime).iter(|| one(&cached, &authorization));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("hit_path_10k_tokens");
+    let mut next = 0;
+    let mut cycle = || {
+        // A stride through the tokens, as 32 clients each walking the list
+        // from its own offset would visit them.
+        next = (next + 7919) % MANY;
+        &many[next]
+    };
+    group.bench_function("bare handler", |b| {
+        b.to_async(&runtime).iter(|| one(&bare, cycle()));
+    });
+    group.bench_function("TokenAuthLayer, cache hit", |b| {
+        b.to_async(&runtime).iter(|| one(&cached, cycle()));
     });
     group.finish();
 
