@@ -89,7 +89,7 @@ pub(crate) struct Settings {
     tokens: usize,
     /// Measure only these variants of rows 1–3 (for profiling; no rows are
     /// computed then): unprotected, raw-get, uncached, uncached-acl, cached,
-    /// sessions, jwt-hs256, jwt-eddsa.
+    /// sessions, jwt-hs256, jwt-eddsa, unprotected-1, cached-1, empty-layer.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// fred clients in the session store's pool (its documented example).
