@@ -328,7 +328,12 @@ fn rounds_note(targets: &[Target], ours: &[Series], theirs: &[Series]) -> String
         })
         .collect::<Vec<_>>()
         .join("; ");
-    format!("HTTP path, req/s round by round with the harness client (and `wrk`): {each}.")
+    let clients = if theirs.iter().any(|series| !series.rates.is_empty()) {
+        "the harness client (and `wrk`)"
+    } else {
+        "the harness client"
+    };
+    format!("HTTP path, req/s round by round with {clients}: {each}.")
 }
 
 fn ratio(ours: f64, baseline: f64) -> f64 {
