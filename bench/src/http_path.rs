@@ -222,8 +222,11 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
             series.last = Some(measured);
         }
         if let Some(wrk) = &wrk {
-            for (target, series) in targets.iter().zip(theirs.iter_mut()) {
-                let rate = run_wrk(wrk, target, bounds, dir.path())?;
+            context.progress(&format!("HTTP path round {}: wrk", round + 1));
+            for (rate, series) in wrk_round(wrk, &targets, bounds, dir.path())?
+                .into_iter()
+                .zip(theirs.iter_mut())
+            {
                 series.rates.push(rate);
             }
         }
@@ -520,8 +523,55 @@ impl Drop for Example {
     }
 }
 
-/// `wrk -t1 -c<concurrency> -d<duration>` at `target`; answers req/s.
-fn run_wrk(wrk: &Path, target: &Target, bounds: load::Bounds, dir: &Path) -> Result<f64, String> {
+/// One round of `wrk` at every target: the round's duration cut into
+/// one-second slices (`wrk -d` takes whole seconds), the targets taking
+/// turns slice by slice, every other slice in reverse order; answers each
+/// target's req/s over its slices.
+///
+/// Run one after the other for the whole duration each, the targets were
+/// measured up to 20 s apart, and nginx alone read 121 k, 107 k and 93 k
+/// req/s in one run's three rounds on a noisy machine: a ratio then says
+/// as much about the machine's minute as about the servers. Side by side,
+/// each target sees the same minute (rows 1–3 do the same, "Rows 1–3 side
+/// by side" in bench/README.md).
+fn wrk_round(
+    wrk: &Path,
+    targets: &[Target],
+    bounds: load::Bounds,
+    dir: &Path,
+) -> Result<Vec<f64>, String> {
+    let slices = bounds.duration.as_secs().max(1);
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    let mut totals = vec![(0_u64, 0.0_f64); targets.len()];
+    for _ in 0..slices {
+        for &index in &order {
+            let (requests, seconds) = run_wrk(wrk, &targets[index], bounds.concurrency, dir)?;
+            totals[index].0 += requests;
+            totals[index].1 += seconds;
+        }
+        order.reverse();
+    }
+    Ok(totals
+        .into_iter()
+        .map(|(requests, seconds)| {
+            if seconds > 0.0 {
+                requests as f64 / seconds
+            } else {
+                0.0
+            }
+        })
+        .collect())
+}
+
+/// `wrk -t1 -c<concurrency> -d1s` at `target`; answers the requests it
+/// completed and the seconds it took, as it prints them
+/// (`  123456 requests in 1.00s, 9.87MB read`).
+fn run_wrk(
+    wrk: &Path,
+    target: &Target,
+    concurrency: usize,
+    dir: &Path,
+) -> Result<(u64, f64), String> {
     let script = dir.join("wrk.lua");
     let shape = &target.request;
     let mut lua = format!(
@@ -535,11 +585,10 @@ fn run_wrk(wrk: &Path, target: &Target, bounds: load::Bounds, dir: &Path) -> Res
         lua.push_str(&format!("wrk.body = \"{}\"\n", shape.body));
     }
     std::fs::write(&script, lua).map_err(|error| error.to_string())?;
-    let seconds = bounds.duration.as_secs().max(1);
     let output = Command::new(wrk)
         .arg("-t1")
-        .arg(format!("-c{}", bounds.concurrency))
-        .arg(format!("-d{seconds}s"))
+        .arg(format!("-c{concurrency}"))
+        .arg("-d1s")
         .arg("-s")
         .arg(&script)
         .arg(format!("http://{}{}", target.addr, shape.path))
@@ -553,7 +602,42 @@ fn run_wrk(wrk: &Path, target: &Target, bounds: load::Bounds, dir: &Path) -> Res
         ));
     }
     text.lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|rate| rate.trim().parse::<f64>().ok())
-        .ok_or_else(|| format!("wrk printed no rate:\n{text}"))
+        .find_map(parse_wrk_total)
+        .ok_or_else(|| format!("wrk printed no total:\n{text}"))
+}
+
+/// `  123456 requests in 1.00s, 9.87MB read` as (123456, 1.0).
+fn parse_wrk_total(line: &str) -> Option<(u64, f64)> {
+    let (requests, rest) = line.trim().split_once(" requests in ")?;
+    let (elapsed, _) = rest.split_once(',')?;
+    let requests = requests.parse().ok()?;
+    let seconds = if let Some(ms) = elapsed.strip_suffix("ms") {
+        ms.parse::<f64>().ok()? / 1000.0
+    } else if let Some(m) = elapsed.strip_suffix('m') {
+        m.parse::<f64>().ok()? * 60.0
+    } else {
+        elapsed.strip_suffix('s')?.parse().ok()?
+    };
+    Some((requests, seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_wrk_total;
+
+    #[test]
+    fn wrk_totals_are_read_in_every_unit_it_prints() {
+        let line = "  123456 requests in 1.00s, 9.87MB read";
+        assert_eq!(parse_wrk_total(line), Some((123_456, 1.0)));
+        assert_eq!(
+            parse_wrk_total("  12 requests in 998.50ms, 1.00KB read"),
+            Some((12, 0.9985))
+        );
+        assert_eq!(
+            parse_wrk_total("  7 requests in 1.50m, 1.00KB read"),
+            Some((7, 90.0))
+        );
+        assert_eq!(parse_wrk_total("Requests/sec: 123456.00"), None);
+        assert_eq!(parse_wrk_total("  Latency   1.00ms"), None);
+    }
 }
