@@ -37,6 +37,7 @@ mod entries;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use token_repository::redis::{Epoch, Invalidation, InvalidationSink, Invalidations, Subscription};
@@ -222,7 +223,7 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
             None
         };
         drop(state);
-        lookup(map.kind, found.is_some());
+        count_lookup(map.kind, found.is_some());
         found
     }
 
@@ -266,7 +267,7 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
             None
         };
         drop(state);
-        lookup("resource", found.is_some());
+        count_lookup(LookupKind::Resource, found.is_some());
         found
     }
 
@@ -325,19 +326,19 @@ impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
 /// counted under, and the gauge of its size.
 struct RecordMap<C, U, R> {
     entries: fn(&mut State<C, U>) -> &mut Entries<R>,
-    kind: &'static str,
+    kind: LookupKind,
     gauge: fn(usize),
 }
 
 impl<C: Send + Sync + 'static, U: Send + Sync + 'static> Tracked<C, U> {
     const CLIENTS: RecordMap<C, U, C> = RecordMap {
         entries: |state| &mut state.clients,
-        kind: "client",
+        kind: LookupKind::Client,
         gauge: clients_gauge,
     };
     const USERS: RecordMap<C, U, U> = RecordMap {
         entries: |state| &mut state.users,
-        kind: "user",
+        kind: LookupKind::User,
         gauge: users_gauge,
     };
 }
@@ -410,12 +411,42 @@ impl<C, U> fmt::Debug for Tracked<C, U> {
     }
 }
 
-/// One lookup in memory (`kind`: `client`, `user` or `resource`). The series are
-/// described with the others in [`crate::metrics`].
-fn lookup(kind: &'static str, hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
-    metrics::counter!("authority_introspection_cache_lookups_total", "kind" => kind, "result" => result)
-        .increment(1);
+/// What a lookup in memory was for: the `kind` label of
+/// `authority_introspection_cache_lookups_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupKind {
+    /// A verified client.
+    Client,
+    /// A user held for refresh rotations.
+    User,
+    /// Resources (audiences).
+    Resource,
+}
+
+/// Lookups in memory by [`LookupKind`], then miss (0) or hit (1):
+/// process-wide, like the recorder they are published to. Counted here
+/// and published by [`crate::metrics`] at each scrape instead of through
+/// `counter!`, whose registry lookup (with labels allocated, as the kind
+/// was not a literal) cost more than the lookup it counted.
+static LOOKUPS: [[AtomicU64; 2]; 3] = [const { [const { AtomicU64::new(0) }; 2] }; 3];
+
+/// One lookup in memory.
+pub(crate) fn count_lookup(kind: LookupKind, hit: bool) {
+    LOOKUPS[kind as usize][usize::from(hit)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The lookups so far: each kind's label with its misses and hits.
+pub(crate) fn lookups() -> [(&'static str, [u64; 2]); 3] {
+    let counts = |kind: LookupKind| {
+        LOOKUPS[kind as usize]
+            .each_ref()
+            .map(|count| count.load(Ordering::Relaxed))
+    };
+    [
+        ("client", counts(LookupKind::Client)),
+        ("user", counts(LookupKind::User)),
+        ("resource", counts(LookupKind::Resource)),
+    ]
 }
 
 /// The verified clients held now.
