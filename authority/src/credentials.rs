@@ -119,7 +119,13 @@ fn parse_basic(value: &str) -> Result<(String, Zeroizing<String>), Problem> {
     let text = std::str::from_utf8(&decoded).map_err(|_| Problem::invalid_client())?;
     let (id, secret) = text.split_once(':').ok_or_else(Problem::invalid_client)?;
     let unescape = |part: &str| {
-        percent_decode_str(&part.replace('+', " "))
+        if !part.bytes().any(|byte| byte == b'+' || byte == b'%') {
+            // Nothing escaped (generated ids and secrets): one copy.
+            return Ok(part.to_owned());
+        }
+        // May hold the secret: the spaced copy is wiped too.
+        let spaced = Zeroizing::new(part.replace('+', " "));
+        percent_decode_str(&spaced)
             .decode_utf8()
             .map(std::borrow::Cow::into_owned)
             .map_err(|_| Problem::invalid_client())

@@ -107,8 +107,17 @@ impl Scopes {
 }
 
 impl fmt::Display for Scopes {
+    /// Space-separated, written piece by piece (no joined copy).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(" "))
+        let mut tokens = self.0.iter();
+        if let Some(first) = tokens.next() {
+            f.write_str(first)?;
+            for token in tokens {
+                f.write_str(" ")?;
+                f.write_str(token)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,8 @@
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use token_repository::{Token, TokenKind};
+use token_repository::{Scopes, Token, TokenKind};
+use uuid::Uuid;
 use warp::reply::Response;
 
 use crate::address::ClientAddress;
@@ -26,14 +27,16 @@ struct Active<'a> {
     active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     token_type: Option<&'static str>,
-    scope: String,
+    /// Written straight into the body, space-separated (RFC 7662 §2.2).
+    #[serde(serialize_with = "space_separated")]
+    scope: &'a Scopes,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
     username: &'a str,
     sub: &'a str,
     exp: u64,
     iat: u64,
-    jti: String,
+    jti: Uuid,
     iss: &'a str,
     /// The token's audience (RFC 8707 resources): a string for one, an
     /// array for several; absent for tokens issued before audiences.
@@ -43,6 +46,14 @@ struct Active<'a> {
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
+}
+
+/// `scopes` as one JSON string, without a copy joined first.
+fn space_separated<S: serde::Serializer>(
+    scopes: &Scopes,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(scopes)
 }
 
 /// Handles one introspection request.
@@ -97,13 +108,13 @@ async fn introspect(
         &Active {
             active: true,
             token_type: (record.kind == TokenKind::Access).then_some("Bearer"),
-            scope: record.holder.scopes.to_string(),
+            scope: &record.holder.scopes,
             client_id: record.holder.client_id.as_deref(),
             username: &record.holder.username,
             sub: &record.holder.subject,
             exp: record.expires_at.as_unix_secs(),
             iat: record.issued_at.as_unix_secs(),
-            jti: record.id.to_string(),
+            jti: record.id,
             iss: state.issuer(),
             aud,
             name: record.holder.name.as_deref(),
