@@ -262,16 +262,15 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Responses by status class, in the order of [`STATUS_CLASSES`].
 ///
-/// The two series recorded on the request path (this one and
+/// The two series recorded on the request path (this one, and
 /// `authority_introspection_cache_lookups_total`, kept by
-/// [`crate::tracked`]) are counted in plain
-/// atomics and handed to the recorder when `/metrics` is scraped, as the
-/// rotation cache's are: a `counter!` looks its series up in the
-/// recorder's registry (a lock, a hash lookup, a key comparison and a
-/// reference count) every time, which was 1 % of the server thread on
-/// `/healthz` and 2.4 % on introspection, where one lookup's labels were
-/// also allocated (bench/README.md, "Counted, then published"). Like the
-/// recorder, they are process-wide.
+/// [`crate::tracked`]) are counted in plain atomics and handed to the
+/// recorder when `/metrics` is scraped, as the rotation cache's are. A
+/// `counter!` looks its series up in the recorder's registry (a lock, a
+/// hash lookup, a key comparison and a reference count) every time: 1 % of
+/// the server thread on `/healthz`, 2.4 % on introspection, where one
+/// lookup's labels were also allocated (bench/README.md, "Counted, then
+/// published"). Like the recorder, they are process-wide.
 static RESPONSES: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
 /// Hands the counts kept in atomics to the recorder. A series appears
