@@ -19,7 +19,7 @@ use crate::address::ClientAddress;
 use crate::authenticate;
 use crate::credentials::client_credentials;
 use crate::form::Form;
-use crate::problem::{Problem, json};
+use crate::problem::{Problem, json, json_bytes};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -69,8 +69,13 @@ pub async fn handle(
     }
 }
 
+/// The answer for every token that is not active: a constant body, not a
+/// JSON map built and serialized per call (garbage tokens take this path).
 fn inactive() -> Response {
-    json(StatusCode::OK, &serde_json::json!({ "active": false }))
+    json_bytes(
+        StatusCode::OK,
+        bytes::Bytes::from_static(br#"{"active":false}"#),
+    )
 }
 
 async fn introspect(
