@@ -247,12 +247,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let authority = Authority::start(&binary, &env, &dir.path().join("authority.log"))?;
     let concurrency = context.settings.login_concurrency.max(1);
     let users = Arc::new(add_users(&authority, concurrency)?);
-    let secret = authority
-        .cli(&["client", "add", "bench-gateway", "--introspect"], None)?
-        .lines()
-        .find_map(|line| line.strip_prefix("client_secret: "))
-        .map(str::to_owned)
-        .ok_or("the CLI printed no client secret")?;
+    let secret = introspecting_client(&authority)?;
     let basic = format!("Basic {}", basic_credentials("bench-gateway", &secret));
     let addr = authority.addr();
     let rss_idle = authority.peak_rss_kib();
@@ -436,6 +431,17 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     limit_figures.rate = limit;
     context.report.figures.push(limit_figures);
     Ok(())
+}
+
+/// Registers the client `bench-gateway`, allowed to introspect, with the
+/// authority's CLI; answers its secret.
+pub(crate) fn introspecting_client(authority: &Authority) -> Result<String, String> {
+    authority
+        .cli(&["client", "add", "bench-gateway", "--introspect"], None)?
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .map(str::to_owned)
+        .ok_or_else(|| "the CLI printed no client secret".to_owned())
 }
 
 /// `base64(id:secret)` for HTTP Basic.

@@ -24,7 +24,9 @@ use token_test_harness::RedisServer;
 use crate::Context;
 use crate::authority::{self, Authority};
 use crate::load::{self, Fixed, Measured};
-use crate::login::{add_users, authority_env, basic_credentials, password_login};
+use crate::login::{
+    add_users, authority_env, basic_credentials, introspecting_client, password_login,
+};
 use crate::report::{Figures, Row, micros, thousands, times};
 use crate::server::process_cpu;
 
@@ -143,12 +145,7 @@ pub(crate) fn run(context: &mut Context) -> Result<(), String> {
     let env = authority_env(&redis.url(), &context.settings, &[("RUST_LOG", "warn")]);
     let authority = Authority::start(&binary, &env, &dir.path().join("authority.log"))?;
     let users = add_users(&authority, 1)?;
-    let secret = authority
-        .cli(&["client", "add", "bench-gateway", "--introspect"], None)?
-        .lines()
-        .find_map(|line| line.strip_prefix("client_secret: "))
-        .map(str::to_owned)
-        .ok_or("the CLI printed no client secret")?;
+    let secret = introspecting_client(&authority)?;
     let token = password_login(context, authority.addr(), &users[0])?;
     let example = Example::start(
         &example_binary,
