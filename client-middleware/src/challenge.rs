@@ -132,19 +132,36 @@ pub(crate) struct Challenger {
 pub(crate) struct ChallengeContext(pub(crate) Arc<Challenger>);
 
 impl ChallengeContext {
-    /// The challenger of the request's [`TokenAuth`](crate::TokenAuth), or
-    /// the default one.
-    pub(crate) fn of(extensions: &http::Extensions) -> Arc<Challenger> {
-        extensions.get::<Self>().map_or_else(
-            || Arc::new(Challenger::default()),
-            |context| Arc::clone(&context.0),
-        )
+    /// The challenger a layer put here when it let the request through
+    /// without a principal, or replaced an outer layer's with
+    /// (see [`crate::principal::challenger_of`]).
+    pub(crate) fn get(extensions: &http::Extensions) -> Option<Arc<Challenger>> {
+        extensions
+            .get::<Self>()
+            .map(|context| Arc::clone(&context.0))
+    }
+
+    /// Puts `challenger` into `extensions`, for a request let through
+    /// without a principal (an optional layer).
+    pub(crate) fn insert(extensions: &mut http::Extensions, challenger: &Arc<Challenger>) {
+        extensions.insert(Self(Arc::clone(challenger)));
     }
 }
 
 impl Default for Challenger {
     fn default() -> Self {
         Self::new(DEFAULT_REALM, DEFAULT_RETRY_AFTER)
+    }
+}
+
+impl Challenger {
+    /// The default challenger, one for the process: every layer starts
+    /// with it, and [`ChallengeContext::of`] answers it when a request
+    /// carries none.
+    pub(crate) fn shared_default() -> &'static Arc<Self> {
+        static DEFAULT: std::sync::LazyLock<Arc<Challenger>> =
+            std::sync::LazyLock::new(|| Arc::new(Challenger::default()));
+        &DEFAULT
     }
 }
 

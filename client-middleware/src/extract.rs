@@ -29,7 +29,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use crate::challenge::{ChallengeContext, Challenger, Refusal, is_grpc};
+use crate::challenge::{Challenger, Refusal, is_grpc};
 use crate::edge;
 use crate::principal::Principal;
 
@@ -47,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .get::<Self>()
             .cloned()
             .ok_or_else(|| MissingPrincipal {
-                challenger: ChallengeContext::of(&parts.extensions),
+                challenger: crate::principal::challenger_of(&parts.extensions),
                 grpc: is_grpc(&parts.headers),
             })
     }

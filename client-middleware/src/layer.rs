@@ -19,7 +19,7 @@ use crate::challenge::{ChallengeContext, Challenger, Refusal, Unavailable, is_gr
 use crate::edge;
 use crate::future::ResponseFuture;
 use crate::lookup::{Answer, Lookup, Measured};
-use crate::principal::Principal;
+use crate::principal::{self, Principal};
 
 /// What the layer answers for a well-formed token the repository does not
 /// know: unknown, expired and revoked are indistinguishable on purpose.
@@ -111,7 +111,7 @@ impl TokenAuthLayer {
                 reader,
                 invalidations,
                 cache: None,
-                challenger: Arc::new(Challenger::default()),
+                challenger: Arc::clone(Challenger::shared_default()),
                 cookie: None,
                 timeout: Self::DEFAULT_TIMEOUT,
                 optional: false,
@@ -346,9 +346,6 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let auth = &self.auth;
         let grpc = is_grpc(request.headers());
-        request
-            .extensions_mut()
-            .insert(ChallengeContext(Arc::clone(&auth.challenger)));
         let now = Timestamp::now();
         let token = match auth.credential(request.headers(), now) {
             // A cache hit by the text: decided here, the handler called now,
@@ -356,7 +353,7 @@ where
             Ok(Credential::Known(record)) => match auth.admit(record, now) {
                 Ok(principal) => {
                     edge::authenticated();
-                    request.extensions_mut().insert(principal);
+                    principal::admit(request.extensions_mut(), &auth.challenger, principal);
                     return ResponseFuture::inner(self.inner.call(request));
                 }
                 Err(refusal) => return auth.refuse(refusal, grpc, &mut self.inner, request),
@@ -373,11 +370,12 @@ where
             match auth.authenticate(&token).await {
                 Ok(principal) => {
                     edge::authenticated();
-                    request.extensions_mut().insert(principal);
+                    principal::admit(request.extensions_mut(), &auth.challenger, principal);
                     inner.call(request).await
                 }
                 Err(refusal) if auth.optional => {
                     edge::let_through(&refusal);
+                    ChallengeContext::insert(request.extensions_mut(), &auth.challenger);
                     inner.call(request).await
                 }
                 Err(refusal) => Ok(edge::refuse(&auth.challenger, &refusal, grpc)),
@@ -435,6 +433,8 @@ impl Authenticator {
     {
         if self.optional {
             edge::let_through(&refusal);
+            let mut request = request;
+            ChallengeContext::insert(request.extensions_mut(), &self.challenger);
             ResponseFuture::inner(inner.call(request))
         } else {
             ResponseFuture::ready(edge::refuse(&self.challenger, &refusal, grpc))
@@ -836,6 +836,60 @@ mod tests {
         let response = send(failing.layer().optional(), bearer(failing.access())).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.body(), "anonymous");
+    }
+
+    /// A refusal after the layer (the scope guard) names the realm of the
+    /// layer that passed the request: carried by the principal on a miss
+    /// and on a cache hit, by a context of its own when an optional layer
+    /// let the request through anonymously, and the inner layer's when an
+    /// outer one let it through first.
+    #[tokio::test]
+    async fn refusals_after_the_layer_name_its_realm() {
+        let fixture = Fixture::new(Behaviour::Store).await;
+        let guarded = |layer: TokenAuthLayer, request: Request<()>| {
+            ServiceBuilder::new()
+                .layer(layer)
+                .layer(crate::RequireScopeLayer::any_of(["admin"]))
+                .service_fn(echo)
+                .oneshot(request)
+        };
+        let cached = fixture.layer().with_cache(CacheConfig::default());
+        for round in ["miss", "hit"] {
+            let response = guarded(cached.clone(), bearer(fixture.access()))
+                .await
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{round}");
+            assert!(
+                challenge(&response)
+                    .starts_with("Bearer realm=\"test\", error=\"insufficient_scope\""),
+                "{round}: {}",
+                challenge(&response)
+            );
+        }
+        assert_eq!(fixture.lookups(), 1, "the second request was a hit");
+
+        let anonymous = guarded(fixture.layer().optional(), Request::new(()))
+            .await
+            .expect("infallible");
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge(&anonymous), "Bearer realm=\"test\"");
+
+        let failing = Fixture::new(Behaviour::Fail).await;
+        let outer = failing.layer().optional().with_realm("outer");
+        let response = ServiceBuilder::new()
+            .layer(outer)
+            .layer(fixture.layer())
+            .layer(crate::RequireScopeLayer::any_of(["admin"]))
+            .service_fn(echo)
+            .oneshot(bearer(fixture.access()))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(
+            challenge(&response).starts_with("Bearer realm=\"test\", "),
+            "{}",
+            challenge(&response)
+        );
     }
 
     /// gRPC requests are refused with gRPC statuses in a trailers-only

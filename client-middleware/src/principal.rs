@@ -1,9 +1,12 @@
 //! [`Principal`]: who holds the token of an authenticated request.
 
+use std::fmt;
 use std::sync::Arc;
 
 use token_repository::{Audience, Holder, Timestamp, TokenRecord};
 use uuid::Uuid;
+
+use crate::challenge::{ChallengeContext, Challenger};
 
 /// The holder of a valid access token, as the repository recorded it.
 ///
@@ -13,7 +16,7 @@ use uuid::Uuid;
 /// take it as an extractor (`Principal` or `Option<Principal>`).
 ///
 /// It never holds the token itself, so it is safe to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Principal {
     /// Who holds the token, what it grants and for which client:
@@ -30,6 +33,34 @@ pub struct Principal {
     /// The resources the token may be presented to (RFC 8707 tags; empty:
     /// a token issued before audiences existed, accepted anywhere).
     pub audience: Audience,
+    /// The challenger of the layer that authenticated the request: what a
+    /// later refusal of it (the scope guard) names. Carried here rather
+    /// than in an extension of its own, which would cost every
+    /// authenticated request an allocation and a map insert. Not part of
+    /// what a principal is: equality and `Debug` leave it out.
+    pub(crate) challenger: Option<Arc<Challenger>>,
+}
+
+impl PartialEq for Principal {
+    fn eq(&self, other: &Self) -> bool {
+        self.holder == other.holder
+            && self.token_id == other.token_id
+            && self.expires_at == other.expires_at
+            && self.audience == other.audience
+    }
+}
+
+impl Eq for Principal {}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("holder", &self.holder)
+            .field("token_id", &self.token_id)
+            .field("expires_at", &self.expires_at)
+            .field("audience", &self.audience)
+            .finish()
+    }
 }
 
 impl Principal {
@@ -60,6 +91,37 @@ impl From<TokenRecord> for Principal {
             token_id: record.id,
             expires_at: record.expires_at,
             audience: record.audience,
+            challenger: None,
         }
     }
+}
+
+/// The challenger a refusal of this request names: the one a layer put in
+/// its extensions when it let the request through without a principal,
+/// else the one of the layer that authenticated it (carried by the
+/// [`Principal`]), else the default one.
+pub(crate) fn challenger_of(extensions: &http::Extensions) -> Arc<Challenger> {
+    ChallengeContext::get(extensions)
+        .or_else(|| {
+            extensions
+                .get::<Principal>()
+                .and_then(|principal| principal.challenger.clone())
+        })
+        .unwrap_or_else(|| Arc::clone(Challenger::shared_default()))
+}
+
+/// Puts `principal`, carrying `challenger`, into `extensions`. An outer
+/// layer's context is replaced by this layer's: the last layer to pass the
+/// request decides what a later refusal names, as when every layer put a
+/// context of its own there.
+pub(crate) fn admit(
+    extensions: &mut http::Extensions,
+    challenger: &Arc<Challenger>,
+    mut principal: Principal,
+) {
+    principal.challenger = Some(Arc::clone(challenger));
+    if ChallengeContext::get(extensions).is_some() {
+        ChallengeContext::insert(extensions, challenger);
+    }
+    extensions.insert(principal);
 }

@@ -22,7 +22,7 @@ use http::{Request, Response};
 use token_repository::Scopes;
 use tower::{Layer, Service};
 
-use crate::challenge::{ChallengeContext, Refusal, is_grpc};
+use crate::challenge::{Refusal, is_grpc};
 use crate::edge;
 use crate::future::ResponseFuture;
 use crate::principal::Principal;
@@ -199,7 +199,7 @@ where
         match refusal {
             None => ResponseFuture::inner(self.inner.call(request)),
             Some(refusal) => {
-                let challenger = ChallengeContext::of(request.extensions());
+                let challenger = crate::principal::challenger_of(request.extensions());
                 let response = edge::refuse(&challenger, &refusal, is_grpc(request.headers()));
                 ResponseFuture::ready(response)
             }
@@ -231,6 +231,7 @@ mod tests {
             token_id: uuid::Uuid::nil(),
             expires_at: Timestamp::now().saturating_add(Duration::from_secs(60)),
             audience: token_repository::Audience::unrestricted(),
+            challenger: None,
         }
     }
 
