@@ -25,7 +25,7 @@ use std::io;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -125,10 +125,13 @@ async fn serve(
     let https = state.issuer().starts_with("https://");
     let service = stack(filter, limits, https, hot);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header timeout is the connection watcher's ([`Activity`]), not
+    // hyper's: hyper's arms a timer for every request (an allocation, and
+    // the timer wheel's lock twice), about 5 % of a `/healthz`.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -172,13 +175,21 @@ async fn serve(
         };
         let activity = Activity::new();
         let requested = Arc::clone(&activity);
+        let answered = Arc::clone(&activity);
         let service = tower::util::MapRequest::new(service.clone(), move |request: Request<_>| {
-            requested.request();
+            requested.request(request.version());
             let (mut parts, body) = request.into_parts();
             let (body, done) = Tracked::new(body);
             parts.extensions.insert(PeerAddr(peer));
             parts.extensions.insert(done);
             Request::from_parts(parts, body)
+        });
+        let service = tower::util::MapResponse::new(service, move |response: Response<_>| {
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // No more HTTP/1 requests follow an upgrade.
+                answered.stop_waiting_for_headers();
+            }
+            response.map(|body| Answering::new(body, Arc::clone(&answered)))
         });
         let io = TokioIo::new(Watched {
             stream,
@@ -211,14 +222,22 @@ async fn serve(
     }
 }
 
-/// When a connection last read or wrote, and whether it has sent a
-/// complete request header yet.
+/// When a connection last read or wrote, and how long it has been waiting
+/// for a request header: what [`Activity::expired`] closes it by.
 #[derive(Debug)]
 struct Activity {
     opened: Instant,
     /// Milliseconds since `opened` of the last read or write.
     last: AtomicU64,
-    requested: AtomicBool,
+    /// Requests dispatched whose responses are not yet written to the end.
+    in_flight: AtomicU32,
+    /// Milliseconds since `opened` when the last response was written to
+    /// the end (0: none yet): where the wait for the next header began.
+    waiting_since: AtomicU64,
+    /// An HTTP/2 connection past its first request, or an upgraded one:
+    /// no header deadline any more (streams come and go; the idle timeout
+    /// still applies).
+    no_header_deadline: AtomicBool,
 }
 
 impl Activity {
@@ -226,40 +245,120 @@ impl Activity {
         Arc::new(Self {
             opened: Instant::now(),
             last: AtomicU64::new(0),
-            requested: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            waiting_since: AtomicU64::new(0),
+            no_header_deadline: AtomicBool::new(false),
         })
     }
 
-    fn touch(&self) {
-        let elapsed = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(elapsed, Ordering::Relaxed);
+    fn millis(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn request(&self) {
-        self.requested.store(true, Ordering::Relaxed);
+    fn at(&self, millis: u64) -> Instant {
+        self.opened + Duration::from_millis(millis)
+    }
+
+    fn touch(&self) {
+        self.last.store(self.millis(), Ordering::Relaxed);
+    }
+
+    /// A request's header is complete and the request dispatched.
+    fn request(&self, version: http::Version) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if version == http::Version::HTTP_2 {
+            self.stop_waiting_for_headers();
+        }
+    }
+
+    /// A response has been written to the end (or dropped): the wait for
+    /// the next header begins.
+    fn answered(&self) {
+        self.waiting_since.store(self.millis(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn stop_waiting_for_headers(&self) {
+        self.no_header_deadline.store(true, Ordering::Relaxed);
+    }
+
+    /// When the connection must have sent a complete request header:
+    /// `header_timeout` after it opened or after its last response ended,
+    /// while no request is in flight (a slow sender that keeps trickling
+    /// bytes does not move it). `None` while one is, or once the
+    /// connection has no header deadline.
+    fn header_deadline(&self, header_timeout: Duration) -> Option<Instant> {
+        if self.no_header_deadline.load(Ordering::Relaxed)
+            || self.in_flight.load(Ordering::Acquire) > 0
+        {
+            return None;
+        }
+        Some(self.at(self.waiting_since.load(Ordering::Relaxed)) + header_timeout)
     }
 
     /// Completes when the connection should be closed: no complete request
-    /// header within `header_timeout` of opening (hyper's own header timer
-    /// starts only once it has recognised HTTP/1), or nothing read or
-    /// written for `idle_timeout`.
+    /// header within `header_timeout` of opening or of the end of the last
+    /// response (HTTP/1; for HTTP/2, of opening), or nothing read or
+    /// written for `idle_timeout`. It wakes at the nearest deadline, and
+    /// while a request is in flight at least every `header_timeout`, so a
+    /// response that ends meanwhile starts a deadline it will not miss
+    /// (that deadline is at least `header_timeout` after it looked).
     async fn expired(&self, header_timeout: Duration, idle_timeout: Duration) {
-        let header_deadline = self.opened + header_timeout;
         loop {
-            let last = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let idle_deadline = last + idle_timeout;
-            let requested = self.requested.load(Ordering::Relaxed);
             let now = Instant::now();
-            if now >= idle_deadline || (!requested && now >= header_deadline) {
+            let idle_deadline = self.at(self.last.load(Ordering::Relaxed)) + idle_timeout;
+            let header_deadline = self.header_deadline(header_timeout);
+            if now >= idle_deadline || header_deadline.is_some_and(|deadline| now >= deadline) {
                 return;
             }
-            let next = if requested {
-                idle_deadline
-            } else {
-                idle_deadline.min(header_deadline)
+            let next = match header_deadline {
+                Some(deadline) => deadline,
+                None if self.no_header_deadline.load(Ordering::Relaxed) => idle_deadline,
+                None => now + header_timeout,
             };
-            tokio::time::sleep_until(next.into()).await;
+            tokio::time::sleep_until(next.min(idle_deadline).into()).await;
         }
+    }
+}
+
+/// A response body that tells its connection's [`Activity`] when it has
+/// been written to the end: hyper drops it then (or when the connection
+/// goes).
+#[derive(Debug)]
+struct Answering<B> {
+    inner: B,
+    activity: Arc<Activity>,
+}
+
+impl<B> Answering<B> {
+    fn new(inner: B, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<B> Drop for Answering<B> {
+    fn drop(&mut self) {
+        self.activity.answered();
+    }
+}
+
+impl<B: Body + Unpin> Body for Answering<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -35,7 +35,10 @@ fn addr_of(authority: &Authority) -> SocketAddr {
 
 /// Waits until the server closes `stream` (EOF or reset); the time it took,
 /// or `None` past `deadline`.
-async fn closed_by_server(stream: &mut TcpStream, deadline: Instant) -> Option<Instant> {
+async fn closed_by_server(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    deadline: Instant,
+) -> Option<Instant> {
     let mut buffer = [0_u8; 1024];
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
@@ -168,6 +171,116 @@ async fn the_example_service_sheds_slow_clients() {
         .expect("task")
         .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Reads one response to `GET /healthz` off `stream`: its header, then
+/// as many body bytes as its `content-length` says.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut buffer = [0_u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|value| value.trim().parse().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        assert!(read > 0, "closed before the response ended: {text}");
+        bytes.extend_from_slice(&buffer[..read]);
+    }
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: authority\r\n\r\n";
+
+/// The header timeout holds for every request of a keep-alive connection,
+/// counted from the end of the response before it: a connection that
+/// keeps asking is served long past it; one that trickles its next header
+/// a byte at a time (enough to keep the idle timeout away) is closed once
+/// it has passed, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_keep_alive_request_gets_the_header_timeout() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(BIN, &redis, &[("HTTP_HEADER_TIMEOUT_MS", "1000")]);
+    let addr = addr_of(&authority);
+
+    let mut busy = TcpStream::connect(addr).await.expect("connect");
+    let opened = Instant::now();
+    for _ in 0..8 {
+        busy.write_all(HEALTHZ).await.expect("request");
+        let response = read_response(&mut busy).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        // A client between two requests, well inside the timeout.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        opened.elapsed() > Duration::from_secs(2),
+        "served past the timeout"
+    );
+
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(HEALTHZ).await.expect("request");
+    read_response(&mut slow).await;
+    let answered = Instant::now();
+    let (mut reader, mut writer) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let closed = closed_by_server(&mut reader, answered + Duration::from_secs(9))
+        .await
+        .map(|closed| closed.duration_since(answered));
+    trickle.abort();
+    assert!(
+        closed.is_some_and(|life| life >= Duration::from_millis(900)),
+        "the trickling connection: {closed:?} after its first response"
+    );
+}
+
+/// A request that takes longer than the header timeout to answer (a
+/// password grant with slow hashing) is answered, not cut off: the header
+/// deadline runs only while no request is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_outlives_the_header_timeout() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(
+        BIN,
+        &redis,
+        &[
+            ("HTTP_HEADER_TIMEOUT_MS", "100"),
+            ("ARGON2_MEMORY_KIB", "8192"),
+            ("ARGON2_ITERATIONS", "8"),
+        ],
+    );
+    authority.add_user("slow", "a long password", &["read"]);
+    let started = Instant::now();
+    let token = authority.login("slow", "a long password").await;
+    let elapsed = started.elapsed();
+    assert!(token["access_token"].is_string(), "{token}");
+    assert!(
+        elapsed > Duration::from_millis(100),
+        "the login was not slower than the header timeout ({elapsed:?}): the test shows nothing"
+    );
 }
 
 fn service_addr(service: &mut ProtectedService) -> SocketAddr {
