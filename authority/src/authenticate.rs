@@ -13,8 +13,7 @@
 //! throttled per client id and per address ([`crate::throttle`]).
 
 use http::HeaderMap;
-use subtle::ConstantTimeEq as _;
-use token_repository::{Timestamp, TokenKind, TokenRecord};
+use token_repository::{Timestamp, TokenKind, TokenRecord, constant_time_eq};
 use zeroize::Zeroizing;
 
 use crate::accounts::Client;
@@ -125,7 +124,7 @@ fn compare(client: &Client, digest: &str, now: Timestamp) -> (bool, Vec<String>)
     let mut legacy = Vec::new();
     for stored in std::iter::once(client.secret_hash.as_str()).chain(previous) {
         if stored.starts_with(SECRET_DIGEST_PREFIX) {
-            matched |= bool::from(stored.as_bytes().ct_eq(digest.as_bytes()));
+            matched |= constant_time_eq(stored.as_bytes(), digest.as_bytes());
         } else {
             legacy.push(stored.to_owned());
         }

@@ -110,4 +110,4 @@ pub use store::{
     DEFAULT_MAX_SESSIONS_PER_SUBJECT, Generation, Grant, Issued, Minted, NewToken, RefreshRefusal,
     RefreshState, Rotation, TokenReader, TokenWriter,
 };
-pub use token::{FormatError, SubjectTag, Token, TokenDigest, TokenKind};
+pub use token::{FormatError, SubjectTag, Token, TokenDigest, TokenKind, constant_time_eq};

@@ -461,32 +461,41 @@ impl TokenDigest {
     /// truncated digest.
     #[must_use]
     pub fn ct_eq_short(&self, stored: &[u8; 16]) -> bool {
-        same_words(&self.0[..16], stored)
+        constant_time_eq(&self.0[..16], stored)
     }
 
     /// Constant-time comparison, for checking a presented token against a
     /// stored digest.
     #[must_use]
     pub fn ct_eq(&self, other: &Self) -> bool {
-        same_words(&self.0, &other.0)
+        constant_time_eq(&self.0, &other.0)
     }
 }
 
-/// Whether `a` and `b` (of equal length, a multiple of 8) hold the same
-/// bytes, in time that does not depend on where they differ: the XOR of
-/// every 8-byte word is ORed together, with no branch on the data, and
-/// only the total is compared. (`subtle`'s `ct_eq` does the same a byte
-/// at a time, each behind an optimisation barrier: eleven instructions a
-/// byte on the cache-hit path of every request.) The barrier on the
-/// running total keeps the compiler from stopping early.
-fn same_words(a: &[u8], b: &[u8]) -> bool {
-    debug_assert!(a.len() == b.len() && a.len().is_multiple_of(8));
+/// Whether `a` and `b` hold the same bytes, in time that depends on their
+/// lengths but not on their contents or where they differ: the XOR of
+/// every 8-byte word (then of every byte left) is ORed together, with no
+/// branch on the data, and only the total is compared. The barrier on the
+/// running total keeps the compiler from stopping early. For secrets and
+/// their digests, whose length is public (`subtle`'s `ct_eq` does the
+/// same a byte at a time, each behind a barrier: about eleven instructions
+/// a byte, on every request that presents a token or a client secret).
+#[must_use]
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; 8]));
     let mut difference = 0_u64;
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; 8]));
+    let (words_a, words_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (rest_a, rest_b) = (words_a.remainder(), words_b.remainder());
+    for (a, b) in words_a.zip(words_b) {
         difference = std::hint::black_box(difference | (word(a) ^ word(b)));
     }
-    a.len() == b.len() && difference == 0
+    for (a, b) in rest_a.iter().zip(rest_b) {
+        difference = std::hint::black_box(difference | u64::from(a ^ b));
+    }
+    difference == 0
 }
 
 /// The values of the URL-safe base64 alphabet (RFC 4648 §5), `INVALID`
@@ -721,6 +730,26 @@ mod tests {
             None,
             "a short output"
         );
+    }
+
+    /// The word-wise comparison answers as `==` does for every length
+    /// (whole words and the bytes left over) and a difference in any bit
+    /// of any byte; texts of different lengths are unequal.
+    #[test]
+    fn constant_time_eq_answers_as_eq() {
+        let text: Vec<u8> = (0..=70_u8).collect();
+        for len in 0..text.len() {
+            let a = &text[..len];
+            assert!(constant_time_eq(a, a));
+            assert!(!constant_time_eq(a, &text[..len + 1]));
+            for byte in 0..len {
+                for bit in 0..8 {
+                    let mut b = a.to_vec();
+                    b[byte] ^= 1 << bit;
+                    assert!(!constant_time_eq(a, &b), "len {len} byte {byte} bit {bit}");
+                }
+            }
+        }
     }
 
     /// The word-wise comparison answers as `==` does, for a difference in
