@@ -205,17 +205,12 @@ async fn read_response(stream: &mut TcpStream) -> String {
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: authority\r\n\r\n";
 
-/// The header timeout holds for every request of a keep-alive connection,
-/// counted from the end of the response before it: a connection that
-/// keeps asking is served long past it; one that trickles its next header
-/// a byte at a time (enough to keep the idle timeout away) is closed once
-/// it has passed, not before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_keep_alive_request_gets_the_header_timeout() {
-    let redis = RedisServer::start();
-    let authority = Authority::start(BIN, &redis, &[("HTTP_HEADER_TIMEOUT_MS", "1000")]);
-    let addr = addr_of(&authority);
-
+/// The header timeout (1 s here) holds for every request of a keep-alive
+/// connection to `addr`, counted from the end of the response before it:
+/// a connection that keeps asking is served long past it; one that
+/// trickles its next header a byte at a time (enough to keep an idle
+/// timeout away) is closed once it has passed, not before.
+async fn assert_every_request_gets_the_header_timeout(addr: SocketAddr) {
     let mut busy = TcpStream::connect(addr).await.expect("connect");
     let opened = Instant::now();
     for _ in 0..8 {
@@ -255,6 +250,24 @@ async fn every_keep_alive_request_gets_the_header_timeout() {
         closed.is_some_and(|life| life >= Duration::from_millis(900)),
         "the trickling connection: {closed:?} after its first response"
     );
+}
+
+/// [`assert_every_request_gets_the_header_timeout`] for the authority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_keep_alive_request_gets_the_header_timeout() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(BIN, &redis, &[("HTTP_HEADER_TIMEOUT_MS", "1000")]);
+    assert_every_request_gets_the_header_timeout(addr_of(&authority)).await;
+}
+
+/// [`assert_every_request_gets_the_header_timeout`] for the example
+/// service (what users copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_service_times_every_keep_alive_header() {
+    let redis = RedisServer::start();
+    let options = Options::new(redis.url()).env("HTTP_HEADER_TIMEOUT_MS", "1000");
+    let mut service = ProtectedService::start(SERVICE, &options);
+    assert_every_request_gets_the_header_timeout(service_addr(&mut service)).await;
 }
 
 /// A request that takes longer than the header timeout to answer (a
