@@ -74,6 +74,7 @@ pub mod state;
 pub(crate) mod test_support;
 pub mod throttle;
 pub mod tracked;
+mod watch;
 pub mod web;
 
 #[cfg(test)]
