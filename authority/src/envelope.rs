@@ -22,8 +22,8 @@
 //! `map_response` — each wrapping the future of the one inside, two of them
 //! wrapping the response body again (one in a box), and the id passed
 //! between them in the request's extensions. Here the same work is one
-//! boxed future around the handler's (bench/README.md, "One envelope
-//! instead of six layers").
+//! future around the handler's, [`Enveloped`] (bench/README.md, "One
+//! envelope instead of six layers").
 
 use std::convert::Infallible;
 use std::panic::{self, AssertUnwindSafe};
@@ -33,13 +33,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use http::header::{STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderName, HeaderValue, Request};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 use tower::{Layer, Service};
-use tracing::Instrument as _;
 use warp::reply::Response;
 
 use crate::metrics;
@@ -86,23 +84,19 @@ pub struct Envelope<S> {
     https: bool,
 }
 
-/// An enveloped answer.
-type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
 impl<S, B> Service<Request<B>> for Envelope<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Answer;
+    type Future = Enveloped<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Answer {
+    fn call(&mut self, request: Request<B>) -> Enveloped<S::Future> {
         let started = Instant::now();
         let id = request
             .headers()
@@ -121,39 +115,78 @@ where
             let _entered = span.enter();
             panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
         };
-        let (limit, https) = (self.limit, self.https);
-        Box::pin(async move {
-            let outcome = match handler {
-                Ok(handler) => {
-                    AssertUnwindSafe(tokio::time::timeout_at(started + limit, handler))
-                        .catch_unwind()
-                        .instrument(span.clone())
-                        .await
-                }
-                Err(panic) => Err(panic),
-            };
-            let _entered = span.enter();
-            let mut response = match outcome {
-                Ok(Ok(Ok(response))) => response,
-                Ok(Ok(Err(infallible))) => match infallible {},
-                Ok(Err(_elapsed)) => timed_out(done.as_ref(), limit),
-                Err(_panic) => panicked(),
-            };
-            let headers = response.headers_mut();
+        Enveloped {
+            // `None`: the service panicked in `call`, before it had a future.
+            handler: handler
+                .ok()
+                .map(|handler| tokio::time::timeout_at(started + self.limit, handler)),
+            span,
+            id: Some(id),
+            done,
+            started,
+            limit: self.limit,
+            https: self.https,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an [`Envelope`]d request: the handler's, within the
+    /// request timeout, polled in the request's span with panics caught;
+    /// then the response's headers, the count and the access line. A
+    /// future of its own rather than a boxed `async` block, which cost an
+    /// allocation and two copies of the handler's future per request.
+    pub struct Enveloped<F> {
+        #[pin]
+        handler: Option<tokio::time::Timeout<F>>,
+        span: tracing::Span,
+        id: Option<HeaderValue>,
+        done: Option<BodyDone>,
+        started: Instant,
+        limit: Duration,
+        https: bool,
+    }
+}
+
+impl<F> Future for Enveloped<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let outcome = match this.handler.as_pin_mut() {
+            Some(handler) => match panic::catch_unwind(AssertUnwindSafe(|| handler.poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(outcome)) => Some(outcome),
+                Err(_panic) => None,
+            },
+            None => None,
+        };
+        let mut response = match outcome {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(infallible))) => match infallible {},
+            Some(Err(_elapsed)) => timed_out(this.done.as_ref(), *this.limit),
+            None => panicked(),
+        };
+        let headers = response.headers_mut();
+        if let Some(id) = this.id.take() {
             headers.entry(X_REQUEST_ID).or_insert(id);
-            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            if https {
-                headers.insert(STRICT_TRANSPORT_SECURITY, HSTS);
-            }
-            metrics::response(response.status());
-            tracing::info!(
-                target: TARGET,
-                status = response.status().as_u16(),
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "request"
-            );
-            Ok(response)
-        })
+        }
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if *this.https {
+            headers.insert(STRICT_TRANSPORT_SECURITY, HSTS);
+        }
+        metrics::response(response.status());
+        tracing::info!(
+            target: TARGET,
+            status = response.status().as_u16(),
+            elapsed_ms = this.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        Poll::Ready(Ok(response))
     }
 }
 
