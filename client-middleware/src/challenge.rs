@@ -156,8 +156,8 @@ impl Default for Challenger {
 
 impl Challenger {
     /// The default challenger, one for the process: every layer starts
-    /// with it, and [`ChallengeContext::of`] answers it when a request
-    /// carries none.
+    /// with it, and [`crate::principal::challenger_of`] answers it when a
+    /// request carries none (without allocating one per refusal).
     pub(crate) fn shared_default() -> &'static Arc<Self> {
         static DEFAULT: std::sync::LazyLock<Arc<Challenger>> =
             std::sync::LazyLock::new(|| Arc::new(Challenger::default()));

@@ -353,7 +353,7 @@ where
             Ok(Credential::Known(record)) => match auth.admit(record, now) {
                 Ok(principal) => {
                     edge::authenticated();
-                    principal::admit(request.extensions_mut(), &auth.challenger, principal);
+                    principal::insert(request.extensions_mut(), &auth.challenger, principal);
                     return ResponseFuture::inner(self.inner.call(request));
                 }
                 Err(refusal) => return auth.refuse(refusal, grpc, &mut self.inner, request),
@@ -370,7 +370,7 @@ where
             match auth.authenticate(&token).await {
                 Ok(principal) => {
                     edge::authenticated();
-                    principal::admit(request.extensions_mut(), &auth.challenger, principal);
+                    principal::insert(request.extensions_mut(), &auth.challenger, principal);
                     inner.call(request).await
                 }
                 Err(refusal) if auth.optional => {
@@ -425,7 +425,7 @@ impl Authenticator {
         refusal: Refusal,
         grpc: bool,
         inner: &mut S,
-        request: Request<ReqBody>,
+        mut request: Request<ReqBody>,
     ) -> ResponseFuture<S::Future, ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -433,7 +433,6 @@ impl Authenticator {
     {
         if self.optional {
             edge::let_through(&refusal);
-            let mut request = request;
             ChallengeContext::insert(request.extensions_mut(), &self.challenger);
             ResponseFuture::inner(inner.call(request))
         } else {

@@ -114,7 +114,7 @@ pub(crate) fn challenger_of(extensions: &http::Extensions) -> Arc<Challenger> {
 /// layer's context is replaced by this layer's: the last layer to pass the
 /// request decides what a later refusal names, as when every layer put a
 /// context of its own there.
-pub(crate) fn admit(
+pub(crate) fn insert(
     extensions: &mut http::Extensions,
     challenger: &Arc<Challenger>,
     mut principal: Principal,
