@@ -30,7 +30,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::header::{STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
@@ -117,9 +117,8 @@ where
         };
         Enveloped {
             // `None`: the service panicked in `call`, before it had a future.
-            handler: handler
-                .ok()
-                .map(|handler| tokio::time::timeout_at(started + self.limit, handler)),
+            handler: handler.ok(),
+            timer: None,
             span,
             id: Some(id),
             done,
@@ -136,9 +135,15 @@ pin_project_lite::pin_project! {
     /// then the response's headers, the count and the access line. A
     /// future of its own rather than a boxed `async` block, which cost an
     /// allocation and two copies of the handler's future per request.
+    ///
+    /// The timer is armed only when the handler does not answer on its
+    /// first poll, so the answers that need no I/O (`/healthz`, discovery,
+    /// an introspection answered from memory) never touch the runtime's
+    /// timer wheel.
     pub struct Enveloped<F> {
         #[pin]
-        handler: Option<tokio::time::Timeout<F>>,
+        handler: Option<F>,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
         span: tracing::Span,
         id: Option<HeaderValue>,
         done: Option<BodyDone>,
@@ -159,17 +164,24 @@ where
         let _entered = this.span.enter();
         let outcome = match this.handler.as_pin_mut() {
             Some(handler) => match panic::catch_unwind(AssertUnwindSafe(|| handler.poll(cx))) {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(outcome)) => Some(outcome),
-                Err(_panic) => None,
+                Ok(Poll::Ready(outcome)) => Outcome::Answered(outcome),
+                Ok(Poll::Pending) => {
+                    let deadline = *this.started + *this.limit;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    ready!(timer.as_mut().poll(cx));
+                    Outcome::TimedOut
+                }
+                Err(_panic) => Outcome::Panicked,
             },
-            None => None,
+            None => Outcome::Panicked,
         };
         let mut response = match outcome {
-            Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(infallible))) => match infallible {},
-            Some(Err(_elapsed)) => timed_out(this.done.as_ref(), *this.limit),
-            None => panicked(),
+            Outcome::Answered(Ok(response)) => response,
+            Outcome::Answered(Err(infallible)) => match infallible {},
+            Outcome::TimedOut => timed_out(this.done.as_ref(), *this.limit),
+            Outcome::Panicked => panicked(),
         };
         let headers = response.headers_mut();
         if let Some(id) = this.id.take() {
@@ -188,6 +200,13 @@ where
         );
         Poll::Ready(Ok(response))
     }
+}
+
+/// How an [`Enveloped`] handler ended.
+enum Outcome {
+    Answered(Result<Response, Infallible>),
+    TimedOut,
+    Panicked,
 }
 
 /// A fresh request id: a random (version 4) UUID, written straight into
@@ -234,16 +253,16 @@ impl BodyDone {
 #[derive(Debug)]
 pub struct Tracked<B> {
     inner: B,
-    done: BodyDone,
+    /// `None` for a body that was empty from the start.
+    done: Option<BodyDone>,
 }
 
 impl<B: Body> Tracked<B> {
-    /// Wraps `inner`; the flag is already set for an empty body.
-    pub fn new(inner: B) -> (Self, BodyDone) {
-        let done = BodyDone::default();
-        if inner.is_end_stream() {
-            done.0.store(true, Ordering::Relaxed);
-        }
+    /// Wraps `inner`, with the flag to put in the request's extensions;
+    /// none for an empty body (a `GET`, most often), which has nothing
+    /// left to arrive: the request costs no flag and no extension.
+    pub fn new(inner: B) -> (Self, Option<BodyDone>) {
+        let done = (!inner.is_end_stream()).then(BodyDone::default);
         (
             Self {
                 inner,
@@ -263,8 +282,10 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.done.0.store(true, Ordering::Relaxed);
+        if let Some(done) = &self.done
+            && (matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream())
+        {
+            done.0.store(true, Ordering::Relaxed);
         }
         frame
     }
@@ -351,9 +372,10 @@ mod tests {
     #[tokio::test]
     async fn tracked_bodies_report_their_end() {
         let (body, done) = Tracked::new(String::new());
-        assert!(done.is_done(), "an empty body is complete");
+        assert!(done.is_none(), "an empty body has nothing left to track");
         drop(body);
         let (body, done) = Tracked::new("grant_type=password".to_owned());
+        let done = done.expect("a body with content is tracked");
         assert!(!done.is_done());
         let bytes = body.collect().await.expect("body").to_bytes();
         assert_eq!(&bytes[..], b"grant_type=password");

@@ -127,7 +127,14 @@ async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(None);
+        .header_read_timeout(None)
+        // hyper otherwise reads the socket once more while each request is
+        // answered, to notice a client gone mid-request; the reserve before
+        // that read copies the read buffer into a new 8 KiB one every
+        // request (the parsed request still holds the old one). A client
+        // that leaves mid-request is noticed when its answer is written,
+        // and every handler ends within the request timeout anyway.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -177,7 +184,9 @@ async fn serve(
             let (mut parts, body) = request.into_parts();
             let (body, done) = Tracked::new(body);
             parts.extensions.insert(PeerAddr(peer));
-            parts.extensions.insert(done);
+            if let Some(done) = done {
+                parts.extensions.insert(done);
+            }
             Request::from_parts(parts, body)
         });
         let service = tower::util::MapResponse::new(service, move |response: Response<_>| {

@@ -296,6 +296,47 @@ async fn a_slow_answer_outlives_the_header_timeout() {
     );
 }
 
+/// A client that sends its request and then closes its side of the
+/// connection (`shutdown(SHUT_WR)`, as `nc -N` and some HTTP/1.0 clients
+/// do) still gets its answer, even a slow one: the server does not take
+/// the half-close for a client gone mid-request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_request_is_answered() {
+    let redis = RedisServer::start();
+    let authority = Authority::start(
+        BIN,
+        &redis,
+        &[("ARGON2_MEMORY_KIB", "8192"), ("ARGON2_ITERATIONS", "8")],
+    );
+    authority.add_user("half", "a long password", &["read"]);
+    let body = "grant_type=password&username=half&password=a+long+password";
+    let request = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: test\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr_of(&authority))
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after answering")
+        .expect("read");
+    let elapsed = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("\"access_token\""), "{answer}");
+    assert!(
+        elapsed > Duration::from_millis(50),
+        "the login was not slow ({elapsed:?}): the half-close could not arrive mid-request"
+    );
+}
+
 fn service_addr(service: &mut ProtectedService) -> SocketAddr {
     service.process().addr()
 }

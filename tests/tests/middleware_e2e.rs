@@ -404,6 +404,40 @@ async fn frozen_redis_is_503_within_the_timeout() {
     );
 }
 
+/// The example answers a client that half-closes after its request
+/// (`shutdown(SHUT_WR)`), even when the answer waits: here on a paused
+/// Redis, so the answer is the request timeout's 503, written to a client
+/// whose side of the connection closed long before (the lookup's 503 or
+/// the envelope's, whichever comes first).
+#[tokio::test]
+async fn the_example_answers_a_half_closed_request() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let redis = RedisServer::start();
+    let store = tokens::store(&redis.url());
+    let minted = tokens::issue(&store, &tokens::grant("alice", "read")).await;
+    let mut service = ProtectedService::start(
+        SERVICE,
+        &Options::new(redis.url()).env("HTTP_REQUEST_TIMEOUT_MS", "300"),
+    );
+    let request = format!(
+        "GET /whoami HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\r\n",
+        access(&minted)
+    );
+    let mut stream = tokio::net::TcpStream::connect(service.process().addr())
+        .await
+        .expect("connect");
+    redis.pause();
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+    redis.resume();
+    read.expect("the service closes the connection after answering")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+}
+
 /// The example's envelope: every answer (200, 401, 404, and the 503 of
 /// the request timeout) carries `nosniff` and a request id, the caller's or
 /// a fresh lower-case version-4 UUID, a new one each time; a request not
