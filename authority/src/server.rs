@@ -134,7 +134,12 @@ async fn serve(
         // request (the parsed request still holds the old one). A client
         // that leaves mid-request is noticed when its answer is written,
         // and every handler ends within the request timeout anyway.
-        .half_close(true);
+        .half_close(true)
+        // One buffer per response, head and body copied together, written
+        // with one `write`: the answers here are small, and hyper's queue
+        // of buffers for `writev` cost more than the copy (3 % of a
+        // `/healthz`).
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())
