@@ -53,6 +53,7 @@ pub mod authenticate;
 pub mod backup;
 pub mod cli;
 pub mod config;
+mod connection;
 pub mod credentials;
 pub mod envelope;
 pub mod eviction;

@@ -25,25 +25,23 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
 use warp::filters::BoxedFilter;
 
-use crate::address::PeerAddr;
 use crate::config::HttpLimits;
-use crate::envelope::{EnvelopeLayer, Tracked};
+use crate::connection::Connection;
+use crate::envelope::EnvelopeLayer;
 use crate::metrics;
 use crate::routes::{Hot, HotRoutes, metrics_routes, routes};
 use crate::state::AppState;
-use crate::watch::{Activity, Answering, Watched};
+use crate::watch::{Activity, Watched};
 
 /// How long open connections may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,9 +89,9 @@ pub fn stack<B>(
     hot: Hot,
 ) -> impl Service<
     Request<B>,
-    Response = Response<impl Body<Data = Bytes, Error = impl Into<tower::BoxError>>>,
+    Response = warp::reply::Response,
     Error = std::convert::Infallible,
-    Future = impl Future + Send,
+    Future = impl Future<Output = Result<warp::reply::Response, std::convert::Infallible>> + Send,
 > + Clone
 + Send
 where
@@ -182,31 +180,13 @@ async fn serve(
             () = &mut shutdown => break,
         };
         let activity = Activity::new();
-        let requested = Arc::clone(&activity);
-        let answered = Arc::clone(&activity);
-        let service = tower::util::MapRequest::new(service.clone(), move |request: Request<_>| {
-            requested.request(request.version());
-            let (mut parts, body) = request.into_parts();
-            let (body, done) = Tracked::new(body);
-            parts.extensions.insert(PeerAddr(peer));
-            if let Some(done) = done {
-                parts.extensions.insert(done);
-            }
-            Request::from_parts(parts, body)
-        });
-        let service = tower::util::MapResponse::new(service, move |response: Response<_>| {
-            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                // No more HTTP/1 requests follow an upgrade.
-                answered.stop_waiting_for_headers();
-            }
-            response.map(|body| Answering::new(body, Arc::clone(&answered)))
-        });
         let io = TokioIo::new(Watched {
             stream,
             activity: Arc::clone(&activity),
         });
+        let service = Connection::new(service.clone(), Arc::clone(&activity), peer);
         let connection = builder
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -259,6 +239,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use http::StatusCode;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
@@ -304,12 +285,7 @@ mod tests {
             .await
             .expect("infallible");
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(Into::into)
-            .expect("body")
-            .to_bytes();
+        let body = body.collect().await.expect("body").to_bytes();
         (parts, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -516,7 +492,7 @@ mod tests {
                     .expect("infallible");
                 let (mut parts, body) = response.into_parts();
                 parts.headers.remove("x-request-id");
-                let body = body.collect().await.map_err(Into::into).expect("body");
+                let body = body.collect().await.expect("body");
                 (parts, body.to_bytes())
             }
         };
@@ -587,12 +563,7 @@ mod tests {
             .await
             .expect("infallible");
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(Into::into)
-            .expect("body")
-            .to_bytes();
+        let body = body.collect().await.expect("body").to_bytes();
         (parts, String::from_utf8_lossy(&body).into_owned())
     }
 }

@@ -261,8 +261,6 @@ async fn serve(
 ) {
     use hyper_util::rt::TokioIo;
     use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceBuilder;
 
     let mut http = hyper::server::conn::http1::Builder::new();
     // Not hyper's header timeout: it arms a timer for every request (an
@@ -300,18 +298,11 @@ async fn serve(
             (Err(_), _) => break,
         };
         let deadline = HeaderDeadline::new();
-        let (requested, answered) = (Arc::clone(&deadline), Arc::clone(&deadline));
-        let app = ServiceBuilder::new()
-            .map_request(move |request: http::Request<_>| {
-                requested.request();
-                request
-            })
-            .map_response(move |response: Response| {
-                response.map(|body| Answering(body, Arc::clone(&answered)))
-            })
-            .service(app.clone());
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app)));
+        let service = Connection {
+            app: app.clone(),
+            deadline: Arc::clone(&deadline),
+        };
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _slot = slot;
             tokio::select! {
@@ -330,6 +321,62 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after 30 s; closing them");
+    }
+}
+
+/// One connection's service, which hyper calls for each request: the
+/// request counted in the connection's [`HeaderDeadline`], the response's
+/// body wrapped to count its end ([`Answering`]).
+///
+/// hyper's own `Service` takes `&self`, so this needs neither the clone of
+/// the whole stack nor the readiness step that hyper-util's
+/// `TowerToHyperService` takes for every request (and the copies of the
+/// request into and out of its `Oneshot`); axum's router is always ready
+/// (its `poll_ready` answers at once), so calling a clone of it directly
+/// keeps tower's contract.
+struct Connection {
+    app: App,
+    deadline: Arc<HeaderDeadline>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connection {
+    type Response = http::Response<Answering<axum::body::Body>>;
+    type Error = Infallible;
+    type Future = Counted<Enveloped<axum::routing::future::RouteFuture<Infallible>>>;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.deadline.request();
+        Counted {
+            response: self.app.clone().call(request),
+            deadline: Some(Arc::clone(&self.deadline)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A [`Connection`]'s response: the envelope's, its body then wrapped
+    /// in [`Answering`].
+    struct Counted<F> {
+        #[pin]
+        response: F,
+        deadline: Option<Arc<HeaderDeadline>>,
+    }
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<http::Response<Answering<axum::body::Body>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = std::task::ready!(this.response.poll(cx));
+        match this.deadline.take() {
+            Some(deadline) => Poll::Ready(Ok(response.map(|body| Answering(body, deadline)))),
+            // Polled again after it completed.
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -462,7 +509,10 @@ where
             path = request.uri().path(),
             request_id = id.to_str().unwrap_or("-"),
         );
-        let handler = span.in_scope(|| self.inner.call(request));
+        let handler = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
         Enveloped {
             handler,
             timer: None,
