@@ -12,6 +12,8 @@
 //! the digest when the secret matches. Failed client authentication is
 //! throttled per client id and per address ([`crate::throttle`]).
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use token_repository::{Timestamp, TokenKind, TokenRecord, constant_time_eq};
 use zeroize::Zeroizing;
@@ -19,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::accounts::Client;
 use crate::address::ClientAddress;
 use crate::credentials::{ClientCredentials, bearer_token};
-use crate::keynames::SECRET_DIGEST_PREFIX;
+use crate::keynames::{SECRET_DIGEST_PREFIX, SecretDigest};
 use crate::metrics;
 use crate::password::Verification;
 use crate::problem::Problem;
@@ -39,7 +41,7 @@ pub async fn client(
     state: &AppState,
     credentials: ClientCredentials,
     address: ClientAddress,
-) -> Result<Option<Client>, Problem> {
+) -> Result<Option<Arc<Client>>, Problem> {
     let ClientCredentials::Secret {
         client_id, secret, ..
     } = credentials
@@ -55,7 +57,7 @@ pub async fn client(
         // ago, a legacy hash), so only a success is answered from memory.
         if !cached.disabled && compare(&cached, &digest, now).0 {
             tracing::debug!(client_id = ?cached.client_id, "client authenticated (record in memory)");
-            return Ok(Some(Client::clone(&cached)));
+            return Ok(Some(cached));
         }
     }
     // Boxed: the way through Redis (and the throttle, and argon2 for
@@ -73,10 +75,10 @@ async fn client_from_store(
     state: &AppState,
     client_id: &str,
     secret: &Zeroizing<String>,
-    digest: &str,
+    digest: &SecretDigest,
     now: Timestamp,
     address: ClientAddress,
-) -> Result<Option<Client>, Problem> {
+) -> Result<Option<Arc<Client>>, Problem> {
     let ticket = state.accounts().verified_ticket();
     let client = state.accounts().client(client_id).await?;
     let (mut matched, legacy) = client
@@ -95,7 +97,7 @@ async fn client_from_store(
                     tracing::debug!(%error, "verified client not kept in memory");
                 }
             }
-            Ok(Some(client))
+            Ok(Some(Arc::new(client)))
         }
         _ => {
             tracing::info!(client_id = ?client_id, %address, "client authentication failed");
@@ -114,7 +116,7 @@ async fn client_from_store(
 /// Compares `digest` with the client's current secret and its previous one
 /// (while it is valid), in constant time; answers whether one matched, and
 /// the stored argon2 hashes of older versions, to be checked the slow way.
-fn compare(client: &Client, digest: &str, now: Timestamp) -> (bool, Vec<String>) {
+fn compare(client: &Client, digest: &SecretDigest, now: Timestamp) -> (bool, Vec<String>) {
     let previous = client
         .previous_secret
         .as_ref()
@@ -140,7 +142,7 @@ async fn verify_legacy(
     client_id: &str,
     secret: &Zeroizing<String>,
     hashes: &[String],
-    digest: &str,
+    digest: &SecretDigest,
     address: ClientAddress,
 ) -> Result<bool, Problem> {
     if let Some(wait) = state.throttle().client_blocked(client_id, address).await? {
@@ -154,14 +156,14 @@ async fn verify_legacy(
                 .accounts()
                 .update_client(client_id, |client| {
                     if client.secret_hash == *hash {
-                        digest.clone_into(&mut client.secret_hash);
+                        client.secret_hash = digest.to_text();
                     }
                     if let Some(previous) = client
                         .previous_secret
                         .as_mut()
                         .filter(|previous| previous.secret_hash == *hash)
                     {
-                        digest.clone_into(&mut previous.secret_hash);
+                        previous.secret_hash = digest.to_text();
                     }
                 })
                 .await;
@@ -183,7 +185,7 @@ pub async fn required_client(
     state: &AppState,
     credentials: ClientCredentials,
     address: ClientAddress,
-) -> Result<Client, Problem> {
+) -> Result<Arc<Client>, Problem> {
     client(state, credentials, address)
         .await?
         .ok_or_else(Problem::invalid_client)

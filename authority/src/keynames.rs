@@ -231,20 +231,52 @@ impl DeploymentKey {
         &self,
         client_id: &str,
         secret: &str,
-    ) -> token_repository::Result<String> {
+    ) -> token_repository::Result<SecretDigest> {
         let mut mac = Self::mac(&*self.key().await?, b"client-secret");
         mac.update(client_id.as_bytes());
         mac.update(&[0]);
         mac.update(secret.as_bytes());
-        Ok(format!(
-            "{SECRET_DIGEST_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        ))
+        let mut text = [0; SECRET_DIGEST_LEN];
+        let (prefix, encoded) = text.split_at_mut(SECRET_DIGEST_PREFIX.len());
+        prefix.copy_from_slice(SECRET_DIGEST_PREFIX.as_bytes());
+        URL_SAFE_NO_PAD
+            .encode_slice(mac.finalize().into_bytes(), encoded)
+            .map_err(|_| corrupt("secret digest length"))?;
+        Ok(SecretDigest(text))
     }
 }
 
 /// How stored client-secret digests start (argon2 hashes start `$argon2`).
 pub const SECRET_DIGEST_PREFIX: &str = "$hmac-sha256$";
+
+/// The prefix and 43 base64url characters (256 bits).
+const SECRET_DIGEST_LEN: usize = SECRET_DIGEST_PREFIX.len() + 43;
+
+/// A client secret's stored form ([`DeploymentKey::secret_digest`]), held
+/// on the stack: it is computed at every client authentication, where it
+/// is only compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SecretDigest([u8; SECRET_DIGEST_LEN]);
+
+impl SecretDigest {
+    /// The stored form's bytes (ASCII), for a constant-time comparison.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The stored form, as client records hold it.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDigest(..)")
+    }
+}
 
 fn corrupt(message: &str) -> token_repository::Error {
     token_repository::Error::from(redis::RedisError::from((

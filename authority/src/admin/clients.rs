@@ -168,6 +168,7 @@ async fn secret_digest(state: &AppState, client_id: &str, secret: &str) -> Resul
         .deployment_key()
         .secret_digest(client_id, secret)
         .await
+        .map(|digest| digest.to_text())
         .map_err(Problem::from)
 }
 

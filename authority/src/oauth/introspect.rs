@@ -15,6 +15,7 @@ use token_repository::{Scopes, Token, TokenKind};
 use uuid::Uuid;
 use warp::reply::Response;
 
+use super::resource::Aud;
 use crate::address::ClientAddress;
 use crate::authenticate;
 use crate::credentials::client_credentials;
@@ -41,7 +42,7 @@ struct Active<'a> {
     /// The token's audience (RFC 8707 resources): a string for one, an
     /// array for several; absent for tokens issued before audiences.
     #[serde(skip_serializing_if = "Option::is_none")]
-    aud: Option<serde_json::Value>,
+    aud: Option<Aud<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,8 +107,7 @@ async fn introspect(
     {
         return Ok(inactive());
     }
-    let aud =
-        super::resource::aud_claim(super::resource::audience_uris(state, &record.audience).await?);
+    let aud = super::resource::aud(state, &record.audience).await?;
     Ok(json(
         StatusCode::OK,
         &Active {

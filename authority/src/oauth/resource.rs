@@ -224,6 +224,44 @@ pub async fn audience_uris(
     ))
 }
 
+/// `aud` as RFC 7662 shows it ([`aud`]): a string for one resource, an
+/// array otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aud<'a> {
+    /// Only the authority's own resource (the default audience): its URI,
+    /// borrowed from the registry rather than copied for every answer.
+    Issuer(&'a str),
+    /// The URIs of the registered resources (removed ones left out).
+    Listed(Vec<String>),
+}
+
+impl serde::Serialize for Aud<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Issuer(uri) => serializer.serialize_str(uri),
+            Self::Listed(uris) => match uris.as_slice() {
+                [uri] => serializer.serialize_str(uri),
+                uris => uris.serialize(serializer),
+            },
+        }
+    }
+}
+
+/// The `aud` claim of `audience` ([`aud_claim`] of its [`audience_uris`]),
+/// without a lookup or a copy when it is the authority's own resource
+/// alone; `None` for an unrestricted audience.
+///
+/// # Errors
+///
+/// 503 when the registry is unavailable.
+pub async fn aud<'a>(state: &'a AppState, audience: &Audience) -> Result<Option<Aud<'a>>, Problem> {
+    let issuer = state.resources().issuer();
+    if audience.tags() == [issuer.tag()] {
+        return Ok(Some(Aud::Issuer(issuer.uri.as_str())));
+    }
+    Ok(audience_uris(state, audience).await?.map(Aud::Listed))
+}
+
 /// `aud` as RFC 7662 shows it: a string for one resource, an array for
 /// several; absent for an unrestricted audience.
 #[must_use]
@@ -234,4 +272,29 @@ pub fn aud_claim(uris: Option<Vec<String>>) -> Option<serde_json::Value> {
     } else {
         uris.into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Aud` writes what `aud_claim` builds, for every shape: one URI a
+    /// string (the issuer's, borrowed, the same), several an array, none
+    /// (every resource removed) an empty array.
+    #[test]
+    fn aud_serializes_as_aud_claim_does() {
+        let uris = |list: &[&str]| list.iter().map(|uri| (*uri).to_owned()).collect::<Vec<_>>();
+        for list in [
+            &[][..],
+            &["https://api.example"][..],
+            &["https://a.example", "https://b.example"][..],
+        ] {
+            let written = serde_json::to_value(Aud::Listed(uris(list))).expect("serializes");
+            assert_eq!(Some(written), aud_claim(Some(uris(list))), "{list:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Aud::Issuer("https://issuer.example")).expect("serializes"),
+            aud_claim(Some(uris(&["https://issuer.example"]))).expect("one URI"),
+        );
+    }
 }

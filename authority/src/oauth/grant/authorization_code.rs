@@ -1,6 +1,8 @@
 //! RFC 6749 §4.1.3: the `authorization_code` grant, a code (from
 //! [`crate::oauth::code`]) exchanged for tokens, with PKCE (RFC 7636).
 
+use std::sync::Arc;
+
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use token_repository::{Minted, ResourceUri, Scopes, TokenKind, TokenWriter as _};
@@ -75,7 +77,7 @@ pub(super) async fn grant(
     } = request;
     let (code, verifier) = (code.as_str(), verifier.as_str());
     let client = match credentials {
-        ClientCredentials::IdOnly(client_id) => public_client(state, &client_id).await?,
+        ClientCredentials::IdOnly(client_id) => Arc::new(public_client(state, &client_id).await?),
         ClientCredentials::None => return Err(Problem::invalid_client()),
         credentials @ ClientCredentials::Secret { .. } => {
             authenticate::required_client(state, credentials, address).await?
@@ -169,7 +171,7 @@ pub(super) async fn grant(
     };
     let target = resource::resolve(state, &uris, Some(&client)).await?;
     let scopes = target.fit(scopes, false)?;
-    let holder = user.holder(scopes, Some(client.client_id));
+    let holder = user.holder(scopes, Some(client.client_id.clone()));
     let minted = issue(state.config(), holder, target.audience, true)
         .mint_in_family(issued_family(code))
         .map_err(|error| Problem::internal(&error))?;

@@ -61,7 +61,7 @@ pub(super) async fn grant(
 ) -> Result<token_repository::Minted, Problem> {
     let Request { username, password } = request;
     let client = authenticate::client(state, credentials, address).await?;
-    let target = resource::resolve(state, resources, client.as_ref()).await?;
+    let target = resource::resolve(state, resources, client.as_deref()).await?;
     // Counted before the password is checked: concurrent guesses each get
     // a count of their own, so no more than the limit are ever checked.
     if let Some(wait) = state.throttle().begin_login(&username, address).await? {
@@ -97,7 +97,7 @@ pub(super) async fn grant(
     }
     let explicit = requested.is_some();
     let scopes = target.fit(narrow(requested, &user.scopes)?, explicit)?;
-    let holder = user.holder(scopes, client.map(|client| client.client_id));
+    let holder = user.holder(scopes, client.map(|client| client.client_id.clone()));
     let minted = issue(state.config(), holder, target.audience, true)
         .mint()
         .map_err(|error| Problem::internal(&error))?;

@@ -4,6 +4,8 @@
 //! session is found in memory ([`crate::rotated`]); any other is inspected
 //! in the store first.
 
+use std::sync::Arc;
+
 use token_repository::{
     Minted, RefreshRefusal, RefreshState, ResourceUri, Rotation, Scopes, Timestamp, Token,
     TokenKind, TokenWriter as _,
@@ -60,7 +62,9 @@ pub(super) async fn grant(
 ) -> Result<Minted, Problem> {
     let Request { presented } = request;
     let client = match credentials {
-        ClientCredentials::IdOnly(client_id) => Some(public_client(state, &client_id).await?),
+        ClientCredentials::IdOnly(client_id) => {
+            Some(Arc::new(public_client(state, &client_id).await?))
+        }
         credentials => authenticate::client(state, credentials, address).await?,
     };
     let record = match state.rotated().take(&presented, Timestamp::now()) {
@@ -80,7 +84,7 @@ pub(super) async fn grant(
             Problem::invalid_grant("the refresh token was issued to another client")
         });
     }
-    let target = resource::refreshed(state, resources, &record.audience, client.as_ref()).await?;
+    let target = resource::refreshed(state, resources, &record.audience, client.as_deref()).await?;
     let explicit = requested.is_some();
     let scopes = target.fit(narrow(requested, &record.holder.scopes)?, explicit)?;
     let user = state
