@@ -3,7 +3,10 @@
 //! with or without `Content-Length`); and [`form_post`], all of it for the
 //! OAuth endpoints' forms.
 
+use std::future::{Ready, ready};
+
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use futures_util::{Stream, StreamExt as _};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
@@ -137,13 +140,17 @@ where
 /// An OAuth form endpoint's answer once its body is read (the tree's
 /// [`form_post`] routes and the hot routes alike): the problem of a body
 /// refused on the way, or `handler` with the caller's address.
-pub(super) async fn answer_form<H, F>(
+///
+/// A function returning the handler's own future rather than an `async`
+/// one around it: that would be one more level whose state holds the
+/// handler's future (over 1 KiB), copied into it on every request.
+pub(super) fn answer_form<H, F>(
     state: AppState,
     headers: HeaderMap,
     peer: Option<std::net::SocketAddr>,
     body: Result<Bytes, Problem>,
     handler: H,
-) -> Response
+) -> Either<F, Ready<Response>>
 where
     H: FnOnce(AppState, HeaderMap, ClientAddress, Bytes) -> F,
     F: Future<Output = Response>,
@@ -151,8 +158,8 @@ where
     match body {
         Ok(body) => {
             let address = state.client_address(peer, &headers);
-            handler(state, headers, address, body).await
+            Either::Left(handler(state, headers, address, body))
         }
-        Err(problem) => problem.into_response(),
+        Err(problem) => Either::Right(ready(problem.into_response())),
     }
 }

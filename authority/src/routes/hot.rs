@@ -137,17 +137,16 @@ where
         if let Some(state) = &self.hot.forms
             && let Some(form) = Form::of(&request)
         {
-            let state = state.clone();
-            return Either::Right(Either::Left(Box::pin(async move {
-                Ok(answer(state, form, request).await)
-            })));
+            // Boxed as it is: a wrapping `async` block would copy the
+            // answer's future (2 KiB) into itself once more.
+            return Either::Right(Either::Left(Box::pin(answer(state.clone(), form, request))));
         }
         Either::Right(Either::Right(self.inner.call(request)))
     }
 }
 
 /// What the tree's `form_post` route does for `form`, without the tree.
-async fn answer<B>(state: AppState, form: Form, request: Request<B>) -> Response
+async fn answer<B>(state: AppState, form: Form, request: Request<B>) -> Result<Response, Infallible>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -159,10 +158,10 @@ where
         .extensions
         .get::<PeerAddr>()
         .map(|PeerAddr(addr)| *addr);
-    match form {
+    Ok(match form {
         Form::Token => extract::answer_form(state, parts.headers, peer, body, token::handle).await,
         Form::Introspect => {
             extract::answer_form(state, parts.headers, peer, body, introspect::handle).await
         }
-    }
+    })
 }
