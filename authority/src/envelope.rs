@@ -166,10 +166,10 @@ where
             Some(handler) => match panic::catch_unwind(AssertUnwindSafe(|| handler.poll(cx))) {
                 Ok(Poll::Ready(outcome)) => Outcome::Answered(outcome),
                 Ok(Poll::Pending) => {
-                    let deadline = *this.started + *this.limit;
+                    let (started, limit) = (*this.started, *this.limit);
                     let timer = this
                         .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + limit)));
                     ready!(timer.as_mut().poll(cx));
                     Outcome::TimedOut
                 }

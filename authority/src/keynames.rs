@@ -254,8 +254,9 @@ const SECRET_DIGEST_LEN: usize = SECRET_DIGEST_PREFIX.len() + 43;
 
 /// A client secret's stored form ([`DeploymentKey::secret_digest`]), held
 /// on the stack: it is computed at every client authentication, where it
-/// is only compared.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// is only compared, in constant time (`constant_time_eq` on
+/// [`Self::as_bytes`]; no `==`, which would not be).
+#[derive(Clone, Copy)]
 pub struct SecretDigest([u8; SECRET_DIGEST_LEN]);
 
 impl SecretDigest {

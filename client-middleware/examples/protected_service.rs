@@ -516,7 +516,7 @@ where
         Enveloped {
             handler,
             timer: None,
-            deadline: started + self.limit,
+            limit: self.limit,
             span,
             id: Some(id),
             started,
@@ -538,7 +538,7 @@ pin_project_lite::pin_project! {
         #[pin]
         handler: F,
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
-        deadline: Instant,
+        limit: Duration,
         span: tracing::Span,
         id: Option<HeaderValue>,
         started: Instant,
@@ -558,10 +558,10 @@ where
             Poll::Ready(Ok(response)) => response,
             Poll::Ready(Err(infallible)) => match infallible {},
             Poll::Pending => {
-                let deadline = (*this.deadline).into();
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let (started, limit) = (*this.started, *this.limit);
+                let timer = this.timer.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until((started + limit).into()))
+                });
                 std::task::ready!(timer.as_mut().poll(cx));
                 too_long()
             }
