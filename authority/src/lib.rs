@@ -33,6 +33,7 @@
 //!   tokens out of requests.
 //! - [`eviction`]: Redis must not evict keys (`maxmemory-policy`).
 //! - [`form`]: strict form-urlencoded parsing.
+//! - [`json_object`]: JSON objects written field by field (hot answers).
 //! - [`problem`]: every error response.
 //! - [`accounts`]: users and clients in Redis.
 //! - [`resources`]: the registry of resource servers (RFC 8707 audiences).
@@ -60,6 +61,7 @@ pub mod eviction;
 #[cfg(test)]
 pub(crate) mod faults;
 pub mod form;
+pub mod json_object;
 pub mod keynames;
 pub mod logging;
 pub mod metrics;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use token_broker::Connect;
 use token_client::{CacheConfig, CachingReader, TokenCache};
-use token_repository::{RedisStore, ResourceUri, Token, TokenReader as _, TokenRecord};
+use token_repository::{RedisStore, ResourceUri, Timestamp, Token, TokenReader as _, TokenRecord};
 
 use crate::accounts::{Accounts, TrackedAccounts};
 use crate::address::{self, ClientAddress};
@@ -166,6 +166,15 @@ impl AppState {
             Some(reader) => reader.lookup(token).await,
             None => self.inner.store.lookup(token).await,
         }
+    }
+
+    /// The record of the live access token `text`, when the token cache
+    /// holds it for exactly this text ([`CachingReader::recall`]): no parse,
+    /// no lookup. `None` sends the caller down [`Token::parse`] and
+    /// [`Self::lookup`], which answer everything else.
+    #[must_use]
+    pub fn recall(&self, text: &str) -> Option<TokenRecord> {
+        self.inner.tokens.as_ref()?.recall(text, Timestamp::now())
     }
 
     /// `token`'s session was revoked here: drops it from the token cache

@@ -12,6 +12,7 @@ use token_repository::{Audience, MAX_AUDIENCE, ResourceTag, ResourceUri, Scopes}
 
 use crate::accounts::Client;
 use crate::form::Form;
+use crate::json_object::JsonObject;
 use crate::problem::Problem;
 use crate::resources::Resource;
 use crate::state::AppState;
@@ -235,15 +236,17 @@ pub enum Aud<'a> {
     Listed(Vec<String>),
 }
 
-impl serde::Serialize for Aud<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Aud<'_> {
+    /// Writes `"aud":…` into `object`: one URI as a string, any other
+    /// number as an array.
+    pub fn write(&self, object: &mut JsonObject) {
         match self {
-            Self::Issuer(uri) => serializer.serialize_str(uri),
+            Self::Issuer(uri) => object.string("aud", uri),
             Self::Listed(uris) => match uris.as_slice() {
-                [uri] => serializer.serialize_str(uri),
-                uris => uris.serialize(serializer),
+                [uri] => object.string("aud", uri),
+                uris => object.strings("aud", uris),
             },
-        }
+        };
     }
 }
 
@@ -278,22 +281,30 @@ pub fn aud_claim(uris: Option<Vec<String>>) -> Option<serde_json::Value> {
 mod tests {
     use super::*;
 
+    /// `aud` as [`Aud::write`] writes it.
+    fn written(aud: &Aud<'_>) -> serde_json::Value {
+        let mut object = JsonObject::with_capacity(64);
+        aud.write(&mut object);
+        let mut value: serde_json::Value = serde_json::from_slice(&object.finish()).expect("JSON");
+        value["aud"].take()
+    }
+
     /// `Aud` writes what `aud_claim` builds, for every shape: one URI a
     /// string (the issuer's, borrowed, the same), several an array, none
     /// (every resource removed) an empty array.
     #[test]
-    fn aud_serializes_as_aud_claim_does() {
+    fn aud_is_written_as_aud_claim_builds_it() {
         let uris = |list: &[&str]| list.iter().map(|uri| (*uri).to_owned()).collect::<Vec<_>>();
         for list in [
             &[][..],
             &["https://api.example"][..],
             &["https://a.example", "https://b.example"][..],
         ] {
-            let written = serde_json::to_value(Aud::Listed(uris(list))).expect("serializes");
+            let written = written(&Aud::Listed(uris(list)));
             assert_eq!(Some(written), aud_claim(Some(uris(list))), "{list:?}");
         }
         assert_eq!(
-            serde_json::to_value(Aud::Issuer("https://issuer.example")).expect("serializes"),
+            written(&Aud::Issuer("https://issuer.example")),
             aud_claim(Some(uris(&["https://issuer.example"]))).expect("one URI"),
         );
     }

@@ -323,6 +323,33 @@ impl<R: TokenReader> CachingReader<R> {
         self.inner
     }
 
+    /// The record of `token`: [`TokenReader::lookup`] without the trait's
+    /// boxed future, so that a hit is answered on the first poll without
+    /// an allocation (the authority's introspection calls this).
+    ///
+    /// # Errors
+    ///
+    /// As the reader's, on a miss.
+    pub fn lookup<'a>(
+        &'a self,
+        token: &'a Token,
+    ) -> impl Future<Output = Result<Option<TokenRecord>>> + Send + 'a {
+        Lookup::lookup(self, token)
+    }
+
+    /// The record of the live access token whose text is `text`, from the
+    /// cache alone and without parsing the text: the entry of the session
+    /// the text claims, when it was filled for the token whose SHA-256
+    /// digest the text has (compared in constant time). Equal digests mean
+    /// the very text that was parsed, checked and looked up when the entry
+    /// was filled. `None` (refresh tokens, misses, an inactive cache) sends
+    /// the caller down [`Self::lookup`] after a full [`Token::parse`]; only
+    /// a hit is counted.
+    #[must_use]
+    pub fn recall(&self, text: &str, now: Timestamp) -> Option<TokenRecord> {
+        Lookup::recall(self, text, now)
+    }
+
     /// A lookup the cache could not answer: asks the reader, and stores the
     /// answer when `ticket` still holds the entry's marker then.
     async fn miss(&self, token: &Token, entry: Entry, ticket: Option<u64>) -> Reply {
