@@ -35,8 +35,28 @@ type HmacSha256 = Hmac<Sha256>;
 /// use.
 pub struct DeploymentKey {
     store: RedisStore,
-    key: RwLock<Option<Arc<Zeroizing<[u8; 32]>>>>,
+    loaded: RwLock<Option<Arc<Loaded>>>,
 }
+
+/// The key as loaded, and the HMAC state every client-secret digest starts
+/// from.
+struct Loaded {
+    key: Arc<Zeroizing<[u8; 32]>>,
+    /// Keyed and labelled once: a digest clones it rather than hashing the
+    /// padded key again (two of a digest's five SHA-256 blocks). As secret
+    /// as the key; zeroed when dropped (hmac's `zeroize`).
+    client_secret: HmacSha256,
+}
+
+impl Loaded {
+    fn new(key: Arc<Zeroizing<[u8; 32]>>) -> Self {
+        let client_secret = DeploymentKey::mac(&key, CLIENT_SECRET_LABEL);
+        Self { key, client_secret }
+    }
+}
+
+/// The label of client-secret digests.
+const CLIENT_SECRET_LABEL: &[u8] = b"client-secret";
 
 impl fmt::Debug for DeploymentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,7 +96,7 @@ impl DeploymentKey {
     pub fn new(store: RedisStore) -> Self {
         Self {
             store,
-            key: RwLock::new(None),
+            loaded: RwLock::new(None),
         }
     }
 
@@ -88,12 +108,19 @@ impl DeploymentKey {
     /// bytes of base64url (a corrupt deployment: refusing is safer than
     /// replacing it).
     pub async fn key(&self) -> token_repository::Result<Arc<Zeroizing<[u8; 32]>>> {
-        if let Some(key) = self.cached() {
-            return Ok(key);
+        Ok(Arc::clone(&self.loaded().await?.key))
+    }
+
+    /// [`Self::key`] with what is derived from it once.
+    async fn loaded(&self) -> token_repository::Result<Arc<Loaded>> {
+        if let Some(loaded) = self.cached() {
+            return Ok(loaded);
         }
         // Boxed: the first call (or one after a reset) reads Redis; every
         // other one is answered above and should not carry that future.
-        Box::pin(self.reload()).await.map(|(key, _)| key)
+        Box::pin(self.reload()).await?;
+        self.cached()
+            .ok_or_else(|| corrupt("the deployment key was not kept"))
     }
 
     /// Reads the key from Redis again (creating it when Redis has none) and
@@ -140,14 +167,14 @@ impl DeploymentKey {
         }
         key.copy_from_slice(&bytes);
         let key = Arc::new(key);
-        let mut cached = self.key.write().unwrap_or_else(PoisonError::into_inner);
-        let changed = cached.as_ref().is_some_and(|old| old[..] != key[..]);
+        let mut cached = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = cached.as_ref().is_some_and(|old| old.key[..] != key[..]);
         if changed {
             tracing::warn!(
                 "the deployment key in Redis changed (Redis lost its data?); using the new one"
             );
         }
-        *cached = Some(Arc::clone(&key));
+        *cached = Some(Arc::new(Loaded::new(Arc::clone(&key))));
         Ok((key, changed))
     }
 
@@ -193,8 +220,8 @@ impl DeploymentKey {
         self.reload().await.map(|_| ())
     }
 
-    fn cached(&self) -> Option<Arc<Zeroizing<[u8; 32]>>> {
-        self.key
+    fn cached(&self) -> Option<Arc<Loaded>> {
+        self.loaded
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
@@ -232,17 +259,38 @@ impl DeploymentKey {
         client_id: &str,
         secret: &str,
     ) -> token_repository::Result<SecretDigest> {
-        let mut mac = Self::mac(&*self.key().await?, b"client-secret");
+        let mut mac = self.loaded().await?.client_secret.clone();
         mac.update(client_id.as_bytes());
         mac.update(&[0]);
         mac.update(secret.as_bytes());
         let mut text = [0; SECRET_DIGEST_LEN];
         let (prefix, encoded) = text.split_at_mut(SECRET_DIGEST_PREFIX.len());
         prefix.copy_from_slice(SECRET_DIGEST_PREFIX.as_bytes());
-        URL_SAFE_NO_PAD
-            .encode_slice(mac.finalize().into_bytes(), encoded)
-            .map_err(|_| corrupt("secret digest length"))?;
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        encode_digest(&digest, encoded);
         Ok(SecretDigest(text))
+    }
+}
+
+/// `digest` as 43 characters of base64url without padding, into `out`:
+/// a loop of fixed length, where the general engine's set-up for a short
+/// input cost more than the encoding (once per client authentication).
+fn encode_digest(digest: &[u8; 32], out: &mut [u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    debug_assert_eq!(out.len(), 43, "32 bytes are 43 characters");
+    let sextet =
+        |bits: u32, shift: u32| ALPHABET[usize::try_from((bits >> shift) & 63).unwrap_or(0)];
+    let mut chunks = digest.chunks_exact(3);
+    for (chunk, text) in (&mut chunks).zip(out.chunks_exact_mut(4)) {
+        let bits = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+        for (at, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            text[at] = sextet(bits, shift);
+        }
+    }
+    // 32 = 10 × 3 + 2: the last two bytes are three characters.
+    if let ([first, second], [.., a, b, c]) = (chunks.remainder(), &mut *out) {
+        let bits = u32::from(*first) << 16 | u32::from(*second) << 8;
+        (*a, *b, *c) = (sextet(bits, 18), sextet(bits, 12), sextet(bits, 6));
     }
 }
 
@@ -285,4 +333,66 @@ fn corrupt(message: &str) -> token_repository::Error {
         "deployment key",
         message.to_owned(),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// HMAC-SHA256 under `key` of `client-secret`, NUL, id, NUL, secret,
+    /// written as client records store it: computed here from the
+    /// definition, independently of the prepared state.
+    fn expected(key: &[u8; 32], client_id: &str, secret: &str) -> String {
+        let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(key).expect("any length");
+        for part in [
+            b"client-secret".as_slice(),
+            b"\0",
+            client_id.as_bytes(),
+            b"\0",
+            secret.as_bytes(),
+        ] {
+            mac.update(part);
+        }
+        format!(
+            "{SECRET_DIGEST_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// The fixed-size encoder writes what the base64 engine writes, for
+    /// digests of every byte value in every position.
+    #[test]
+    fn digests_are_encoded_as_the_base64_engine_encodes_them() {
+        for seed in 0_u8..=255 {
+            // Each position takes every value once as `seed` goes round.
+            let digest: [u8; 32] =
+                std::array::from_fn(|at| seed.wrapping_add(u8::try_from(at * 7).unwrap_or(0)));
+            let mut encoded = [0_u8; 43];
+            encode_digest(&digest, &mut encoded);
+            assert_eq!(
+                encoded.as_slice(),
+                URL_SAFE_NO_PAD.encode(digest).as_bytes()
+            );
+        }
+    }
+
+    /// The digest is HMAC-SHA256 under the deployment key, as stored
+    /// records hold it, and follows the key when another is installed: the
+    /// prepared state is the current key's, never a previous one's.
+    #[tokio::test]
+    async fn secret_digests_follow_the_installed_key() {
+        let redis = token_test_harness::RedisServer::start();
+        let state = crate::test_support::state(&redis);
+        let key = state.accounts().deployment_key();
+        for byte in [7_u8, 9] {
+            let raw = [byte; 32];
+            key.install(&URL_SAFE_NO_PAD.encode(raw))
+                .await
+                .expect("installs");
+            let digest = key.secret_digest("gw", "tsc_secret").await.expect("digest");
+            assert_eq!(digest.to_text(), expected(&raw, "gw", "tsc_secret"));
+            let other = key.secret_digest("gw", "tsc_other").await.expect("digest");
+            assert_eq!(other.to_text(), expected(&raw, "gw", "tsc_other"));
+        }
+    }
 }
