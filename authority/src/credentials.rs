@@ -117,9 +117,18 @@ fn parse_basic(value: &str) -> Result<(String, Zeroizing<String>), Problem> {
             .map_err(|_| Problem::invalid_client())?,
     );
     let text = std::str::from_utf8(&decoded).map_err(|_| Problem::invalid_client())?;
-    let (id, secret) = text.split_once(':').ok_or_else(Problem::invalid_client)?;
+    // The first colon: a plain scan (client ids are short), not the
+    // general searcher's set-up.
+    let colon = text
+        .bytes()
+        .position(|byte| byte == b':')
+        .ok_or_else(Problem::invalid_client)?;
+    let (id, secret) = (&text[..colon], &text[colon + 1..]);
     let unescape = |part: &str| {
-        if !part.bytes().any(|byte| byte == b'+' || byte == b'%') {
+        let escaped = part.bytes().fold(false, |escaped, byte| {
+            escaped | (byte == b'+') | (byte == b'%')
+        });
+        if !escaped {
             // Nothing escaped (generated ids and secrets): one copy.
             return Ok(part.to_owned());
         }
