@@ -138,7 +138,7 @@ where
             && let Some(form) = Form::of(&request)
         {
             // Boxed as it is: a wrapping `async` block would copy the
-            // answer's future (2 KiB) into itself once more.
+            // answer's future into itself once more.
             return Either::Right(Either::Left(Box::pin(answer(state.clone(), form, request))));
         }
         Either::Right(Either::Right(self.inner.call(request)))
@@ -146,6 +146,10 @@ where
 }
 
 /// What the tree's `form_post` route does for `form`, without the tree.
+///
+/// The handler's future (about 1 KiB) is boxed where it is created: held
+/// in this future's state instead, it was copied three times on the way
+/// in, and this future (boxed itself) was as large as it.
 async fn answer<B>(state: AppState, form: Form, request: Request<B>) -> Result<Response, Infallible>
 where
     B: Body + Send + 'static,
@@ -158,10 +162,21 @@ where
         .extensions
         .get::<PeerAddr>()
         .map(|PeerAddr(addr)| *addr);
-    Ok(match form {
-        Form::Token => extract::answer_form(state, parts.headers, peer, body, token::handle).await,
-        Form::Introspect => {
-            extract::answer_form(state, parts.headers, peer, body, introspect::handle).await
-        }
-    })
+    let handler: Pin<Box<dyn Future<Output = Response> + Send>> = match form {
+        Form::Token => Box::pin(extract::answer_form(
+            state,
+            parts.headers,
+            peer,
+            body,
+            token::handle,
+        )),
+        Form::Introspect => Box::pin(extract::answer_form(
+            state,
+            parts.headers,
+            peer,
+            body,
+            introspect::handle,
+        )),
+    };
+    Ok(handler.await)
 }
