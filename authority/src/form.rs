@@ -107,10 +107,17 @@ impl Form {
 
 /// Whether the request says it carries a form (charset, if any, UTF-8).
 fn is_form(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-    else {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    // What clients send, exactly: no parameters to read.
+    if value
+        .as_bytes()
+        .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+    {
+        return true;
+    }
+    let Ok(value) = value.to_str() else {
         return false;
     };
     let mut parts = value.split(';').map(str::trim);
@@ -249,7 +256,9 @@ mod tests {
             is_form(&headers)
         };
         assert!(with("application/x-www-form-urlencoded"));
+        assert!(with("APPLICATION/X-WWW-FORM-URLENCODED"));
         assert!(with("Application/X-WWW-Form-URLEncoded; charset=UTF-8"));
+        assert!(!with("application/x-www-form-urlencodedx"));
         assert!(!with("application/x-www-form-urlencoded; charset=latin1"));
         assert!(!with("application/json"));
         assert!(!with("multipart/form-data; boundary=x"));
