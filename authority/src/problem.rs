@@ -474,16 +474,7 @@ pub fn json_bytes(status: StatusCode, body: bytes::Bytes) -> Response {
 mod tests {
     use super::*;
 
-    async fn body(response: Response) -> serde_json::Value {
-        use http_body_util::BodyExt as _;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        serde_json::from_slice(&bytes).expect("json")
-    }
+    use crate::test_support::json_body as body;
 
     /// Token endpoint errors follow RFC 6749 §5.2, with no-store headers.
     #[tokio::test]

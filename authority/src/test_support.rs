@@ -33,7 +33,6 @@ pub(crate) async fn token(
     state: &crate::AppState,
     body: &str,
 ) -> (http::StatusCode, serde_json::Value) {
-    use http_body_util::BodyExt as _;
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -46,14 +45,19 @@ pub(crate) async fn token(
         bytes::Bytes::from(body.to_owned()),
     )
     .await;
-    let status = response.status();
+    (response.status(), json_body(response).await)
+}
+
+/// A response's body read to the end and parsed as JSON.
+pub(crate) async fn json_body(response: warp::reply::Response) -> serde_json::Value {
+    use http_body_util::BodyExt as _;
     let bytes = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
-    (status, serde_json::from_slice(&bytes).expect("json"))
+    serde_json::from_slice(&bytes).expect("json")
 }
 
 /// Whether the token `text` is live in the repository.

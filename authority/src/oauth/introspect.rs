@@ -116,11 +116,11 @@ fn active(record: &TokenRecord, issuer: &str, aud: Option<&Aud<'_>>) -> Response
 mod tests {
     use std::sync::Arc;
 
-    use http_body_util::BodyExt as _;
     use token_repository::{Audience, Holder, Scopes, Timestamp};
     use uuid::Uuid;
 
     use super::*;
+    use crate::test_support::json_body as body;
 
     fn record(kind: TokenKind, holder: Holder) -> TokenRecord {
         TokenRecord {
@@ -132,16 +132,6 @@ mod tests {
             family: Uuid::nil(),
             audience: Audience::unrestricted(),
         }
-    }
-
-    async fn body(response: Response) -> serde_json::Value {
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        serde_json::from_slice(&bytes).expect("JSON")
     }
 
     /// Every field of RFC 7662 §2.2 the authority answers, with strings a
