@@ -118,9 +118,9 @@ impl DeploymentKey {
         }
         // Boxed: the first call (or one after a reset) reads Redis; every
         // other one is answered above and should not carry that future.
-        Box::pin(self.reload()).await?;
-        self.cached()
-            .ok_or_else(|| corrupt("the deployment key was not kept"))
+        Box::pin(self.reload_loaded())
+            .await
+            .map(|(loaded, _)| loaded)
     }
 
     /// Reads the key from Redis again (creating it when Redis has none) and
@@ -134,6 +134,12 @@ impl DeploymentKey {
     ///
     /// As [`Self::key`].
     pub async fn reload(&self) -> token_repository::Result<(Arc<Zeroizing<[u8; 32]>>, bool)> {
+        let (loaded, changed) = self.reload_loaded().await?;
+        Ok((Arc::clone(&loaded.key), changed))
+    }
+
+    /// [`Self::reload`], answering what is derived from the key with it.
+    async fn reload_loaded(&self) -> token_repository::Result<(Arc<Loaded>, bool)> {
         let mut fresh = Zeroizing::new([0_u8; 32]);
         rand::rngs::SysRng
             .try_fill_bytes(&mut fresh[..])
@@ -174,8 +180,9 @@ impl DeploymentKey {
                 "the deployment key in Redis changed (Redis lost its data?); using the new one"
             );
         }
-        *cached = Some(Arc::new(Loaded::new(Arc::clone(&key))));
-        Ok((key, changed))
+        let loaded = Arc::new(Loaded::new(key));
+        *cached = Some(Arc::clone(&loaded));
+        Ok((loaded, changed))
     }
 
     /// The key as base64url, for `token-authority export`: the client
